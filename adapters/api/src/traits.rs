@@ -1,0 +1,46 @@
+use crate::{Passphrase, Preflight, Result, Rollout, RolloutOutcome, RunId, Staged, Target};
+use std::time::Instant;
+
+/// A platform secret store that holds the passphrase apps boot with.
+///
+/// The engine relies on a two-step protocol so the window in which apps can boot
+/// with the wrong passphrase is one round of requests: `stage` makes the new value
+/// retrievable but invisible to apps, `activate` is the single fast switch.
+#[async_trait::async_trait]
+pub trait SecretStore: Send + Sync {
+    fn describe(&self) -> Target;
+
+    /// Read-only: proves the store exists and is permitted, and warms connections
+    /// so that `activate` later costs one request.
+    async fn preflight(&self) -> Result<Preflight>;
+
+    /// The value apps get today; `None` where the platform cannot read it back.
+    async fn read_current(&self) -> Result<Option<Passphrase>>;
+
+    /// Write `new` as a staged version apps do not see. Idempotent per run id.
+    async fn stage(&self, new: &Passphrase, run: &RunId) -> Result<Staged>;
+
+    /// Read back what was staged, so `resume` can finish a run after a crash.
+    async fn read_staged(&self, staged: &Staged) -> Result<Passphrase>;
+
+    /// Make the staged version current. Idempotent: activating twice is success.
+    async fn activate(&self, staged: &Staged) -> Result<()>;
+
+    /// Undo a stage before the vault was rotated. Idempotent.
+    async fn discard(&self, staged: &Staged) -> Result<()>;
+}
+
+/// Something that restarts the apps so they boot with the new passphrase.
+#[async_trait::async_trait]
+pub trait Restarter: Send + Sync {
+    fn describe(&self) -> Target;
+
+    /// Read-only: every target exists, is permitted and is in a restartable state.
+    async fn preflight(&self) -> Result<Preflight>;
+
+    /// Start a rolling restart. Idempotent per run id.
+    async fn restart(&self, run: &RunId) -> Result<Rollout>;
+
+    /// Wait until the rollout reports done or failed, or the deadline passes.
+    async fn wait(&self, rollout: &Rollout, deadline: Instant) -> Result<RolloutOutcome>;
+}

@@ -1,0 +1,90 @@
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What an adapter acts on, for plans, progress lines and reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    /// The plan's `type` tag, e.g. `aws_secrets_manager`.
+    pub kind: String,
+    /// What a human recognises: a secret id, a file path, `cluster/service`.
+    pub name: String,
+}
+
+impl Target {
+    pub fn new(kind: impl Into<String>, name: impl Into<String>) -> Self {
+        Target { kind: kind.into(), name: name.into() }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind, self.name)
+    }
+}
+
+/// The id of one orchestrated rotation. Adapters derive idempotency tokens from it,
+/// so a retried or resumed step never creates a second version.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RunId(pub String);
+
+impl RunId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a read-only preflight found.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Preflight {
+    /// One line for the progress display, e.g. `AWSCURRENT = 3f2a…`.
+    pub detail: String,
+    /// Things an operator should know that do not stop the run.
+    pub warnings: Vec<String>,
+}
+
+/// A staged, not yet active, passphrase version. Recorded in the journal so that
+/// `resume` can activate or discard it: it never holds the value itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Staged {
+    pub target: Target,
+    pub run: RunId,
+    /// The platform's id of the staged version (version id, alias target, file path).
+    pub version: String,
+    /// The version that was current when staging, where the platform has one.
+    pub previous: Option<String>,
+    /// Adapter-specific bookkeeping (per-host results, etags).
+    #[serde(default)]
+    pub extra: serde_json::Value,
+}
+
+/// A restart that was started and can be waited on, also journaled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollout {
+    pub target: Target,
+    pub run: RunId,
+    /// The platform's id of the rollout (deployment id, generation, invocation ids).
+    pub id: String,
+    #[serde(default)]
+    pub extra: serde_json::Value,
+}
+
+/// How a rollout ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RolloutOutcome {
+    Done { detail: String },
+    Failed { reason: String },
+    TimedOut { detail: String },
+}
+
+impl RolloutOutcome {
+    pub fn is_done(&self) -> bool {
+        matches!(self, RolloutOutcome::Done { .. })
+    }
+}
