@@ -1,1 +1,5 @@
+//! vsync-orchestrate: rotate the passphrase of a vsync vault end to end.
 
+pub mod vault;
+
+pub use vsync_orchestrate_api as api;

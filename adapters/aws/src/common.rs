@@ -1,0 +1,156 @@
+//! What both AWS adapters share: loading the credential chain and turning SDK errors
+//! into the engine's error kinds without leaking response bodies.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use vsync_orchestrate_api::{Error, ErrorKind, Result};
+
+/// Loads the standard chain, with the plan's overrides applied on top.
+pub(crate) async fn load_sdk_config(
+    region: Option<&str>,
+    endpoint: Option<&str>,
+    profile: Option<&str>,
+) -> Result<SdkConfig> {
+    check_endpoint(endpoint)?;
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(p) = profile {
+        if p.trim().is_empty() {
+            return Err(Error::invalid_config("profile is empty"));
+        }
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = region {
+        loader = loader.region(Region::new(r.to_owned()));
+    }
+    if let Some(e) = endpoint {
+        loader = loader.endpoint_url(e);
+    }
+    let sdk = loader.load().await;
+    if sdk.region().is_none() {
+        return Err(Error::invalid_config(
+            "no AWS region: set `region` in the plan, AWS_REGION, or a region in the profile",
+        ));
+    }
+    Ok(sdk)
+}
+
+pub(crate) fn check_endpoint(endpoint: Option<&str>) -> Result<()> {
+    match endpoint {
+        Some(e) if !(e.starts_with("http://") || e.starts_with("https://")) => Err(
+            Error::invalid_config(format!("endpoint `{e}` must start with http:// or https://")),
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// How an `InvalidParameterException` / `InvalidRequestException` should be read.
+/// On a compare-and-swap call they mean "the label is not where you said": a conflict.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InvalidMeans {
+    BadInput,
+    Conflict,
+}
+
+/// Maps an SDK error onto an [`ErrorKind`], keeping only the error code, the service's
+/// message and the HTTP status. The SDK error itself is dropped, never attached as a
+/// source: its `Debug` includes the raw response, which for reads holds the secret.
+pub(crate) fn sdk_error<E>(op: &str, err: SdkError<E>, invalid: InvalidMeans) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match &err {
+        SdkError::ServiceError(ctx) => {
+            let status = ctx.raw().status().as_u16();
+            let code = ctx.err().code().unwrap_or("UnknownError").to_owned();
+            let message = ctx.err().message().unwrap_or("").to_owned();
+            let kind = kind_for(&code, status, invalid);
+            let text = if message.is_empty() {
+                format!("{op}: {code} (HTTP {status})")
+            } else {
+                format!("{op}: {code} (HTTP {status}): {message}")
+            };
+            Error::new(kind, text)
+        }
+        SdkError::ResponseError(ctx) => Error::temporary(format!(
+            "{op}: unreadable response (HTTP {})",
+            ctx.raw().status().as_u16()
+        )),
+        SdkError::TimeoutError(_) => Error::temporary(format!("{op}: timed out")),
+        SdkError::DispatchFailure(d) => {
+            // Connector errors describe the connection, never a body.
+            let kind = if d.is_user() { ErrorKind::InvalidConfig } else { ErrorKind::Temporary };
+            let detail = d.as_connector_error().map(|c| DisplayErrorContext(c).to_string());
+            Error::new(
+                kind,
+                format!("{op}: request not delivered: {}", detail.unwrap_or_default()),
+            )
+        }
+        SdkError::ConstructionFailure(_) => {
+            Error::invalid_config(format!("{op}: {}", DisplayErrorContext(&err)))
+        }
+        _ => Error::failed(format!("{op}: unexpected SDK error")),
+    }
+}
+
+fn kind_for(code: &str, status: u16, invalid: InvalidMeans) -> ErrorKind {
+    match code {
+        "ResourceNotFoundException" | "ClusterNotFoundException" | "ServiceNotFoundException" => {
+            ErrorKind::NotFound
+        }
+        "AccessDeniedException"
+        | "AccessDenied"
+        | "UnrecognizedClientException"
+        | "InvalidClientTokenId"
+        | "InvalidSignatureException"
+        | "SignatureDoesNotMatch"
+        | "ExpiredTokenException"
+        | "ExpiredToken"
+        | "IncompleteSignature"
+        | "MissingAuthenticationToken"
+        | "DecryptionFailure" => ErrorKind::Permission,
+        "ThrottlingException"
+        | "Throttling"
+        | "TooManyRequestsException"
+        | "RequestLimitExceeded"
+        | "InternalServiceError"
+        | "InternalFailure"
+        | "ServerException"
+        | "ServiceUnavailable"
+        | "ServiceUnavailableException" => ErrorKind::Temporary,
+        "InvalidParameterException" | "InvalidRequestException" => match invalid {
+            InvalidMeans::Conflict => ErrorKind::Conflict,
+            InvalidMeans::BadInput => ErrorKind::InvalidConfig,
+        },
+        "ResourceExistsException" | "PreconditionNotMetException" => ErrorKind::Conflict,
+        "ServiceNotActiveException" | "PlatformUnknownException" => ErrorKind::Unsupported,
+        "LimitExceededException" => ErrorKind::Failed,
+        _ if status >= 500 || status == 429 => ErrorKind::Temporary,
+        _ if status == 401 || status == 403 => ErrorKind::Permission,
+        _ if status == 404 => ErrorKind::NotFound,
+        _ => ErrorKind::Failed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_map_to_kinds() {
+        use InvalidMeans::*;
+        assert_eq!(kind_for("ResourceNotFoundException", 400, BadInput), ErrorKind::NotFound);
+        assert_eq!(kind_for("AccessDeniedException", 400, BadInput), ErrorKind::Permission);
+        assert_eq!(kind_for("ThrottlingException", 400, BadInput), ErrorKind::Temporary);
+        assert_eq!(kind_for("Whatever", 503, BadInput), ErrorKind::Temporary);
+        assert_eq!(kind_for("InvalidParameterException", 400, Conflict), ErrorKind::Conflict);
+        assert_eq!(kind_for("InvalidParameterException", 400, BadInput), ErrorKind::InvalidConfig);
+        assert_eq!(kind_for("ClientException", 400, BadInput), ErrorKind::Failed);
+    }
+
+    #[test]
+    fn endpoint_needs_a_scheme() {
+        assert!(check_endpoint(Some("127.0.0.1:5000")).is_err());
+        assert!(check_endpoint(Some("http://127.0.0.1:5000")).is_ok());
+        assert!(check_endpoint(None).is_ok());
+    }
+}

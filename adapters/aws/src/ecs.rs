@@ -1,0 +1,388 @@
+//! The `ecs` restarter: a forced new deployment per service, followed until that very
+//! deployment reports its rollout state.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use aws_sdk_ecs::types::{DeploymentControllerType, DeploymentRolloutState, Service};
+use aws_sdk_ecs::Client;
+use vsync_orchestrate_api::{
+    async_trait, Error, ErrorKind, Preflight, Restarter, Result, Rollout, RolloutOutcome, RunId,
+    Target,
+};
+
+use crate::common::{load_sdk_config, sdk_error, InvalidMeans};
+
+const KIND: &str = "ecs";
+/// DescribeServices accepts at most this many services per call.
+const DESCRIBE_BATCH: usize = 10;
+
+/// The plan's `[[restart]] type = "ecs"` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EcsConfig {
+    /// Name or ARN of the cluster.
+    pub cluster: String,
+    /// Names or ARNs of the services, restarted together and waited on together.
+    pub services: Vec<String>,
+    /// Overrides the region from the environment or profile.
+    pub region: Option<String>,
+    /// For emulators and VPC endpoints; normally unset.
+    pub endpoint: Option<String>,
+    /// A named profile from the shared config (SSO, assume-role, credential_process).
+    pub profile: Option<String>,
+    /// How often `wait` asks ECS for progress. Rollouts take minutes; a few seconds
+    /// keeps well inside the DescribeServices rate limit.
+    pub poll_interval: Duration,
+}
+
+/// ECS services restarted with `forceNewDeployment`, so tasks start again and resolve
+/// their secrets (`AWSCURRENT`) anew.
+///
+/// Success is judged on the deployment this restart created, by id: a circuit-breaker
+/// rollback ends in a steady service too, which is why the SDK's "services stable"
+/// waiter is not used.
+pub struct EcsRestarter {
+    client: Client,
+    cfg: EcsConfig,
+    /// Deployments already started per (run, service), so a retried `restart` in the
+    /// same process does not force a second deployment of services it already did.
+    started: Mutex<HashMap<(String, String), String>>,
+}
+
+impl std::fmt::Debug for EcsRestarter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EcsRestarter").field("cfg", &self.cfg).finish_non_exhaustive()
+    }
+}
+
+impl EcsRestarter {
+    /// Resolves credentials and region through the standard chain with the plan's
+    /// `profile`, `region` and `endpoint` applied.
+    pub async fn new(cfg: EcsConfig) -> Result<Self> {
+        let sdk = load_sdk_config(
+            cfg.region.as_deref(),
+            cfg.endpoint.as_deref(),
+            cfg.profile.as_deref(),
+        )
+        .await?;
+        Self::from_sdk_config(cfg, &sdk)
+    }
+
+    /// Builds on an already loaded chain, so several adapters share one credential
+    /// resolution. `cfg.region` and `cfg.endpoint` still override; `cfg.profile` is not
+    /// consulted (the credentials come from `sdk`).
+    pub fn from_sdk_config(cfg: EcsConfig, sdk: &aws_config::SdkConfig) -> Result<Self> {
+        if cfg.cluster.trim().is_empty() {
+            return Err(Error::invalid_config("ecs: cluster is empty"));
+        }
+        if cfg.services.is_empty() || cfg.services.iter().any(|s| s.trim().is_empty()) {
+            return Err(Error::invalid_config("ecs: services must name at least one service"));
+        }
+        if cfg.poll_interval.is_zero() {
+            return Err(Error::invalid_config("ecs: poll interval must be positive"));
+        }
+        crate::common::check_endpoint(cfg.endpoint.as_deref())?;
+        let mut b = aws_sdk_ecs::config::Builder::from(sdk);
+        if let Some(r) = &cfg.region {
+            b = b.region(aws_sdk_ecs::config::Region::new(r.clone()));
+        }
+        if let Some(e) = &cfg.endpoint {
+            b = b.endpoint_url(e);
+        }
+        Ok(EcsRestarter { client: Client::from_conf(b.build()), cfg, started: Mutex::default() })
+    }
+
+    fn ctx(&self, e: Error) -> Error {
+        e.context(format!("ecs cluster {}", self.cfg.cluster))
+    }
+
+    /// DescribeServices for `names`, keyed by the name as the plan gave it.
+    /// A service ECS reports as missing is an error.
+    async fn describe_services(&self, names: &[&str]) -> Result<HashMap<String, Service>> {
+        let mut found = HashMap::new();
+        for chunk in names.chunks(DESCRIBE_BATCH) {
+            let out = self
+                .client
+                .describe_services()
+                .cluster(&self.cfg.cluster)
+                .set_services(Some(chunk.iter().map(|s| s.to_string()).collect()))
+                .send()
+                .await
+                .map_err(|e| ecs_error("DescribeServices", e))
+                .map_err(|e| self.ctx(e))?;
+            if let Some(f) = out.failures().first() {
+                let what = f.arn().unwrap_or("a service");
+                let reason = f.reason().unwrap_or("unknown reason");
+                let e = if reason == "MISSING" {
+                    Error::not_found(format!("service {what} does not exist"))
+                } else {
+                    Error::failed(format!("service {what}: {reason}"))
+                };
+                return Err(self.ctx(e));
+            }
+            for svc in out.services() {
+                if let Some(name) = chunk.iter().find(|n| names_service(n, svc)) {
+                    found.insert(name.to_string(), svc.clone());
+                }
+            }
+            if let Some(missing) = chunk.iter().find(|n| !found.contains_key(**n)) {
+                return Err(self.ctx(Error::not_found(format!(
+                    "service {missing} does not exist"
+                ))));
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Whether the plan's `name` (a name or an ARN) designates `svc`.
+fn names_service(name: &str, svc: &Service) -> bool {
+    svc.service_name() == Some(name) || svc.service_arn() == Some(name)
+}
+
+fn ecs_error<E>(op: &str, e: aws_sdk_ecs::error::SdkError<E>) -> Error
+where
+    E: aws_sdk_ecs::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let err = sdk_error(op, e, InvalidMeans::BadInput);
+    // ECS reports missing permissions as a generic ClientException.
+    if err.kind() == ErrorKind::Failed && err.message().contains("not authorized") {
+        return Error::permission(err.message().to_owned());
+    }
+    err
+}
+
+/// Why a service cannot be restarted this way, if it cannot.
+fn refusal(name: &str, svc: &Service) -> Option<Error> {
+    let status = svc.status().unwrap_or("UNKNOWN");
+    if status != "ACTIVE" {
+        return Some(Error::unsupported(format!(
+            "service {name} is {status}, not ACTIVE"
+        )));
+    }
+    let controller = svc.deployment_controller().map(|c| c.r#type());
+    match controller {
+        None | Some(DeploymentControllerType::Ecs) => None,
+        Some(other) => Some(Error::unsupported(format!(
+            "service {name} uses the {} deployment controller; only rolling (ECS) \
+             deployments report a rollout state this tool can follow. Restart it through \
+             {} instead",
+            other.as_str(),
+            if *other == DeploymentControllerType::CodeDeploy {
+                "CodeDeploy"
+            } else {
+                "the external deployment tooling"
+            }
+        ))),
+    }
+}
+
+fn warnings_for(name: &str, svc: &Service) -> Vec<String> {
+    let mut w = Vec::new();
+    if svc.desired_count() == 0 {
+        w.push(format!("service {name} has desiredCount 0: restarting it starts no task"));
+    }
+    let breaker = svc
+        .deployment_configuration()
+        .and_then(|c| c.deployment_circuit_breaker())
+        .is_some_and(|b| b.enable());
+    if !breaker {
+        w.push(format!(
+            "service {name} has no deployment circuit breaker: a failing rollout is only \
+             noticed at the timeout"
+        ));
+    }
+    if svc.deployments().len() > 1 {
+        w.push(format!(
+            "service {name} already has a deployment in progress; the restart replaces it"
+        ));
+    }
+    w
+}
+
+/// Where one service's deployment stands.
+enum Progress {
+    Done(String),
+    Failed(String),
+    Waiting(String),
+}
+
+fn progress(name: &str, deployment_id: &str, svc: &Service) -> Progress {
+    let Some(d) = svc.deployments().iter().find(|d| d.id() == Some(deployment_id)) else {
+        return Progress::Failed(format!(
+            "{name}: deployment {deployment_id} disappeared (rolled back by the deployment \
+             circuit breaker, or replaced)"
+        ));
+    };
+    let counts = format!("{}/{} running", d.running_count(), d.desired_count());
+    if d.status() != Some("PRIMARY") {
+        // A newer deployment took over: a rollback, or someone else's deploy. Either way
+        // this restart's tasks are not the ones that will stay.
+        let primary = svc
+            .deployments()
+            .iter()
+            .find(|d| d.status() == Some("PRIMARY"))
+            .and_then(|d| d.id())
+            .unwrap_or("another deployment");
+        return Progress::Failed(format!(
+            "{name}: deployment {deployment_id} was superseded by {primary}"
+        ));
+    }
+    match d.rollout_state() {
+        Some(DeploymentRolloutState::Completed) => {
+            Progress::Done(format!("{name}: {deployment_id} completed ({counts})"))
+        }
+        Some(DeploymentRolloutState::Failed) => Progress::Failed(format!(
+            "{name}: deployment {deployment_id} failed: {} ({} failed tasks)",
+            d.rollout_state_reason().unwrap_or("no reason given"),
+            d.failed_tasks()
+        )),
+        Some(DeploymentRolloutState::InProgress) => {
+            Progress::Waiting(format!("{name}: {deployment_id} in progress ({counts})"))
+        }
+        // No rollout state (e.g. behind a Classic Load Balancer): fall back to "ours is
+        // the only deployment and it runs everything it should".
+        _ => {
+            if svc.deployments().len() == 1
+                && d.desired_count() > 0
+                && d.running_count() == d.desired_count()
+            {
+                Progress::Done(format!("{name}: {deployment_id} steady ({counts})"))
+            } else {
+                Progress::Waiting(format!("{name}: {deployment_id} starting ({counts})"))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Restarter for EcsRestarter {
+    fn describe(&self) -> Target {
+        Target::new(KIND, format!("{}/{}", self.cfg.cluster, self.cfg.services.join(",")))
+    }
+
+    async fn preflight(&self) -> Result<Preflight> {
+        let names: Vec<&str> = self.cfg.services.iter().map(String::as_str).collect();
+        let found = self.describe_services(&names).await?;
+        let mut warnings = Vec::new();
+        let mut parts = Vec::new();
+        for name in &names {
+            let svc = &found[*name];
+            if let Some(e) = refusal(name, svc) {
+                return Err(self.ctx(e));
+            }
+            warnings.extend(warnings_for(name, svc));
+            parts.push(format!("{name} ({}/{} running)", svc.running_count(), svc.desired_count()));
+        }
+        Ok(Preflight { detail: parts.join(", "), warnings })
+    }
+
+    async fn restart(&self, run: &RunId) -> Result<Rollout> {
+        let mut deployments = BTreeMap::new();
+        let mut arns = BTreeMap::new();
+        for name in &self.cfg.services {
+            let key = (run.as_str().to_owned(), name.clone());
+            let known = self.started.lock().expect("poisoned").get(&key).cloned();
+            if let Some(id) = known {
+                deployments.insert(name.clone(), id);
+                continue;
+            }
+            let out = self
+                .client
+                .update_service()
+                .cluster(&self.cfg.cluster)
+                .service(name)
+                .force_new_deployment(true)
+                .send()
+                .await
+                .map_err(|e| ecs_error("UpdateService", e))
+                .map_err(|e| self.ctx(e.context(format!("service {name}"))))?;
+            let svc = out.service().ok_or_else(|| {
+                self.ctx(Error::failed(format!("UpdateService for {name} returned no service")))
+            })?;
+            let id = svc
+                .deployments()
+                .iter()
+                .find(|d| d.status() == Some("PRIMARY"))
+                .and_then(|d| d.id())
+                .ok_or_else(|| {
+                    self.ctx(Error::failed(format!(
+                        "UpdateService for {name} returned no PRIMARY deployment"
+                    )))
+                })?
+                .to_owned();
+            if let Some(arn) = svc.current_service_deployment() {
+                arns.insert(name.clone(), arn.to_owned());
+            }
+            self.started.lock().expect("poisoned").insert(key, id.clone());
+            deployments.insert(name.clone(), id);
+        }
+        Ok(Rollout {
+            target: self.describe(),
+            run: run.clone(),
+            id: deployments.values().cloned().collect::<Vec<_>>().join(","),
+            extra: serde_json::json!({
+                "cluster": self.cfg.cluster,
+                "deployments": deployments,
+                "service_deployment_arns": arns,
+            }),
+        })
+    }
+
+    async fn wait(&self, rollout: &Rollout, deadline: Instant) -> Result<RolloutOutcome> {
+        let deployments: BTreeMap<String, String> = rollout
+            .extra
+            .get("deployments")
+            .cloned()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .filter(|m: &BTreeMap<String, String>| !m.is_empty())
+            .ok_or_else(|| {
+                Error::invalid_config("ecs rollout record has no deployments to wait for")
+            })?;
+        let mut done: BTreeMap<String, String> = BTreeMap::new();
+        loop {
+            let pending: Vec<&str> = deployments
+                .keys()
+                .filter(|n| !done.contains_key(*n))
+                .map(String::as_str)
+                .collect();
+            let mut waiting = Vec::new();
+            let mut last_error = None;
+            match self.describe_services(&pending).await {
+                Ok(found) => {
+                    for name in &pending {
+                        match progress(name, &deployments[*name], &found[*name]) {
+                            Progress::Done(d) => {
+                                done.insert(name.to_string(), d);
+                            }
+                            Progress::Failed(reason) => {
+                                return Ok(RolloutOutcome::Failed { reason });
+                            }
+                            Progress::Waiting(w) => waiting.push(w),
+                        }
+                    }
+                }
+                // A blip while polling is not a failed rollout; keep going until the deadline.
+                Err(e) if e.kind() == ErrorKind::Temporary => {
+                    waiting = pending.iter().map(|n| format!("{n}: status unknown")).collect();
+                    last_error = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+            if done.len() == deployments.len() {
+                let detail = done.into_values().collect::<Vec<_>>().join("; ");
+                return Ok(RolloutOutcome::Done { detail });
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let mut detail = waiting.join("; ");
+                if let Some(e) = last_error {
+                    detail.push_str(&format!(" (last error: {e})"));
+                }
+                return Ok(RolloutOutcome::TimedOut { detail });
+            }
+            tokio::time::sleep(self.cfg.poll_interval.min(deadline - now)).await;
+        }
+    }
+}

@@ -1,0 +1,54 @@
+use std::fmt;
+
+/// The upstream runtime libraries' error taxonomy (wire format §11.1).
+///
+/// Conformance vectors assert on these classes, and operators recognise the names
+/// from their apps' boot logs, so every vault failure maps onto exactly one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VaultErrorKind {
+    ConfigMissing,
+    ConfigUnsupportedVersion,
+    S3Unreachable,
+    ManifestNotFound,
+    WrongPassphrase,
+    BundleCorrupt,
+    UnsupportedSpecVersion,
+}
+
+impl VaultErrorKind {
+    /// The canonical class name, as the vectors and the other libraries spell it.
+    pub fn class_name(self) -> &'static str {
+        match self {
+            VaultErrorKind::ConfigMissing => "ConfigMissingError",
+            VaultErrorKind::ConfigUnsupportedVersion => "ConfigUnsupportedVersionError",
+            VaultErrorKind::S3Unreachable => "S3UnreachableError",
+            VaultErrorKind::ManifestNotFound => "ManifestNotFoundError",
+            VaultErrorKind::WrongPassphrase => "WrongPassphraseError",
+            VaultErrorKind::BundleCorrupt => "BundleCorruptError",
+            VaultErrorKind::UnsupportedSpecVersion => "UnsupportedSpecVersionError",
+        }
+    }
+}
+
+impl fmt::Display for VaultErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.class_name())
+    }
+}
+
+/// A vault read or decode failure: the upstream class plus what exactly was wrong.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{kind}: {detail}")]
+pub struct VaultError {
+    pub kind: VaultErrorKind,
+    pub detail: String,
+}
+
+impl VaultError {
+    pub fn new(kind: VaultErrorKind, detail: impl Into<String>) -> Self {
+        VaultError { kind, detail: detail.into() }
+    }
+    pub fn corrupt(detail: impl Into<String>) -> Self {
+        Self::new(VaultErrorKind::BundleCorrupt, detail)
+    }
+}

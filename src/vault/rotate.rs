@@ -1,0 +1,399 @@
+//! Rotation (wire format §9.5, §9.6), split at the points the engine journals:
+//! `inspect` (read-only), `prepare` (uploads an orphan bundle nobody references),
+//! `commit` (the pointer swap, T0), `finish` (counters and audit, idempotent so a
+//! resumed run can call it again).
+
+use super::audit::{self, Origin};
+use super::counter::Counter;
+use super::crypto::{self, Key};
+use super::error::VaultError;
+use super::layout::{self, Detected, Layout, COUNTER_CELLS};
+use super::seal;
+use super::stamp::{self, Stamp};
+use super::storage::{Meta, PutCondition, StorageError, StorageErrorKind};
+use super::Vault;
+use std::time::{Instant, SystemTime};
+use vsync_orchestrate_api::Passphrase;
+use zeroize::Zeroizing;
+
+/// Why a rotation stopped. Each maps to the runbook's exit code (design §3).
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    #[error("vault not found: no pointer (`latest` or `manifest`) at {0}")]
+    VaultNotFound(String),
+    #[error("both layouts exist at {0} (`latest` and `manifest`); set vault.layout = \"cli\" or \"runtime\" to choose which one to rotate")]
+    AmbiguousLayout(String),
+    #[error("reading the vault failed: {0}")]
+    Read(StorageError),
+    #[error("the old passphrase does not open the live bundle {key}: {source}")]
+    OldPassphrase { key: String, source: VaultError },
+    #[error("the counter cell {key} is malformed ({detail}); fix or remove it before rotating")]
+    MalformedCounter { key: String, detail: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("re-encryption failed its self-check: {0}")]
+    Encrypt(String),
+    #[error("uploading the new bundle failed: {0}")]
+    Upload(StorageError),
+    #[error("pointer swap refused: {key} changed since it was read (someone else rotated or pushed); nothing was changed")]
+    PointerConflict { key: String },
+    #[error("pointer swap failed: {0}; the vault is unchanged and the run is safe to retry")]
+    PointerFailed(StorageError),
+}
+
+impl RotateError {
+    /// The upstream runbook's exit codes, so on-call muscle memory transfers.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RotateError::VaultNotFound(_) => 5,
+            RotateError::AmbiguousLayout(_)
+            | RotateError::Read(_)
+            | RotateError::OldPassphrase { .. }
+            | RotateError::Invalid(_) => 1,
+            RotateError::Encrypt(_) | RotateError::Upload(_) => 2,
+            RotateError::MalformedCounter { .. }
+            | RotateError::PointerConflict { .. }
+            | RotateError::PointerFailed(_) => 3,
+        }
+    }
+}
+
+/// What preflight learned: the live version, read and decrypted with the old
+/// passphrase. Holds the plaintext (zeroized on drop) so rotate need not decrypt again.
+pub struct Inspection {
+    pub layout: Layout,
+    pub stamp: Stamp,
+    pub gen: u64,
+    pub pointer_etag: String,
+    pub bundle_key: String,
+    pointer_body: Vec<u8>,
+    plaintext: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Inspection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inspection")
+            .field("layout", &self.layout)
+            .field("stamp", &self.stamp)
+            .field("gen", &self.gen)
+            .field("pointer_etag", &self.pointer_etag)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A new bundle uploaded (harmless until the pointer names it).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Prepared {
+    pub layout: Layout,
+    pub old_stamp: Stamp,
+    pub new_stamp: Stamp,
+    pub gen_before: u64,
+    pub bundle_key: String,
+    pub pointer_key: String,
+    pub pointer_etag: String,
+    #[serde(with = "hex_bytes")]
+    pub new_pointer_body: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// Monotonic instant right after the pointer swap returned: T0.
+    pub t0: Instant,
+    pub rotated_at: String,
+}
+
+/// Where and with what meta to write the audit row.
+#[derive(Debug, Clone)]
+pub struct AuditSpec {
+    pub key: String,
+    pub user_meta: Vec<(String, String)>,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum AuditOutcome {
+    Written,
+    AlreadyPresent,
+    Disabled,
+    /// Exit-4 semantics: the rotation is live; `row` is exactly the line to append by hand.
+    Failed { key: String, error: String, row: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub gen_after: u64,
+    pub audit: AuditOutcome,
+    /// Counter cells that could not be written (the rotation is live regardless).
+    pub counter_errors: Vec<String>,
+}
+
+impl Finished {
+    /// 4 when the rotation is live but its bookkeeping is incomplete.
+    pub fn exit_code(&self) -> u8 {
+        if matches!(self.audit, AuditOutcome::Failed { .. }) || !self.counter_errors.is_empty() {
+            4
+        } else {
+            0
+        }
+    }
+}
+
+impl Vault {
+    /// Read-only: pointer, counters and live bundle, decrypted with `old`.
+    /// `accept_unsealed` lets through a bundle whose embedded stamp differs from the
+    /// pointer (what upstream's buggy rotate leaves behind); it is re-sealed anyway.
+    pub async fn inspect(
+        &self,
+        old: &Passphrase,
+        accept_unsealed: bool,
+    ) -> Result<Inspection, RotateError> {
+        let layout = match layout::detect(&*self.storage, &self.prefix, self.layout)
+            .await
+            .map_err(RotateError::Read)?
+        {
+            Detected::Found(l) => l,
+            Detected::Nothing => return Err(RotateError::VaultNotFound(self.describe())),
+            Detected::Both => return Err(RotateError::AmbiguousLayout(self.describe())),
+        };
+        let pointer_key = self.key(layout.pointer_name());
+        let (stamp, pointer) = match self.read_pointer(layout).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return Err(RotateError::VaultNotFound(self.describe())),
+            Err(e) => {
+                return Err(RotateError::OldPassphrase { key: pointer_key, source: e });
+            }
+        };
+        let mut gen = 0;
+        for name in COUNTER_CELLS {
+            let key = self.key(name);
+            if let Some(obj) = self.storage.get(&key).await.map_err(RotateError::Read)? {
+                let c = Counter::parse(&obj.body)
+                    .map_err(|detail| RotateError::MalformedCounter { key, detail })?;
+                gen = gen.max(c.gen.unwrap_or(0));
+            }
+        }
+        let bundle_key = self.key(&layout.bundle_name(&stamp));
+        let envelope = self
+            .storage
+            .get(&bundle_key)
+            .await
+            .map_err(RotateError::Read)?
+            .ok_or_else(|| RotateError::OldPassphrase {
+                key: bundle_key.clone(),
+                source: VaultError::corrupt("the bundle the pointer names does not exist"),
+            })?;
+        let key = Key::derive(old, &self.kdf);
+        let fail = |source| RotateError::OldPassphrase { key: bundle_key.clone(), source };
+        let plaintext = crypto::decrypt(&key, &envelope.body).map_err(fail)?;
+        match layout {
+            Layout::Cli => {
+                let (embedded, _) = seal::unseal(&plaintext).map_err(fail)?;
+                if embedded != stamp && !accept_unsealed {
+                    return Err(fail(VaultError::corrupt(format!(
+                        "its embedded stamp {embedded} differs from the pointer's {stamp} \
+                         (upstream `vsync rotate-passphrase` leaves bundles like this); \
+                         pass --accept-unsealed to re-seal it during this rotation"
+                    ))));
+                }
+            }
+            Layout::Runtime => {
+                super::open::parse_json_bundle(&plaintext).map_err(fail)?;
+            }
+        }
+        Ok(Inspection {
+            layout,
+            stamp,
+            gen,
+            pointer_etag: pointer.etag,
+            bundle_key,
+            pointer_body: pointer.body,
+            plaintext,
+        })
+    }
+
+    /// Re-seals and re-encrypts under `new` (same salt and iterations), checks the
+    /// result decrypts, and uploads it with `If-None-Match: *` under a new stamp.
+    pub async fn prepare(
+        &self,
+        insp: &Inspection,
+        new: &Passphrase,
+    ) -> Result<Prepared, RotateError> {
+        let key = Key::derive(new, &self.kdf);
+        let mut new_stamp = Stamp::next_after(&insp.stamp);
+        for attempt in 0..3 {
+            let plain: Zeroizing<Vec<u8>> = match insp.layout {
+                Layout::Cli => {
+                    let (_, payload) = seal::unseal(&insp.plaintext)
+                        .map_err(|e| RotateError::Encrypt(e.to_string()))?;
+                    Zeroizing::new(seal::seal(&new_stamp, payload))
+                }
+                Layout::Runtime => insp.plaintext.clone(),
+            };
+            let envelope = crypto::encrypt(&key, &plain);
+            let back = crypto::decrypt(&key, &envelope)
+                .map_err(|e| RotateError::Encrypt(e.to_string()))?;
+            if back[..] != plain[..] {
+                return Err(RotateError::Encrypt("decrypting the new bundle gave other bytes".into()));
+            }
+            let bundle_key = self.key(&insp.layout.bundle_name(&new_stamp));
+            match self.storage.put(&bundle_key, envelope, PutCondition::IfAbsent, &Meta::new()).await {
+                Ok(_) => {
+                    return Ok(Prepared {
+                        layout: insp.layout,
+                        old_stamp: insp.stamp.clone(),
+                        new_stamp: new_stamp.clone(),
+                        gen_before: insp.gen,
+                        bundle_key,
+                        pointer_key: self.key(insp.layout.pointer_name()),
+                        pointer_etag: insp.pointer_etag.clone(),
+                        new_pointer_body: self.pointer_body(insp, &new_stamp),
+                    })
+                }
+                // Another writer took this second's key: never overwrite, move on.
+                Err(e) if e.kind == StorageErrorKind::PreconditionFailed && attempt < 2 => {
+                    new_stamp = Stamp::next_after(&new_stamp);
+                }
+                Err(e) => return Err(RotateError::Upload(e)),
+            }
+        }
+        unreachable!("the loop returns on its last attempt")
+    }
+
+    fn pointer_body(&self, insp: &Inspection, new_stamp: &Stamp) -> Vec<u8> {
+        match insp.layout {
+            Layout::Cli => new_stamp.as_str().as_bytes().to_vec(),
+            Layout::Runtime => {
+                // Keep the manifest's payload, refreshing a `gen` it carries.
+                let old_payload = seal::unseal(&insp.pointer_body).map(|(_, p)| p).unwrap_or(b"");
+                let payload = match serde_json::from_slice::<serde_json::Value>(old_payload) {
+                    Ok(serde_json::Value::Object(mut o)) if o.contains_key("gen") => {
+                        o.insert("gen".into(), (insp.gen + 1).into());
+                        serde_json::to_vec(&o).expect("serialises")
+                    }
+                    _ => old_payload.to_vec(),
+                };
+                seal::seal(new_stamp, &payload)
+            }
+        }
+    }
+
+    /// The pointer swap with `If-Match`: T0, the moment apps that boot start needing
+    /// the new passphrase.
+    pub async fn commit(&self, p: &Prepared) -> Result<Committed, RotateError> {
+        let rotated_at = stamp::iso_millis(SystemTime::now());
+        let meta: Meta = [
+            ("gen".to_owned(), (p.gen_before + 1).to_string()),
+            ("prev-gen".to_owned(), p.gen_before.to_string()),
+            ("rotated-at".to_owned(), rotated_at.clone()),
+        ]
+        .into();
+        let res = self
+            .storage
+            .put(
+                &p.pointer_key,
+                p.new_pointer_body.clone(),
+                PutCondition::IfMatch(p.pointer_etag.clone()),
+                &meta,
+            )
+            .await;
+        let t0 = Instant::now();
+        match res {
+            Ok(_) => Ok(Committed { t0, rotated_at }),
+            Err(e)
+                if matches!(e.kind, StorageErrorKind::PreconditionFailed | StorageErrorKind::NotFound) =>
+            {
+                Err(RotateError::PointerConflict { key: p.pointer_key.clone() })
+            }
+            Err(e) => Err(RotateError::PointerFailed(e)),
+        }
+    }
+
+    /// Whether the pointer already names `stamp` (resume decides T0 happened by this).
+    pub async fn pointer_is(&self, layout: Layout, stamp: &Stamp) -> Result<bool, VaultError> {
+        Ok(self.read_pointer(layout).await?.is_some_and(|(s, _)| &s == stamp))
+    }
+
+    /// Counters in both cells, then the audit row. Idempotent: a cell already at
+    /// `gen_before + 1` and a row already present for `new_stamp` are left alone.
+    pub async fn finish(
+        &self,
+        gen_before: u64,
+        new_stamp: &Stamp,
+        rotated_at: &str,
+        audit_spec: Option<&AuditSpec>,
+    ) -> Finished {
+        let gen_after = gen_before + 1;
+        let cell = Counter {
+            gen: Some(gen_after),
+            prev_gen: Some(gen_before),
+            rotated_at: Some(rotated_at.to_owned()),
+        }
+        .to_json();
+        let mut counter_errors = Vec::new();
+        for name in COUNTER_CELLS {
+            let key = self.key(name);
+            if let Err(e) = self.write_counter(&key, &cell, gen_after).await {
+                counter_errors.push(format!("{key}: {e}"));
+            }
+        }
+        let audit = match audit_spec {
+            None => AuditOutcome::Disabled,
+            Some(spec) => {
+                let meta = audit::rotate_meta(&spec.user_meta, gen_after, gen_before);
+                let row = audit::rotate_row(
+                    &stamp::iso_millis(SystemTime::now()),
+                    new_stamp.as_str(),
+                    &spec.origin,
+                    &meta,
+                );
+                match audit::has_rotate_row(&*self.storage, &spec.key, new_stamp.as_str()).await {
+                    Ok(true) => AuditOutcome::AlreadyPresent,
+                    _ => match audit::append(&*self.storage, &spec.key, &row).await {
+                        Ok(()) => AuditOutcome::Written,
+                        Err(e) => AuditOutcome::Failed { key: spec.key.clone(), error: e.to_string(), row },
+                    },
+                }
+            }
+        };
+        Finished { gen_after, audit, counter_errors }
+    }
+
+    async fn write_counter(&self, key: &str, body: &str, gen_after: u64) -> Result<(), StorageError> {
+        let mut last = None;
+        for _ in 0..3 {
+            let cond = match self.storage.get(key).await? {
+                Some(o) => {
+                    if Counter::parse(&o.body).ok().and_then(|c| c.gen) >= Some(gen_after) {
+                        return Ok(());
+                    }
+                    PutCondition::IfMatch(o.etag)
+                }
+                None => PutCondition::IfAbsent,
+            };
+            match self.storage.put(key, body.as_bytes().to_vec(), cond, &Meta::new()).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind == StorageErrorKind::PreconditionFailed => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("loop ran"))
+    }
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(s.get(i..i + 2).unwrap_or("zz"), 16))
+            .collect::<Result<_, _>>()
+            .map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,105 @@
+//! Version stamps (`YYYYMMDD-HHMMSS`, UTC) and the ISO instants of counters and audit rows.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Stamp(String);
+
+impl TryFrom<String> for Stamp {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Stamp::parse(&s)
+    }
+}
+
+impl From<Stamp> for String {
+    fn from(s: Stamp) -> String {
+        s.0
+    }
+}
+
+impl Stamp {
+    pub const LEN: usize = 15;
+
+    pub fn parse(s: &str) -> Result<Stamp, String> {
+        let b = s.as_bytes();
+        let ok = b.len() == Self::LEN
+            && b[8] == b'-'
+            && b.iter().enumerate().all(|(i, c)| i == 8 || c.is_ascii_digit());
+        if !ok {
+            return Err(format!("{s:?} is not a YYYYMMDD-HHMMSS stamp"));
+        }
+        let stamp = Stamp(s.to_owned());
+        stamp.to_system_time().map_err(|_| format!("{s:?} is not a valid UTC time"))?;
+        Ok(stamp)
+    }
+
+    pub fn from_time(t: SystemTime) -> Stamp {
+        let iso = humantime::format_rfc3339_seconds(t).to_string();
+        // 2026-05-23T11:42:01Z -> 20260523-114201
+        let s: String = iso[..19].chars().filter(|c| *c != '-' && *c != ':').collect();
+        Stamp(s.replace('T', "-"))
+    }
+
+    pub fn now() -> Stamp {
+        Self::from_time(SystemTime::now())
+    }
+
+    pub fn to_system_time(&self) -> Result<SystemTime, humantime::TimestampError> {
+        let s = &self.0;
+        let iso = format!(
+            "{}-{}-{}T{}:{}:{}Z",
+            &s[0..4],
+            &s[4..6],
+            &s[6..8],
+            &s[9..11],
+            &s[11..13],
+            &s[13..15]
+        );
+        humantime::parse_rfc3339(&iso)
+    }
+
+    /// A stamp for a new version: now, or one second past `previous` when the clock
+    /// is behind or in the same second, so stamps strictly increase.
+    pub fn next_after(previous: &Stamp) -> Stamp {
+        let now = Stamp::now();
+        if &now > previous {
+            return now;
+        }
+        let t = previous.to_system_time().expect("parsed stamps are valid times");
+        Stamp::from_time(t + Duration::from_secs(1))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Stamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `2026-05-23T11:42:01.234Z`, the form JS `toISOString()` writes.
+pub fn iso_millis(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_round_trip_and_increase() {
+        let s = Stamp::parse("20260523-114201").unwrap();
+        assert_eq!(Stamp::from_time(s.to_system_time().unwrap()), s);
+        let future = Stamp::parse("29990101-000000").unwrap();
+        assert_eq!(Stamp::next_after(&future).as_str(), "29990101-000001");
+        assert!(Stamp::next_after(&s) > s);
+        assert!(Stamp::parse("2026052-1142011").is_err());
+        assert!(Stamp::parse("20261399-114201").is_err());
+    }
+}

@@ -1,0 +1,278 @@
+use super::{Meta, Object, PutCondition, Storage, StorageError, StorageErrorKind};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
+
+/// A vault in a local directory, for the demo, single-host setups and fast tests.
+///
+/// Keys map to files under the root; ETags and metadata live in a sidecar tree
+/// (`.vsync-meta/`). Every read and write holds an `flock` on `.vsync-lock`, so the
+/// check-then-write of a conditional put is atomic across threads and processes,
+/// and a rename makes each object appear whole.
+#[derive(Debug, Clone)]
+pub struct DirStorage {
+    root: PathBuf,
+}
+
+const META_DIR: &str = ".vsync-meta";
+const LOCK_FILE: &str = ".vsync-lock";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Sidecar {
+    etag: String,
+    meta: Meta,
+}
+
+fn io_err(op: &'static str, key: &str, e: std::io::Error) -> StorageError {
+    let kind = match e.kind() {
+        std::io::ErrorKind::NotFound => StorageErrorKind::NotFound,
+        std::io::ErrorKind::PermissionDenied => StorageErrorKind::Permission,
+        _ => StorageErrorKind::Other,
+    };
+    StorageError::new(kind, op, key, e.to_string())
+}
+
+struct Flock {
+    _file: File,
+}
+
+impl Flock {
+    fn take(root: &Path, exclusive: bool) -> std::io::Result<Flock> {
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .open(root.join(LOCK_FILE))?;
+        let op = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH };
+        // SAFETY: flock on a file descriptor we own; released when the File closes.
+        if unsafe { libc::flock(f.as_raw_fd(), op) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Flock { _file: f })
+    }
+}
+
+impl DirStorage {
+    /// Opens (creating if needed) a vault directory.
+    pub fn new(root: impl Into<PathBuf>) -> std::io::Result<DirStorage> {
+        let root = root.into();
+        fs::create_dir_all(&root)?;
+        Ok(DirStorage { root: root.canonicalize()? })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, op: &'static str, key: &str) -> Result<PathBuf, StorageError> {
+        let rel = Path::new(key);
+        let safe = !key.is_empty()
+            && !key.ends_with('/')
+            && rel.components().all(|c| matches!(c, Component::Normal(_)))
+            && !key.starts_with(META_DIR)
+            && key != LOCK_FILE;
+        if !safe {
+            return Err(StorageError::new(StorageErrorKind::Other, op, key, "not a valid object key"));
+        }
+        Ok(self.root.join(rel))
+    }
+
+    fn sidecar_path(&self, key: &str) -> PathBuf {
+        self.root.join(META_DIR).join(format!("{key}.json"))
+    }
+
+    fn read_sidecar(&self, key: &str, body: &[u8]) -> Sidecar {
+        fs::read(self.sidecar_path(key))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_else(|| Sidecar { etag: content_etag(body), meta: Meta::new() })
+    }
+
+    fn get_sync(&self, key: &str) -> Result<Option<Object>, StorageError> {
+        let path = self.path("get", key)?;
+        let _lock = Flock::take(&self.root, false).map_err(|e| io_err("get", key, e))?;
+        match fs::read(&path) {
+            Ok(body) => {
+                let side = self.read_sidecar(key, &body);
+                Ok(Some(Object { body, etag: side.etag, meta: side.meta }))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::EISDIR) => Ok(None),
+            Err(e) => Err(io_err("get", key, e)),
+        }
+    }
+
+    fn put_sync(
+        &self,
+        key: &str,
+        body: &[u8],
+        cond: &PutCondition,
+        meta: &Meta,
+    ) -> Result<String, StorageError> {
+        let path = self.path("put", key)?;
+        let _lock = Flock::take(&self.root, true).map_err(|e| io_err("put", key, e))?;
+        let existing = match fs::read(&path) {
+            Ok(b) => Some(self.read_sidecar(key, &b).etag),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err("put", key, e)),
+        };
+        match (cond, &existing) {
+            (PutCondition::IfAbsent, Some(_)) => {
+                return Err(StorageError::new(
+                    StorageErrorKind::PreconditionFailed,
+                    "put",
+                    key,
+                    "object already exists (If-None-Match: *)",
+                ))
+            }
+            (PutCondition::IfMatch(_), None) => {
+                return Err(StorageError::new(
+                    StorageErrorKind::NotFound,
+                    "put",
+                    key,
+                    "object does not exist (If-Match)",
+                ))
+            }
+            (PutCondition::IfMatch(want), Some(have)) if super::unquote(want) != *have => {
+                return Err(StorageError::new(
+                    StorageErrorKind::PreconditionFailed,
+                    "put",
+                    key,
+                    "object changed since it was read (If-Match)",
+                ))
+            }
+            _ => {}
+        }
+        let mut rnd = [0u8; 16];
+        getrandom::fill(&mut rnd).expect("OS random source");
+        let etag: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
+        let side = serde_json::to_vec(&Sidecar { etag: etag.clone(), meta: meta.clone() })
+            .expect("sidecar serialises");
+        write_atomic(&self.sidecar_path(key), &side).map_err(|e| io_err("put", key, e))?;
+        write_atomic(&path, body).map_err(|e| io_err("put", key, e))?;
+        Ok(etag)
+    }
+
+    fn delete_sync(&self, key: &str, if_match: Option<&str>) -> Result<(), StorageError> {
+        let path = self.path("delete", key)?;
+        let _lock = Flock::take(&self.root, true).map_err(|e| io_err("delete", key, e))?;
+        let body = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err("delete", key, e)),
+        };
+        if let Some(want) = if_match {
+            if self.read_sidecar(key, &body).etag != super::unquote(want) {
+                return Err(StorageError::new(
+                    StorageErrorKind::PreconditionFailed,
+                    "delete",
+                    key,
+                    "object changed since it was read (If-Match)",
+                ));
+            }
+        }
+        fs::remove_file(&path).map_err(|e| io_err("delete", key, e))?;
+        let _ = fs::remove_file(self.sidecar_path(key));
+        Ok(())
+    }
+
+    fn list_sync(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.root.clone()];
+        while let Some(dir) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("list", prefix, e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| io_err("list", prefix, e))?;
+                let p = entry.path();
+                let rel = p.strip_prefix(&self.root).expect("under root").to_string_lossy().into_owned();
+                if rel == META_DIR || rel == LOCK_FILE || rel.contains("/.vsync-tmp-") || rel.starts_with(".vsync-tmp-") {
+                    continue;
+                }
+                if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    stack.push(p);
+                } else if rel.starts_with(prefix) {
+                    out.push(rel);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// An ETag for a file written by something other than this backend.
+fn content_etag(body: &[u8]) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(body);
+    d[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Temp file in the same directory, fsync, rename: readers see the old or the new
+/// object, never half of one.
+pub(crate) fn write_atomic(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().expect("object paths have a parent");
+    fs::create_dir_all(dir)?;
+    let mut rnd = [0u8; 8];
+    getrandom::fill(&mut rnd).expect("OS random source");
+    let tmp = dir.join(format!(
+        ".vsync-tmp-{}",
+        rnd.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ));
+    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+    let res = f.write_all(body).and_then(|_| f.sync_all()).and_then(|_| fs::rename(&tmp, path));
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res
+}
+
+#[async_trait::async_trait]
+impl Storage for DirStorage {
+    fn describe(&self) -> String {
+        format!("dir:{}", self.root.display())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Object>, StorageError> {
+        let (s, k) = (self.clone(), key.to_owned());
+        blocking(move || s.get_sync(&k)).await
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<String>, StorageError> {
+        Ok(self.get(key).await?.map(|o| o.etag))
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        cond: PutCondition,
+        meta: &Meta,
+    ) -> Result<String, StorageError> {
+        let (s, k, m) = (self.clone(), key.to_owned(), meta.clone());
+        blocking(move || s.put_sync(&k, &body, &cond, &m)).await
+    }
+
+    async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), StorageError> {
+        let (s, k, m) = (self.clone(), key.to_owned(), if_match.map(str::to_owned));
+        blocking(move || s.delete_sync(&k, m.as_deref())).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let (s, p) = (self.clone(), prefix.to_owned());
+        blocking(move || s.list_sync(&p)).await
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(f).await.expect("storage task panicked")
+}

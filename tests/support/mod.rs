@@ -1,0 +1,44 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use vsync_orchestrate::vault::storage::Storage;
+
+/// The moto server `.ci/run` starts (real S3 protocol on 127.0.0.1). Under CI a
+/// missing server is a failure, never a skip.
+pub fn moto_endpoint() -> Option<String> {
+    match std::env::var("VSYNC_TEST_MOTO_ENDPOINT") {
+        Ok(e) if !e.is_empty() => Some(e),
+        _ if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("VSYNC_TEST_MOTO_ENDPOINT is not set under CI: .ci/run must start moto")
+        }
+        _ => {
+            eprintln!("skipped: VSYNC_TEST_MOTO_ENDPOINT not set (run .ci/run, or start moto_server)");
+            None
+        }
+    }
+}
+
+pub fn unique(name: &str) -> String {
+    let mut r = [0u8; 5];
+    getrandom::fill(&mut r).unwrap();
+    format!("{name}-{}", r.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// A fresh bucket on moto, with its storage handle.
+#[cfg(feature = "s3")]
+pub async fn moto_bucket(endpoint: &str) -> (String, Arc<dyn Storage>) {
+    use vsync_orchestrate::vault::storage::{S3Options, S3Storage};
+    let bucket = unique("vault");
+    let s3 = S3Storage::connect(&S3Options {
+        bucket: bucket.clone(),
+        region: Some("us-east-1".into()),
+        endpoint: Some(endpoint.to_owned()),
+        path_style: true,
+        static_keys: Some(("testing".into(), "testing".into())),
+        ..Default::default()
+    })
+    .await;
+    s3.client().create_bucket().bucket(&bucket).send().await.expect("create bucket on moto");
+    (bucket, Arc::new(s3))
+}
