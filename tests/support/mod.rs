@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod fault_proxy;
+
 use std::sync::Arc;
 use vsync_orchestrate::vault::storage::Storage;
 
@@ -28,17 +30,23 @@ pub fn unique(name: &str) -> String {
 /// A fresh bucket on moto, with its storage handle.
 #[cfg(feature = "s3")]
 pub async fn moto_bucket(endpoint: &str) -> (String, Arc<dyn Storage>) {
-    use vsync_orchestrate::vault::storage::{S3Options, S3Storage};
     let bucket = unique("vault");
-    let s3 = S3Storage::connect(&S3Options {
-        bucket: bucket.clone(),
+    let s = s3_storage(endpoint, &bucket).await;
+    s.client().create_bucket().bucket(&bucket).send().await.expect("create bucket on moto");
+    (bucket, Arc::new(s))
+}
+
+/// A storage handle on an existing bucket, through `endpoint` (moto or a proxy).
+#[cfg(feature = "s3")]
+pub async fn s3_storage(endpoint: &str, bucket: &str) -> vsync_orchestrate::vault::storage::S3Storage {
+    use vsync_orchestrate::vault::storage::{S3Options, S3Storage};
+    S3Storage::connect(&S3Options {
+        bucket: bucket.to_owned(),
         region: Some("us-east-1".into()),
         endpoint: Some(endpoint.to_owned()),
         path_style: true,
         static_keys: Some(("testing".into(), "testing".into())),
         ..Default::default()
     })
-    .await;
-    s3.client().create_bucket().bucket(&bucket).send().await.expect("create bucket on moto");
-    (bucket, Arc::new(s3))
+    .await
 }
