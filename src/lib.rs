@@ -1,5 +1,9 @@
 //! vsync-orchestrate: rotate the passphrase of a vsync vault end to end.
 
+pub mod engine;
+pub mod local;
+pub mod plan;
+pub mod report;
 pub mod vault;
 
 pub use vsync_orchestrate_api as api;

@@ -28,6 +28,12 @@ pub trait SecretStore: Send + Sync {
 
     /// Undo a stage before the vault was rotated. Idempotent.
     async fn discard(&self, staged: &Staged) -> Result<()>;
+
+    /// The exact command an operator can run to activate `staged` by hand, printed
+    /// when activation fails with the window open.
+    fn activate_hint(&self, _staged: &Staged) -> Option<String> {
+        None
+    }
 }
 
 /// Something that restarts the apps so they boot with the new passphrase.

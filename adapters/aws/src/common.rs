@@ -36,9 +36,11 @@ pub(crate) async fn load_sdk_config(
 
 pub(crate) fn check_endpoint(endpoint: Option<&str>) -> Result<()> {
     match endpoint {
-        Some(e) if !(e.starts_with("http://") || e.starts_with("https://")) => Err(
-            Error::invalid_config(format!("endpoint `{e}` must start with http:// or https://")),
-        ),
+        Some(e) if !(e.starts_with("http://") || e.starts_with("https://")) => {
+            Err(Error::invalid_config(format!(
+                "endpoint `{e}` must start with http:// or https://"
+            )))
+        }
         _ => Ok(()),
     }
 }
@@ -78,11 +80,20 @@ where
         SdkError::TimeoutError(_) => Error::temporary(format!("{op}: timed out")),
         SdkError::DispatchFailure(d) => {
             // Connector errors describe the connection, never a body.
-            let kind = if d.is_user() { ErrorKind::InvalidConfig } else { ErrorKind::Temporary };
-            let detail = d.as_connector_error().map(|c| DisplayErrorContext(c).to_string());
+            let kind = if d.is_user() {
+                ErrorKind::InvalidConfig
+            } else {
+                ErrorKind::Temporary
+            };
+            let detail = d
+                .as_connector_error()
+                .map(|c| DisplayErrorContext(c).to_string());
             Error::new(
                 kind,
-                format!("{op}: request not delivered: {}", detail.unwrap_or_default()),
+                format!(
+                    "{op}: request not delivered: {}",
+                    detail.unwrap_or_default()
+                ),
             )
         }
         SdkError::ConstructionFailure(_) => {
@@ -138,13 +149,31 @@ mod tests {
     #[test]
     fn codes_map_to_kinds() {
         use InvalidMeans::*;
-        assert_eq!(kind_for("ResourceNotFoundException", 400, BadInput), ErrorKind::NotFound);
-        assert_eq!(kind_for("AccessDeniedException", 400, BadInput), ErrorKind::Permission);
-        assert_eq!(kind_for("ThrottlingException", 400, BadInput), ErrorKind::Temporary);
+        assert_eq!(
+            kind_for("ResourceNotFoundException", 400, BadInput),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            kind_for("AccessDeniedException", 400, BadInput),
+            ErrorKind::Permission
+        );
+        assert_eq!(
+            kind_for("ThrottlingException", 400, BadInput),
+            ErrorKind::Temporary
+        );
         assert_eq!(kind_for("Whatever", 503, BadInput), ErrorKind::Temporary);
-        assert_eq!(kind_for("InvalidParameterException", 400, Conflict), ErrorKind::Conflict);
-        assert_eq!(kind_for("InvalidParameterException", 400, BadInput), ErrorKind::InvalidConfig);
-        assert_eq!(kind_for("ClientException", 400, BadInput), ErrorKind::Failed);
+        assert_eq!(
+            kind_for("InvalidParameterException", 400, Conflict),
+            ErrorKind::Conflict
+        );
+        assert_eq!(
+            kind_for("InvalidParameterException", 400, BadInput),
+            ErrorKind::InvalidConfig
+        );
+        assert_eq!(
+            kind_for("ClientException", 400, BadInput),
+            ErrorKind::Failed
+        );
     }
 
     #[test]

@@ -15,6 +15,9 @@ use vsync_orchestrate_api::{
 use crate::common::{load_sdk_config, sdk_error, InvalidMeans};
 
 const KIND: &str = "ecs";
+
+/// A deployment this process forced: its id and its service-deployment ARN.
+type Started = (String, Option<String>);
 /// DescribeServices accepts at most this many services per call.
 const DESCRIBE_BATCH: usize = 10;
 
@@ -47,12 +50,15 @@ pub struct EcsRestarter {
     cfg: EcsConfig,
     /// Deployments already started per (run, service), so a retried `restart` in the
     /// same process does not force a second deployment of services it already did.
-    started: Mutex<HashMap<(String, String), String>>,
+    /// Value: the deployment id and its service-deployment ARN.
+    started: Mutex<HashMap<(String, String), Started>>,
 }
 
 impl std::fmt::Debug for EcsRestarter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EcsRestarter").field("cfg", &self.cfg).finish_non_exhaustive()
+        f.debug_struct("EcsRestarter")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
     }
 }
 
@@ -77,7 +83,9 @@ impl EcsRestarter {
             return Err(Error::invalid_config("ecs: cluster is empty"));
         }
         if cfg.services.is_empty() || cfg.services.iter().any(|s| s.trim().is_empty()) {
-            return Err(Error::invalid_config("ecs: services must name at least one service"));
+            return Err(Error::invalid_config(
+                "ecs: services must name at least one service",
+            ));
         }
         if cfg.poll_interval.is_zero() {
             return Err(Error::invalid_config("ecs: poll interval must be positive"));
@@ -90,7 +98,11 @@ impl EcsRestarter {
         if let Some(e) = &cfg.endpoint {
             b = b.endpoint_url(e);
         }
-        Ok(EcsRestarter { client: Client::from_conf(b.build()), cfg, started: Mutex::default() })
+        Ok(EcsRestarter {
+            client: Client::from_conf(b.build()),
+            cfg,
+            started: Mutex::default(),
+        })
     }
 
     fn ctx(&self, e: Error) -> Error {
@@ -181,7 +193,9 @@ fn refusal(name: &str, svc: &Service) -> Option<Error> {
 fn warnings_for(name: &str, svc: &Service) -> Vec<String> {
     let mut w = Vec::new();
     if svc.desired_count() == 0 {
-        w.push(format!("service {name} has desiredCount 0: restarting it starts no task"));
+        w.push(format!(
+            "service {name} has desiredCount 0: restarting it starts no task"
+        ));
     }
     let breaker = svc
         .deployment_configuration()
@@ -209,7 +223,11 @@ enum Progress {
 }
 
 fn progress(name: &str, deployment_id: &str, svc: &Service) -> Progress {
-    let Some(d) = svc.deployments().iter().find(|d| d.id() == Some(deployment_id)) else {
+    let Some(d) = svc
+        .deployments()
+        .iter()
+        .find(|d| d.id() == Some(deployment_id))
+    else {
         return Progress::Failed(format!(
             "{name}: deployment {deployment_id} disappeared (rolled back by the deployment \
              circuit breaker, or replaced)"
@@ -259,7 +277,10 @@ fn progress(name: &str, deployment_id: &str, svc: &Service) -> Progress {
 #[async_trait]
 impl Restarter for EcsRestarter {
     fn describe(&self) -> Target {
-        Target::new(KIND, format!("{}/{}", self.cfg.cluster, self.cfg.services.join(",")))
+        Target::new(
+            KIND,
+            format!("{}/{}", self.cfg.cluster, self.cfg.services.join(",")),
+        )
     }
 
     async fn preflight(&self) -> Result<Preflight> {
@@ -273,9 +294,16 @@ impl Restarter for EcsRestarter {
                 return Err(self.ctx(e));
             }
             warnings.extend(warnings_for(name, svc));
-            parts.push(format!("{name} ({}/{} running)", svc.running_count(), svc.desired_count()));
+            parts.push(format!(
+                "{name} ({}/{} running)",
+                svc.running_count(),
+                svc.desired_count()
+            ));
         }
-        Ok(Preflight { detail: parts.join(", "), warnings })
+        Ok(Preflight {
+            detail: parts.join(", "),
+            warnings,
+        })
     }
 
     async fn restart(&self, run: &RunId) -> Result<Rollout> {
@@ -284,8 +312,11 @@ impl Restarter for EcsRestarter {
         for name in &self.cfg.services {
             let key = (run.as_str().to_owned(), name.clone());
             let known = self.started.lock().expect("poisoned").get(&key).cloned();
-            if let Some(id) = known {
+            if let Some((id, arn)) = known {
                 deployments.insert(name.clone(), id);
+                if let Some(arn) = arn {
+                    arns.insert(name.clone(), arn);
+                }
                 continue;
             }
             let out = self
@@ -299,7 +330,9 @@ impl Restarter for EcsRestarter {
                 .map_err(|e| ecs_error("UpdateService", e))
                 .map_err(|e| self.ctx(e.context(format!("service {name}"))))?;
             let svc = out.service().ok_or_else(|| {
-                self.ctx(Error::failed(format!("UpdateService for {name} returned no service")))
+                self.ctx(Error::failed(format!(
+                    "UpdateService for {name} returned no service"
+                )))
             })?;
             let id = svc
                 .deployments()
@@ -312,10 +345,14 @@ impl Restarter for EcsRestarter {
                     )))
                 })?
                 .to_owned();
-            if let Some(arn) = svc.current_service_deployment() {
-                arns.insert(name.clone(), arn.to_owned());
+            let arn = svc.current_service_deployment().map(str::to_owned);
+            if let Some(arn) = &arn {
+                arns.insert(name.clone(), arn.clone());
             }
-            self.started.lock().expect("poisoned").insert(key, id.clone());
+            self.started
+                .lock()
+                .expect("poisoned")
+                .insert(key, (id.clone(), arn));
             deployments.insert(name.clone(), id);
         }
         Ok(Rollout {
@@ -365,7 +402,10 @@ impl Restarter for EcsRestarter {
                 }
                 // A blip while polling is not a failed rollout; keep going until the deadline.
                 Err(e) if e.kind() == ErrorKind::Temporary => {
-                    waiting = pending.iter().map(|n| format!("{n}: status unknown")).collect();
+                    waiting = pending
+                        .iter()
+                        .map(|n| format!("{n}: status unknown"))
+                        .collect();
                     last_error = Some(e);
                 }
                 Err(e) => return Err(e),

@@ -12,7 +12,9 @@ fn member_value_span(text: &str, key: &str) -> Result<std::ops::Range<usize>> {
     let b = text.as_bytes();
     let mut i = skip_ws(b, 0);
     if b.get(i) != Some(&b'{') {
-        return Err(Error::invalid_config("the secret is not a JSON object (json_key is set)"));
+        return Err(Error::invalid_config(
+            "the secret is not a JSON object (json_key is set)",
+        ));
     }
     i = skip_ws(b, i + 1);
     let mut found: Option<std::ops::Range<usize>> = None;
@@ -24,8 +26,7 @@ fn member_value_span(text: &str, key: &str) -> Result<std::ops::Range<usize>> {
                 return Err(malformed());
             }
             let key_end = scan_string(b, i)?;
-            let name: String =
-                serde_json::from_str(&text[i..key_end]).map_err(|_| malformed())?;
+            let name: String = serde_json::from_str(&text[i..key_end]).map_err(|_| malformed())?;
             i = skip_ws(b, key_end);
             if b.get(i) != Some(&b':') {
                 return Err(malformed());
@@ -60,7 +61,9 @@ fn member_value_span(text: &str, key: &str) -> Result<std::ops::Range<usize>> {
         return Err(malformed());
     }
     found.ok_or_else(|| {
-        Error::invalid_config(format!("the secret's JSON object has no key `{key}` (json_key)"))
+        Error::invalid_config(format!(
+            "the secret's JSON object has no key `{key}` (json_key)"
+        ))
     })
 }
 

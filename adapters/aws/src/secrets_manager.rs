@@ -47,7 +47,9 @@ pub struct SecretsManagerStore {
 
 impl std::fmt::Debug for SecretsManagerStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SecretsManagerStore").field("cfg", &self.cfg).finish_non_exhaustive()
+        f.debug_struct("SecretsManagerStore")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
     }
 }
 
@@ -56,10 +58,15 @@ struct Labels(HashMap<String, Vec<String>>);
 
 impl Labels {
     fn holder(&self, label: &str) -> Option<&str> {
-        self.0.iter().find(|(_, l)| l.iter().any(|x| x == label)).map(|(v, _)| v.as_str())
+        self.0
+            .iter()
+            .find(|(_, l)| l.iter().any(|x| x == label))
+            .map(|(v, _)| v.as_str())
     }
     fn has(&self, version: &str, label: &str) -> bool {
-        self.0.get(version).is_some_and(|l| l.iter().any(|x| x == label))
+        self.0
+            .get(version)
+            .is_some_and(|l| l.iter().any(|x| x == label))
     }
     fn exists(&self, version: &str) -> bool {
         self.0.contains_key(version)
@@ -109,7 +116,10 @@ impl SecretsManagerStore {
         if let Some(e) = &cfg.endpoint {
             b = b.endpoint_url(e);
         }
-        Ok(SecretsManagerStore { client: Client::from_conf(b.build()), cfg })
+        Ok(SecretsManagerStore {
+            client: Client::from_conf(b.build()),
+            cfg,
+        })
     }
 
     /// Removes `AWSPENDING` from a version an earlier run staged and never finished.
@@ -136,14 +146,24 @@ impl SecretsManagerStore {
     /// The version id (and `ClientRequestToken`) a run stages under: a UUID-shaped
     /// SHA-256 of the secret and the run id, so it is the same on every retry.
     fn token_for(&self, run: &RunId) -> String {
-        let digest =
-            Sha256::digest(format!("vsync-orchestrate|{}|{}", self.cfg.secret_id, run.as_str()));
+        let digest = Sha256::digest(format!(
+            "vsync-orchestrate|{}|{}",
+            self.cfg.secret_id,
+            run.as_str()
+        ));
         let mut b = [0u8; 16];
         b.copy_from_slice(&digest[..16]);
         b[6] = (b[6] & 0x0f) | 0x50;
         b[8] = (b[8] & 0x3f) | 0x80;
         let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-        format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
     }
 
     fn ctx(&self, e: Error) -> Error {
@@ -169,7 +189,10 @@ impl SecretsManagerStore {
 
     /// The whole secret string of one version, and that version's labels.
     async fn get_raw(&self, by: Selector<'_>) -> Result<(Passphrase, Vec<String>)> {
-        let req = self.client.get_secret_value().secret_id(&self.cfg.secret_id);
+        let req = self
+            .client
+            .get_secret_value()
+            .secret_id(&self.cfg.secret_id);
         let req = match by {
             Selector::Stage(s) => req.version_stage(s),
             Selector::Version(v) => req.version_id(v),
@@ -212,6 +235,18 @@ impl SecretsManagerStore {
             .map(|_| ())
             .map_err(|e| sdk_error("UpdateSecretVersionStage", e, InvalidMeans::Conflict))
             .map_err(|e| self.ctx(e))
+    }
+}
+
+/// Quotes for a POSIX shell only when needed, so the printed command stays readable.
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@+,".contains(c));
+    if plain {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 
@@ -313,7 +348,8 @@ impl SecretStore for SecretsManagerStore {
             if !d.labels.has(&token, PENDING) {
                 // Discarded earlier in this run: label it again rather than write a copy.
                 let other = d.labels.holder(PENDING).map(str::to_owned);
-                self.move_label(PENDING, Some(&token), other.as_deref()).await?;
+                self.move_label(PENDING, Some(&token), other.as_deref())
+                    .await?;
             }
             return Ok(staged(current));
         }
@@ -360,7 +396,9 @@ impl SecretStore for SecretsManagerStore {
         let version = staged.version.as_str();
         // The fast path is this single call: the switch apps see. `RemoveFromVersionId`
         // makes it a compare-and-swap on where AWSCURRENT was at stage time.
-        let moved = self.move_label(CURRENT, Some(version), staged.previous.as_deref()).await;
+        let moved = self
+            .move_label(CURRENT, Some(version), staged.previous.as_deref())
+            .await;
         if let Err(e) = moved {
             if !matches!(e.kind(), ErrorKind::Conflict | ErrorKind::InvalidConfig) {
                 return Err(e);
@@ -384,6 +422,28 @@ impl SecretStore for SecretsManagerStore {
         // Tidy: the pending label has done its job. Best effort, AWS accepts either.
         let _ = self.move_label(PENDING, None, Some(version)).await;
         Ok(())
+    }
+
+    fn activate_hint(&self, staged: &Staged) -> Option<String> {
+        let mut cmd = format!(
+            "aws secretsmanager update-secret-version-stage --secret-id {} \
+             --version-stage AWSCURRENT --move-to-version-id {}",
+            shell_quote(&self.cfg.secret_id),
+            shell_quote(&staged.version)
+        );
+        if let Some(p) = &staged.previous {
+            cmd.push_str(&format!(" --remove-from-version-id {}", shell_quote(p)));
+        }
+        for (flag, v) in [
+            ("--region", &self.cfg.region),
+            ("--profile", &self.cfg.profile),
+            ("--endpoint-url", &self.cfg.endpoint),
+        ] {
+            if let Some(v) = v {
+                cmd.push_str(&format!(" {flag} {}", shell_quote(v)));
+            }
+        }
+        Some(cmd)
     }
 
     async fn discard(&self, staged: &Staged) -> Result<()> {
@@ -427,5 +487,23 @@ mod tests {
         assert_eq!(t.len(), 36);
         assert_eq!(&t[14..15], "5");
         assert!(t.chars().all(|c| c == '-' || c.is_ascii_hexdigit()));
+
+        let staged = Staged {
+            target: a.describe(),
+            run,
+            version: t.clone(),
+            previous: Some("prev-1".into()),
+            extra: serde_json::Value::Null,
+        };
+        let hint = a.activate_hint(&staged).unwrap();
+        assert!(
+            hint.contains(&format!("--move-to-version-id {t}")),
+            "{hint}"
+        );
+        assert!(
+            hint.contains("--remove-from-version-id prev-1 --region us-east-1"),
+            "{hint}"
+        );
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
     }
 }

@@ -40,58 +40,93 @@ fn config(cluster: &str, services: &[&str], endpoint: &str) -> EcsConfig {
 
 #[tokio::test]
 async fn moto_preflight_restart_and_poll() {
-    let Some(endpoint) = common::moto_endpoint() else { return };
+    let Some(endpoint) = common::moto_endpoint() else {
+        return;
+    };
     let ecs = aws_sdk_ecs::Client::new(&common::test_sdk_config(&endpoint).await);
     let cluster = common::unique("cluster");
-    ecs.create_cluster().cluster_name(&cluster).send().await.unwrap();
+    ecs.create_cluster()
+        .cluster_name(&cluster)
+        .send()
+        .await
+        .unwrap();
     let family = common::unique("td");
     ecs.register_task_definition()
         .family(&family)
         .container_definitions(
-            ContainerDefinition::builder().name("app").image("app:1").memory(128).build(),
+            ContainerDefinition::builder()
+                .name("app")
+                .image("app:1")
+                .memory(128)
+                .build(),
         )
         .send()
         .await
         .unwrap();
     // EC2 launch type with bridge networking needs no VPC in moto.
-    for (name, controller) in
-        [("web", DeploymentControllerType::Ecs), ("blue", DeploymentControllerType::CodeDeploy)]
-    {
+    for (name, controller) in [
+        ("web", DeploymentControllerType::Ecs),
+        ("blue", DeploymentControllerType::CodeDeploy),
+    ] {
         ecs.create_service()
             .cluster(&cluster)
             .service_name(name)
             .task_definition(&family)
             .desired_count(1)
             .launch_type(LaunchType::Ec2)
-            .deployment_controller(DeploymentController::builder().r#type(controller).build().unwrap())
+            .deployment_controller(
+                DeploymentController::builder()
+                    .r#type(controller)
+                    .build()
+                    .unwrap(),
+            )
             .send()
             .await
             .unwrap();
     }
 
-    let r = EcsRestarter::new(config(&cluster, &["web"], &endpoint)).await.unwrap();
+    let r = EcsRestarter::new(config(&cluster, &["web"], &endpoint))
+        .await
+        .unwrap();
     let pf = r.preflight().await.unwrap();
     assert!(pf.detail.contains("web"), "{}", pf.detail);
 
     let run = RunId(common::unique("run"));
     let rollout = r.restart(&run).await.unwrap();
-    let id = rollout.extra["deployments"]["web"].as_str().unwrap().to_owned();
+    let id = rollout.extra["deployments"]["web"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(!id.is_empty());
-    assert_eq!(r.restart(&run).await.unwrap(), rollout, "restart is idempotent per run");
+    assert_eq!(
+        r.restart(&run).await.unwrap(),
+        rollout,
+        "restart is idempotent per run"
+    );
     // moto keeps the deployment IN_PROGRESS forever: the wait can only time out.
-    let out = r.wait(&rollout, Instant::now() + Duration::from_millis(300)).await.unwrap();
+    let out = r
+        .wait(&rollout, Instant::now() + Duration::from_millis(300))
+        .await
+        .unwrap();
     match out {
         RolloutOutcome::TimedOut { detail } => assert!(detail.contains(&id), "{detail}"),
         other => panic!("expected a timeout on moto, got {other:?}"),
     }
 
-    let cd = EcsRestarter::new(config(&cluster, &["blue"], &endpoint)).await.unwrap();
+    let cd = EcsRestarter::new(config(&cluster, &["blue"], &endpoint))
+        .await
+        .unwrap();
     let err = cd.preflight().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{}", err.chain());
     assert!(err.message().contains("CODE_DEPLOY"), "{}", err.message());
 
-    let missing = EcsRestarter::new(config(&cluster, &["web", "nope"], &endpoint)).await.unwrap();
-    assert_eq!(missing.preflight().await.unwrap_err().kind(), ErrorKind::NotFound);
+    let missing = EcsRestarter::new(config(&cluster, &["web", "nope"], &endpoint))
+        .await
+        .unwrap();
+    assert_eq!(
+        missing.preflight().await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
 }
 
 // ---------------------------------------------------------------------------------
@@ -136,11 +171,21 @@ impl FakeState {
             "rollback" => Script::RollsBack,
             _ => Script::Stalls,
         };
-        let controller = if name.starts_with("codedeploy") { "CODE_DEPLOY" } else { "ECS" };
+        let controller = if name.starts_with("codedeploy") {
+            "CODE_DEPLOY"
+        } else {
+            "ECS"
+        };
         let first = deployment("ecs-svc/0000", "PRIMARY", "COMPLETED", 2);
         self.services.insert(
             name.to_owned(),
-            FakeService { name: name.into(), script, controller, deployments: vec![first], polls: 0 },
+            FakeService {
+                name: name.into(),
+                script,
+                controller,
+                deployments: vec![first],
+                polls: 0,
+            },
         );
     }
 
@@ -148,7 +193,10 @@ impl FakeState {
         let op = target.rsplit('.').next().unwrap_or("").to_owned();
         *self.calls.entry(op.clone()).or_default() += 1;
         if body["cluster"] != "c1" {
-            return (400, json!({"__type": "ClusterNotFoundException", "message": "Cluster not found."}));
+            return (
+                400,
+                json!({"__type": "ClusterNotFoundException", "message": "Cluster not found."}),
+            );
         }
         match op.as_str() {
             "DescribeServices" => {
@@ -169,20 +217,30 @@ impl FakeState {
                 (200, json!({"services": services, "failures": failures}))
             }
             "UpdateService" => {
-                assert_eq!(body["forceNewDeployment"], true, "restart must force a deployment");
+                assert_eq!(
+                    body["forceNewDeployment"], true,
+                    "restart must force a deployment"
+                );
                 self.next_id += 1;
                 let id = format!("ecs-svc/{:04}", self.next_id);
                 let Some(s) = self.services.get_mut(body["service"].as_str().unwrap()) else {
-                    return (400, json!({"__type": "ServiceNotFoundException", "message": "Service not found."}));
+                    return (
+                        400,
+                        json!({"__type": "ServiceNotFoundException", "message": "Service not found."}),
+                    );
                 };
                 for d in &mut s.deployments {
                     d["status"] = json!("ACTIVE");
                 }
-                s.deployments.insert(0, deployment(&id, "PRIMARY", "IN_PROGRESS", 0));
+                s.deployments
+                    .insert(0, deployment(&id, "PRIMARY", "IN_PROGRESS", 0));
                 s.polls = 0;
                 (200, json!({"service": s.to_json()}))
             }
-            _ => (400, json!({"__type": "InvalidAction", "message": "not faked"})),
+            _ => (
+                400,
+                json!({"__type": "InvalidAction", "message": "not faked"}),
+            ),
         }
     }
 }
@@ -292,10 +350,14 @@ async fn serve_connection(mut sock: TcpStream, state: Arc<Mutex<FakeState>>) {
         let header = |name: &str| {
             head.lines().find_map(|l| {
                 let (k, v) = l.split_once(':')?;
-                k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_owned())
             })
         };
-        let len: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let len: usize = header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         while buf.len() < head_end + len {
             let mut chunk = [0u8; 4096];
             match sock.read(&mut chunk).await {
@@ -303,7 +365,8 @@ async fn serve_connection(mut sock: TcpStream, state: Arc<Mutex<FakeState>>) {
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         }
-        let body: Value = serde_json::from_slice(&buf[head_end..head_end + len]).unwrap_or(Value::Null);
+        let body: Value =
+            serde_json::from_slice(&buf[head_end..head_end + len]).unwrap_or(Value::Null);
         buf.drain(..head_end + len);
         let target = header("x-amz-target").unwrap_or_default();
         assert!(
@@ -341,16 +404,26 @@ async fn fake_rollouts_complete_after_progress() {
     let run = RunId("run-1".into());
     let rollout = r.restart(&run).await.unwrap();
     assert_eq!(r.restart(&run).await.unwrap(), rollout);
-    assert_eq!(state.lock().unwrap().calls["UpdateService"], 2, "a retried restart forced again");
+    assert_eq!(
+        state.lock().unwrap().calls["UpdateService"],
+        2,
+        "a retried restart forced again"
+    );
     assert_eq!(rollout.extra["deployments"]["ok-api"], "ecs-svc/0001");
 
     match r.wait(&rollout, soon()).await.unwrap() {
         RolloutOutcome::Done { detail } => {
-            assert!(detail.contains("ok-api") && detail.contains("ok-worker"), "{detail}")
+            assert!(
+                detail.contains("ok-api") && detail.contains("ok-worker"),
+                "{detail}"
+            )
         }
         other => panic!("{other:?}"),
     }
-    assert!(state.lock().unwrap().calls["DescribeServices"] >= 3, "did not poll progress");
+    assert!(
+        state.lock().unwrap().calls["DescribeServices"] >= 3,
+        "did not poll progress"
+    );
 }
 
 #[tokio::test]
@@ -359,7 +432,10 @@ async fn fake_failed_rollout_reports_the_reason() {
     let rollout = r.restart(&RunId("run-2".into())).await.unwrap();
     match r.wait(&rollout, soon()).await.unwrap() {
         RolloutOutcome::Failed { reason } => {
-            assert!(reason.contains("fail-api") && reason.contains("tasks failed to start"), "{reason}")
+            assert!(
+                reason.contains("fail-api") && reason.contains("tasks failed to start"),
+                "{reason}"
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -380,15 +456,24 @@ async fn fake_stalled_rollout_times_out_and_bad_targets_are_refused() {
     let (r, _) = fake_restarter(&["stuck-api"]).await;
     let rollout = r.restart(&RunId("run-4".into())).await.unwrap();
     let started = Instant::now();
-    let out = r.wait(&rollout, Instant::now() + Duration::from_millis(200)).await.unwrap();
+    let out = r
+        .wait(&rollout, Instant::now() + Duration::from_millis(200))
+        .await
+        .unwrap();
     assert!(matches!(out, RolloutOutcome::TimedOut { .. }), "{out:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
 
     let (cd, _) = fake_restarter(&["codedeploy-api"]).await;
-    assert_eq!(cd.preflight().await.unwrap_err().kind(), ErrorKind::Unsupported);
+    assert_eq!(
+        cd.preflight().await.unwrap_err().kind(),
+        ErrorKind::Unsupported
+    );
 
     let (endpoint, _) = fake_ecs(&["ok-x"]).await;
     let sdk = common::test_sdk_config(&endpoint).await;
     let wrong = EcsRestarter::from_sdk_config(config("other", &["ok-x"], &endpoint), &sdk).unwrap();
-    assert_eq!(wrong.preflight().await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        wrong.preflight().await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
 }

@@ -9,6 +9,7 @@ mod dir;
 mod s3;
 
 pub use dir::DirStorage;
+pub(crate) use dir::write_atomic as write_atomic_file;
 #[cfg(feature = "s3")]
 pub use s3::{S3Options, S3Storage};
 

@@ -1,0 +1,112 @@
+//! Exit codes: the upstream runbook's 0–5 keep their meaning; 10 and up are ours,
+//! one meaning each. `--help` and the README print this table.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Exit {
+    /// Rotated, activated, restarted, verified (or: not due, or a clean dry run).
+    Ok,
+    /// Bad input, or the old passphrase does not decrypt the live bundle. Vault untouched.
+    BadInput,
+    /// Re-encryption or bundle upload failed. Vault untouched (an orphan bundle is harmless).
+    UploadFailed,
+    /// Pointer swap refused (someone else rotated) or failed, or a malformed counter. Vault untouched.
+    PointerSwap,
+    /// Rotation live and activated, but the audit row or a counter cell was not written; the manual row is printed.
+    AuditFailed,
+    /// Vault not found: no pointer at the prefix.
+    VaultNotFound,
+    /// The plan is invalid (file:line:column printed).
+    PlanInvalid,
+    /// Another run holds the vault's lock.
+    LockHeld,
+    /// Preflight failed: a store, restarter or credential is not usable. Nothing written.
+    PreflightFailed,
+    /// Staging failed; every staged version was discarded. Vault untouched.
+    StageFailed,
+    /// URGENT: the vault is rotated but a store still serves the old passphrase. Booting apps fail until it is activated.
+    WindowOpen,
+    /// Passphrase rotated and active everywhere, but a restart failed or timed out.
+    RestartFailed,
+    /// Verify found stragglers: an app or counter not on the new generation.
+    VerifyFailed,
+    /// Interrupted (signal); the journal says where; `vsync-orchestrate resume` finishes it.
+    Interrupted,
+}
+
+impl Exit {
+    pub const ALL: [Exit; 14] = [
+        Exit::Ok,
+        Exit::BadInput,
+        Exit::UploadFailed,
+        Exit::PointerSwap,
+        Exit::AuditFailed,
+        Exit::VaultNotFound,
+        Exit::PlanInvalid,
+        Exit::LockHeld,
+        Exit::PreflightFailed,
+        Exit::StageFailed,
+        Exit::WindowOpen,
+        Exit::RestartFailed,
+        Exit::VerifyFailed,
+        Exit::Interrupted,
+    ];
+
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Ok => 0,
+            Exit::BadInput => 1,
+            Exit::UploadFailed => 2,
+            Exit::PointerSwap => 3,
+            Exit::AuditFailed => 4,
+            Exit::VaultNotFound => 5,
+            Exit::PlanInvalid => 10,
+            Exit::LockHeld => 11,
+            Exit::PreflightFailed => 12,
+            Exit::StageFailed => 13,
+            Exit::WindowOpen => 14,
+            Exit::RestartFailed => 15,
+            Exit::VerifyFailed => 16,
+            Exit::Interrupted => 17,
+        }
+    }
+
+    pub fn from_rotate_code(code: u8) -> Exit {
+        match code {
+            0 => Exit::Ok,
+            2 => Exit::UploadFailed,
+            3 => Exit::PointerSwap,
+            4 => Exit::AuditFailed,
+            5 => Exit::VaultNotFound,
+            _ => Exit::BadInput,
+        }
+    }
+
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Exit::Ok => "rotated, activated, restarted and verified (also: not due yet, or a clean dry run)",
+            Exit::BadInput => "bad input, or the old passphrase does not decrypt the live bundle; vault untouched",
+            Exit::UploadFailed => "re-encryption or bundle upload failed; vault untouched (an orphan bundle is harmless)",
+            Exit::PointerSwap => "pointer swap refused (someone else rotated) or failed, or a malformed counter cell; vault untouched",
+            Exit::AuditFailed => "rotation live and activated, but the audit row or a counter cell was not written; the manual row is printed",
+            Exit::VaultNotFound => "vault not found: no pointer at the prefix; vault untouched",
+            Exit::PlanInvalid => "the plan is invalid; nothing was touched",
+            Exit::LockHeld => "another run holds the vault's lock; nothing was touched",
+            Exit::PreflightFailed => "preflight failed (a store, restarter, credential or health URL); nothing was written",
+            Exit::StageFailed => "staging failed and every staged version was discarded; vault untouched",
+            Exit::WindowOpen => "URGENT: vault rotated but a store still serves the old passphrase; run the printed command or `resume`",
+            Exit::RestartFailed => "passphrase rotated and active everywhere, but a restart failed or timed out",
+            Exit::VerifyFailed => "verify found stragglers (an app or counter not on the new generation)",
+            Exit::Interrupted => "interrupted; `vsync-orchestrate resume PLAN` finishes the run from its journal",
+        }
+    }
+
+    /// The table for `--help`.
+    pub fn help_table() -> String {
+        let mut s = String::from("Exit codes:\n");
+        for e in Exit::ALL {
+            s.push_str(&format!("  {:>2}  {}\n", e.code(), e.meaning()));
+        }
+        s
+    }
+}

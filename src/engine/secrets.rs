@@ -1,0 +1,179 @@
+//! Getting the old and new passphrase from where the plan says, without ever
+//! putting one in argv, the environment of a child, or a message.
+
+use crate::plan::{NewSource, OldSource};
+use std::io::{BufRead, Read};
+use std::sync::Arc;
+use vsync_orchestrate_api::{Passphrase, SecretStore};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SourceError(pub String);
+
+/// Lines read from stdin once, shared by `old = "stdin"` and `new = "stdin"`
+/// (first line old, next line new).
+#[derive(Default)]
+pub struct Stdin {
+    lines: Option<std::collections::VecDeque<zeroize::Zeroizing<String>>>,
+}
+
+impl Stdin {
+    fn next(&mut self, what: &str) -> Result<Passphrase, SourceError> {
+        if self.lines.is_none() {
+            let mut all = zeroize::Zeroizing::new(String::new());
+            std::io::stdin()
+                .lock()
+                .read_to_string(&mut all)
+                .map_err(|e| SourceError(format!("reading {what} from stdin: {e}")))?;
+            self.lines = Some(all.lines().map(|l| zeroize::Zeroizing::new(l.to_owned())).collect());
+        }
+        let line = self.lines.as_mut().and_then(|l| l.pop_front()).ok_or_else(|| {
+            SourceError(format!("{what}: stdin ended before a line for it (old first, then new)"))
+        })?;
+        Ok(Passphrase::new(line.trim_end_matches('\r').to_owned()))
+    }
+}
+
+fn trim_file_value(mut s: String) -> Passphrase {
+    let keep = s.trim_end_matches(['\r', '\n', '\t', ' ']).len();
+    s.truncate(keep);
+    Passphrase::new(s)
+}
+
+fn from_file(what: &str, path: &std::path::Path) -> Result<Passphrase, SourceError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| SourceError(format!("{what}: {}: {e}", path.display())))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(SourceError(format!(
+            "{what}: {} is readable or writable by others (mode {:04o}); chmod 600 it",
+            path.display(),
+            meta.permissions().mode() & 0o777
+        )));
+    }
+    std::fs::read_to_string(path)
+        .map(trim_file_value)
+        .map_err(|e| SourceError(format!("{what}: {}: {e}", path.display())))
+}
+
+fn from_env(what: &str, var: &str) -> Result<Passphrase, SourceError> {
+    std::env::var(var)
+        .map(Passphrase::new)
+        .map_err(|_| SourceError(format!("{what}: environment variable {var} is not set")))
+}
+
+/// Runs a helper (a password manager's CLI) and takes its stdout.
+fn from_command(what: &str, argv: &[String]) -> Result<Passphrase, SourceError> {
+    let out = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| SourceError(format!("{what}: cannot run {:?}: {e}", argv[0])))?;
+    if !out.status.success() {
+        return Err(SourceError(format!("{what}: {:?} exited with {}", argv[0], out.status)));
+    }
+    let text = String::from_utf8(out.stdout).map_err(|_| SourceError(format!("{what}: command output is not UTF-8")))?;
+    Ok(trim_file_value(text))
+}
+
+/// Reads a line from the terminal with echo off.
+fn prompt(label: &str) -> Result<Passphrase, SourceError> {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .map_err(|e| SourceError(format!("{label}: no terminal to prompt on ({e}); use stdin, file, env or command")))?;
+    let fd = tty.as_raw_fd();
+    // SAFETY: termios calls on a terminal fd we own; the old state is restored below.
+    let mut old: libc::termios = unsafe { std::mem::zeroed() };
+    if unsafe { libc::tcgetattr(fd, &mut old) } != 0 {
+        return Err(SourceError(format!("{label}: cannot configure the terminal")));
+    }
+    let mut quiet = old;
+    quiet.c_lflag &= !libc::ECHO;
+    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
+    let mut w = &tty;
+    let _ = write!(w, "{label}: ");
+    let _ = w.flush();
+    let mut line = zeroize::Zeroizing::new(String::new());
+    let res = std::io::BufReader::new(&tty).read_line(&mut line);
+    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &old) };
+    let _ = writeln!(w);
+    res.map_err(|e| SourceError(format!("{label}: {e}")))?;
+    Ok(Passphrase::new(line.trim_end_matches(['\r', '\n']).to_owned()))
+}
+
+/// 62-symbol alphabet from the OS-seeded CSPRNG: ~5.95 bits per character.
+pub fn generate(length: usize) -> Passphrase {
+    use rand::distr::{Alphanumeric, SampleString};
+    Passphrase::new(Alphanumeric.sample_string(&mut rand::rng(), length))
+}
+
+pub struct Inputs<'a> {
+    pub yes: bool,
+    pub stdin: &'a mut Stdin,
+}
+
+/// The old passphrase: from a store (the first that can read it back) or a source.
+pub async fn old(
+    src: &OldSource,
+    stores: &[Arc<dyn SecretStore>],
+    inputs: &mut Inputs<'_>,
+) -> Result<Passphrase, SourceError> {
+    match src {
+        OldSource::Keyword(k) if k == "store" => {
+            for s in stores {
+                match s.read_current().await {
+                    Ok(Some(p)) => return Ok(p),
+                    Ok(None) => continue,
+                    Err(e) => return Err(SourceError(format!("reading the current passphrase from {}: {}", s.describe(), e.chain()))),
+                }
+            }
+            Err(SourceError("passphrase.old = \"store\" but no store can read its value back; use prompt, stdin, file, env or command".into()))
+        }
+        OldSource::Keyword(k) if k == "prompt" => {
+            if inputs.yes {
+                return Err(SourceError("passphrase.old = \"prompt\" needs a terminal, and --yes forbids prompts; use stdin, file, env or command".into()));
+            }
+            prompt("Current vault passphrase")
+        }
+        OldSource::Keyword(_) => inputs.stdin.next("passphrase.old"),
+        OldSource::File { file } => from_file("passphrase.old", file),
+        OldSource::Env { env } => from_env("passphrase.old", env),
+        OldSource::Command { command } => from_command("passphrase.old", command),
+    }
+}
+
+pub fn new(src: &NewSource, inputs: &mut Inputs<'_>) -> Result<Passphrase, SourceError> {
+    let p = match src {
+        NewSource::Generate { generate } => return Ok(self::generate(generate.length)),
+        NewSource::Keyword(k) if k == "prompt" => {
+            if inputs.yes {
+                return Err(SourceError("passphrase.new = \"prompt\" needs a terminal, and --yes forbids prompts; use generate, stdin, file, env or command".into()));
+            }
+            let mut tries = 0;
+            loop {
+                let a = prompt("New vault passphrase")?;
+                let b = prompt("Repeat the new passphrase")?;
+                if a.same_as(&b) {
+                    break a;
+                }
+                tries += 1;
+                if tries == 3 {
+                    return Err(SourceError("the two entries differed three times".into()));
+                }
+                eprintln!("The entries differ; try again.");
+            }
+        }
+        NewSource::Keyword(_) => inputs.stdin.next("passphrase.new")?,
+        NewSource::File { file } => from_file("passphrase.new", file)?,
+        NewSource::Env { env } => from_env("passphrase.new", env)?,
+        NewSource::Command { command } => from_command("passphrase.new", command)?,
+    };
+    if p.len() < 12 {
+        return Err(SourceError(format!("the new passphrase has {} characters; the minimum is 12 (use 20 or more)", p.len())));
+    }
+    Ok(p)
+}

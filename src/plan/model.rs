@@ -1,0 +1,377 @@
+//! The plan file's model: every table is a struct that rejects unknown keys, and
+//! every adapter table is a variant of a `type`-tagged enum (as vector does), so a
+//! typo is an error with a position and a suggestion, never a silent default.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// Environment name (`^[a-z][a-z0-9_-]*$`), as vsync spells it.
+    pub env: String,
+    pub vault: VaultSection,
+    #[serde(default)]
+    pub passphrase: PassphraseSection,
+    #[serde(default, rename = "store")]
+    pub stores: Vec<StoreSpec>,
+    #[serde(default, rename = "restart")]
+    pub restarts: Vec<RestartSpec>,
+    #[serde(default)]
+    pub verify: VerifySection,
+    #[serde(default)]
+    pub schedule: Option<ScheduleSection>,
+    #[serde(default)]
+    pub notify: Option<NotifySection>,
+    /// Where journals live (default `$XDG_STATE_HOME/vsync-orchestrate`).
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultSection {
+    /// S3 bucket; exactly one of `bucket` and `dir`.
+    pub bucket: Option<String>,
+    /// A local directory vault (single host, the demo).
+    pub dir: Option<PathBuf>,
+    #[serde(default)]
+    pub prefix: String,
+    pub region: Option<String>,
+    /// S3-compatible endpoint (MinIO, R2, Ceph).
+    pub endpoint: Option<String>,
+    pub profile: Option<String>,
+    /// Path-style URLs; default true when `endpoint` is set.
+    pub path_style: Option<bool>,
+    /// `when_required` for S3-compatible stores that reject the SDK's default CRC32.
+    pub checksum: Option<ChecksumMode>,
+    #[serde(default)]
+    pub layout: crate::vault::LayoutChoice,
+    /// The salt string, where to read it, or `{ config = … }` for a VSYNC_CONFIG blob.
+    pub salt: Option<ValueSource>,
+    /// A `VSYNC_CONFIG` blob to take salt and iterations from.
+    pub config: Option<ValueSource>,
+    /// The vsync CLI's local config file (`~/.config/vsync/<repo>/env_<env>`).
+    pub cli_config: Option<PathBuf>,
+    pub iterations: Option<u32>,
+    /// Upstream repo name, for `<repo>/<env>/audit.csv`; default: the prefix's first segment.
+    pub repo: Option<String>,
+    #[serde(default = "yes")]
+    pub audit: bool,
+    /// Re-seal a CLI bundle whose embedded stamp differs from the pointer (upstream's
+    /// unsealed-rotate bug) instead of refusing.
+    #[serde(default)]
+    pub accept_unsealed: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ChecksumMode {
+    WhenSupported,
+    WhenRequired,
+}
+
+/// A non-secret value given inline, or read from the environment or a file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum ValueSource {
+    Literal(String),
+    Env { env: String },
+    File { file: PathBuf },
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassphraseSection {
+    #[serde(default = "old_default")]
+    pub old: OldSource,
+    #[serde(default = "new_default")]
+    pub new: NewSource,
+    pub note: Option<String>,
+    /// Extra audit meta keys (`ticket = "SEC-42"`).
+    #[serde(default)]
+    pub meta: BTreeMap<String, String>,
+}
+
+impl Default for PassphraseSection {
+    fn default() -> Self {
+        PassphraseSection { old: old_default(), new: new_default(), note: None, meta: BTreeMap::new() }
+    }
+}
+
+fn old_default() -> OldSource {
+    OldSource::Keyword("store".into())
+}
+fn new_default() -> NewSource {
+    NewSource::Generate { generate: Generate { length: 32 } }
+}
+
+/// Where the current passphrase comes from. A literal string other than the
+/// keywords is refused: a plan never contains a passphrase.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum OldSource {
+    /// `store` | `prompt` | `stdin`
+    Keyword(String),
+    File { file: PathBuf },
+    Env { env: String },
+    Command { command: Vec<String> },
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum NewSource {
+    /// `prompt` | `stdin`
+    Keyword(String),
+    Generate { generate: Generate },
+    File { file: PathBuf },
+    Env { env: String },
+    Command { command: Vec<String> },
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Generate {
+    #[serde(default = "default_length")]
+    pub length: usize,
+}
+
+fn default_length() -> usize {
+    32
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum HostEntry {
+    Name(String),
+    Spec(HostTable),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostTable {
+    pub host: String,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    pub identity_file: Option<PathBuf>,
+    pub known_hosts_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StoreSpec {
+    /// A passphrase file on this host: `.new` staged, atomic rename, `.prev` kept.
+    File(FileStore),
+    AwsSecretsManager(AwsSecretsManager),
+    GcpSecretManager(GcpSecretManager),
+    Vercel(VercelEnv),
+    VpsFile(VpsFile),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileStore {
+    pub path: PathBuf,
+    /// Octal string, default `"0600"`.
+    pub mode: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSecretsManager {
+    pub secret_id: String,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub profile: Option<String>,
+    pub json_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcpSecretManager {
+    /// `projects/P/secrets/S`
+    pub secret: String,
+    pub endpoint: Option<String>,
+    /// The alias apps read (never `latest`), default `current`.
+    pub alias: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VercelEnv {
+    pub project: String,
+    pub team_id: Option<String>,
+    pub key: String,
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VpsFile {
+    pub hosts: Vec<HostEntry>,
+    pub path: String,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub sudo: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RestartSpec {
+    /// Runs an argv per target; never given the passphrase.
+    Command(CommandRestart),
+    Kubernetes(Kubernetes),
+    Ecs(Ecs),
+    CloudRun(CloudRun),
+    Fly(Fly),
+    Systemd(Systemd),
+    Vercel(VercelRedeploy),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandRestart {
+    pub targets: Vec<CommandTarget>,
+    /// Run targets at once instead of in order.
+    #[serde(default)]
+    pub parallel: bool,
+    /// Per target, default `"2m"`.
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandTarget {
+    pub name: String,
+    pub argv: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kubernetes {
+    pub context: Option<String>,
+    pub namespace: String,
+    pub deployments: Vec<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ecs {
+    pub cluster: String,
+    pub services: Vec<String>,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub profile: Option<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudRun {
+    /// `projects/P/locations/L/services/S`
+    pub service: String,
+    pub endpoint: Option<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fly {
+    pub app: String,
+    pub process_group: Option<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Systemd {
+    #[serde(default)]
+    pub hosts: Vec<HostEntry>,
+    #[serde(default)]
+    pub local: bool,
+    pub units: Vec<String>,
+    pub mode: Option<SystemdMode>,
+    pub batch_size: Option<usize>,
+    pub pause: Option<String>,
+    pub settle: Option<String>,
+    #[serde(default)]
+    pub sudo: bool,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SystemdMode {
+    Parallel,
+    Rolling,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VercelRedeploy {
+    pub project: String,
+    pub team_id: Option<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySection {
+    #[serde(default)]
+    pub health: Vec<String>,
+    /// How long verify may wait for every URL to report the new generation.
+    pub timeout: Option<String>,
+    /// Consecutive fresh answers each URL must give (catches stragglers behind a
+    /// load balancer), default 3.
+    pub samples: Option<u32>,
+    pub interval: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSection {
+    /// `run` exits 0 "not due" when the last rotation is younger than this.
+    pub min_age: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySection {
+    /// Commands run after the run with the JSON summary on stdin.
+    #[serde(default)]
+    pub command: Vec<String>,
+}
+
+impl StoreSpec {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            StoreSpec::File(_) => "file",
+            StoreSpec::AwsSecretsManager(_) => "aws_secrets_manager",
+            StoreSpec::GcpSecretManager(_) => "gcp_secret_manager",
+            StoreSpec::Vercel(_) => "vercel",
+            StoreSpec::VpsFile(_) => "vps_file",
+        }
+    }
+}
+
+impl RestartSpec {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            RestartSpec::Command(_) => "command",
+            RestartSpec::Kubernetes(_) => "kubernetes",
+            RestartSpec::Ecs(_) => "ecs",
+            RestartSpec::CloudRun(_) => "cloud_run",
+            RestartSpec::Fly(_) => "fly",
+            RestartSpec::Systemd(_) => "systemd",
+            RestartSpec::Vercel(_) => "vercel",
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! What the operator sees: progress lines on stderr while the run goes, a summary
+//! at the end, and one JSON object on stdout with `--output json`.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+/// Progress on stderr: one line per phase and target, with elapsed time, and a
+/// live indicator while waiting when stderr is a terminal.
+pub struct Progress {
+    start: Instant,
+    tty: bool,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
+}
+
+pub fn fmt_ms(d: Duration) -> String {
+    let m = d.as_secs_f64() * 1000.0;
+    if m < 10.0 {
+        format!("{m:.1} ms")
+    } else if m < 10_000.0 {
+        format!("{m:.0} ms")
+    } else {
+        format!("{:.1} s", m / 1000.0)
+    }
+}
+
+impl Progress {
+    pub fn new() -> Progress {
+        Progress { start: Instant::now(), tty: std::io::stderr().is_terminal() }
+    }
+
+    fn emit(&self, s: &str) {
+        let mut e = std::io::stderr().lock();
+        if self.tty {
+            let _ = write!(e, "\r\x1b[K");
+        }
+        let _ = writeln!(e, "{s}");
+    }
+
+    pub fn line(&self, s: impl AsRef<str>) {
+        self.emit(s.as_ref());
+    }
+
+    pub fn phase(&self, name: &str, what: &str) {
+        let t = self.start.elapsed().as_secs_f64();
+        self.emit(&format!("[{t:>7.2}s] {name:<9} {what}"));
+    }
+
+    pub fn ok(&self, what: &str, detail: &str, took: Duration) {
+        self.emit(&format!("            ✓ {what}{}  ({})", sep(detail), fmt_ms(took)));
+    }
+
+    pub fn fail(&self, what: &str, detail: &str, took: Duration) {
+        self.emit(&format!("            ✗ {what}{}  ({})", sep(detail), fmt_ms(took)));
+    }
+
+    pub fn warn(&self, s: &str) {
+        self.emit(&format!("            ! {s}"));
+    }
+
+    /// Runs `fut`, redrawing "waiting for … (12s)" on a terminal meanwhile.
+    pub async fn waiting<F: std::future::Future>(&self, label: &str, fut: F) -> F::Output {
+        if !self.tty {
+            return fut.await;
+        }
+        let began = Instant::now();
+        tokio::pin!(fut);
+        let spin = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+        let mut i = 0;
+        loop {
+            tokio::select! {
+                out = &mut fut => {
+                    let _ = write!(std::io::stderr(), "\r\x1b[K");
+                    return out;
+                }
+                _ = tokio::time::sleep(Duration::from_millis(120)) => {
+                    i += 1;
+                    let _ = write!(std::io::stderr(), "\r\x1b[K            {} {label} ({}s)", spin[i % spin.len()], began.elapsed().as_secs());
+                    let _ = std::io::stderr().flush();
+                }
+            }
+        }
+    }
+}
+
+fn sep(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(" — {detail}")
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetResult {
+    pub phase: String,
+    pub kind: String,
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+    pub ms: f64,
+}
+
+/// The run's outcome, for the human summary and `--output json`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub run_id: String,
+    pub command: String,
+    pub env: String,
+    pub vault: String,
+    pub exit_code: u8,
+    pub outcome: String,
+    pub layout: Option<String>,
+    pub gen_before: Option<u64>,
+    pub gen_after: Option<u64>,
+    pub old_stamp: Option<String>,
+    pub new_stamp: Option<String>,
+    /// T0 (pointer swap) → T1 (every store activated), milliseconds.
+    pub window_ms: Option<f64>,
+    pub phases_ms: BTreeMap<String, f64>,
+    pub targets: Vec<TargetResult>,
+    pub health: Vec<crate::engine::health::UrlResult>,
+    pub planned_writes: Vec<String>,
+    pub warnings: Vec<String>,
+    pub next_steps: Vec<String>,
+    pub manual_audit_row: Option<String>,
+    pub journal: Option<String>,
+}
+
+impl Summary {
+    /// The closing block on stderr.
+    pub fn print_human(&self) {
+        let mut e = std::io::stderr().lock();
+        let _ = writeln!(e);
+        let status = if self.exit_code == 0 { "✓" } else { "✗" };
+        let _ = writeln!(e, "{status} {} — exit {}: {}", self.command, self.exit_code, self.outcome);
+        if let (Some(b), Some(a)) = (self.gen_before, self.gen_after) {
+            let _ = writeln!(
+                e,
+                "  vault    {}  gen {b} → {a}  stamp {} → {}",
+                self.vault,
+                self.old_stamp.as_deref().unwrap_or("?"),
+                self.new_stamp.as_deref().unwrap_or("?")
+            );
+        } else if let Some(b) = self.gen_before {
+            let _ = writeln!(e, "  vault    {}  gen {b}  stamp {}", self.vault, self.old_stamp.as_deref().unwrap_or("?"));
+        }
+        if let Some(w) = self.window_ms {
+            let _ = writeln!(e, "  window   {w:.1} ms  (pointer swap T0 → every store activated T1)");
+        }
+        if !self.phases_ms.is_empty() {
+            let p: Vec<String> = self.phases_ms.iter().map(|(k, v)| format!("{k} {}", fmt_ms(Duration::from_secs_f64(v / 1000.0)))).collect();
+            let _ = writeln!(e, "  phases   {}", p.join(", "));
+        }
+        for w in &self.warnings {
+            let _ = writeln!(e, "  warning  {w}");
+        }
+        if let Some(row) = &self.manual_audit_row {
+            let _ = writeln!(e);
+            let _ = writeln!(e, "Manual audit row — append this line to the audit log yourself:");
+            let _ = writeln!(e, "{row}");
+        }
+        if !self.next_steps.is_empty() {
+            let _ = writeln!(e, "  next steps:");
+            for s in &self.next_steps {
+                let _ = writeln!(e, "    - {s}");
+            }
+        }
+        if let Some(j) = &self.journal {
+            let _ = writeln!(e, "  journal  {j}");
+        }
+    }
+}
