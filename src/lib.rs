@@ -1,5 +1,8 @@
 //! vsync-orchestrate: rotate the passphrase of a vsync vault end to end.
 
+pub mod cli;
+pub mod commands;
+pub mod demo;
 pub mod engine;
 pub mod local;
 pub mod plan;

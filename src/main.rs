@@ -1,1 +1,19 @@
-fn main(){}
+use clap::Parser;
+use std::process::ExitCode;
+use vsync_orchestrate::cli::{Cli, Command};
+use vsync_orchestrate::commands;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let code = rt.block_on(async {
+        if !matches!(cli.command, Command::DemoApp { .. }) {
+            commands::install_interrupt_handler();
+        }
+        commands::dispatch(&cli).await
+    });
+    ExitCode::from(code)
+}

@@ -28,8 +28,14 @@ fn seed_content(layout: Layout) -> SeedContent {
             assets: BTreeMap::from([("tls.key".into(), b"-----BEGIN KEY-----\n".to_vec())]),
         },
         Layout::Cli => SeedContent::Files(vec![
-            ("infra/vault/prod/.env.prod".into(), b"DATABASE_URL=postgres://db/app\n".to_vec()),
-            ("infra/vault/prod/gcp-sa.json".into(), b"{\"type\":\"service_account\"}".to_vec()),
+            (
+                "infra/vault/prod/.env.prod".into(),
+                b"DATABASE_URL=postgres://db/app\n".to_vec(),
+            ),
+            (
+                "infra/vault/prod/gcp-sa.json".into(),
+                b"{\"type\":\"service_account\"}".to_vec(),
+            ),
         ]),
     }
 }
@@ -50,18 +56,33 @@ fn payload(c: &Content) -> Vec<u8> {
     }
 }
 
-async fn rotate(vault: &Vault, old: &str, new: &str, audit: Option<&AuditSpec>) -> Result<vsync_orchestrate::vault::Finished, RotateError> {
+async fn rotate(
+    vault: &Vault,
+    old: &str,
+    new: &str,
+    audit: Option<&AuditSpec>,
+) -> Result<vsync_orchestrate::vault::Finished, RotateError> {
     let insp = vault.inspect(&Passphrase::from(old), false).await?;
     let prepared = vault.prepare(&insp, &Passphrase::from(new)).await?;
     let committed = vault.commit(&prepared).await?;
-    Ok(vault.finish(prepared.gen_before, &prepared.new_stamp, &committed.rotated_at, audit).await)
+    Ok(vault
+        .finish(
+            prepared.gen_before,
+            &prepared.new_stamp,
+            &committed.rotated_at,
+            audit,
+        )
+        .await)
 }
 
 /// The full round-trip contract, run against any backend and layout.
 async fn round_trip(storage: Arc<dyn Storage>, layout: Layout) {
     let prefix = format!("{}/prod/", support::unique("app"));
     let vault = Vault::new(storage.clone(), &prefix, kdf(), LayoutChoice::Auto);
-    let seeded = vault.seed(layout, &Passphrase::from(OLD), &seed_content(layout)).await.unwrap();
+    let seeded = vault
+        .seed(layout, &Passphrase::from(OLD), &seed_content(layout))
+        .await
+        .unwrap();
     let before = vault.open(&Passphrase::from(OLD)).await.unwrap();
     assert_eq!((before.layout, before.gen), (layout, 0));
     assert_eq!(before.stamp, seeded);
@@ -74,19 +95,38 @@ async fn round_trip(storage: Arc<dyn Storage>, layout: Layout) {
     let after = vault.open(&Passphrase::from(NEW)).await.unwrap();
     assert!(after.stamp > before.stamp, "stamps must strictly increase");
     assert_eq!(after.gen, 1);
-    assert_eq!(payload(&after.content), payload(&before.content), "payload bytes changed");
+    assert_eq!(
+        payload(&after.content),
+        payload(&before.content),
+        "payload bytes changed"
+    );
     let err = vault.open(&Passphrase::from(OLD)).await.unwrap_err();
     assert_eq!(err.kind, VaultErrorKind::WrongPassphrase);
 
     // Both counter cells, and the pointer's documented metadata.
     for cell in ["latest.manifest", "latest.meta"] {
-        let body = storage.get(&format!("{prefix}{cell}")).await.unwrap().unwrap().body;
+        let body = storage
+            .get(&format!("{prefix}{cell}"))
+            .await
+            .unwrap()
+            .unwrap()
+            .body;
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!((v["gen"].as_u64(), v["prev_gen"].as_u64()), (Some(1), Some(0)), "{cell}");
+        assert_eq!(
+            (v["gen"].as_u64(), v["prev_gen"].as_u64()),
+            (Some(1), Some(0)),
+            "{cell}"
+        );
     }
     let status = vault.status().await.unwrap().unwrap();
-    assert_eq!(status.pointer_meta.get("gen").map(String::as_str), Some("1"));
-    assert_eq!(status.pointer_meta.get("prev-gen").map(String::as_str), Some("0"));
+    assert_eq!(
+        status.pointer_meta.get("gen").map(String::as_str),
+        Some("1")
+    );
+    assert_eq!(
+        status.pointer_meta.get("prev-gen").map(String::as_str),
+        Some("0")
+    );
     assert!(status.pointer_meta.contains_key("rotated-at"));
 
     // The audit row parses back with the upstream columns and meta.
@@ -99,15 +139,32 @@ async fn round_trip(storage: Arc<dyn Storage>, layout: Layout) {
     assert_eq!(get("version_ts"), after.stamp.as_str());
     let meta: serde_json::Value = serde_json::from_str(&get("meta")).unwrap();
     assert_eq!(meta["event"], "rotate");
-    assert_eq!((meta["gen"].as_u64(), meta["prev_gen"].as_u64()), (Some(1), Some(0)));
+    assert_eq!(
+        (meta["gen"].as_u64(), meta["prev_gen"].as_u64()),
+        (Some(1), Some(0))
+    );
     assert_eq!(meta["note"], "quarterly, \"hygiene\"");
 
     // A second rotation goes 1 -> 2 and appends a second row; finish is idempotent.
     let again = vault.inspect(&Passphrase::from(NEW), false).await.unwrap();
     let prepared = vault.prepare(&again, &Passphrase::from(OLD)).await.unwrap();
     let committed = vault.commit(&prepared).await.unwrap();
-    vault.finish(prepared.gen_before, &prepared.new_stamp, &committed.rotated_at, Some(&spec)).await;
-    let repeat = vault.finish(prepared.gen_before, &prepared.new_stamp, &committed.rotated_at, Some(&spec)).await;
+    vault
+        .finish(
+            prepared.gen_before,
+            &prepared.new_stamp,
+            &committed.rotated_at,
+            Some(&spec),
+        )
+        .await;
+    let repeat = vault
+        .finish(
+            prepared.gen_before,
+            &prepared.new_stamp,
+            &committed.rotated_at,
+            Some(&spec),
+        )
+        .await;
     assert_eq!(repeat.audit, AuditOutcome::AlreadyPresent);
     assert_eq!(vault.open(&Passphrase::from(OLD)).await.unwrap().gen, 2);
     let text = String::from_utf8(storage.get(&spec.key).await.unwrap().unwrap().body).unwrap();
@@ -136,14 +193,30 @@ async fn dir_round_trip_runtime_layout() {
 async fn cli_bundles_are_resealed_with_the_new_stamp() {
     let (_d, s) = dir_storage();
     let vault = Vault::new(s.clone(), "app/prod/", kdf(), LayoutChoice::Cli);
-    vault.seed(Layout::Cli, &Passphrase::from(OLD), &seed_content(Layout::Cli)).await.unwrap();
+    vault
+        .seed(
+            Layout::Cli,
+            &Passphrase::from(OLD),
+            &seed_content(Layout::Cli),
+        )
+        .await
+        .unwrap();
     rotate(&vault, OLD, NEW, None).await.unwrap();
     let stamp = String::from_utf8(s.get("app/prod/latest").await.unwrap().unwrap().body).unwrap();
-    let env = s.get(&format!("app/prod/versions/{stamp}.enc")).await.unwrap().unwrap().body;
+    let env = s
+        .get(&format!("app/prod/versions/{stamp}.enc"))
+        .await
+        .unwrap()
+        .unwrap()
+        .body;
     let key = vsync_orchestrate::vault::crypto::Key::derive(&Passphrase::from(NEW), &kdf());
     let plain = vsync_orchestrate::vault::crypto::decrypt(&key, &env).unwrap();
     assert_eq!(&plain[..8], b"RQEM0001");
-    assert_eq!(std::str::from_utf8(&plain[8..23]).unwrap(), stamp, "upstream's unsealed-rotate bug");
+    assert_eq!(
+        std::str::from_utf8(&plain[8..23]).unwrap(),
+        stamp,
+        "upstream's unsealed-rotate bug"
+    );
 }
 
 #[tokio::test]
@@ -152,11 +225,23 @@ async fn wrong_old_passphrase_and_missing_vault_touch_nothing() {
     let vault = Vault::new(s.clone(), "app/prod/", kdf(), LayoutChoice::Auto);
     let e = rotate(&vault, OLD, NEW, None).await.unwrap_err();
     assert_eq!(e.exit_code(), 5, "{e}");
-    vault.seed(Layout::Runtime, &Passphrase::from(OLD), &seed_content(Layout::Runtime)).await.unwrap();
+    vault
+        .seed(
+            Layout::Runtime,
+            &Passphrase::from(OLD),
+            &seed_content(Layout::Runtime),
+        )
+        .await
+        .unwrap();
     let before = s.list("").await.unwrap();
-    let e = rotate(&vault, "not-the-passphrase-at-all", NEW, None).await.unwrap_err();
+    let e = rotate(&vault, "not-the-passphrase-at-all", NEW, None)
+        .await
+        .unwrap_err();
     assert_eq!(e.exit_code(), 1, "{e}");
-    assert!(!e.to_string().contains("not-the-passphrase"), "error leaks the passphrase: {e}");
+    assert!(
+        !e.to_string().contains("not-the-passphrase"),
+        "error leaks the passphrase: {e}"
+    );
     assert_eq!(s.list("").await.unwrap(), before);
     drop(dir);
 }
@@ -165,12 +250,30 @@ async fn wrong_old_passphrase_and_missing_vault_touch_nothing() {
 async fn malformed_counter_refuses_before_any_write() {
     let (_d, s) = dir_storage();
     let vault = Vault::new(s.clone(), "app/prod/", kdf(), LayoutChoice::Auto);
-    vault.seed(Layout::Cli, &Passphrase::from(OLD), &seed_content(Layout::Cli)).await.unwrap();
-    s.put("app/prod/latest.manifest", b"{\"gen\":\"three\"}".to_vec(), vsync_orchestrate::vault::storage::PutCondition::None, &Default::default())
+    vault
+        .seed(
+            Layout::Cli,
+            &Passphrase::from(OLD),
+            &seed_content(Layout::Cli),
+        )
         .await
         .unwrap();
+    s.put(
+        "app/prod/latest.manifest",
+        b"{\"gen\":\"three\"}".to_vec(),
+        vsync_orchestrate::vault::storage::PutCondition::None,
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     let before = s.list("").await.unwrap();
-    assert_eq!(rotate(&vault, OLD, NEW, None).await.unwrap_err().exit_code(), 3);
+    assert_eq!(
+        rotate(&vault, OLD, NEW, None)
+            .await
+            .unwrap_err()
+            .exit_code(),
+        3
+    );
     assert_eq!(s.list("").await.unwrap(), before);
 }
 
@@ -178,10 +281,30 @@ async fn malformed_counter_refuses_before_any_write() {
 async fn both_layouts_present_needs_an_explicit_choice() {
     let (_d, s) = dir_storage();
     let vault = Vault::new(s.clone(), "app/prod/", kdf(), LayoutChoice::Auto);
-    vault.seed(Layout::Cli, &Passphrase::from(OLD), &seed_content(Layout::Cli)).await.unwrap();
-    vault.seed(Layout::Runtime, &Passphrase::from(OLD), &seed_content(Layout::Runtime)).await.unwrap();
-    assert!(matches!(rotate(&vault, OLD, NEW, None).await, Err(RotateError::AmbiguousLayout(_))));
-    let forced = Vault { layout: LayoutChoice::Runtime, ..vault };
+    vault
+        .seed(
+            Layout::Cli,
+            &Passphrase::from(OLD),
+            &seed_content(Layout::Cli),
+        )
+        .await
+        .unwrap();
+    vault
+        .seed(
+            Layout::Runtime,
+            &Passphrase::from(OLD),
+            &seed_content(Layout::Runtime),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        rotate(&vault, OLD, NEW, None).await,
+        Err(RotateError::AmbiguousLayout(_))
+    ));
+    let forced = Vault {
+        layout: LayoutChoice::Runtime,
+        ..vault
+    };
     rotate(&forced, OLD, NEW, None).await.unwrap();
 }
 
@@ -189,12 +312,26 @@ async fn both_layouts_present_needs_an_explicit_choice() {
 async fn dir_backend_conditional_writes_are_strict_under_concurrency() {
     use vsync_orchestrate::vault::storage::PutCondition;
     let (_d, s) = dir_storage();
-    let etag = s.put("k", b"0".to_vec(), PutCondition::IfAbsent, &Default::default()).await.unwrap();
+    let etag = s
+        .put(
+            "k",
+            b"0".to_vec(),
+            PutCondition::IfAbsent,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for i in 0..16 {
         let (s, etag) = (s.clone(), etag.clone());
         tasks.push(tokio::spawn(async move {
-            s.put("k", format!("{i}").into_bytes(), PutCondition::IfMatch(etag), &Default::default()).await
+            s.put(
+                "k",
+                format!("{i}").into_bytes(),
+                PutCondition::IfMatch(etag),
+                &Default::default(),
+            )
+            .await
         }));
     }
     let mut won = 0;
@@ -202,7 +339,15 @@ async fn dir_backend_conditional_writes_are_strict_under_concurrency() {
         won += t.await.unwrap().is_ok() as usize;
     }
     assert_eq!(won, 1, "exactly one conditional writer may win");
-    assert!(s.put("k", b"x".to_vec(), PutCondition::IfAbsent, &Default::default()).await.is_err());
+    assert!(s
+        .put(
+            "k",
+            b"x".to_vec(),
+            PutCondition::IfAbsent,
+            &Default::default()
+        )
+        .await
+        .is_err());
 }
 
 #[cfg(feature = "s3")]
@@ -212,42 +357,74 @@ mod moto {
 
     #[tokio::test]
     async fn s3_round_trip_cli_layout() {
-        let Some(ep) = support::moto_endpoint() else { return };
+        let Some(ep) = support::moto_endpoint() else {
+            return;
+        };
         let (_b, s) = support::moto_bucket(&ep).await;
         round_trip(s, Layout::Cli).await;
     }
 
     #[tokio::test]
     async fn s3_round_trip_runtime_layout() {
-        let Some(ep) = support::moto_endpoint() else { return };
+        let Some(ep) = support::moto_endpoint() else {
+            return;
+        };
         let (_b, s) = support::moto_bucket(&ep).await;
         round_trip(s, Layout::Runtime).await;
     }
 
     #[tokio::test]
     async fn stale_if_match_is_exit_3_and_leaves_the_pointer() {
-        let Some(ep) = support::moto_endpoint() else { return };
+        let Some(ep) = support::moto_endpoint() else {
+            return;
+        };
         let (_b, s) = support::moto_bucket(&ep).await;
         let vault = Vault::new(s.clone(), "app/prod/", kdf(), LayoutChoice::Auto);
-        vault.seed(Layout::Cli, &Passphrase::from(OLD), &seed_content(Layout::Cli)).await.unwrap();
+        vault
+            .seed(
+                Layout::Cli,
+                &Passphrase::from(OLD),
+                &seed_content(Layout::Cli),
+            )
+            .await
+            .unwrap();
         let insp = vault.inspect(&Passphrase::from(OLD), false).await.unwrap();
         let prepared = vault.prepare(&insp, &Passphrase::from(NEW)).await.unwrap();
         // Someone else moves the pointer after we read it.
-        let intruder = s.put("app/prod/latest", b"29990101-000000".to_vec(), PutCondition::None, &Default::default()).await;
+        let intruder = s
+            .put(
+                "app/prod/latest",
+                b"29990101-000000".to_vec(),
+                PutCondition::None,
+                &Default::default(),
+            )
+            .await;
         intruder.unwrap();
         let e = vault.commit(&prepared).await.unwrap_err();
         assert!(matches!(e, RotateError::PointerConflict { .. }), "{e}");
         assert_eq!(e.exit_code(), 3);
         let ptr = s.get("app/prod/latest").await.unwrap().unwrap().body;
-        assert_eq!(ptr, b"29990101-000000", "a refused swap must not change the pointer");
+        assert_eq!(
+            ptr, b"29990101-000000",
+            "a refused swap must not change the pointer"
+        );
     }
 
     #[tokio::test]
     async fn two_rotations_at_once_exactly_one_wins() {
-        let Some(ep) = support::moto_endpoint() else { return };
+        let Some(ep) = support::moto_endpoint() else {
+            return;
+        };
         let (_b, s) = support::moto_bucket(&ep).await;
         let vault = Vault::new(s.clone(), "app/prod/", kdf(), LayoutChoice::Auto);
-        vault.seed(Layout::Runtime, &Passphrase::from(OLD), &seed_content(Layout::Runtime)).await.unwrap();
+        vault
+            .seed(
+                Layout::Runtime,
+                &Passphrase::from(OLD),
+                &seed_content(Layout::Runtime),
+            )
+            .await
+            .unwrap();
         let contenders = ["contender-a-passphrase-0001", "contender-b-passphrase-0002"];
         let runs = contenders.map(|p| {
             let v = vault.clone();
@@ -267,7 +444,9 @@ mod moto {
 
     #[tokio::test]
     async fn audit_failure_is_exit_4_with_the_manual_row() {
-        let Some(ep) = support::moto_endpoint() else { return };
+        let Some(ep) = support::moto_endpoint() else {
+            return;
+        };
         let (bucket, _) = support::moto_bucket(&ep).await;
         // Real moto behind a proxy that answers 403 to every PUT of the audit object.
         let proxy = support::fault_proxy::start(
@@ -282,14 +461,26 @@ mod moto {
         .await;
         let s: Arc<dyn Storage> = Arc::new(support::s3_storage(&proxy.endpoint, &bucket).await);
         let vault = Vault::new(s.clone(), "app/prod/", kdf(), LayoutChoice::Auto);
-        vault.seed(Layout::Cli, &Passphrase::from(OLD), &seed_content(Layout::Cli)).await.unwrap();
+        vault
+            .seed(
+                Layout::Cli,
+                &Passphrase::from(OLD),
+                &seed_content(Layout::Cli),
+            )
+            .await
+            .unwrap();
         let spec = audit_spec("app/prod/");
         let finished = rotate(&vault, OLD, NEW, Some(&spec)).await.unwrap();
         assert_eq!(finished.exit_code(), 4);
-        let AuditOutcome::Failed { row, .. } = &finished.audit else { panic!("{:?}", finished.audit) };
+        let AuditOutcome::Failed { row, .. } = &finished.audit else {
+            panic!("{:?}", finished.audit)
+        };
         let parsed = audit::parse(&format!("{}\n{row}\n", audit::HEADER));
         assert_eq!(parsed[0][1].1, "rotate");
-        assert!(*proxy.hits.lock().unwrap() >= 1, "the fault was never injected");
+        assert!(
+            *proxy.hits.lock().unwrap() >= 1,
+            "the fault was never injected"
+        );
         // The rotation itself is live.
         assert_eq!(vault.open(&Passphrase::from(NEW)).await.unwrap().gen, 1);
     }

@@ -26,7 +26,10 @@ fn load(name: &str) -> Vector {
     let base = corpus().join(name);
     let text = std::fs::read_to_string(base.with_extension("json"))
         .unwrap_or_else(|e| panic!("vector {name}: {e} (looked in {})", corpus().display()));
-    Vector { json: serde_json::from_str(&text).unwrap(), bin: std::fs::read(base.with_extension("bin")).ok() }
+    Vector {
+        json: serde_json::from_str(&text).unwrap(),
+        bin: std::fs::read(base.with_extension("bin")).ok(),
+    }
 }
 
 fn expected_error(v: &Vector) -> Option<&str> {
@@ -54,7 +57,10 @@ async fn run(name: &str) {
             let (pass, kdf) = kdf(&v);
             let res = crypto::decrypt(&Key::derive(&pass, &kdf), v.bin.as_ref().unwrap());
             match expected_error(&v) {
-                None => assert_eq!(hex(&res.unwrap()), v.json["expected"]["plaintext_hex"].as_str().unwrap()),
+                None => assert_eq!(
+                    hex(&res.unwrap()),
+                    v.json["expected"]["plaintext_hex"].as_str().unwrap()
+                ),
                 Some(class) => assert_eq!(res.unwrap_err().kind.class_name(), class, "{name}"),
             }
         }
@@ -63,13 +69,23 @@ async fn run(name: &str) {
             let claimed = Stamp::parse(v.json["inputs"]["remote_ts"].as_str().unwrap()).unwrap();
             let res = seal::unseal_expecting(bin, &claimed);
             if let Some(ts) = v.json["expected"]["embedded_ts"].as_str() {
-                assert_eq!(seal::unseal(bin).unwrap().0.as_str(), ts, "{name}: parsing alone");
+                assert_eq!(
+                    seal::unseal(bin).unwrap().0.as_str(),
+                    ts,
+                    "{name}: parsing alone"
+                );
             }
             match expected_error(&v) {
                 None => {
                     let (stamp, payload) = res.unwrap();
-                    assert_eq!(stamp.as_str(), v.json["expected"]["embedded_ts"].as_str().unwrap());
-                    assert_eq!(hex(payload), v.json["expected"]["payload_hex"].as_str().unwrap());
+                    assert_eq!(
+                        stamp.as_str(),
+                        v.json["expected"]["embedded_ts"].as_str().unwrap()
+                    );
+                    assert_eq!(
+                        hex(payload),
+                        v.json["expected"]["payload_hex"].as_str().unwrap()
+                    );
                 }
                 Some(class) => assert_eq!(res.unwrap_err().kind.class_name(), class),
             }
@@ -80,9 +96,15 @@ async fn run(name: &str) {
             match expected_error(&v) {
                 None => {
                     let cfg = res.unwrap();
-                    assert_eq!(serde_json::to_value(&cfg).unwrap(), v.json["expected"]["config_json"]);
+                    assert_eq!(
+                        serde_json::to_value(&cfg).unwrap(),
+                        v.json["expected"]["config_json"]
+                    );
                     // And our encoder's output decodes to the same config.
-                    assert_eq!(config_blob::decode(&config_blob::encode(&cfg)).unwrap(), cfg);
+                    assert_eq!(
+                        config_blob::decode(&config_blob::encode(&cfg)).unwrap(),
+                        cfg
+                    );
                 }
                 Some(class) => assert_eq!(res.unwrap_err().kind.class_name(), class),
             }
@@ -90,13 +112,18 @@ async fn run(name: &str) {
         "fallback-chain" => {
             let i = &v.json["inputs"];
             let map = |x: &Value| -> BTreeMap<String, String> {
-                x.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned())).collect()
+                x.as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                    .collect()
             };
             let (vault, env, defaults) = (map(&i["vault"]), map(&i["env"]), map(&i["defaults"]));
             let env_fn = |k: &str| env.get(k).cloned();
             let results = v.json["expected"]["results"].as_array().unwrap();
             for (q, want) in i["queries"].as_array().unwrap().iter().zip(results) {
-                let (value, source) = lookup::lookup(q.as_str().unwrap(), &vault, &env_fn, &defaults);
+                let (value, source) =
+                    lookup::lookup(q.as_str().unwrap(), &vault, &env_fn, &defaults);
                 assert_eq!(want["key"], *q);
                 assert_eq!(value.as_deref(), want["value"].as_str());
                 assert_eq!(source.as_str(), want["source"].as_str().unwrap());
@@ -108,9 +135,15 @@ async fn run(name: &str) {
             let dir = tempfile::tempdir().unwrap();
             let key = v.json["inputs"]["key"].as_str().unwrap();
             let path = lookup::materialize_asset(dir.path(), key, v.bin.as_ref().unwrap()).unwrap();
-            assert_eq!(hex(&std::fs::read(&path).unwrap()), v.json["expected"]["bytes_hex"].as_str().unwrap());
+            assert_eq!(
+                hex(&std::fs::read(&path).unwrap()),
+                v.json["expected"]["bytes_hex"].as_str().unwrap()
+            );
             let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-            assert_eq!(format!("{mode:04o}"), v.json["expected"]["mode_octal"].as_str().unwrap());
+            assert_eq!(
+                format!("{mode:04o}"),
+                v.json["expected"]["mode_octal"].as_str().unwrap()
+            );
         }
         "error-taxonomy" => {
             let class = expected_error(&v).unwrap();
@@ -121,18 +154,26 @@ async fn run(name: &str) {
                     bootstrap::bootstrap(&env_fn).err().unwrap().kind
                 }
                 "error-taxonomy/config-unsupported-version" => {
-                    config_blob::decode(&String::from_utf8(v.bin.clone().unwrap()).unwrap()).unwrap_err().kind
+                    config_blob::decode(&String::from_utf8(v.bin.clone().unwrap()).unwrap())
+                        .unwrap_err()
+                        .kind
                 }
                 "error-taxonomy/manifest-not-found" => {
                     // A reachable store with nothing at the prefix.
                     let dir = tempfile::tempdir().unwrap();
                     let vault = local_vault(dir.path());
-                    vault.open(&Passphrase::from("irrelevant-passphrase")).await.unwrap_err().kind
+                    vault
+                        .open(&Passphrase::from("irrelevant-passphrase"))
+                        .await
+                        .unwrap_err()
+                        .kind
                 }
                 "error-taxonomy/s3-unreachable" => unreachable_kind().await,
                 _ => {
                     let (pass, kdf) = kdf(&v);
-                    crypto::decrypt(&Key::derive(&pass, &kdf), v.bin.as_ref().unwrap()).unwrap_err().kind
+                    crypto::decrypt(&Key::derive(&pass, &kdf), v.bin.as_ref().unwrap())
+                        .unwrap_err()
+                        .kind
                 }
             };
             assert_eq!(got.class_name(), class, "{name}");
@@ -154,7 +195,11 @@ fn local_vault(dir: &std::path::Path) -> vsync_orchestrate::vault::Vault {
 /// An S3 endpoint nothing listens on: the network-error half of the scenario.
 #[cfg(feature = "s3")]
 async fn unreachable_kind() -> vsync_orchestrate::vault::VaultErrorKind {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let cfg = config_blob::VsyncConfig {
         v: 1,
         endpoint: format!("http://127.0.0.1:{port}"),
@@ -168,7 +213,11 @@ async fn unreachable_kind() -> vsync_orchestrate::vault::VaultErrorKind {
         iterations: 1000,
     };
     let vault = bootstrap::vault_for(&cfg).await.unwrap();
-    vault.open(&Passphrase::from("irrelevant-passphrase")).await.unwrap_err().kind
+    vault
+        .open(&Passphrase::from("irrelevant-passphrase"))
+        .await
+        .unwrap_err()
+        .kind
 }
 
 macro_rules! vectors {

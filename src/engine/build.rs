@@ -33,33 +33,51 @@ pub fn kdf(plan: &plan::Plan) -> Result<KdfParams, BuildError> {
         let blob = resolve_value("vault.config", c)?;
         let cfg = crate::vault::config_blob::decode(&blob)
             .map_err(|e| BuildError(format!("vault.config: {e}")))?;
-        (cfg.salt.clone(), Some(v.iterations.unwrap_or(cfg.iterations)))
+        (
+            cfg.salt.clone(),
+            Some(v.iterations.unwrap_or(cfg.iterations)),
+        )
     } else if let Some(path) = &v.cli_config {
-        let gz = std::fs::read(path).map_err(|e| BuildError(format!("vault.cli_config: {}: {e}", path.display())))?;
+        let gz = std::fs::read(path)
+            .map_err(|e| BuildError(format!("vault.cli_config: {}: {e}", path.display())))?;
         let mut json = Vec::new();
         flate2::read::GzDecoder::new(&gz[..])
             .read_to_end(&mut json)
-            .map_err(|e| BuildError(format!("vault.cli_config: {} is not the vsync CLI's gzip config: {e}", path.display())))?;
+            .map_err(|e| {
+                BuildError(format!(
+                    "vault.cli_config: {} is not the vsync CLI's gzip config: {e}",
+                    path.display()
+                ))
+            })?;
         let value: serde_json::Value = serde_json::from_slice(&json)
             .map_err(|e| BuildError(format!("vault.cli_config: {}: {e}", path.display())))?;
-        let salt = value["encryption"]["salt"]
-            .as_str()
-            .ok_or_else(|| BuildError(format!("vault.cli_config: {} has no encryption.salt", path.display())))?;
+        let salt = value["encryption"]["salt"].as_str().ok_or_else(|| {
+            BuildError(format!(
+                "vault.cli_config: {} has no encryption.salt",
+                path.display()
+            ))
+        })?;
         (salt.to_owned(), v.iterations)
     } else {
         return Err(BuildError("vault: no salt source".into()));
     };
     if salt.chars().count() < 16 {
-        return Err(BuildError("vault salt is shorter than 16 characters; vsync refuses such configs".into()));
+        return Err(BuildError(
+            "vault salt is shorter than 16 characters; vsync refuses such configs".into(),
+        ));
     }
-    Ok(KdfParams::new(salt, iterations.unwrap_or(DEFAULT_ITERATIONS)))
+    Ok(KdfParams::new(
+        salt,
+        iterations.unwrap_or(DEFAULT_ITERATIONS),
+    ))
 }
 
 pub async fn vault(plan: &plan::Plan) -> Result<Vault, BuildError> {
     let v = &plan.vault;
     let storage: Arc<dyn storage::Storage> = match (&v.dir, &v.bucket) {
         (Some(dir), _) => Arc::new(
-            storage::DirStorage::new(dir).map_err(|e| BuildError(format!("vault.dir {}: {e}", dir.display())))?,
+            storage::DirStorage::new(dir)
+                .map_err(|e| BuildError(format!("vault.dir {}: {e}", dir.display())))?,
         ),
         #[cfg(feature = "s3")]
         (None, Some(bucket)) => Arc::new(
@@ -75,7 +93,11 @@ pub async fn vault(plan: &plan::Plan) -> Result<Vault, BuildError> {
             .await,
         ),
         #[cfg(not(feature = "s3"))]
-        (None, Some(_)) => return Err(BuildError("this build has no S3 support (feature `s3`)".into())),
+        (None, Some(_)) => {
+            return Err(BuildError(
+                "this build has no S3 support (feature `s3`)".into(),
+            ))
+        }
         (None, None) => return Err(BuildError("vault needs bucket or dir".into())),
     };
     Ok(Vault::new(storage, &v.prefix, kdf(plan)?, v.layout))
@@ -95,11 +117,15 @@ pub fn audit_key(plan: &plan::Plan) -> Option<String> {
 }
 
 fn duration(v: &Option<String>, default: Duration) -> Duration {
-    v.as_deref().and_then(|s| plan::parse_duration(s).ok()).unwrap_or(default)
+    v.as_deref()
+        .and_then(|s| plan::parse_duration(s).ok())
+        .unwrap_or(default)
 }
 
 fn mode(v: &Option<String>) -> u32 {
-    v.as_deref().and_then(|m| u32::from_str_radix(m, 8).ok()).unwrap_or(0o600)
+    v.as_deref()
+        .and_then(|m| u32::from_str_radix(m, 8).ok())
+        .unwrap_or(0o600)
 }
 
 /// The deadline a restarter gets for its rollout.
@@ -135,7 +161,9 @@ fn hosts(entries: &[HostEntry]) -> Vec<vsync_orchestrate_ssh::HostSpec> {
 
 #[cfg_attr(all(feature = "ssh", feature = "aws"), allow(dead_code))]
 fn not_built(kind: &str, feature: &str) -> BuildError {
-    BuildError(format!("`type = \"{kind}\"` needs a build with the `{feature}` feature"))
+    BuildError(format!(
+        "`type = \"{kind}\"` needs a build with the `{feature}` feature"
+    ))
 }
 
 fn not_yet(kind: &str) -> BuildError {
@@ -146,7 +174,10 @@ fn not_yet(kind: &str) -> BuildError {
 
 pub async fn store(spec: &StoreSpec) -> Result<Arc<dyn SecretStore>, BuildError> {
     match spec {
-        StoreSpec::File(f) => Ok(Arc::new(crate::local::FileStore::new(f.path.clone(), mode(&f.mode)))),
+        StoreSpec::File(f) => Ok(Arc::new(crate::local::FileStore::new(
+            f.path.clone(),
+            mode(&f.mode),
+        ))),
         #[cfg(feature = "ssh")]
         StoreSpec::VpsFile(f) => {
             let cfg = vsync_orchestrate_ssh::VpsFileConfig {
@@ -159,7 +190,10 @@ pub async fn store(spec: &StoreSpec) -> Result<Arc<dyn SecretStore>, BuildError>
                     f.path.clone(),
                 )
             };
-            Ok(Arc::new(vsync_orchestrate_ssh::VpsFileStore::new(cfg).map_err(|e| BuildError(e.to_string()))?))
+            Ok(Arc::new(
+                vsync_orchestrate_ssh::VpsFileStore::new(cfg)
+                    .map_err(|e| BuildError(e.to_string()))?,
+            ))
         }
         #[cfg(not(feature = "ssh"))]
         StoreSpec::VpsFile(_) => Err(not_built("vps_file", "ssh")),
@@ -177,7 +211,10 @@ pub async fn restarter(spec: &RestartSpec) -> Result<Arc<dyn Restarter>, BuildEr
         RestartSpec::Command(c) => Ok(Arc::new(crate::local::CommandRestarter::new(
             c.targets
                 .iter()
-                .map(|t| crate::local::CommandTargetSpec { name: t.name.clone(), argv: t.argv.clone() })
+                .map(|t| crate::local::CommandTargetSpec {
+                    name: t.name.clone(),
+                    argv: t.argv.clone(),
+                })
                 .collect(),
             c.parallel,
             duration(&c.timeout, Duration::from_secs(120)),
@@ -185,7 +222,11 @@ pub async fn restarter(spec: &RestartSpec) -> Result<Arc<dyn Restarter>, BuildEr
         #[cfg(feature = "ssh")]
         RestartSpec::Systemd(s) => {
             use vsync_orchestrate_ssh::{RestartMode, SystemdConfig, Transport};
-            let transport = if s.local { Transport::Local } else { Transport::Ssh(hosts(&s.hosts)) };
+            let transport = if s.local {
+                Transport::Local
+            } else {
+                Transport::Ssh(hosts(&s.hosts))
+            };
             let mode = match s.mode {
                 Some(plan::SystemdMode::Rolling) => RestartMode::Rolling {
                     batch_size: s.batch_size.unwrap_or(1),
@@ -194,8 +235,16 @@ pub async fn restarter(spec: &RestartSpec) -> Result<Arc<dyn Restarter>, BuildEr
                 _ => RestartMode::Parallel,
             };
             let defaults = SystemdConfig::new(transport, s.units.clone());
-            let cfg = SystemdConfig { mode, settle: duration(&s.settle, defaults.settle), sudo: s.sudo, ..defaults };
-            Ok(Arc::new(vsync_orchestrate_ssh::SystemdRestarter::new(cfg).map_err(|e| BuildError(e.to_string()))?))
+            let cfg = SystemdConfig {
+                mode,
+                settle: duration(&s.settle, defaults.settle),
+                sudo: s.sudo,
+                ..defaults
+            };
+            Ok(Arc::new(
+                vsync_orchestrate_ssh::SystemdRestarter::new(cfg)
+                    .map_err(|e| BuildError(e.to_string()))?,
+            ))
         }
         #[cfg(not(feature = "ssh"))]
         RestartSpec::Systemd(_) => Err(not_built("systemd", "ssh")),
@@ -228,5 +277,9 @@ pub async fn parts(loaded: &LoadedPlan) -> Result<Parts, BuildError> {
     for r in &plan.restarts {
         restarters.push((restarter(r).await?, restart_timeout(r)));
     }
-    Ok(Parts { vault, stores, restarters })
+    Ok(Parts {
+        vault,
+        stores,
+        restarters,
+    })
 }

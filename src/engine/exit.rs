@@ -84,7 +84,7 @@ impl Exit {
 
     pub fn meaning(self) -> &'static str {
         match self {
-            Exit::Ok => "rotated, activated, restarted and verified (also: not due yet, or a clean dry run)",
+            Exit::Ok => "rotated, activated, restarted and verified",
             Exit::BadInput => "bad input, or the old passphrase does not decrypt the live bundle; vault untouched",
             Exit::UploadFailed => "re-encryption or bundle upload failed; vault untouched (an orphan bundle is harmless)",
             Exit::PointerSwap => "pointer swap refused (someone else rotated) or failed, or a malformed counter cell; vault untouched",
@@ -103,7 +103,7 @@ impl Exit {
 
     /// The table for `--help`.
     pub fn help_table() -> String {
-        let mut s = String::from("Exit codes:\n");
+        let mut s = String::from("Exit codes (0 also: not due yet, or a clean dry run):\n");
         for e in Exit::ALL {
             s.push_str(&format!("  {:>2}  {}\n", e.code(), e.meaning()));
         }

@@ -55,7 +55,9 @@ pub fn default_state_dir() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
         return PathBuf::from(x).join("vsync-orchestrate");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".local/state/vsync-orchestrate")
 }
 
@@ -69,7 +71,10 @@ impl Journal {
         use std::os::unix::fs::DirBuilderExt;
         self.updated_at = crate::vault::stamp::iso_millis(std::time::SystemTime::now());
         let runs = dir.join("runs");
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&runs)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&runs)?;
         let path = Self::path_in(dir, &self.run_id);
         let body = serde_json::to_vec_pretty(self).expect("journal serialises");
         crate::vault::storage::write_atomic_file(&path, &body)?;
@@ -78,7 +83,8 @@ impl Journal {
 
     pub fn load(path: &Path) -> std::io::Result<Journal> {
         let b = std::fs::read(path)?;
-        serde_json::from_slice(&b).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        serde_json::from_slice(&b)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     }
 
     pub fn is_finished(&self) -> bool {

@@ -23,7 +23,11 @@ pub struct LockBody {
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("the vault is locked by run {run_id} of {owner} until {until}; wait for it, or `vsync-orchestrate resume` it if it crashed")]
-    Held { owner: String, run_id: String, until: String },
+    Held {
+        owner: String,
+        run_id: String,
+        until: String,
+    },
     #[error("taking the lock failed: {0}")]
     Storage(String),
 }
@@ -35,7 +39,10 @@ pub struct Lock {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn owner() -> String {
@@ -44,7 +51,9 @@ fn owner() -> String {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_owned()).unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
 }
 
 impl Lock {
@@ -68,38 +77,78 @@ impl Lock {
         };
         let bytes = serde_json::to_vec(&body).expect("serialises");
         for _ in 0..3 {
-            match vault.storage.put(&key, bytes.clone(), PutCondition::IfAbsent, &Meta::new()).await {
+            match vault
+                .storage
+                .put(&key, bytes.clone(), PutCondition::IfAbsent, &Meta::new())
+                .await
+            {
                 Ok(etag) => return Ok(Lock { key, etag }),
                 Err(e) if e.kind == StorageErrorKind::PreconditionFailed => {}
                 Err(e) => return Err(LockError::Storage(e.to_string())),
             }
-            let Some(existing) = vault.storage.get(&key).await.map_err(|e| LockError::Storage(e.to_string()))? else {
+            let Some(existing) = vault
+                .storage
+                .get(&key)
+                .await
+                .map_err(|e| LockError::Storage(e.to_string()))?
+            else {
                 continue;
             };
             let held: Option<LockBody> = serde_json::from_slice(&existing.body).ok();
             let expired = held.as_ref().is_none_or(|h| h.expires_at <= now_secs());
-            let ours = held.as_ref().is_some_and(|h| Some(h.run_id.as_str()) == takeover_run.map(|r| r.as_str()));
+            let ours = held
+                .as_ref()
+                .is_some_and(|h| Some(h.run_id.as_str()) == takeover_run.map(|r| r.as_str()));
             if expired || ours {
-                match vault.storage.put(&key, bytes.clone(), PutCondition::IfMatch(existing.etag), &Meta::new()).await {
+                match vault
+                    .storage
+                    .put(
+                        &key,
+                        bytes.clone(),
+                        PutCondition::IfMatch(existing.etag),
+                        &Meta::new(),
+                    )
+                    .await
+                {
                     Ok(etag) => return Ok(Lock { key, etag }),
-                    Err(e) if matches!(e.kind, StorageErrorKind::PreconditionFailed | StorageErrorKind::NotFound) => continue,
+                    Err(e)
+                        if matches!(
+                            e.kind,
+                            StorageErrorKind::PreconditionFailed | StorageErrorKind::NotFound
+                        ) =>
+                    {
+                        continue
+                    }
                     Err(e) => return Err(LockError::Storage(e.to_string())),
                 }
             }
             let h = held.expect("not expired means parsed");
-            let until = crate::vault::stamp::iso_millis(UNIX_EPOCH + Duration::from_secs(h.expires_at));
-            return Err(LockError::Held { owner: h.owner, run_id: h.run_id, until });
+            let until =
+                crate::vault::stamp::iso_millis(UNIX_EPOCH + Duration::from_secs(h.expires_at));
+            return Err(LockError::Held {
+                owner: h.owner,
+                run_id: h.run_id,
+                until,
+            });
         }
-        Err(LockError::Storage("the lock object kept changing; try again".into()))
+        Err(LockError::Storage(
+            "the lock object kept changing; try again".into(),
+        ))
     }
 
     /// Who holds the lock now, if anyone (read-only, for `plan` and `status`).
     pub async fn peek(vault: &Vault) -> Option<LockBody> {
         let obj = vault.storage.get(&Self::key(vault)).await.ok()??;
-        serde_json::from_slice::<LockBody>(&obj.body).ok().filter(|b| b.expires_at > now_secs())
+        serde_json::from_slice::<LockBody>(&obj.body)
+            .ok()
+            .filter(|b| b.expires_at > now_secs())
     }
 
     pub async fn release(self, vault: &Vault) -> Result<(), String> {
-        vault.storage.delete(&self.key, Some(&self.etag)).await.map_err(|e| e.to_string())
+        vault
+            .storage
+            .delete(&self.key, Some(&self.etag))
+            .await
+            .map_err(|e| e.to_string())
     }
 }

@@ -40,7 +40,12 @@ pub struct RunOptions {
 
 impl RunOptions {
     pub fn new(state_dir: PathBuf) -> Self {
-        RunOptions { yes: false, state_dir, force: false, lock_ttl: Duration::from_secs(3600) }
+        RunOptions {
+            yes: false,
+            state_dir,
+            force: false,
+            lock_ttl: Duration::from_secs(3600),
+        }
     }
 }
 
@@ -52,7 +57,11 @@ pub fn new_run_id() -> RunId {
     let compact: String = now.chars().filter(|c| *c != '-' && *c != ':').collect();
     let mut r = [0u8; 3];
     getrandom::fill(&mut r).expect("OS random source");
-    RunId(format!("{}-{}", compact, r.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+    RunId(format!(
+        "{}-{}",
+        compact,
+        r.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
 }
 
 struct Ctx<'a> {
@@ -64,7 +73,14 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn target(&mut self, phase: &str, t: &vsync_orchestrate_api::Target, ok: bool, detail: String, took: Duration) {
+    fn target(
+        &mut self,
+        phase: &str,
+        t: &vsync_orchestrate_api::Target,
+        ok: bool,
+        detail: String,
+        took: Duration,
+    ) {
         if ok {
             self.p.ok(&t.to_string(), &detail, took);
         } else {
@@ -83,7 +99,11 @@ impl Ctx<'_> {
     fn end(&mut self, exit: Exit, why: impl Into<String>) -> Summary {
         self.s.exit_code = exit.code();
         let why = why.into();
-        self.s.outcome = if why.is_empty() { exit.meaning().to_owned() } else { why };
+        self.s.outcome = if why.is_empty() {
+            exit.meaning().to_owned()
+        } else {
+            why
+        };
         if let Some(j) = self.journal.as_mut() {
             j.exit_code = Some(exit.code());
             j.timings_ms = self.s.phases_ms.clone();
@@ -133,8 +153,18 @@ fn base_summary(loaded: &LoadedPlan, command: &str, run: &RunId) -> Summary {
 pub async fn run(loaded: &LoadedPlan, opts: &RunOptions, p: &Progress, dry_run: bool) -> Summary {
     let run_id = new_run_id();
     let command = if dry_run { "plan" } else { "run" };
-    let mut cx = Ctx { loaded, opts, p, s: base_summary(loaded, command, &run_id), journal: None };
-    p.line(format!("vsync-orchestrate {command} {} — env {}, run {run_id}", loaded.path.display(), loaded.plan.env));
+    let mut cx = Ctx {
+        loaded,
+        opts,
+        p,
+        s: base_summary(loaded, command, &run_id),
+        journal: None,
+    };
+    p.line(format!(
+        "vsync-orchestrate {command} {} — env {}, run {run_id}",
+        loaded.path.display(),
+        loaded.plan.env
+    ));
     let ready = match preflight(&mut cx, dry_run).await {
         Ok(Some(r)) => r,
         Ok(None) => return std::mem::take(&mut cx.s),
@@ -153,18 +183,25 @@ async fn preflight(cx: &mut Ctx<'_>, dry_run: bool) -> Result<Option<Ready>, Fai
     let began = Instant::now();
     let plan = &cx.loaded.plan;
     cx.p.phase("preflight", "read-only checks");
-    let parts = build::parts(cx.loaded).await.map_err(|e| (Exit::BadInput, e.0))?;
+    let parts = build::parts(cx.loaded)
+        .await
+        .map_err(|e| (Exit::BadInput, e.0))?;
     let vault = parts.vault;
     cx.s.vault = vault.describe();
 
     if let (Some(sched), false) = (&plan.schedule, cx.opts.force) {
-        let min_age = crate::plan::parse_duration(&sched.min_age).map_err(|e| (Exit::PlanInvalid, e))?;
+        let min_age =
+            crate::plan::parse_duration(&sched.min_age).map_err(|e| (Exit::PlanInvalid, e))?;
         if let Ok(Some(st)) = vault.status().await {
             let last = st
                 .rotated_at
                 .as_deref()
                 .and_then(|r| humantime::parse_rfc3339(r).ok())
-                .or_else(|| Stamp::parse(&st.stamp).ok().and_then(|s| s.to_system_time().ok()));
+                .or_else(|| {
+                    Stamp::parse(&st.stamp)
+                        .ok()
+                        .and_then(|s| s.to_system_time().ok())
+                });
             if let Some(age) = last.and_then(|t| SystemTime::now().duration_since(t).ok()) {
                 if age < min_age {
                     cx.s.gen_before = Some(st.gen);
@@ -186,7 +223,10 @@ async fn preflight(cx: &mut Ctx<'_>, dry_run: bool) -> Result<Option<Ready>, Fai
     if let Some(held) = Lock::peek(&vault).await {
         return Err((
             Exit::LockHeld,
-            format!("the vault is locked by run {} of {} (created {})", held.run_id, held.owner, held.created_at),
+            format!(
+                "the vault is locked by run {} of {} (created {})",
+                held.run_id, held.owner, held.created_at
+            ),
         ));
     }
 
@@ -218,12 +258,20 @@ async fn preflight(cx: &mut Ctx<'_>, dry_run: bool) -> Result<Option<Ready>, Fai
         }
     }
     if !failed.is_empty() {
-        return Err((Exit::PreflightFailed, format!("preflight failed: {}", failed.join("; "))));
+        return Err((
+            Exit::PreflightFailed,
+            format!("preflight failed: {}", failed.join("; ")),
+        ));
     }
 
     let mut stdin = secrets::Stdin::default();
-    let mut inputs = secrets::Inputs { yes: cx.opts.yes, stdin: &mut stdin };
-    let old = secrets::old(&plan.passphrase.old, &parts.stores, &mut inputs).await.map_err(|e| (Exit::BadInput, e.0))?;
+    let mut inputs = secrets::Inputs {
+        yes: cx.opts.yes,
+        stdin: &mut stdin,
+    };
+    let old = secrets::old(&plan.passphrase.old, &parts.stores, &mut inputs)
+        .await
+        .map_err(|e| (Exit::BadInput, e.0))?;
     // Every store that can read its value back must hold the passphrase the vault
     // opens with; otherwise some app already boots with something else.
     for s in &parts.stores {
@@ -238,10 +286,16 @@ async fn preflight(cx: &mut Ctx<'_>, dry_run: bool) -> Result<Option<Ready>, Fai
     }
     let new = secrets::new(&plan.passphrase.new, &mut inputs).map_err(|e| (Exit::BadInput, e.0))?;
     if new.same_as(&old) {
-        return Err((Exit::BadInput, "the new passphrase equals the old one".into()));
+        return Err((
+            Exit::BadInput,
+            "the new passphrase equals the old one".into(),
+        ));
     }
     if new.len() < 20 {
-        cx.s.warnings.push("the new passphrase is shorter than 20 characters; the vsync CLI refuses such keys".into());
+        cx.s.warnings.push(
+            "the new passphrase is shorter than 20 characters; the vsync CLI refuses such keys"
+                .into(),
+        );
     }
 
     let t = Instant::now();
@@ -249,7 +303,11 @@ async fn preflight(cx: &mut Ctx<'_>, dry_run: bool) -> Result<Option<Ready>, Fai
     let inspection = match vault.inspect(&old, accept_unsealed).await {
         Ok(i) => i,
         Err(e) => {
-            cx.p.fail(&format!("vault {}", vault.describe()), &e.to_string(), t.elapsed());
+            cx.p.fail(
+                &format!("vault {}", vault.describe()),
+                &e.to_string(),
+                t.elapsed(),
+            );
             return Err((Exit::from_rotate_code(e.exit_code()), e.to_string()));
         }
     };
@@ -285,30 +343,53 @@ async fn preflight(cx: &mut Ctx<'_>, dry_run: bool) -> Result<Option<Ready>, Fai
                     let a = health::classify(status, &body);
                     let ok = matches!(a, health::Answer::Fresh { .. });
                     if !ok {
-                        cx.s.warnings.push(format!("{url} answers {a:?} before the rotation"));
+                        cx.s.warnings
+                            .push(format!("{url} answers {a} before the rotation"));
                     }
-                    cx.target("preflight", &target, true, format!("{a:?}"), took);
+                    cx.target("preflight", &target, true, a.to_string(), took);
                 }
                 Err(e) => {
-                    cx.s.warnings.push(format!("{url} does not answer yet: {e}"));
-                    cx.target("preflight", &target, true, format!("not answering ({e}); verify will wait for it"), took);
+                    cx.s.warnings
+                        .push(format!("{url} does not answer yet: {e}"));
+                    cx.target(
+                        "preflight",
+                        &target,
+                        true,
+                        format!("not answering ({e}); verify will wait for it"),
+                        took,
+                    );
                 }
             }
         }
     }
     cx.phase_done("preflight", began);
     let _ = dry_run;
-    Ok(Some(Ready { vault, stores: parts.stores, restarters: parts.restarters, inspection, new }))
+    Ok(Some(Ready {
+        vault,
+        stores: parts.stores,
+        restarters: parts.restarters,
+        inspection,
+        new,
+    }))
 }
 
 fn planned_writes(cx: &mut Ctx<'_>, r: &Ready) {
     let i = &r.inspection;
     let next = Stamp::next_after(&i.stamp);
-    let mut w = vec![format!("lock: create {} (If-None-Match: *)", Lock::key(&r.vault))];
+    let mut w = vec![format!(
+        "lock: create {} (If-None-Match: *)",
+        Lock::key(&r.vault)
+    )];
     for s in &r.stores {
-        w.push(format!("stage: {} ← new passphrase as a staged version", s.describe()));
+        w.push(format!(
+            "stage: {} ← new passphrase as a staged version",
+            s.describe()
+        ));
     }
-    w.push(format!("rotate: create {} (If-None-Match: *), re-sealed and encrypted under the new passphrase", r.vault.key(&i.layout.bundle_name(&next))));
+    w.push(format!(
+        "rotate: create {} (If-None-Match: *), re-sealed and encrypted under the new passphrase",
+        r.vault.key(&i.layout.bundle_name(&next))
+    ));
     w.push(format!(
         "rotate: swap {} to {next} (If-Match: {}) with x-amz-meta-gen={} — T0",
         r.vault.key(i.layout.pointer_name()),
@@ -319,7 +400,12 @@ fn planned_writes(cx: &mut Ctx<'_>, r: &Ready) {
         w.push(format!("activate: {} staged → current — T1", s.describe()));
     }
     for cell in crate::vault::layout::COUNTER_CELLS {
-        w.push(format!("counter: {} ← {{\"gen\":{},\"prev_gen\":{},…}} (conditional)", r.vault.key(cell), i.gen + 1, i.gen));
+        w.push(format!(
+            "counter: {} ← {{\"gen\":{},\"prev_gen\":{},…}} (conditional)",
+            r.vault.key(cell),
+            i.gen + 1,
+            i.gen
+        ));
     }
     if let Some(k) = build::audit_key(&cx.loaded.plan) {
         w.push(format!("audit: append a rotate row to {k} (If-Match)"));
@@ -337,15 +423,27 @@ fn planned_writes(cx: &mut Ctx<'_>, r: &Ready) {
 
 async fn discard_all(cx: &mut Ctx<'_>, stores: &[Arc<dyn SecretStore>], staged: &[Staged]) {
     let results = join_all(staged.iter().filter_map(|st| {
-        stores.iter().find(|s| s.describe() == st.target).map(|s| async move { (s.describe(), s.discard(st).await) })
+        stores
+            .iter()
+            .find(|s| s.describe() == st.target)
+            .map(|s| async move { (s.describe(), s.discard(st).await) })
     }))
     .await;
     for (t, r) in results {
         match r {
-            Ok(()) => cx.p.ok(&t.to_string(), "staged version discarded", Duration::ZERO),
+            Ok(()) => {
+                cx.p.ok(&t.to_string(), "staged version discarded", Duration::ZERO)
+            }
             Err(e) => {
-                cx.p.fail(&t.to_string(), &format!("discard failed: {}", e.chain()), Duration::ZERO);
-                cx.s.next_steps.push(format!("remove the staged version from {t} by hand ({})", e.chain()));
+                cx.p.fail(
+                    &t.to_string(),
+                    &format!("discard failed: {}", e.chain()),
+                    Duration::ZERO,
+                );
+                cx.s.next_steps.push(format!(
+                    "remove the staged version from {t} by hand ({})",
+                    e.chain()
+                ));
             }
         }
     }
@@ -359,7 +457,11 @@ async fn execute(cx: &mut Ctx<'_>, r: Ready, run: &RunId) -> Summary {
     };
     cx.journal = Some(Journal {
         run_id: run.clone(),
-        plan: cx.loaded.path.canonicalize().unwrap_or_else(|_| cx.loaded.path.clone()),
+        plan: cx
+            .loaded
+            .path
+            .canonicalize()
+            .unwrap_or_else(|_| cx.loaded.path.clone()),
         env: cx.loaded.plan.env.clone(),
         vault: r.vault.describe(),
         started_at: crate::vault::stamp::iso_millis(SystemTime::now()),
@@ -378,7 +480,13 @@ async fn execute(cx: &mut Ctx<'_>, r: Ready, run: &RunId) -> Summary {
 
     // Stage.
     let began = Instant::now();
-    cx.p.phase("stage", &format!("new passphrase to {} store(s), not yet visible to apps", r.stores.len()));
+    cx.p.phase(
+        "stage",
+        &format!(
+            "new passphrase to {} store(s), not yet visible to apps",
+            r.stores.len()
+        ),
+    );
     let results = join_all(r.stores.iter().map(|s| {
         let new = &r.new;
         async move {
@@ -411,21 +519,37 @@ async fn execute(cx: &mut Ctx<'_>, r: Ready, run: &RunId) -> Summary {
         cx.journal.as_mut().unwrap().phase = Phase::Aborted;
         let _ = lock.release(&r.vault).await;
         return if interrupted {
-            cx.end(Exit::Interrupted, "interrupted before the vault was touched; staged versions discarded")
+            cx.end(
+                Exit::Interrupted,
+                "interrupted before the vault was touched; staged versions discarded",
+            )
         } else {
-            cx.end(Exit::StageFailed, format!("stage failed ({}); staged versions discarded, vault untouched", failed.join("; ")))
+            cx.end(
+                Exit::StageFailed,
+                format!(
+                    "stage failed ({}); staged versions discarded, vault untouched",
+                    failed.join("; ")
+                ),
+            )
         };
     }
 
     // Rotate: everything slow happens before the swap.
     let began = Instant::now();
-    cx.p.phase("rotate", "re-encrypt under the new passphrase, upload, swap the pointer");
+    cx.p.phase(
+        "rotate",
+        "re-encrypt under the new passphrase, upload, swap the pointer",
+    );
     let t = Instant::now();
     let prepared = match r.vault.prepare(&r.inspection, &r.new).await {
         Ok(pr) => pr,
         Err(e) => return abort_before_t0(cx, &r, &staged, lock, e).await,
     };
-    cx.p.ok("bundle", &format!("{} uploaded (If-None-Match: *)", prepared.bundle_key), t.elapsed());
+    cx.p.ok(
+        "bundle",
+        &format!("{} uploaded (If-None-Match: *)", prepared.bundle_key),
+        t.elapsed(),
+    );
     {
         let j = cx.journal.as_mut().unwrap();
         j.prepared = Some(prepared.clone());
@@ -436,7 +560,10 @@ async fn execute(cx: &mut Ctx<'_>, r: Ready, run: &RunId) -> Summary {
         discard_all(cx, &r.stores, &staged).await;
         cx.journal.as_mut().unwrap().phase = Phase::Aborted;
         let _ = lock.release(&r.vault).await;
-        return cx.end(Exit::Interrupted, "interrupted before the pointer swap; staged versions discarded, vault untouched");
+        return cx.end(
+            Exit::Interrupted,
+            "interrupted before the pointer swap; staged versions discarded, vault untouched",
+        );
     }
     let t = Instant::now();
     let committed = match r.vault.commit(&prepared).await {
@@ -444,9 +571,15 @@ async fn execute(cx: &mut Ctx<'_>, r: Ready, run: &RunId) -> Summary {
         Err(e) => {
             // A failed answer can hide a write that happened: look before undoing.
             if matches!(e, RotateError::PointerFailed(_))
-                && r.vault.pointer_is(prepared.layout, &prepared.new_stamp).await.unwrap_or(false)
+                && r.vault
+                    .pointer_is(prepared.layout, &prepared.new_stamp)
+                    .await
+                    .unwrap_or(false)
             {
-                crate::vault::Committed { t0: Instant::now(), rotated_at: crate::vault::stamp::iso_millis(SystemTime::now()) }
+                crate::vault::Committed {
+                    t0: Instant::now(),
+                    rotated_at: crate::vault::stamp::iso_millis(SystemTime::now()),
+                }
             } else {
                 return abort_before_t0(cx, &r, &staged, lock, e).await;
             }
@@ -456,22 +589,54 @@ async fn execute(cx: &mut Ctx<'_>, r: Ready, run: &RunId) -> Summary {
     let activation = activate_all(&r.stores, &staged).await;
     let t1 = Instant::now();
     let window = t1.duration_since(committed.t0);
-    cx.p.ok("pointer", &format!("{} → {} (If-Match) — T0", prepared.old_stamp, prepared.new_stamp), committed.t0.duration_since(t));
+    cx.p.ok(
+        "pointer",
+        &format!(
+            "{} → {} (If-Match) — T0",
+            prepared.old_stamp, prepared.new_stamp
+        ),
+        committed.t0.duration_since(t),
+    );
     cx.s.new_stamp = Some(prepared.new_stamp.to_string());
     cx.s.gen_after = Some(prepared.gen_before + 1);
     cx.phase_done("rotate", began);
-    let window_open = report_activation(cx, activation, window, &r.stores, &staged, &committed.rotated_at, run)
-        .await
-        .is_err();
+    let window_open = report_activation(
+        cx,
+        activation,
+        window,
+        &r.stores,
+        &staged,
+        &committed.rotated_at,
+        run,
+    )
+    .await
+    .is_err();
     if window_open {
         // Keep the lock: nobody else may rotate while the window is open.
         drop(lock);
         return cx.end(Exit::WindowOpen, cx.s.outcome.clone());
     }
-    finish_and_restart(cx, &r.vault, &r.restarters, prepared.gen_before, &prepared.new_stamp, &committed.rotated_at, run, &[], lock).await
+    finish_and_restart(
+        cx,
+        &r.vault,
+        &r.restarters,
+        prepared.gen_before,
+        &prepared.new_stamp,
+        &committed.rotated_at,
+        run,
+        &[],
+        lock,
+    )
+    .await
 }
 
-async fn abort_before_t0(cx: &mut Ctx<'_>, r: &Ready, staged: &[Staged], lock: Lock, e: RotateError) -> Summary {
+async fn abort_before_t0(
+    cx: &mut Ctx<'_>,
+    r: &Ready,
+    staged: &[Staged],
+    lock: Lock,
+    e: RotateError,
+) -> Summary {
     cx.p.fail("rotate", &e.to_string(), Duration::ZERO);
     discard_all(cx, &r.stores, staged).await;
     cx.journal.as_mut().unwrap().phase = Phase::Aborted;
@@ -480,26 +645,33 @@ async fn abort_before_t0(cx: &mut Ctx<'_>, r: &Ready, staged: &[Staged], lock: L
     cx.end(exit, format!("{e}; staged versions discarded"))
 }
 
-type Activation = Vec<(vsync_orchestrate_api::Target, Result<(), vsync_orchestrate_api::Error>, Duration)>;
+type Activation = Vec<(
+    vsync_orchestrate_api::Target,
+    Result<(), vsync_orchestrate_api::Error>,
+    Duration,
+)>;
 
 /// One concurrent round over already-open connections; stores that answer with a
 /// temporary error get two quick retries.
 async fn activate_all(stores: &[Arc<dyn SecretStore>], staged: &[Staged]) -> Activation {
     join_all(staged.iter().filter_map(|st| {
-        stores.iter().find(|s| s.describe() == st.target).map(|s| async move {
-            let t = Instant::now();
-            let mut res = s.activate(st).await;
-            for backoff in [50, 250] {
-                match &res {
-                    Err(e) if e.kind().is_retryable() => {
-                        tokio::time::sleep(Duration::from_millis(backoff)).await;
-                        res = s.activate(st).await;
+        stores
+            .iter()
+            .find(|s| s.describe() == st.target)
+            .map(|s| async move {
+                let t = Instant::now();
+                let mut res = s.activate(st).await;
+                for backoff in [50, 250] {
+                    match &res {
+                        Err(e) if e.kind().is_retryable() => {
+                            tokio::time::sleep(Duration::from_millis(backoff)).await;
+                            res = s.activate(st).await;
+                        }
+                        _ => break,
                     }
-                    _ => break,
                 }
-            }
-            (s.describe(), res, t.elapsed())
-        })
+                (s.describe(), res, t.elapsed())
+            })
     }))
     .await
 }
@@ -515,7 +687,10 @@ async fn report_activation(
     rotated_at: &str,
     run: &RunId,
 ) -> Result<(), ()> {
-    cx.p.phase("activate", &format!("{} store(s): staged → current", activation.len()));
+    cx.p.phase(
+        "activate",
+        &format!("{} store(s): staged → current", activation.len()),
+    );
     let mut open = Vec::new();
     let mut activated = Vec::new();
     for (t, res, took) in activation {
@@ -526,10 +701,12 @@ async fn report_activation(
             }
             Err(e) => {
                 cx.target("activate", &t, false, e.chain(), took);
-                let hint = staged
-                    .iter()
-                    .find(|s| s.target == t)
-                    .and_then(|st| stores.iter().find(|s| s.describe() == t).and_then(|s| s.activate_hint(st)));
+                let hint = staged.iter().find(|s| s.target == t).and_then(|st| {
+                    stores
+                        .iter()
+                        .find(|s| s.describe() == t)
+                        .and_then(|s| s.activate_hint(st))
+                });
                 open.push((t, e, hint));
             }
         }
@@ -538,7 +715,11 @@ async fn report_activation(
         let j = cx.journal.as_mut().unwrap();
         j.rotated_at = Some(rotated_at.to_owned());
         j.activated = activated;
-        j.phase = if open.is_empty() { Phase::Activated } else { Phase::Committed };
+        j.phase = if open.is_empty() {
+            Phase::Activated
+        } else {
+            Phase::Committed
+        };
     }
     cx.save();
     if open.is_empty() {
@@ -560,7 +741,10 @@ async fn report_activation(
     for (t, e, hint) in open {
         cx.s.next_steps.push(match hint {
             Some(h) => format!("{t} ({}): {h}", e.kind()),
-            None => format!("{t} ({}): make its staged version current in the platform's console", e.kind()),
+            None => format!(
+                "{t} ({}): make its staged version current in the platform's console",
+                e.kind()
+            ),
         });
     }
     Err(())
@@ -581,15 +765,26 @@ async fn finish_and_restart(
     let plan = &cx.loaded.plan;
     let mut exit = Exit::Ok;
     let audit_spec = build::audit_key(plan).map(|key| {
-        let mut user_meta: Vec<(String, String)> = plan.passphrase.meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut user_meta: Vec<(String, String)> = plan
+            .passphrase
+            .meta
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         if let Some(n) = &plan.passphrase.note {
             user_meta.insert(0, ("note".into(), n.clone()));
         }
         user_meta.push(("run_id".into(), run.to_string()));
-        AuditSpec { key, user_meta, origin: audit::Origin::of_this_machine() }
+        AuditSpec {
+            key,
+            user_meta,
+            origin: audit::Origin::of_this_machine(),
+        }
     });
     let t = Instant::now();
-    let finished = vault.finish(gen_before, new_stamp, rotated_at, audit_spec.as_ref()).await;
+    let finished = vault
+        .finish(gen_before, new_stamp, rotated_at, audit_spec.as_ref())
+        .await;
     let detail = format!(
         "gen {gen_before} → {} in latest.manifest and latest.meta; audit {}",
         finished.gen_after,
@@ -608,18 +803,24 @@ async fn finish_and_restart(
         exit = Exit::AuditFailed;
         for c in &finished.counter_errors {
             cx.s.warnings.push(format!("counter cell not written: {c}"));
-            cx.s.next_steps.push(format!("write the counter cell by hand: {c}"));
+            cx.s.next_steps
+                .push(format!("write the counter cell by hand: {c}"));
         }
         if let AuditOutcome::Failed { key, row, .. } = &finished.audit {
             cx.s.manual_audit_row = Some(row.clone());
-            cx.s.next_steps.push(format!("append the manual audit row (printed above) to {key}"));
+            cx.s.next_steps.push(format!(
+                "append the manual audit row (printed above) to {key}"
+            ));
         }
     }
 
     // Restart.
     let began = Instant::now();
     if !restarters.is_empty() {
-        cx.p.phase("restart", &format!("{} restarter(s), concurrently", restarters.len()));
+        cx.p.phase(
+            "restart",
+            &format!("{} restarter(s), concurrently", restarters.len()),
+        );
         let futs = restarters.iter().map(|(r, timeout)| async move {
             let t = Instant::now();
             let target = r.describe();
@@ -634,7 +835,9 @@ async fn finish_and_restart(
             let res = match outcome {
                 Ok(vsync_orchestrate_api::RolloutOutcome::Done { detail }) => Ok(detail),
                 Ok(vsync_orchestrate_api::RolloutOutcome::Failed { reason }) => Err(reason),
-                Ok(vsync_orchestrate_api::RolloutOutcome::TimedOut { detail }) => Err(format!("timed out: {detail}")),
+                Ok(vsync_orchestrate_api::RolloutOutcome::TimedOut { detail }) => {
+                    Err(format!("timed out: {detail}"))
+                }
                 Err(e) => Err(e.chain()),
             };
             (target, Some(rollout), res, t.elapsed())
@@ -674,18 +877,40 @@ async fn finish_and_restart(
     let mut verify_failed = false;
     match vault.status().await {
         Ok(Some(st)) if st.gen == want && st.stamp == new_stamp.as_str() => {
-            let cells: Vec<String> = st.cells.iter().map(|(c, g)| format!("{c}={}", g.unwrap_or(0))).collect();
-            cx.p.ok("vault", &format!("pointer {} , {}", st.stamp, cells.join(" ")), t.elapsed());
+            let cells: Vec<String> = st
+                .cells
+                .iter()
+                .map(|(c, g)| format!("{c}={}", g.unwrap_or(0)))
+                .collect();
+            cx.p.ok(
+                "vault",
+                &format!("pointer {}, {}", st.stamp, cells.join(" ")),
+                t.elapsed(),
+            );
         }
         Ok(Some(st)) if st.stamp != new_stamp.as_str() => {
             verify_failed = true;
-            cx.p.fail("vault", &format!("the pointer now names {} (someone rotated after us?)", st.stamp), t.elapsed());
+            cx.p.fail(
+                "vault",
+                &format!(
+                    "the pointer now names {} (someone rotated after us?)",
+                    st.stamp
+                ),
+                t.elapsed(),
+            );
         }
         Ok(other) => {
             if exit != Exit::AuditFailed {
                 verify_failed = true;
             }
-            cx.p.fail("vault", &format!("counter shows gen {:?}, expected {want}", other.map(|s| s.gen)), t.elapsed());
+            cx.p.fail(
+                "vault",
+                &format!(
+                    "counter shows gen {:?}, expected {want}",
+                    other.map(|s| s.gen)
+                ),
+                t.elapsed(),
+            );
         }
         Err(e) => {
             verify_failed = true;
@@ -698,18 +923,31 @@ async fn finish_and_restart(
         let samples = v.samples.unwrap_or(3);
         let interval = build_duration(&v.interval, Duration::from_millis(500));
         let http = health::Http::new();
-        let futs = v.health.iter().map(|u| health::wait_fresh(&http, u, want, samples, interval, deadline));
-        let results = cx.p.waiting("waiting for health URLs to report the new generation", join_all(futs)).await;
+        let futs = v
+            .health
+            .iter()
+            .map(|u| health::wait_fresh(&http, u, want, samples, interval, deadline));
+        let results =
+            cx.p.waiting(
+                "waiting for health URLs to report the new generation",
+                join_all(futs),
+            )
+            .await;
         for r in &results {
             let target = vsync_orchestrate_api::Target::new("health", r.url.clone());
             let detail = match &r.last {
-                health::Answer::Fresh { gen } if r.ok => format!("fresh gen={gen}, {} samples in a row", r.samples),
-                health::Answer::WrongPassphrase => "WrongPassphraseError: this app cannot open the vault".into(),
-                other => format!("straggler: last answer {other:?}"),
+                health::Answer::Fresh { gen } if r.ok => {
+                    format!("fresh gen={gen}, {} samples in a row", r.samples)
+                }
+                health::Answer::WrongPassphrase => {
+                    "WrongPassphraseError: this app cannot open the vault".into()
+                }
+                other => format!("straggler: last answer {other}"),
             };
             if !r.ok {
                 verify_failed = true;
-                cx.s.next_steps.push(format!("{}: {detail}; restart that instance", r.url));
+                cx.s.next_steps
+                    .push(format!("{}: {detail}; restart that instance", r.url));
             }
             cx.target("verify", &target, r.ok, detail, t.elapsed());
         }
@@ -723,7 +961,9 @@ async fn finish_and_restart(
         j.phase = Phase::Done;
     }
     if let Err(e) = lock.release(vault).await {
-        cx.s.warnings.push(format!("releasing the lock failed (it expires by itself): {e}"));
+        cx.s.warnings.push(format!(
+            "releasing the lock failed (it expires by itself): {e}"
+        ));
     }
     if exit == Exit::Ok {
         cx.s.next_steps.push("update VSYNC_PASSPHRASE wherever else it is deployed by hand, and every vsync CLI user's keychain value (re-export/import a share)".into());
@@ -732,49 +972,76 @@ async fn finish_and_restart(
 }
 
 fn build_duration(v: &Option<String>, d: Duration) -> Duration {
-    v.as_deref().and_then(|s| crate::plan::parse_duration(s).ok()).unwrap_or(d)
+    v.as_deref()
+        .and_then(|s| crate::plan::parse_duration(s).ok())
+        .unwrap_or(d)
 }
 
 /// `resume`: finish the newest unfinished run on this plan's vault.
 pub async fn resume(loaded: &LoadedPlan, opts: &RunOptions, p: &Progress) -> Summary {
     let run_id = new_run_id();
-    let mut cx = Ctx { loaded, opts, p, s: base_summary(loaded, "resume", &run_id), journal: None };
+    let mut cx = Ctx {
+        loaded,
+        opts,
+        p,
+        s: base_summary(loaded, "resume", &run_id),
+        journal: None,
+    };
     let parts = match build::parts(loaded).await {
         Ok(x) => x,
         Err(e) => return cx.end(Exit::BadInput, e.0),
     };
     cx.s.vault = parts.vault.describe();
-    let Some((_, journal)) = Journal::find_unfinished(&opts.state_dir, &parts.vault.describe()) else {
+    let Some((_, journal)) = Journal::find_unfinished(&opts.state_dir, &parts.vault.describe())
+    else {
         p.line(format!("nothing to resume for {}", parts.vault.describe()));
         cx.s.outcome = "nothing to resume: no unfinished run for this vault".into();
         return cx.s;
     };
     let run = journal.run_id.clone();
     cx.s.run_id = run.to_string();
-    p.line(format!("vsync-orchestrate resume — run {run} stopped at phase {:?}", journal.phase));
+    p.line(format!(
+        "vsync-orchestrate resume — run {run} stopped at phase {:?}",
+        journal.phase
+    ));
     let t0_passed = match (&journal.prepared, journal.phase) {
-        (Some(pr), Phase::Committing) => parts.vault.pointer_is(pr.layout, &pr.new_stamp).await.unwrap_or(false),
+        (Some(pr), Phase::Committing) => parts
+            .vault
+            .pointer_is(pr.layout, &pr.new_stamp)
+            .await
+            .unwrap_or(false),
         (Some(_), ph) => ph >= Phase::Committed,
         (None, _) => false,
     };
     cx.journal = Some(journal.clone());
     if !t0_passed {
-        p.phase("resume", "the vault was never swapped: discarding what was staged, then starting over");
+        p.phase(
+            "resume",
+            "the vault was never swapped: discarding what was staged, then starting over",
+        );
         discard_all(&mut cx, &parts.stores, &journal.staged).await;
         if let Some(j) = cx.journal.as_mut() {
             j.phase = Phase::Aborted;
             j.notes.push("resumed: discarded before T0".into());
         }
         cx.save();
-        if let Some(l) = Lock::peek(&parts.vault).await.filter(|l| l.run_id == run.as_str()) {
+        if let Some(l) = Lock::peek(&parts.vault)
+            .await
+            .filter(|l| l.run_id == run.as_str())
+        {
             let _ = l;
-            if let Ok(lock) = Lock::acquire(&parts.vault, &run, Duration::from_secs(60), Some(&run)).await {
+            if let Ok(lock) =
+                Lock::acquire(&parts.vault, &run, Duration::from_secs(60), Some(&run)).await
+            {
                 let _ = lock.release(&parts.vault).await;
             }
         }
         return self::run(loaded, opts, p, false).await;
     }
-    let prepared = journal.prepared.clone().expect("t0 passed implies prepared");
+    let prepared = journal
+        .prepared
+        .clone()
+        .expect("t0 passed implies prepared");
     let lock = match Lock::acquire(&parts.vault, &run, opts.lock_ttl, Some(&run)).await {
         Ok(l) => l,
         Err(e) => return cx.end(Exit::LockHeld, e.to_string()),
@@ -786,14 +1053,21 @@ pub async fn resume(loaded: &LoadedPlan, opts: &RunOptions, p: &Progress) -> Sum
     cx.s.layout = Some(prepared.layout.name().into());
     // The invariant: the passphrase that opens the live bundle is retrievable from
     // a store. Prove it before activating anything.
-    p.phase("resume", "the vault was swapped (T0 passed): activating what was staged");
+    p.phase(
+        "resume",
+        "the vault was swapped (T0 passed): activating what was staged",
+    );
     let mut proven = false;
     for st in &journal.staged {
         if let Some(s) = parts.stores.iter().find(|s| s.describe() == st.target) {
             if let Ok(pass) = s.read_staged(st).await {
                 if parts.vault.open(&pass).await.is_ok() {
                     proven = true;
-                    p.ok(&st.target.to_string(), "its staged passphrase opens the live bundle", Duration::ZERO);
+                    p.ok(
+                        &st.target.to_string(),
+                        "its staged passphrase opens the live bundle",
+                        Duration::ZERO,
+                    );
                     break;
                 }
             }
@@ -804,8 +1078,22 @@ pub async fn resume(loaded: &LoadedPlan, opts: &RunOptions, p: &Progress) -> Sum
     }
     let t = Instant::now();
     let activation = activate_all(&parts.stores, &journal.staged).await;
-    let rotated_at = journal.rotated_at.clone().unwrap_or_else(|| crate::vault::stamp::iso_millis(SystemTime::now()));
-    if report_activation(&mut cx, activation, t.elapsed(), &parts.stores, &journal.staged, &rotated_at, &run).await.is_err() {
+    let rotated_at = journal
+        .rotated_at
+        .clone()
+        .unwrap_or_else(|| crate::vault::stamp::iso_millis(SystemTime::now()));
+    if report_activation(
+        &mut cx,
+        activation,
+        t.elapsed(),
+        &parts.stores,
+        &journal.staged,
+        &rotated_at,
+        &run,
+    )
+    .await
+    .is_err()
+    {
         drop(lock);
         return cx.end(Exit::WindowOpen, cx.s.outcome.clone());
     }

@@ -25,11 +25,21 @@ impl Stdin {
                 .lock()
                 .read_to_string(&mut all)
                 .map_err(|e| SourceError(format!("reading {what} from stdin: {e}")))?;
-            self.lines = Some(all.lines().map(|l| zeroize::Zeroizing::new(l.to_owned())).collect());
+            self.lines = Some(
+                all.lines()
+                    .map(|l| zeroize::Zeroizing::new(l.to_owned()))
+                    .collect(),
+            );
         }
-        let line = self.lines.as_mut().and_then(|l| l.pop_front()).ok_or_else(|| {
-            SourceError(format!("{what}: stdin ended before a line for it (old first, then new)"))
-        })?;
+        let line = self
+            .lines
+            .as_mut()
+            .and_then(|l| l.pop_front())
+            .ok_or_else(|| {
+                SourceError(format!(
+                    "{what}: stdin ended before a line for it (old first, then new)"
+                ))
+            })?;
         Ok(Passphrase::new(line.trim_end_matches('\r').to_owned()))
     }
 }
@@ -42,7 +52,8 @@ fn trim_file_value(mut s: String) -> Passphrase {
 
 fn from_file(what: &str, path: &std::path::Path) -> Result<Passphrase, SourceError> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| SourceError(format!("{what}: {}: {e}", path.display())))?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| SourceError(format!("{what}: {}: {e}", path.display())))?;
     if meta.permissions().mode() & 0o077 != 0 {
         return Err(SourceError(format!(
             "{what}: {} is readable or writable by others (mode {:04o}); chmod 600 it",
@@ -70,9 +81,13 @@ fn from_command(what: &str, argv: &[String]) -> Result<Passphrase, SourceError> 
         .output()
         .map_err(|e| SourceError(format!("{what}: cannot run {:?}: {e}", argv[0])))?;
     if !out.status.success() {
-        return Err(SourceError(format!("{what}: {:?} exited with {}", argv[0], out.status)));
+        return Err(SourceError(format!(
+            "{what}: {:?} exited with {}",
+            argv[0], out.status
+        )));
     }
-    let text = String::from_utf8(out.stdout).map_err(|_| SourceError(format!("{what}: command output is not UTF-8")))?;
+    let text = String::from_utf8(out.stdout)
+        .map_err(|_| SourceError(format!("{what}: command output is not UTF-8")))?;
     Ok(trim_file_value(text))
 }
 
@@ -84,12 +99,18 @@ fn prompt(label: &str) -> Result<Passphrase, SourceError> {
         .read(true)
         .write(true)
         .open("/dev/tty")
-        .map_err(|e| SourceError(format!("{label}: no terminal to prompt on ({e}); use stdin, file, env or command")))?;
+        .map_err(|e| {
+            SourceError(format!(
+                "{label}: no terminal to prompt on ({e}); use stdin, file, env or command"
+            ))
+        })?;
     let fd = tty.as_raw_fd();
     // SAFETY: termios calls on a terminal fd we own; the old state is restored below.
     let mut old: libc::termios = unsafe { std::mem::zeroed() };
     if unsafe { libc::tcgetattr(fd, &mut old) } != 0 {
-        return Err(SourceError(format!("{label}: cannot configure the terminal")));
+        return Err(SourceError(format!(
+            "{label}: cannot configure the terminal"
+        )));
     }
     let mut quiet = old;
     quiet.c_lflag &= !libc::ECHO;
@@ -102,7 +123,9 @@ fn prompt(label: &str) -> Result<Passphrase, SourceError> {
     unsafe { libc::tcsetattr(fd, libc::TCSANOW, &old) };
     let _ = writeln!(w);
     res.map_err(|e| SourceError(format!("{label}: {e}")))?;
-    Ok(Passphrase::new(line.trim_end_matches(['\r', '\n']).to_owned()))
+    Ok(Passphrase::new(
+        line.trim_end_matches(['\r', '\n']).to_owned(),
+    ))
 }
 
 /// 62-symbol alphabet from the OS-seeded CSPRNG: ~5.95 bits per character.
@@ -128,7 +151,13 @@ pub async fn old(
                 match s.read_current().await {
                     Ok(Some(p)) => return Ok(p),
                     Ok(None) => continue,
-                    Err(e) => return Err(SourceError(format!("reading the current passphrase from {}: {}", s.describe(), e.chain()))),
+                    Err(e) => {
+                        return Err(SourceError(format!(
+                            "reading the current passphrase from {}: {}",
+                            s.describe(),
+                            e.chain()
+                        )))
+                    }
                 }
             }
             Err(SourceError("passphrase.old = \"store\" but no store can read its value back; use prompt, stdin, file, env or command".into()))
@@ -173,7 +202,10 @@ pub fn new(src: &NewSource, inputs: &mut Inputs<'_>) -> Result<Passphrase, Sourc
         NewSource::Command { command } => from_command("passphrase.new", command)?,
     };
     if p.len() < 12 {
-        return Err(SourceError(format!("the new passphrase has {} characters; the minimum is 12 (use 20 or more)", p.len())));
+        return Err(SourceError(format!(
+            "the new passphrase has {} characters; the minimum is 12 (use 20 or more)",
+            p.len()
+        )));
     }
     Ok(p)
 }

@@ -23,11 +23,22 @@ pub struct CommandRestarter {
 
 impl CommandRestarter {
     pub fn new(targets: Vec<CommandTargetSpec>, parallel: bool, timeout: Duration) -> Self {
-        CommandRestarter { targets, parallel, timeout }
+        CommandRestarter {
+            targets,
+            parallel,
+            timeout,
+        }
     }
 
-    async fn run_one(&self, t: &CommandTargetSpec, run: &RunId, deadline: Instant) -> std::result::Result<(), String> {
-        let budget = self.timeout.min(deadline.saturating_duration_since(Instant::now()));
+    async fn run_one(
+        &self,
+        t: &CommandTargetSpec,
+        run: &RunId,
+        deadline: Instant,
+    ) -> std::result::Result<(), String> {
+        let budget = self
+            .timeout
+            .min(deadline.saturating_duration_since(Instant::now()));
         let mut child = tokio::process::Command::new(&t.argv[0])
             .args(&t.argv[1..])
             .env("VSYNC_ORCHESTRATE_RUN_ID", run.as_str())
@@ -54,7 +65,11 @@ impl CommandRestarter {
         match res {
             Err(_) => {
                 let _ = child.kill().await;
-                Err(format!("{}: timed out after {}", t.name, humantime::format_duration(budget)))
+                Err(format!(
+                    "{}: timed out after {}",
+                    t.name,
+                    humantime::format_duration(budget)
+                ))
             }
             Ok(Err(e)) => Err(format!("{}: {e}", t.name)),
             Ok(Ok(st)) if st.success() => Ok(()),
@@ -65,7 +80,11 @@ impl CommandRestarter {
 
 fn resolvable(cmd: &str) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    let exec = |p: &std::path::Path| p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false);
+    let exec = |p: &std::path::Path| {
+        p.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
     if cmd.contains('/') {
         return exec(std::path::Path::new(cmd));
     }
@@ -77,7 +96,14 @@ fn resolvable(cmd: &str) -> bool {
 #[async_trait]
 impl Restarter for CommandRestarter {
     fn describe(&self) -> Target {
-        Target::new("command", self.targets.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "))
+        Target::new(
+            "command",
+            self.targets
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
     }
 
     async fn preflight(&self) -> Result<Preflight> {
@@ -90,19 +116,39 @@ impl Restarter for CommandRestarter {
             }
         }
         Ok(Preflight {
-            detail: format!("{} target(s), {}", self.targets.len(), if self.parallel { "in parallel" } else { "in order" }),
+            detail: format!(
+                "{} target(s), {}",
+                self.targets.len(),
+                if self.parallel {
+                    "in parallel"
+                } else {
+                    "in order"
+                }
+            ),
             warnings: vec![],
         })
     }
 
     async fn restart(&self, run: &RunId) -> Result<Rollout> {
-        Ok(Rollout { target: self.describe(), run: run.clone(), id: run.to_string(), extra: serde_json::Value::Null })
+        Ok(Rollout {
+            target: self.describe(),
+            run: run.clone(),
+            id: run.to_string(),
+            extra: serde_json::Value::Null,
+        })
     }
 
     async fn wait(&self, rollout: &Rollout, deadline: Instant) -> Result<RolloutOutcome> {
         let failures: Vec<String> = if self.parallel {
-            let runs = self.targets.iter().map(|t| self.run_one(t, &rollout.run, deadline));
-            futures_util::future::join_all(runs).await.into_iter().filter_map(|r| r.err()).collect()
+            let runs = self
+                .targets
+                .iter()
+                .map(|t| self.run_one(t, &rollout.run, deadline));
+            futures_util::future::join_all(runs)
+                .await
+                .into_iter()
+                .filter_map(|r| r.err())
+                .collect()
         } else {
             let mut f = Vec::new();
             for t in &self.targets {
@@ -114,9 +160,13 @@ impl Restarter for CommandRestarter {
             f
         };
         Ok(if failures.is_empty() {
-            RolloutOutcome::Done { detail: format!("{} target(s) restarted", self.targets.len()) }
+            RolloutOutcome::Done {
+                detail: format!("{} target(s) restarted", self.targets.len()),
+            }
         } else {
-            RolloutOutcome::Failed { reason: failures.join("; ") }
+            RolloutOutcome::Failed {
+                reason: failures.join("; "),
+            }
         })
     }
 }

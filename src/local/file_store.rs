@@ -41,11 +41,17 @@ fn write_value(path: &Path, value: &[u8], mode: u32) -> Result<u64> {
     getrandom::fill(&mut rnd).map_err(|e| Error::failed(e.to_string()))?;
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("passphrase"),
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("passphrase"),
         rnd.iter().map(|b| format!("{b:02x}")).collect::<String>()
     ));
     let res = (|| {
-        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.write_all(value)?;
         f.sync_all()?;
@@ -64,7 +70,10 @@ fn write_value(path: &Path, value: &[u8], mode: u32) -> Result<u64> {
 
 impl FileStore {
     pub fn new(path: impl Into<PathBuf>, mode: u32) -> FileStore {
-        FileStore { path: path.into(), mode }
+        FileStore {
+            path: path.into(),
+            mode,
+        }
     }
 
     fn staged_path(&self) -> PathBuf {
@@ -106,9 +115,15 @@ impl SecretStore for FileStore {
         let mode = meta.permissions().mode() & 0o777;
         let mut warnings = Vec::new();
         if mode & 0o077 != 0 && mode & 0o007 != 0 {
-            warnings.push(format!("{} is readable by others (mode {mode:04o})", self.path.display()));
+            warnings.push(format!(
+                "{} is readable by others (mode {mode:04o})",
+                self.path.display()
+            ));
         }
-        Ok(Preflight { detail: format!("mode {mode:04o}"), warnings })
+        Ok(Preflight {
+            detail: format!("mode {mode:04o}"),
+            warnings,
+        })
     }
 
     async fn read_current(&self) -> Result<Option<Passphrase>> {
@@ -117,7 +132,9 @@ impl SecretStore for FileStore {
 
     async fn stage(&self, new: &Passphrase, run: &RunId) -> Result<Staged> {
         let staged_path = self.staged_path();
-        let same = read_value(&staged_path).map(|p| p.same_as(new)).unwrap_or(false);
+        let same = read_value(&staged_path)
+            .map(|p| p.same_as(new))
+            .unwrap_or(false);
         let inode = match (same, Self::inode(&staged_path)) {
             (true, Some(ino)) => ino,
             _ => write_value(&staged_path, new.expose().as_bytes(), self.mode)?,
@@ -135,9 +152,15 @@ impl SecretStore for FileStore {
         let p = self.staged_path();
         match (Self::inode(&p), Self::staged_inode(staged)) {
             (Some(a), Some(b)) if a == b => read_value(&p),
-            (Some(_), Some(_)) => Err(Error::conflict(format!("{} was replaced after staging", p.display()))),
+            (Some(_), Some(_)) => Err(Error::conflict(format!(
+                "{} was replaced after staging",
+                p.display()
+            ))),
             (None, Some(b)) if Self::inode(&self.path) == Some(b) => read_value(&self.path),
-            _ => Err(Error::not_found(format!("nothing staged at {}", p.display()))),
+            _ => Err(Error::not_found(format!(
+                "nothing staged at {}",
+                p.display()
+            ))),
         }
     }
 
@@ -157,7 +180,10 @@ impl SecretStore for FileStore {
                 }
                 Ok(())
             }
-            Some(_) => Err(Error::conflict(format!("{} was replaced after staging", p.display()))),
+            Some(_) => Err(Error::conflict(format!(
+                "{} was replaced after staging",
+                p.display()
+            ))),
             None if want.is_some() && Self::inode(&self.path) == want => Ok(()),
             None => Err(Error::not_found(format!(
                 "{} is gone and {} is not the staged file",
@@ -187,7 +213,9 @@ impl SecretStore for FileStore {
 }
 
 fn shell_quote(s: &str) -> String {
-    if s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c)) {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c))
+    {
         s.to_owned()
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))

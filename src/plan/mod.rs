@@ -25,12 +25,20 @@ pub struct PlanError {
 }
 
 fn render(problems: &[Problem]) -> String {
-    problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")
+    problems
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub fn load(path: &Path) -> Result<LoadedPlan, PlanError> {
     let source = std::fs::read_to_string(path).map_err(|e| PlanError {
-        problems: vec![Problem::error(path, None, format!("cannot read the plan: {e}"))],
+        problems: vec![Problem::error(
+            path,
+            None,
+            format!("cannot read the plan: {e}"),
+        )],
     })?;
     parse(path, &source)
 }
@@ -40,10 +48,16 @@ pub fn parse(path: &Path, source: &str) -> Result<LoadedPlan, PlanError> {
         problems: vec![validate::from_toml_error(path, source, &e)],
     })?;
     let problems = validate::check(path, source, &plan);
-    let (errors, warnings): (Vec<_>, Vec<_>) =
-        problems.into_iter().partition(|p| p.severity == Severity::Error);
+    let (errors, warnings): (Vec<_>, Vec<_>) = problems
+        .into_iter()
+        .partition(|p| p.severity == Severity::Error);
     if !errors.is_empty() {
         return Err(PlanError { problems: errors });
     }
-    Ok(LoadedPlan { path: path.to_owned(), source: source.to_owned(), plan, warnings })
+    Ok(LoadedPlan {
+        path: path.to_owned(),
+        source: source.to_owned(),
+        plan,
+        warnings,
+    })
 }

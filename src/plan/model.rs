@@ -100,7 +100,12 @@ pub struct PassphraseSection {
 
 impl Default for PassphraseSection {
     fn default() -> Self {
-        PassphraseSection { old: old_default(), new: new_default(), note: None, meta: BTreeMap::new() }
+        PassphraseSection {
+            old: old_default(),
+            new: new_default(),
+            note: None,
+            meta: BTreeMap::new(),
+        }
     }
 }
 
@@ -108,7 +113,9 @@ fn old_default() -> OldSource {
     OldSource::Keyword("store".into())
 }
 fn new_default() -> NewSource {
-    NewSource::Generate { generate: Generate { length: 32 } }
+    NewSource::Generate {
+        generate: Generate { length: 32 },
+    }
 }
 
 /// Where the current passphrase comes from. A literal string other than the
@@ -118,9 +125,15 @@ fn new_default() -> NewSource {
 pub enum OldSource {
     /// `store` | `prompt` | `stdin`
     Keyword(String),
-    File { file: PathBuf },
-    Env { env: String },
-    Command { command: Vec<String> },
+    File {
+        file: PathBuf,
+    },
+    Env {
+        env: String,
+    },
+    Command {
+        command: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -128,10 +141,18 @@ pub enum OldSource {
 pub enum NewSource {
     /// `prompt` | `stdin`
     Keyword(String),
-    Generate { generate: Generate },
-    File { file: PathBuf },
-    Env { env: String },
-    Command { command: Vec<String> },
+    Generate {
+        generate: Generate,
+    },
+    File {
+        file: PathBuf,
+    },
+    Env {
+        env: String,
+    },
+    Command {
+        command: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

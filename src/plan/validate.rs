@@ -22,7 +22,12 @@ pub struct Problem {
 
 impl Problem {
     pub fn error(file: &Path, at: Option<(usize, usize)>, message: impl Into<String>) -> Self {
-        Problem { severity: Severity::Error, file: file.to_owned(), at, message: message.into() }
+        Problem {
+            severity: Severity::Error,
+            file: file.to_owned(),
+            at,
+            message: message.into(),
+        }
     }
 }
 
@@ -33,7 +38,12 @@ impl fmt::Display for Problem {
             Severity::Warning => "warning",
         };
         match self.at {
-            Some((l, c)) => write!(f, "{}:{l}:{c}: {what}: {}", self.file.display(), self.message),
+            Some((l, c)) => write!(
+                f,
+                "{}:{l}:{c}: {what}: {}",
+                self.file.display(),
+                self.message
+            ),
             None => write!(f, "{}: {what}: {}", self.file.display(), self.message),
         }
     }
@@ -52,7 +62,11 @@ fn levenshtein(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur.push((prev[j] + (ca != *cb) as usize).min(prev[j + 1] + 1).min(cur[j] + 1));
+            cur.push(
+                (prev[j] + (ca != *cb) as usize)
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
         }
         prev = cur;
     }
@@ -75,7 +89,9 @@ pub(super) fn from_toml_error(file: &Path, source: &str, e: &toml::de::Error) ->
     let msg = e.message().trim().to_owned();
     let backticked: Vec<&str> = msg.split('`').skip(1).step_by(2).collect();
     let mut out = msg.clone();
-    if (msg.starts_with("unknown field") || msg.starts_with("unknown variant")) && backticked.len() > 1 {
+    if (msg.starts_with("unknown field") || msg.starts_with("unknown variant"))
+        && backticked.len() > 1
+    {
         if let Some(s) = nearest(backticked[0], backticked[1..].iter().copied()) {
             out = format!("{msg}; did you mean `{s}`?");
         }
@@ -125,7 +141,8 @@ fn locate_table(source: &str, name: &str, n: usize) -> Option<(usize, usize)> {
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like \"90s\", \"5m\" or \"80d\": {e}"))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration like \"90s\", \"5m\" or \"80d\": {e}"))
 }
 
 struct Checker<'a> {
@@ -156,33 +173,67 @@ impl Checker<'_> {
     fn mode(&mut self, at: Option<(usize, usize)>, v: &Option<String>) {
         if let Some(m) = v {
             match u32::from_str_radix(m, 8) {
-                Ok(bits) if bits & 0o007 != 0 => {
-                    self.err(at, format!("mode {m} gives others access to the passphrase; use \"0600\" or \"0640\""))
-                }
+                Ok(bits) if bits & 0o007 != 0 => self.err(
+                    at,
+                    format!(
+                        "mode {m} gives others access to the passphrase; use \"0600\" or \"0640\""
+                    ),
+                ),
                 Ok(bits) if bits <= 0o777 => {}
-                _ => self.err(at, format!("mode {m:?} is not an octal file mode like \"0600\"")),
+                _ => self.err(
+                    at,
+                    format!("mode {m:?} is not an octal file mode like \"0600\""),
+                ),
             }
         }
     }
 }
 
 pub(super) fn check(file: &Path, source: &str, plan: &Plan) -> Vec<Problem> {
-    let mut c = Checker { file, problems: Vec::new() };
-    let env_ok = plan.env.chars().next().is_some_and(|ch| ch.is_ascii_lowercase())
-        && plan.env.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_' || ch == '-');
+    let mut c = Checker {
+        file,
+        problems: Vec::new(),
+    };
+    let env_ok = plan
+        .env
+        .chars()
+        .next()
+        .is_some_and(|ch| ch.is_ascii_lowercase())
+        && plan
+            .env
+            .chars()
+            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_' || ch == '-');
     if !env_ok {
-        c.err(locate(source, "", "env"), format!("env {:?} must match ^[a-z][a-z0-9_-]*$ (as vsync requires)", plan.env));
+        c.err(
+            locate(source, "", "env"),
+            format!(
+                "env {:?} must match ^[a-z][a-z0-9_-]*$ (as vsync requires)",
+                plan.env
+            ),
+        );
     }
 
     let v = &plan.vault;
     let vat = |k| locate(source, "vault", k);
     match (&v.bucket, &v.dir) {
-        (Some(_), Some(_)) => c.err(vat("dir"), "set either vault.bucket (S3) or vault.dir (local directory), not both"),
-        (None, None) => c.err(locate(source, "", "[vault]"), "vault needs bucket = \"…\" (S3) or dir = \"…\" (local directory)"),
+        (Some(_), Some(_)) => c.err(
+            vat("dir"),
+            "set either vault.bucket (S3) or vault.dir (local directory), not both",
+        ),
+        (None, None) => c.err(
+            locate(source, "", "[vault]"),
+            "vault needs bucket = \"…\" (S3) or dir = \"…\" (local directory)",
+        ),
         _ => {}
     }
     if !v.prefix.is_empty() && !v.prefix.ends_with('/') {
-        c.err(vat("prefix"), format!("vault.prefix {:?} must end with \"/\" (try \"{}/\")", v.prefix, v.prefix));
+        c.err(
+            vat("prefix"),
+            format!(
+                "vault.prefix {:?} must end with \"/\" (try \"{}/\")",
+                v.prefix, v.prefix
+            ),
+        );
     }
     let salt_sources = [v.salt.is_some(), v.config.is_some(), v.cli_config.is_some()];
     match salt_sources.iter().filter(|b| **b).count() {
@@ -194,15 +245,24 @@ pub(super) fn check(file: &Path, source: &str, plan: &Plan) -> Vec<Problem> {
         _ => c.err(vat("salt"), "set only one of vault.salt, vault.config and vault.cli_config"),
     }
     if v.iterations == Some(0) {
-        c.err(vat("iterations"), "vault.iterations must be positive (vsync uses 600000)");
+        c.err(
+            vat("iterations"),
+            "vault.iterations must be positive (vsync uses 600000)",
+        );
     }
     if v.endpoint.is_some() && v.bucket.is_none() {
-        c.err(vat("endpoint"), "vault.endpoint only applies to S3 vaults (vault.bucket)");
+        c.err(
+            vat("endpoint"),
+            "vault.endpoint only applies to S3 vaults (vault.bucket)",
+        );
     }
     if v.audit && v.repo.is_none() {
         let first = v.prefix.split('/').next().unwrap_or("");
         if first.is_empty() {
-            c.err(vat("audit"), "audit rows go to <repo>/<env>/audit.csv: set vault.repo, or audit = false");
+            c.err(
+                vat("audit"),
+                "audit rows go to <repo>/<env>/audit.csv: set vault.repo, or audit = false",
+            );
         } else if v.prefix != format!("{first}/{}/", plan.env) {
             c.warn(
                 vat("prefix"),
@@ -245,14 +305,21 @@ pub(super) fn check(file: &Path, source: &str, plan: &Plan) -> Vec<Problem> {
         _ => {}
     }
     if p.note.as_ref().is_some_and(|n| n.len() > 1024) {
-        c.err(pat("note"), "passphrase.note is longer than 1024 characters");
+        c.err(
+            pat("note"),
+            "passphrase.note is longer than 1024 characters",
+        );
     }
-    let mut meta: Vec<(String, String)> = p.meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut meta: Vec<(String, String)> =
+        p.meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     if let Some(n) = &p.note {
         meta.insert(0, ("note".into(), n.clone()));
     }
     if crate::vault::audit::user_meta_len(&meta) > crate::vault::audit::META_CAP {
-        c.err(pat("meta"), "note and meta together exceed the audit log's 2048-byte meta cap");
+        c.err(
+            pat("meta"),
+            "note and meta together exceed the audit log's 2048-byte meta cap",
+        );
     }
 
     if plan.stores.is_empty() {
@@ -264,7 +331,13 @@ pub(super) fn check(file: &Path, source: &str, plan: &Plan) -> Vec<Problem> {
             StoreSpec::File(f) => {
                 c.mode(at, &f.mode);
                 if !f.path.is_absolute() {
-                    c.warn(at, format!("file store path {} is relative to the working directory", f.path.display()));
+                    c.warn(
+                        at,
+                        format!(
+                            "file store path {} is relative to the working directory",
+                            f.path.display()
+                        ),
+                    );
                 }
             }
             StoreSpec::VpsFile(f) => {
@@ -307,7 +380,10 @@ pub(super) fn check(file: &Path, source: &str, plan: &Plan) -> Vec<Problem> {
                 c.duration(at, "pause", &s.pause);
                 c.duration(at, "settle", &s.settle);
                 if s.hosts.is_empty() != s.local {
-                    c.err(at, "systemd needs hosts = [...] or local = true (one of them)");
+                    c.err(
+                        at,
+                        "systemd needs hosts = [...] or local = true (one of them)",
+                    );
                 }
                 if s.units.is_empty() {
                     c.err(at, "systemd needs at least one unit");
@@ -328,7 +404,10 @@ pub(super) fn check(file: &Path, source: &str, plan: &Plan) -> Vec<Problem> {
     c.duration(vt("interval"), "verify.interval", &plan.verify.interval);
     for u in &plan.verify.health {
         if !(u.starts_with("http://") || u.starts_with("https://")) {
-            c.err(vt("health"), format!("health URL {u:?} must start with http:// or https://"));
+            c.err(
+                vt("health"),
+                format!("health URL {u:?} must start with http:// or https://"),
+            );
         }
     }
     if plan.verify.samples == Some(0) {
@@ -336,7 +415,10 @@ pub(super) fn check(file: &Path, source: &str, plan: &Plan) -> Vec<Problem> {
     }
     if let Some(s) = &plan.schedule {
         if let Err(e) = parse_duration(&s.min_age) {
-            c.err(locate(source, "schedule", "min_age"), format!("schedule.min_age: {e}"));
+            c.err(
+                locate(source, "schedule", "min_age"),
+                format!("schedule.min_age: {e}"),
+            );
         }
     }
     if plan.restarts.is_empty() {

@@ -36,7 +36,10 @@ pub fn fmt_ms(d: Duration) -> String {
 
 impl Progress {
     pub fn new() -> Progress {
-        Progress { start: Instant::now(), tty: std::io::stderr().is_terminal() }
+        Progress {
+            start: Instant::now(),
+            tty: std::io::stderr().is_terminal(),
+        }
     }
 
     fn emit(&self, s: &str) {
@@ -57,11 +60,19 @@ impl Progress {
     }
 
     pub fn ok(&self, what: &str, detail: &str, took: Duration) {
-        self.emit(&format!("            ✓ {what}{}  ({})", sep(detail), fmt_ms(took)));
+        self.emit(&format!(
+            "            ✓ {what}{}  ({})",
+            sep(detail),
+            fmt_ms(took)
+        ));
     }
 
     pub fn fail(&self, what: &str, detail: &str, took: Duration) {
-        self.emit(&format!("            ✗ {what}{}  ({})", sep(detail), fmt_ms(took)));
+        self.emit(&format!(
+            "            ✗ {what}{}  ({})",
+            sep(detail),
+            fmt_ms(took)
+        ));
     }
 
     pub fn warn(&self, s: &str) {
@@ -143,7 +154,11 @@ impl Summary {
         let mut e = std::io::stderr().lock();
         let _ = writeln!(e);
         let status = if self.exit_code == 0 { "✓" } else { "✗" };
-        let _ = writeln!(e, "{status} {} — exit {}: {}", self.command, self.exit_code, self.outcome);
+        let _ = writeln!(
+            e,
+            "{status} {} — exit {}: {}",
+            self.command, self.exit_code, self.outcome
+        );
         if let (Some(b), Some(a)) = (self.gen_before, self.gen_after) {
             let _ = writeln!(
                 e,
@@ -153,13 +168,39 @@ impl Summary {
                 self.new_stamp.as_deref().unwrap_or("?")
             );
         } else if let Some(b) = self.gen_before {
-            let _ = writeln!(e, "  vault    {}  gen {b}  stamp {}", self.vault, self.old_stamp.as_deref().unwrap_or("?"));
+            let _ = writeln!(
+                e,
+                "  vault    {}  gen {b}  stamp {}",
+                self.vault,
+                self.old_stamp.as_deref().unwrap_or("?")
+            );
         }
         if let Some(w) = self.window_ms {
-            let _ = writeln!(e, "  window   {w:.1} ms  (pointer swap T0 → every store activated T1)");
+            let _ = writeln!(
+                e,
+                "  window   {w:.1} ms  (pointer swap T0 → every store activated T1)"
+            );
         }
         if !self.phases_ms.is_empty() {
-            let p: Vec<String> = self.phases_ms.iter().map(|(k, v)| format!("{k} {}", fmt_ms(Duration::from_secs_f64(v / 1000.0)))).collect();
+            let order = [
+                "preflight",
+                "stage",
+                "rotate",
+                "activate",
+                "restart",
+                "verify",
+            ];
+            let mut names: Vec<&String> = self.phases_ms.keys().collect();
+            names.sort_by_key(|k| order.iter().position(|o| o == k).unwrap_or(order.len()));
+            let p: Vec<String> = names
+                .iter()
+                .map(|k| {
+                    format!(
+                        "{k} {}",
+                        fmt_ms(Duration::from_secs_f64(self.phases_ms[*k] / 1000.0))
+                    )
+                })
+                .collect();
             let _ = writeln!(e, "  phases   {}", p.join(", "));
         }
         for w in &self.warnings {
@@ -167,7 +208,10 @@ impl Summary {
         }
         if let Some(row) = &self.manual_audit_row {
             let _ = writeln!(e);
-            let _ = writeln!(e, "Manual audit row — append this line to the audit log yourself:");
+            let _ = writeln!(
+                e,
+                "Manual audit row — append this line to the audit log yourself:"
+            );
             let _ = writeln!(e, "{row}");
         }
         if !self.next_steps.is_empty() {

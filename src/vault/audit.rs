@@ -61,7 +61,9 @@ pub fn parse_line(line: &str) -> Vec<String> {
 /// The audit log as (column → value) rows, mapped by header name like upstream readers.
 pub fn parse(text: &str) -> Vec<Vec<(String, String)>> {
     let mut lines = text.lines().filter(|l| !l.is_empty());
-    let Some(header) = lines.next() else { return Vec::new() };
+    let Some(header) = lines.next() else {
+        return Vec::new();
+    };
     let names = parse_line(header);
     lines
         .map(|l| names.iter().cloned().zip(parse_line(l)).collect())
@@ -71,8 +73,10 @@ pub fn parse(text: &str) -> Vec<Vec<(String, String)>> {
 /// The meta cell of a rotate row: user keys first, then `event`, `gen`, `prev_gen`
 /// (a colliding user key keeps its place and takes the rotation value, as upstream).
 pub fn rotate_meta(user: &[(String, String)], gen: u64, prev_gen: u64) -> String {
-    let mut pairs: Vec<(String, Value)> =
-        user.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    let mut pairs: Vec<(String, Value)> = user
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
     for (k, v) in [
         ("event", Value::String("rotate".into())),
         ("gen", Value::from(gen)),
@@ -95,9 +99,13 @@ pub fn user_meta_len(user: &[(String, String)]) -> usize {
     if user.is_empty() {
         return 0;
     }
-    let map: serde_json::Map<String, Value> =
-        user.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
-    serde_json::to_string(&map).map(|s| s.len()).unwrap_or(usize::MAX)
+    let map: serde_json::Map<String, Value> = user
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    serde_json::to_string(&map)
+        .map(|s| s.len())
+        .unwrap_or(usize::MAX)
 }
 
 /// Facts about the machine a row records.
@@ -115,7 +123,9 @@ impl Origin {
         Origin {
             hostname: hostname(),
             local_ip: local_ip(),
-            os_user: std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_default(),
+            os_user: std::env::var("USER")
+                .or_else(|_| std::env::var("USERNAME"))
+                .unwrap_or_default(),
             git_email: std::process::Command::new("git")
                 .args(["config", "--get", "user.email"])
                 .stdin(std::process::Stdio::null())
@@ -159,7 +169,9 @@ fn local_ip() -> String {
                 match (*ifa.ifa_addr).sa_family as i32 {
                     libc::AF_INET if v4.is_none() => {
                         let sa = &*(ifa.ifa_addr as *const libc::sockaddr_in);
-                        v4 = Some(std::net::Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)).to_string());
+                        v4 = Some(
+                            std::net::Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)).to_string(),
+                        );
                     }
                     libc::AF_INET6 if v6.is_none() => {
                         let sa = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
@@ -212,7 +224,10 @@ pub async fn append(storage: &dyn Storage, key: &str, row: &str) -> Result<(), S
                 (text, PutCondition::IfMatch(obj.etag))
             }
         };
-        match storage.put(key, body.into_bytes(), cond, &Meta::new()).await {
+        match storage
+            .put(key, body.into_bytes(), cond, &Meta::new())
+            .await
+        {
             Ok(_) => return Ok(()),
             Err(e) if e.kind == StorageErrorKind::PreconditionFailed => last = Some(e),
             Err(e) => return Err(e),
@@ -230,10 +245,12 @@ pub async fn has_rotate_row(
 ) -> Result<bool, StorageError> {
     Ok(match storage.get(key).await? {
         None => false,
-        Some(obj) => parse(&String::from_utf8_lossy(&obj.body)).iter().any(|row| {
-            let get = |c: &str| row.iter().find(|(k, _)| k == c).map(|(_, v)| v.as_str());
-            get("action") == Some("rotate") && get("version_ts") == Some(version_ts)
-        }),
+        Some(obj) => parse(&String::from_utf8_lossy(&obj.body))
+            .iter()
+            .any(|row| {
+                let get = |c: &str| row.iter().find(|(k, _)| k == c).map(|(_, v)| v.as_str());
+                get("action") == Some("rotate") && get("version_ts") == Some(version_ts)
+            }),
     })
 }
 
@@ -251,16 +268,27 @@ mod tests {
             version: "0.17.0".into(),
         };
         let meta = rotate_meta(
-            &[("note".into(), "quarterly rotation".into()), ("ticket".into(), "SEC-42".into())],
+            &[
+                ("note".into(), "quarterly rotation".into()),
+                ("ticket".into(), "SEC-42".into()),
+            ],
             4,
             3,
         );
-        let row = rotate_row("2026-05-23T11:42:07.512Z", "20260523-114207", &origin, &meta);
+        let row = rotate_row(
+            "2026-05-23T11:42:07.512Z",
+            "20260523-114207",
+            &origin,
+            &meta,
+        );
         assert_eq!(
             row,
             r#"2026-05-23T11:42:07.512Z,rotate,20260523-114207,ops-laptop.local,10.0.4.17,alice,alice@example.com,0.17.0,,"{""note"":""quarterly rotation"",""ticket"":""SEC-42"",""event"":""rotate"",""gen"":4,""prev_gen"":3}""#
         );
-        assert_eq!(rotate_meta(&[], 4, 3), r#"{"event":"rotate","gen":4,"prev_gen":3}"#);
+        assert_eq!(
+            rotate_meta(&[], 4, 3),
+            r#"{"event":"rotate","gen":4,"prev_gen":3}"#
+        );
         let parsed = parse(&format!("{HEADER}\n{row}\n"));
         assert_eq!(parsed.len(), 1);
         assert_eq!(parsed[0][9].1, meta);
@@ -269,7 +297,11 @@ mod tests {
 
     #[test]
     fn a_colliding_user_key_keeps_its_place() {
-        let m = rotate_meta(&[("gen".into(), "x".into()), ("a".into(), "b".into())], 2, 1);
+        let m = rotate_meta(
+            &[("gen".into(), "x".into()), ("a".into(), "b".into())],
+            2,
+            1,
+        );
         assert_eq!(m, r#"{"gen":2,"a":"b","event":"rotate","prev_gen":1}"#);
     }
 }

@@ -18,14 +18,23 @@ fn missing(detail: impl Into<String>) -> VaultError {
 }
 
 /// Reads a `_FILE` input with the libraries' rules: world-writable is refused.
-fn read_file_input(var: &str, path: &str, warnings: &mut Vec<String>) -> Result<String, VaultError> {
+fn read_file_input(
+    var: &str,
+    path: &str,
+    warnings: &mut Vec<String>,
+) -> Result<String, VaultError> {
     let meta = std::fs::metadata(path).map_err(|e| missing(format!("{var}={path}: {e}")))?;
     let mode = meta.permissions().mode();
     if mode & 0o002 != 0 {
-        return Err(missing(format!("{var}={path} is world-writable; refusing to use it")));
+        return Err(missing(format!(
+            "{var}={path} is world-writable; refusing to use it"
+        )));
     }
     if mode & 0o044 != 0 {
-        warnings.push(format!("{var}={path} is readable by group or others (mode {:o})", mode & 0o777));
+        warnings.push(format!(
+            "{var}={path} is readable by group or others (mode {:o})",
+            mode & 0o777
+        ));
     }
     std::fs::read_to_string(path).map_err(|e| missing(format!("{var}={path}: {e}")))
 }
@@ -47,7 +56,9 @@ pub fn bootstrap(env: &dyn Fn(&str) -> Option<String>) -> Result<Bootstrap, Vaul
         }
         (None, Some(v)) => Passphrase::new(v),
         (None, None) => {
-            return Err(missing("neither VSYNC_PASSPHRASE_FILE nor VSYNC_PASSPHRASE is set"))
+            return Err(missing(
+                "neither VSYNC_PASSPHRASE_FILE nor VSYNC_PASSPHRASE is set",
+            ))
         }
     };
     let config = config_blob::decode(&blob)?;
@@ -57,7 +68,11 @@ pub fn bootstrap(env: &dyn Fn(&str) -> Option<String>) -> Result<Bootstrap, Vaul
             "VSYNC_CONFIG salt is shorter than 16 characters",
         ));
     }
-    Ok(Bootstrap { config, passphrase, warnings })
+    Ok(Bootstrap {
+        config,
+        passphrase,
+        warnings,
+    })
 }
 
 /// The storage a `VSYNC_CONFIG` points at: S3 (or S3-compatible) with the blob's
@@ -78,13 +93,21 @@ pub async fn storage_for(
             region: Some(config.region.clone()),
             endpoint: Some(config.endpoint.clone()),
             path_style: true,
-            static_keys: Some((config.access_key_id.clone(), config.secret_access_key.clone())),
+            static_keys: Some((
+                config.access_key_id.clone(),
+                config.secret_access_key.clone(),
+            )),
             ..Default::default()
         };
-        Ok(std::sync::Arc::new(super::storage::S3Storage::connect(&opts).await))
+        Ok(std::sync::Arc::new(
+            super::storage::S3Storage::connect(&opts).await,
+        ))
     }
     #[cfg(not(feature = "s3"))]
-    Err(VaultError::new(VaultErrorKind::S3Unreachable, "built without the s3 feature"))
+    Err(VaultError::new(
+        VaultErrorKind::S3Unreachable,
+        "built without the s3 feature",
+    ))
 }
 
 /// The vault a `VSYNC_CONFIG` describes.

@@ -45,7 +45,10 @@ fn corrupt(detail: impl Into<String>) -> VaultError {
 pub fn decode(blob: &str) -> Result<VsyncConfig, VaultError> {
     let blob = blob.trim();
     let body = blob.strip_prefix(PREFIX).ok_or_else(|| {
-        VaultError::new(VaultErrorKind::ConfigMissing, "VSYNC_CONFIG does not start with vsync-cfg-v1:")
+        VaultError::new(
+            VaultErrorKind::ConfigMissing,
+            "VSYNC_CONFIG does not start with vsync-cfg-v1:",
+        )
     })?;
     if body.contains(['+', '/', '=']) {
         return Err(VaultError::new(
@@ -62,7 +65,9 @@ pub fn decode(blob: &str) -> Result<VsyncConfig, VaultError> {
         .map_err(|e| corrupt(format!("VSYNC_CONFIG body is not gzip: {e}")))?;
     let value: serde_json::Value = serde_json::from_slice(&json)
         .map_err(|e| corrupt(format!("VSYNC_CONFIG is not JSON: {e}")))?;
-    let obj = value.as_object().ok_or_else(|| corrupt("VSYNC_CONFIG JSON is not an object"))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| corrupt("VSYNC_CONFIG JSON is not an object"))?;
     match obj.get("v").and_then(|v| v.as_u64()) {
         Some(1) => {}
         other => {
@@ -88,5 +93,8 @@ pub fn encode(cfg: &VsyncConfig) -> String {
         .write(Vec::new(), flate2::Compression::new(6));
     gz.write_all(&json).expect("in-memory gzip");
     let bytes = gz.finish().expect("in-memory gzip");
-    format!("{PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    format!(
+        "{PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
 }

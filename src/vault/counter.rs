@@ -14,7 +14,8 @@ impl Counter {
     /// Strict parse with the CLI's rules (§6.2): empty is `{}`, unknown keys dropped,
     /// anything else malformed is an error so rotate refuses before writing.
     pub fn parse(body: &[u8]) -> Result<Counter, String> {
-        let text = std::str::from_utf8(body).map_err(|_| "counter cell is not UTF-8".to_string())?;
+        let text =
+            std::str::from_utf8(body).map_err(|_| "counter cell is not UTF-8".to_string())?;
         if text.trim().is_empty() {
             return Ok(Counter::default());
         }
@@ -35,7 +36,11 @@ impl Counter {
             Some(Value::String(s)) => Some(s.clone()),
             Some(_) => return Err("counter field rotated_at is not a string".into()),
         };
-        Ok(Counter { gen: int("gen")?, prev_gen: int("prev_gen")?, rotated_at })
+        Ok(Counter {
+            gen: int("gen")?,
+            prev_gen: int("prev_gen")?,
+            rotated_at,
+        })
     }
 
     /// Compact, keys in the order `gen`, `prev_gen`, `rotated_at`.
@@ -60,10 +65,15 @@ mod tests {
 
     #[test]
     fn parses_and_writes_the_cli_shape() {
-        let c = Counter::parse(br#"{"gen":4,"prev_gen":3,"rotated_at":"2026-05-23T11:42:07.498Z","x":1}"#)
-            .unwrap();
+        let c = Counter::parse(
+            br#"{"gen":4,"prev_gen":3,"rotated_at":"2026-05-23T11:42:07.498Z","x":1}"#,
+        )
+        .unwrap();
         assert_eq!(c.gen, Some(4));
-        assert_eq!(c.to_json(), r#"{"gen":4,"prev_gen":3,"rotated_at":"2026-05-23T11:42:07.498Z"}"#);
+        assert_eq!(
+            c.to_json(),
+            r#"{"gen":4,"prev_gen":3,"rotated_at":"2026-05-23T11:42:07.498Z"}"#
+        );
         assert_eq!(Counter::parse(b"  ").unwrap(), Counter::default());
         assert!(Counter::parse(b"[1]").is_err());
         assert!(Counter::parse(br#"{"gen":-1}"#).is_err());

@@ -24,7 +24,10 @@ pub struct KdfParams {
 
 impl KdfParams {
     pub fn new(salt: impl Into<String>, iterations: u32) -> Self {
-        KdfParams { salt: salt.into(), iterations }
+        KdfParams {
+            salt: salt.into(),
+            iterations,
+        }
     }
 }
 
@@ -63,7 +66,10 @@ pub fn check_header(envelope: &[u8]) -> Result<(), VaultError> {
     if envelope[3] != b'1' {
         return Err(VaultError::new(
             VaultErrorKind::UnsupportedSpecVersion,
-            format!("RQE envelope version byte {:?}, only '1' is understood", envelope[3] as char),
+            format!(
+                "RQE envelope version byte {:?}, only '1' is understood",
+                envelope[3] as char
+            ),
         ));
     }
     Ok(())
@@ -113,6 +119,9 @@ mod tests {
         assert_eq!(a.len(), 7 + MIN_LEN);
         assert_eq!(&decrypt(&key, &a).unwrap()[..], b"payload");
         let other = Key::derive(&Passphrase::from("another passphrase entirely"), &kdf);
-        assert_eq!(decrypt(&other, &a).unwrap_err().kind, VaultErrorKind::WrongPassphrase);
+        assert_eq!(
+            decrypt(&other, &a).unwrap_err().kind,
+            VaultErrorKind::WrongPassphrase
+        );
     }
 }

@@ -46,7 +46,10 @@ pub struct VaultError {
 
 impl VaultError {
     pub fn new(kind: VaultErrorKind, detail: impl Into<String>) -> Self {
-        VaultError { kind, detail: detail.into() }
+        VaultError {
+            kind,
+            detail: detail.into(),
+        }
     }
     pub fn corrupt(detail: impl Into<String>) -> Self {
         Self::new(VaultErrorKind::BundleCorrupt, detail)

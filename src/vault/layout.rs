@@ -1,8 +1,8 @@
 //! The two storage layouts upstream uses (wire format §2.2, §2.3), and which one a
 //! prefix holds.
 
-use super::storage::{Storage, StorageError};
 use super::stamp::Stamp;
+use super::storage::{Storage, StorageError};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

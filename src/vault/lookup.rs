@@ -47,9 +47,16 @@ pub fn materialize_asset(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Resul
     let mut rnd = [0u8; 6];
     getrandom::fill(&mut rnd).map_err(std::io::Error::other)?;
     let suffix: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
-    let safe: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let safe: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
     let path = dir.join(format!("vsync-asset-{safe}-{suffix}"));
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     Ok(path)

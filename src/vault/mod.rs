@@ -7,12 +7,12 @@
 
 pub mod audit;
 pub mod bootstrap;
-pub mod lookup;
 pub mod config_blob;
 pub mod counter;
 pub mod crypto;
 pub mod error;
 pub mod layout;
+pub mod lookup;
 mod open;
 mod rotate;
 pub mod seal;
@@ -25,9 +25,7 @@ pub use crypto::{KdfParams, DEFAULT_ITERATIONS};
 pub use error::{VaultError, VaultErrorKind};
 pub use layout::{Layout, LayoutChoice};
 pub use open::{Content, Opened, VaultStatus};
-pub use rotate::{
-    AuditOutcome, AuditSpec, Committed, Finished, Inspection, Prepared, RotateError,
-};
+pub use rotate::{AuditOutcome, AuditSpec, Committed, Finished, Inspection, Prepared, RotateError};
 pub use seed::SeedContent;
 pub use stamp::Stamp;
 
@@ -46,8 +44,18 @@ pub struct Vault {
 }
 
 impl Vault {
-    pub fn new(storage: Arc<dyn Storage>, prefix: &str, kdf: KdfParams, layout: LayoutChoice) -> Vault {
-        Vault { storage, prefix: prefix.to_owned(), kdf, layout }
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        prefix: &str,
+        kdf: KdfParams,
+        layout: LayoutChoice,
+    ) -> Vault {
+        Vault {
+            storage,
+            prefix: prefix.to_owned(),
+            kdf,
+            layout,
+        }
     }
 
     pub fn key(&self, name: &str) -> String {

@@ -16,7 +16,10 @@ use zeroize::Zeroizing;
 /// A decrypted bundle.
 pub enum Content {
     /// Runtime layout: `{"kv":{…},"assets":{…}}` or a flat object of strings.
-    Json { kv: BTreeMap<String, String>, assets: BTreeMap<String, Vec<u8>> },
+    Json {
+        kv: BTreeMap<String, String>,
+        assets: BTreeMap<String, Vec<u8>>,
+    },
     /// CLI layout: the zip of the vault folder, never opened by us.
     Zip(Zeroizing<Vec<u8>>),
 }
@@ -77,13 +80,17 @@ pub fn parse_json_bundle(
 ) -> Result<(BTreeMap<String, String>, BTreeMap<String, Vec<u8>>), VaultError> {
     let v: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|_| VaultError::corrupt("bundle plaintext is not JSON"))?;
-    let obj = v.as_object().ok_or_else(|| VaultError::corrupt("bundle JSON is not an object"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| VaultError::corrupt("bundle JSON is not an object"))?;
     let strings = |o: &serde_json::Map<String, serde_json::Value>, what: &str| {
         o.iter()
             .map(|(k, v)| {
                 v.as_str()
                     .map(|s| (k.clone(), s.to_owned()))
-                    .ok_or_else(|| VaultError::corrupt(format!("{what} value {k:?} is not a string")))
+                    .ok_or_else(|| {
+                        VaultError::corrupt(format!("{what} value {k:?} is not a string"))
+                    })
             })
             .collect::<Result<BTreeMap<_, _>, _>>()
     };
@@ -95,7 +102,9 @@ pub fn parse_json_bundle(
     let section = |name: &str| match obj.get(name) {
         None => Ok(BTreeMap::new()),
         Some(serde_json::Value::Object(o)) => strings(o, name),
-        Some(_) => Err(VaultError::corrupt(format!("bundle {name} is not an object"))),
+        Some(_) => Err(VaultError::corrupt(format!(
+            "bundle {name} is not an object"
+        ))),
     };
     let kv = section("kv")?;
     let assets = section("assets")?
@@ -112,7 +121,10 @@ pub fn parse_json_bundle(
 
 impl Vault {
     pub(crate) async fn detect_for_read(&self) -> Result<Layout, VaultError> {
-        match layout::detect(&*self.storage, &self.prefix, self.layout).await.map_err(unreachable)? {
+        match layout::detect(&*self.storage, &self.prefix, self.layout)
+            .await
+            .map_err(unreachable)?
+        {
             Detected::Found(l) => Ok(l),
             // Apps read the runtime layout; prefer it as they would.
             Detected::Both => Ok(Layout::Runtime),
@@ -128,7 +140,11 @@ impl Vault {
         &self,
         layout: Layout,
     ) -> Result<Option<(Stamp, super::storage::Object)>, VaultError> {
-        let Some(obj) = self.storage.get(&self.key(layout.pointer_name())).await.map_err(unreachable)?
+        let Some(obj) = self
+            .storage
+            .get(&self.key(layout.pointer_name()))
+            .await
+            .map_err(unreachable)?
         else {
             return Ok(None);
         };
@@ -148,7 +164,10 @@ impl Vault {
     /// Best effort, like the libraries' `generation()`: missing or unreadable is 0.
     pub(crate) async fn read_gen(&self, layout: Layout) -> u64 {
         match self.storage.get(&self.key(layout.counter_name())).await {
-            Ok(Some(o)) => Counter::parse(&o.body).ok().and_then(|c| c.gen).unwrap_or(0),
+            Ok(Some(o)) => Counter::parse(&o.body)
+                .ok()
+                .and_then(|c| c.gen)
+                .unwrap_or(0),
             _ => 0,
         }
     }
@@ -166,7 +185,9 @@ impl Vault {
             .await
             .map_err(unreachable)?
             .ok_or_else(|| {
-                VaultError::corrupt(format!("pointer names {bundle_key}, which does not exist (torn bucket)"))
+                VaultError::corrupt(format!(
+                    "pointer names {bundle_key}, which does not exist (torn bucket)"
+                ))
             })?;
         let key = Key::derive(passphrase, &self.kdf);
         let plain = crypto::decrypt(&key, &envelope.body)?;
@@ -181,7 +202,12 @@ impl Vault {
             }
         };
         let gen = self.read_gen(layout).await;
-        Ok(Opened { layout, stamp, gen, content })
+        Ok(Opened {
+            layout,
+            stamp,
+            gen,
+            content,
+        })
     }
 
     /// The vault's state without decrypting anything: for `status` and verify.
@@ -191,12 +217,19 @@ impl Vault {
             Err(e) if e.kind == VaultErrorKind::ManifestNotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let Some((stamp, pointer)) = self.read_pointer(layout).await? else { return Ok(None) };
+        let Some((stamp, pointer)) = self.read_pointer(layout).await? else {
+            return Ok(None);
+        };
         let mut cells = Vec::new();
         let mut gen = 0;
         let mut rotated_at = None;
         for name in COUNTER_CELLS {
-            if let Some(o) = self.storage.get(&self.key(name)).await.map_err(unreachable)? {
+            if let Some(o) = self
+                .storage
+                .get(&self.key(name))
+                .await
+                .map_err(unreachable)?
+            {
                 let c = Counter::parse(&o.body).unwrap_or_default();
                 if c.gen.unwrap_or(0) >= gen {
                     gen = c.gen.unwrap_or(0);

@@ -117,7 +117,11 @@ pub enum AuditOutcome {
     AlreadyPresent,
     Disabled,
     /// Exit-4 semantics: the rotation is live; `row` is exactly the line to append by hand.
-    Failed { key: String, error: String, row: String },
+    Failed {
+        key: String,
+        error: String,
+        row: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -161,7 +165,10 @@ impl Vault {
             Ok(Some(p)) => p,
             Ok(None) => return Err(RotateError::VaultNotFound(self.describe())),
             Err(e) => {
-                return Err(RotateError::OldPassphrase { key: pointer_key, source: e });
+                return Err(RotateError::OldPassphrase {
+                    key: pointer_key,
+                    source: e,
+                });
             }
         };
         let mut gen = 0;
@@ -184,7 +191,10 @@ impl Vault {
                 source: VaultError::corrupt("the bundle the pointer names does not exist"),
             })?;
         let key = Key::derive(old, &self.kdf);
-        let fail = |source| RotateError::OldPassphrase { key: bundle_key.clone(), source };
+        let fail = |source| RotateError::OldPassphrase {
+            key: bundle_key.clone(),
+            source,
+        };
         let plaintext = crypto::decrypt(&key, &envelope.body).map_err(fail)?;
         match layout {
             Layout::Cli => {
@@ -234,10 +244,16 @@ impl Vault {
             let back = crypto::decrypt(&key, &envelope)
                 .map_err(|e| RotateError::Encrypt(e.to_string()))?;
             if back[..] != plain[..] {
-                return Err(RotateError::Encrypt("decrypting the new bundle gave other bytes".into()));
+                return Err(RotateError::Encrypt(
+                    "decrypting the new bundle gave other bytes".into(),
+                ));
             }
             let bundle_key = self.key(&insp.layout.bundle_name(&new_stamp));
-            match self.storage.put(&bundle_key, envelope, PutCondition::IfAbsent, &Meta::new()).await {
+            match self
+                .storage
+                .put(&bundle_key, envelope, PutCondition::IfAbsent, &Meta::new())
+                .await
+            {
                 Ok(_) => {
                     return Ok(Prepared {
                         layout: insp.layout,
@@ -265,7 +281,9 @@ impl Vault {
             Layout::Cli => new_stamp.as_str().as_bytes().to_vec(),
             Layout::Runtime => {
                 // Keep the manifest's payload, refreshing a `gen` it carries.
-                let old_payload = seal::unseal(&insp.pointer_body).map(|(_, p)| p).unwrap_or(b"");
+                let old_payload = seal::unseal(&insp.pointer_body)
+                    .map(|(_, p)| p)
+                    .unwrap_or(b"");
                 let payload = match serde_json::from_slice::<serde_json::Value>(old_payload) {
                     Ok(serde_json::Value::Object(mut o)) if o.contains_key("gen") => {
                         o.insert("gen".into(), (insp.gen + 1).into());
@@ -301,9 +319,14 @@ impl Vault {
         match res {
             Ok(_) => Ok(Committed { t0, rotated_at }),
             Err(e)
-                if matches!(e.kind, StorageErrorKind::PreconditionFailed | StorageErrorKind::NotFound) =>
+                if matches!(
+                    e.kind,
+                    StorageErrorKind::PreconditionFailed | StorageErrorKind::NotFound
+                ) =>
             {
-                Err(RotateError::PointerConflict { key: p.pointer_key.clone() })
+                Err(RotateError::PointerConflict {
+                    key: p.pointer_key.clone(),
+                })
             }
             Err(e) => Err(RotateError::PointerFailed(e)),
         }
@@ -311,7 +334,10 @@ impl Vault {
 
     /// Whether the pointer already names `stamp` (resume decides T0 happened by this).
     pub async fn pointer_is(&self, layout: Layout, stamp: &Stamp) -> Result<bool, VaultError> {
-        Ok(self.read_pointer(layout).await?.is_some_and(|(s, _)| &s == stamp))
+        Ok(self
+            .read_pointer(layout)
+            .await?
+            .is_some_and(|(s, _)| &s == stamp))
     }
 
     /// Counters in both cells, then the audit row. Idempotent: a cell already at
@@ -351,15 +377,28 @@ impl Vault {
                     Ok(true) => AuditOutcome::AlreadyPresent,
                     _ => match audit::append(&*self.storage, &spec.key, &row).await {
                         Ok(()) => AuditOutcome::Written,
-                        Err(e) => AuditOutcome::Failed { key: spec.key.clone(), error: e.to_string(), row },
+                        Err(e) => AuditOutcome::Failed {
+                            key: spec.key.clone(),
+                            error: e.to_string(),
+                            row,
+                        },
                     },
                 }
             }
         };
-        Finished { gen_after, audit, counter_errors }
+        Finished {
+            gen_after,
+            audit,
+            counter_errors,
+        }
     }
 
-    async fn write_counter(&self, key: &str, body: &str, gen_after: u64) -> Result<(), StorageError> {
+    async fn write_counter(
+        &self,
+        key: &str,
+        body: &str,
+        gen_after: u64,
+    ) -> Result<(), StorageError> {
         let mut last = None;
         for _ in 0..3 {
             let cond = match self.storage.get(key).await? {
@@ -371,7 +410,11 @@ impl Vault {
                 }
                 None => PutCondition::IfAbsent,
             };
-            match self.storage.put(key, body.as_bytes().to_vec(), cond, &Meta::new()).await {
+            match self
+                .storage
+                .put(key, body.as_bytes().to_vec(), cond, &Meta::new())
+                .await
+            {
                 Ok(_) => return Ok(()),
                 Err(e) if e.kind == StorageErrorKind::PreconditionFailed => last = Some(e),
                 Err(e) => return Err(e),

@@ -17,7 +17,9 @@ pub fn seal(stamp: &Stamp, payload: &[u8]) -> Vec<u8> {
 /// Splits a sealed buffer into its embedded stamp and payload.
 pub fn unseal(bytes: &[u8]) -> Result<(Stamp, &[u8]), VaultError> {
     if bytes.len() < HEADER_LEN {
-        return Err(VaultError::corrupt("RQEM0001 seal shorter than its 23-byte header"));
+        return Err(VaultError::corrupt(
+            "RQEM0001 seal shorter than its 23-byte header",
+        ));
     }
     if &bytes[..8] != MAGIC {
         return Err(VaultError::corrupt("bad RQEM0001 magic"));

@@ -13,7 +13,10 @@ use vsync_orchestrate_api::Passphrase;
 
 pub enum SeedContent {
     /// Runtime layout JSON: `{"kv":…,"assets":…}`.
-    Json { kv: BTreeMap<String, String>, assets: BTreeMap<String, Vec<u8>> },
+    Json {
+        kv: BTreeMap<String, String>,
+        assets: BTreeMap<String, Vec<u8>>,
+    },
     /// CLI layout: files zipped under the vault folder path, like `zip -r`.
     Files(Vec<(String, Vec<u8>)>),
 }
@@ -30,14 +33,21 @@ impl Vault {
             (Layout::Runtime, SeedContent::Json { kv, assets }) => {
                 let assets: BTreeMap<_, _> = assets
                     .iter()
-                    .map(|(k, v)| (k.clone(), base64::engine::general_purpose::STANDARD.encode(v)))
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            base64::engine::general_purpose::STANDARD.encode(v),
+                        )
+                    })
                     .collect();
                 serde_json::to_vec(&serde_json::json!({ "kv": kv, "assets": assets }))
                     .expect("serialises")
             }
             (Layout::Cli, SeedContent::Files(files)) => {
-                let entries: Vec<(&str, &[u8])> =
-                    files.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+                let entries: Vec<(&str, &[u8])> = files
+                    .iter()
+                    .map(|(n, b)| (n.as_str(), b.as_slice()))
+                    .collect();
                 seal::seal(&stamp, &super::zip::write_stored(&entries))
             }
             (Layout::Cli, SeedContent::Json { kv, .. }) => {
@@ -52,14 +62,24 @@ impl Vault {
         let envelope = crypto::encrypt(&Key::derive(passphrase, &self.kdf), &plain);
         let none = Meta::new();
         self.storage
-            .put(&self.key(&layout.bundle_name(&stamp)), envelope, PutCondition::IfAbsent, &none)
+            .put(
+                &self.key(&layout.bundle_name(&stamp)),
+                envelope,
+                PutCondition::IfAbsent,
+                &none,
+            )
             .await?;
         let pointer = match layout {
             Layout::Cli => stamp.as_str().as_bytes().to_vec(),
             Layout::Runtime => seal::seal(&stamp, br#"{"gen":0}"#),
         };
         self.storage
-            .put(&self.key(layout.pointer_name()), pointer, PutCondition::IfAbsent, &none)
+            .put(
+                &self.key(layout.pointer_name()),
+                pointer,
+                PutCondition::IfAbsent,
+                &none,
+            )
             .await?;
         Ok(stamp)
     }

@@ -3,7 +3,9 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct Stamp(String);
 
@@ -27,19 +29,26 @@ impl Stamp {
         let b = s.as_bytes();
         let ok = b.len() == Self::LEN
             && b[8] == b'-'
-            && b.iter().enumerate().all(|(i, c)| i == 8 || c.is_ascii_digit());
+            && b.iter()
+                .enumerate()
+                .all(|(i, c)| i == 8 || c.is_ascii_digit());
         if !ok {
             return Err(format!("{s:?} is not a YYYYMMDD-HHMMSS stamp"));
         }
         let stamp = Stamp(s.to_owned());
-        stamp.to_system_time().map_err(|_| format!("{s:?} is not a valid UTC time"))?;
+        stamp
+            .to_system_time()
+            .map_err(|_| format!("{s:?} is not a valid UTC time"))?;
         Ok(stamp)
     }
 
     pub fn from_time(t: SystemTime) -> Stamp {
         let iso = humantime::format_rfc3339_seconds(t).to_string();
         // 2026-05-23T11:42:01Z -> 20260523-114201
-        let s: String = iso[..19].chars().filter(|c| *c != '-' && *c != ':').collect();
+        let s: String = iso[..19]
+            .chars()
+            .filter(|c| *c != '-' && *c != ':')
+            .collect();
         Stamp(s.replace('T', "-"))
     }
 
@@ -68,7 +77,9 @@ impl Stamp {
         if &now > previous {
             return now;
         }
-        let t = previous.to_system_time().expect("parsed stamps are valid times");
+        let t = previous
+            .to_system_time()
+            .expect("parsed stamps are valid times");
         Stamp::from_time(t + Duration::from_secs(1))
     }
 

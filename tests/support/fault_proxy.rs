@@ -23,7 +23,10 @@ pub struct FaultProxy {
 }
 
 pub async fn start(upstream: &str, rules: Vec<Rule>) -> FaultProxy {
-    let upstream = upstream.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let upstream = upstream
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let rules = Arc::new(Mutex::new(rules));

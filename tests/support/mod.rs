@@ -15,7 +15,9 @@ pub fn moto_endpoint() -> Option<String> {
             panic!("VSYNC_TEST_MOTO_ENDPOINT is not set under CI: .ci/run must start moto")
         }
         _ => {
-            eprintln!("skipped: VSYNC_TEST_MOTO_ENDPOINT not set (run .ci/run, or start moto_server)");
+            eprintln!(
+                "skipped: VSYNC_TEST_MOTO_ENDPOINT not set (run .ci/run, or start moto_server)"
+            );
             None
         }
     }
@@ -24,7 +26,10 @@ pub fn moto_endpoint() -> Option<String> {
 pub fn unique(name: &str) -> String {
     let mut r = [0u8; 5];
     getrandom::fill(&mut r).unwrap();
-    format!("{name}-{}", r.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "{name}-{}",
+        r.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
 }
 
 /// A fresh bucket on moto, with its storage handle.
@@ -32,13 +37,21 @@ pub fn unique(name: &str) -> String {
 pub async fn moto_bucket(endpoint: &str) -> (String, Arc<dyn Storage>) {
     let bucket = unique("vault");
     let s = s3_storage(endpoint, &bucket).await;
-    s.client().create_bucket().bucket(&bucket).send().await.expect("create bucket on moto");
+    s.client()
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("create bucket on moto");
     (bucket, Arc::new(s))
 }
 
 /// A storage handle on an existing bucket, through `endpoint` (moto or a proxy).
 #[cfg(feature = "s3")]
-pub async fn s3_storage(endpoint: &str, bucket: &str) -> vsync_orchestrate::vault::storage::S3Storage {
+pub async fn s3_storage(
+    endpoint: &str,
+    bucket: &str,
+) -> vsync_orchestrate::vault::storage::S3Storage {
     use vsync_orchestrate::vault::storage::{S3Options, S3Storage};
     S3Storage::connect(&S3Options {
         bucket: bucket.to_owned(),

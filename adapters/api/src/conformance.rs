@@ -66,7 +66,10 @@ pub async fn check_store(
 
     // Stage is invisible to readers of the current version.
     let staged = step("stage", store.stage(&first, &run1).await)?;
-    ensure!(!format!("{staged:?}").contains(first.expose()), "Staged exposes the value");
+    ensure!(
+        !format!("{staged:?}").contains(first.expose()),
+        "Staged exposes the value"
+    );
     if check.readable {
         let got = current("read_current after stage").await?;
         ensure!(
@@ -75,7 +78,10 @@ pub async fn check_store(
         );
     }
     let back = step("read_staged", store.read_staged(&staged).await)?;
-    ensure!(back.same_as(&first), "read_staged did not return the staged value");
+    ensure!(
+        back.same_as(&first),
+        "read_staged did not return the staged value"
+    );
 
     // Stage is idempotent per run id.
     let again = step("stage (repeat)", store.stage(&first, &run1).await)?;
@@ -97,7 +103,10 @@ pub async fn check_store(
         );
     }
     match store.read_staged(&staged).await {
-        Ok(p) => ensure!(!p.same_as(&first), "read_staged still returns a discarded value"),
+        Ok(p) => ensure!(
+            !p.same_as(&first),
+            "read_staged still returns a discarded value"
+        ),
         Err(e) => {
             ensure!(
                 !e.chain().contains(first.expose()),

@@ -12,7 +12,10 @@ pub struct Target {
 
 impl Target {
     pub fn new(kind: impl Into<String>, name: impl Into<String>) -> Self {
-        Target { kind: kind.into(), name: name.into() }
+        Target {
+            kind: kind.into(),
+            name: name.into(),
+        }
     }
 }
 

@@ -47,7 +47,11 @@ impl Flock {
             .write(true)
             .mode(0o600)
             .open(root.join(LOCK_FILE))?;
-        let op = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH };
+        let op = if exclusive {
+            libc::LOCK_EX
+        } else {
+            libc::LOCK_SH
+        };
         // SAFETY: flock on a file descriptor we own; released when the File closes.
         if unsafe { libc::flock(f.as_raw_fd(), op) } != 0 {
             return Err(std::io::Error::last_os_error());
@@ -61,7 +65,9 @@ impl DirStorage {
     pub fn new(root: impl Into<PathBuf>) -> std::io::Result<DirStorage> {
         let root = root.into();
         fs::create_dir_all(&root)?;
-        Ok(DirStorage { root: root.canonicalize()? })
+        Ok(DirStorage {
+            root: root.canonicalize()?,
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -76,7 +82,12 @@ impl DirStorage {
             && !key.starts_with(META_DIR)
             && key != LOCK_FILE;
         if !safe {
-            return Err(StorageError::new(StorageErrorKind::Other, op, key, "not a valid object key"));
+            return Err(StorageError::new(
+                StorageErrorKind::Other,
+                op,
+                key,
+                "not a valid object key",
+            ));
         }
         Ok(self.root.join(rel))
     }
@@ -89,7 +100,10 @@ impl DirStorage {
         fs::read(self.sidecar_path(key))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_else(|| Sidecar { etag: content_etag(body), meta: Meta::new() })
+            .unwrap_or_else(|| Sidecar {
+                etag: content_etag(body),
+                meta: Meta::new(),
+            })
     }
 
     fn get_sync(&self, key: &str) -> Result<Option<Object>, StorageError> {
@@ -98,7 +112,11 @@ impl DirStorage {
         match fs::read(&path) {
             Ok(body) => {
                 let side = self.read_sidecar(key, &body);
-                Ok(Some(Object { body, etag: side.etag, meta: side.meta }))
+                Ok(Some(Object {
+                    body,
+                    etag: side.etag,
+                    meta: side.meta,
+                }))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) if e.raw_os_error() == Some(libc::EISDIR) => Ok(None),
@@ -150,8 +168,11 @@ impl DirStorage {
         let mut rnd = [0u8; 16];
         getrandom::fill(&mut rnd).expect("OS random source");
         let etag: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
-        let side = serde_json::to_vec(&Sidecar { etag: etag.clone(), meta: meta.clone() })
-            .expect("sidecar serialises");
+        let side = serde_json::to_vec(&Sidecar {
+            etag: etag.clone(),
+            meta: meta.clone(),
+        })
+        .expect("sidecar serialises");
         write_atomic(&self.sidecar_path(key), &side).map_err(|e| io_err("put", key, e))?;
         write_atomic(&path, body).map_err(|e| io_err("put", key, e))?;
         Ok(etag)
@@ -192,8 +213,16 @@ impl DirStorage {
             for entry in entries {
                 let entry = entry.map_err(|e| io_err("list", prefix, e))?;
                 let p = entry.path();
-                let rel = p.strip_prefix(&self.root).expect("under root").to_string_lossy().into_owned();
-                if rel == META_DIR || rel == LOCK_FILE || rel.contains("/.vsync-tmp-") || rel.starts_with(".vsync-tmp-") {
+                let rel = p
+                    .strip_prefix(&self.root)
+                    .expect("under root")
+                    .to_string_lossy()
+                    .into_owned();
+                if rel == META_DIR
+                    || rel == LOCK_FILE
+                    || rel.contains("/.vsync-tmp-")
+                    || rel.starts_with(".vsync-tmp-")
+                {
                     continue;
                 }
                 if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
@@ -226,8 +255,15 @@ pub(crate) fn write_atomic(path: &Path, body: &[u8]) -> std::io::Result<()> {
         ".vsync-tmp-{}",
         rnd.iter().map(|b| format!("{b:02x}")).collect::<String>()
     ));
-    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-    let res = f.write_all(body).and_then(|_| f.sync_all()).and_then(|_| fs::rename(&tmp, path));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    let res = f
+        .write_all(body)
+        .and_then(|_| f.sync_all())
+        .and_then(|_| fs::rename(&tmp, path));
     if res.is_err() {
         let _ = fs::remove_file(&tmp);
     }
@@ -274,5 +310,7 @@ impl Storage for DirStorage {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
 ) -> Result<T, StorageError> {
-    tokio::task::spawn_blocking(f).await.expect("storage task panicked")
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("storage task panicked")
 }

@@ -8,8 +8,8 @@ mod dir;
 #[cfg(feature = "s3")]
 mod s3;
 
-pub use dir::DirStorage;
 pub(crate) use dir::write_atomic as write_atomic_file;
+pub use dir::DirStorage;
 #[cfg(feature = "s3")]
 pub use s3::{S3Options, S3Storage};
 
@@ -63,7 +63,12 @@ impl StorageError {
         key: &str,
         message: impl Into<String>,
     ) -> Self {
-        StorageError { kind, op, key: key.to_owned(), message: message.into() }
+        StorageError {
+            kind,
+            op,
+            key: key.to_owned(),
+            message: message.into(),
+        }
     }
 }
 

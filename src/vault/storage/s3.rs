@@ -47,12 +47,13 @@ impl std::fmt::Debug for S3Storage {
 
 impl S3Storage {
     pub async fn connect(opts: &S3Options) -> S3Storage {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(
-            aws_config::timeout::TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .operation_attempt_timeout(Duration::from_secs(20))
-                .build(),
-        );
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(20))
+                    .build(),
+            );
         if let Some(p) = &opts.profile {
             loader = loader.profile_name(p);
         }
@@ -82,7 +83,10 @@ impl S3Storage {
                     aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
                 );
         }
-        S3Storage { client: aws_sdk_s3::Client::from_conf(b.build()), bucket: opts.bucket.clone() }
+        S3Storage {
+            client: aws_sdk_s3::Client::from_conf(b.build()),
+            bucket: opts.bucket.clone(),
+        }
     }
 
     pub fn client(&self) -> &aws_sdk_s3::Client {
@@ -125,11 +129,22 @@ impl Storage for S3Storage {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Object>, StorageError> {
-        let out = match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(o) => o,
             Err(e) => {
                 let e = map_err("get", key, e);
-                return if e.kind == StorageErrorKind::NotFound { Ok(None) } else { Err(e) };
+                return if e.kind == StorageErrorKind::NotFound {
+                    Ok(None)
+                } else {
+                    Err(e)
+                };
             }
         };
         let etag = out.e_tag().map(unquote).unwrap_or_default();
@@ -150,7 +165,14 @@ impl Storage for S3Storage {
     }
 
     async fn head(&self, key: &str) -> Result<Option<String>, StorageError> {
-        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(o) => Ok(Some(o.e_tag().map(unquote).unwrap_or_default())),
             Err(e) => {
                 let e = map_err("head", key, e);
@@ -219,7 +241,11 @@ impl Storage for S3Storage {
                 .send()
                 .await
                 .map_err(|e| map_err("list", prefix, e))?;
-            out.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+            out.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
             match page.next_continuation_token() {
                 Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
                 _ => break,

@@ -1,0 +1,88 @@
+//! The command line (clap). `main.rs` only parses, dispatches and exits.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vsync-orchestrate",
+    version,
+    about = "Rotate the passphrase of a vsync vault end to end: stage, rotate, activate, restart, verify.",
+    after_help = crate::engine::Exit::help_table()
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// `json` prints one summary object on stdout (progress stays on stderr).
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    pub output: Output,
+
+    /// Never prompt; fail clearly where a prompt would be needed (cron, CI).
+    #[arg(long, short = 'y', global = true)]
+    pub yes: bool,
+
+    /// Where run journals live (default: the plan's state_dir, else
+    /// $XDG_STATE_HOME/vsync-orchestrate).
+    #[arg(long, global = true, env = "VSYNC_ORCHESTRATE_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Rotate: preflight, stage, rotate, activate, restart, verify.
+    Run {
+        plan: PathBuf,
+        /// Rotate even when [schedule] min_age says it is not due.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Dry run: the full read-only preflight and the ordered list of every write `run` would make.
+    Plan { plan: PathBuf },
+    /// Static checks only (no network): for CI on plan repositories.
+    Validate {
+        #[arg(required = true)]
+        plans: Vec<PathBuf>,
+    },
+    /// Finish the newest interrupted run on this plan's vault from its journal.
+    Resume { plan: PathBuf },
+    /// Pointer, stamp, generation, last rotation, lock and each store's state.
+    Status { plan: PathBuf },
+    /// The newest rows of the vault's audit log.
+    Audit {
+        plan: PathBuf,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Rotate a local demo vault under N running apps, with no cloud account.
+    Demo {
+        /// Keep the sandbox here for inspection (default: a temporary directory, removed).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long, default_value_t = 3)]
+        apps: u32,
+    },
+    /// The demo app itself (what `demo` starts): boots from VSYNC_CONFIG[_FILE] and
+    /// VSYNC_PASSPHRASE[_FILE] and serves /healthz.
+    #[command(hide = true)]
+    DemoApp {
+        #[arg(long)]
+        port: u16,
+    },
+    /// Restart one demo app (the demo plan's `command` restarter runs this).
+    #[command(hide = true)]
+    DemoCtl {
+        #[arg(value_parser = ["restart", "stop"])]
+        action: String,
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        app: u32,
+    },
+}

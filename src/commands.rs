@@ -1,0 +1,362 @@
+//! One function per subcommand: load, call the engine, print, return the exit code.
+
+use crate::cli::{Cli, Command, Output};
+use crate::engine::{self, build, journal::Journal, lock::Lock, Exit, RunOptions};
+use crate::plan::{self, LoadedPlan};
+use crate::report::{Progress, Summary};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+pub fn install_interrupt_handler() {
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            engine::INTERRUPTED.store(true, Ordering::SeqCst);
+            eprintln!("\ninterrupt: stopping at the next safe point (before the pointer swap, staged versions are discarded; after it, activation is finished first). Interrupt again to exit at once.");
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("second interrupt: exiting now; `vsync-orchestrate resume PLAN` finishes the run from its journal");
+                std::process::exit(Exit::Interrupted.code() as i32);
+            }
+        }
+    });
+}
+
+fn emit(cli: &Cli, summary: &Summary) -> u8 {
+    summary.print_human();
+    if cli.output == Output::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(summary).expect("summary serialises")
+        );
+    }
+    summary.exit_code
+}
+
+fn load(cli: &Cli, path: &Path) -> Result<LoadedPlan, u8> {
+    match plan::load(path) {
+        Ok(l) => {
+            for w in &l.warnings {
+                eprintln!("{w}");
+            }
+            Ok(l)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            if cli.output == Output::Json {
+                let problems: Vec<String> = e.problems.iter().map(|p| p.to_string()).collect();
+                println!(
+                    "{}",
+                    serde_json::json!({ "exit_code": Exit::PlanInvalid.code(), "outcome": "plan invalid", "problems": problems })
+                );
+            }
+            Err(Exit::PlanInvalid.code())
+        }
+    }
+}
+
+fn options(cli: &Cli, loaded: &LoadedPlan) -> RunOptions {
+    let dir = cli
+        .state_dir
+        .clone()
+        .or_else(|| loaded.plan.state_dir.clone())
+        .unwrap_or_else(journal_dir_default);
+    let mut o = RunOptions::new(dir);
+    o.yes = cli.yes;
+    o
+}
+
+fn journal_dir_default() -> std::path::PathBuf {
+    engine::journal::default_state_dir()
+}
+
+pub async fn dispatch(cli: &Cli) -> u8 {
+    let progress = Progress::new();
+    match &cli.command {
+        Command::Run { plan, force } => {
+            let Ok(loaded) = load(cli, plan) else {
+                return Exit::PlanInvalid.code();
+            };
+            let mut opts = options(cli, &loaded);
+            opts.force = *force;
+            let s = engine::run(&loaded, &opts, &progress, false).await;
+            let code = emit(cli, &s);
+            notify(&loaded, &s).await;
+            code
+        }
+        Command::Plan { plan } => {
+            let Ok(loaded) = load(cli, plan) else {
+                return Exit::PlanInvalid.code();
+            };
+            let mut opts = options(cli, &loaded);
+            opts.force = true;
+            let s = engine::run(&loaded, &opts, &progress, true).await;
+            emit(cli, &s)
+        }
+        Command::Validate { plans } => validate(cli, plans),
+        Command::Resume { plan } => {
+            let Ok(loaded) = load(cli, plan) else {
+                return Exit::PlanInvalid.code();
+            };
+            let s = engine::resume(&loaded, &options(cli, &loaded), &progress).await;
+            emit(cli, &s)
+        }
+        Command::Status { plan } => {
+            let Ok(loaded) = load(cli, plan) else {
+                return Exit::PlanInvalid.code();
+            };
+            status(cli, &loaded).await
+        }
+        Command::Audit { plan, limit } => {
+            let Ok(loaded) = load(cli, plan) else {
+                return Exit::PlanInvalid.code();
+            };
+            audit(cli, &loaded, *limit).await
+        }
+        Command::Demo { dir, apps } => {
+            match crate::demo::run(dir.clone(), *apps, cli.yes, &progress).await {
+                Ok(s) => emit(cli, &s),
+                Err(e) => {
+                    eprintln!("{e}");
+                    Exit::BadInput.code()
+                }
+            }
+        }
+        Command::DemoApp { port } => crate::demo::app::run(*port).await,
+        Command::DemoCtl { action, dir, app } => {
+            if action == "stop" {
+                crate::demo::ctl::stop(dir, *app);
+                return 0;
+            }
+            match tokio::task::spawn_blocking({
+                let (dir, app) = (dir.clone(), *app);
+                move || crate::demo::ctl::restart(&dir, app)
+            })
+            .await
+            .expect("restart task")
+            {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("{e}");
+                    1
+                }
+            }
+        }
+    }
+}
+
+fn validate(cli: &Cli, plans: &[std::path::PathBuf]) -> u8 {
+    let mut worst = 0;
+    let mut results = Vec::new();
+    for path in plans {
+        match plan::load(path) {
+            Ok(l) => {
+                for w in &l.warnings {
+                    eprintln!("{w}");
+                }
+                eprintln!(
+                    "{}: ok ({} store(s), {} restarter(s){})",
+                    path.display(),
+                    l.plan.stores.len(),
+                    l.plan.restarts.len(),
+                    if l.warnings.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {} warning(s)", l.warnings.len())
+                    }
+                );
+                results.push(serde_json::json!({ "plan": path, "ok": true, "warnings": l.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>() }));
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                worst = Exit::PlanInvalid.code();
+                results.push(serde_json::json!({ "plan": path, "ok": false, "problems": e.problems.iter().map(|w| w.to_string()).collect::<Vec<_>>() }));
+            }
+        }
+    }
+    if cli.output == Output::Json {
+        println!(
+            "{}",
+            serde_json::json!({ "exit_code": worst, "plans": results })
+        );
+    }
+    worst
+}
+
+async fn status(cli: &Cli, loaded: &LoadedPlan) -> u8 {
+    let vault = match build::vault(&loaded.plan).await {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("{e}");
+            return Exit::BadInput.code();
+        }
+    };
+    let st = match vault.status().await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            eprintln!("vault not found: no pointer at {}", vault.describe());
+            return Exit::VaultNotFound.code();
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", vault.describe());
+            return Exit::BadInput.code();
+        }
+    };
+    let lock = Lock::peek(&vault).await;
+    let mut stores = Vec::new();
+    for spec in &loaded.plan.stores {
+        let line = match build::store(spec).await {
+            Ok(s) => match s.preflight().await {
+                Ok(p) => (s.describe().to_string(), true, p.detail),
+                Err(e) => (s.describe().to_string(), false, e.chain()),
+            },
+            Err(e) => (spec.type_name().to_owned(), false, e.0),
+        };
+        stores.push(line);
+    }
+    let opts = options(cli, loaded);
+    let last = Journal::latest(&opts.state_dir, &vault.describe());
+    eprintln!("vault     {}", vault.describe());
+    eprintln!("layout    {}", st.layout.name());
+    eprintln!("pointer   stamp {}", st.stamp);
+    let cells: Vec<String> = st
+        .cells
+        .iter()
+        .map(|(c, g)| format!("{c}={}", g.map(|g| g.to_string()).unwrap_or("-".into())))
+        .collect();
+    eprintln!(
+        "gen       {}  ({})",
+        st.gen,
+        if cells.is_empty() {
+            "no counter cell: never rotated".into()
+        } else {
+            cells.join(", ")
+        }
+    );
+    eprintln!(
+        "rotated   {}",
+        st.rotated_at
+            .as_deref()
+            .unwrap_or("never (by a tool that records it)")
+    );
+    match &lock {
+        Some(l) => eprintln!(
+            "lock      held by run {} of {} since {}",
+            l.run_id, l.owner, l.created_at
+        ),
+        None => eprintln!("lock      free"),
+    }
+    for (t, ok, d) in &stores {
+        eprintln!("store     {} {t} — {d}", if *ok { "✓" } else { "✗" });
+    }
+    if let Some(j) = &last {
+        eprintln!(
+            "last run  {} — {:?}{}",
+            j.run_id,
+            j.phase,
+            j.exit_code
+                .map(|c| format!(", exit {c}"))
+                .unwrap_or_default()
+        );
+    }
+    if cli.output == Output::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "vault": vault.describe(),
+                "status": st,
+                "lock": lock,
+                "stores": stores.iter().map(|(t, ok, d)| serde_json::json!({"target": t, "ok": ok, "detail": d})).collect::<Vec<_>>(),
+                "last_run": last.map(|j| serde_json::json!({"run_id": j.run_id, "phase": j.phase, "exit_code": j.exit_code})),
+            }))
+            .expect("serialises")
+        );
+    }
+    if stores.iter().all(|(_, ok, _)| *ok) {
+        0
+    } else {
+        Exit::PreflightFailed.code()
+    }
+}
+
+async fn audit(cli: &Cli, loaded: &LoadedPlan, limit: usize) -> u8 {
+    let Some(key) = build::audit_key(&loaded.plan) else {
+        eprintln!("audit is disabled in this plan (vault.audit = false)");
+        return Exit::BadInput.code();
+    };
+    let vault = match build::vault(&loaded.plan).await {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("{e}");
+            return Exit::BadInput.code();
+        }
+    };
+    let text = match vault.storage.get(&key).await {
+        Ok(Some(o)) => String::from_utf8_lossy(&o.body).into_owned(),
+        Ok(None) => {
+            eprintln!("no audit log at {key}");
+            String::new()
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            return Exit::BadInput.code();
+        }
+    };
+    let rows = crate::vault::audit::parse(&text);
+    let start = rows.len().saturating_sub(limit);
+    let rows = &rows[start..];
+    let as_maps: Vec<serde_json::Map<String, serde_json::Value>> = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect()
+        })
+        .collect();
+    for r in &as_maps {
+        let g = |k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or("");
+        eprintln!(
+            "{}  {:<6} {:<15}  {}@{}  {}",
+            g("ts"),
+            g("action"),
+            g("version_ts"),
+            g("os_user"),
+            g("hostname"),
+            g("meta")
+        );
+    }
+    if cli.output == Output::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "key": key, "rows": as_maps }))
+                .expect("serialises")
+        );
+    }
+    0
+}
+
+/// `[notify] command`: each command gets the JSON summary on stdin.
+async fn notify(loaded: &LoadedPlan, s: &Summary) {
+    let Some(n) = &loaded.plan.notify else { return };
+    if n.command.is_empty() {
+        return;
+    }
+    let body = serde_json::to_vec(s).expect("serialises");
+    let child = tokio::process::Command::new(&n.command[0])
+        .args(&n.command[1..])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn();
+    match child {
+        Ok(mut c) => {
+            if let Some(mut stdin) = c.stdin.take() {
+                use tokio::io::AsyncWriteExt;
+                let _ = stdin.write_all(&body).await;
+            }
+            match c.wait().await {
+                Ok(st) if st.success() => {}
+                Ok(st) => eprintln!("notify: {:?} exited with {st}", n.command[0]),
+                Err(e) => eprintln!("notify: {e}"),
+            }
+        }
+        Err(e) => eprintln!("notify: cannot run {:?}: {e}", n.command[0]),
+    }
+}

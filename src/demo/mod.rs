@@ -1,0 +1,238 @@
+//! `vsync-orchestrate demo`: a whole rotation on this machine with no cloud
+//! account — a local-directory vault, a passphrase file, N running apps that boot
+//! from them, and a plan using the `file` store and the `command` restarter,
+//! driven by the real engine.
+
+pub mod app;
+pub mod ctl;
+
+use crate::engine::{self, RunOptions};
+use crate::report::{Progress, Summary};
+use crate::vault::{config_blob, storage::DirStorage, Layout, LayoutChoice, SeedContent, Vault};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use vsync_orchestrate_api::Passphrase;
+
+pub const PREFIX: &str = "demo/demo/";
+
+fn q(s: &str) -> String {
+    toml::Value::from(s).to_string()
+}
+
+fn write_private(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(body)
+}
+
+/// The plan the demo runs, for a sandbox at `dir` with apps on `ports`.
+pub fn plan_text(dir: &Path, exe: &str, ports: &[u16]) -> String {
+    let d = dir.display().to_string();
+    let targets: Vec<String> = (1..=ports.len())
+        .map(|n| {
+            format!(
+                "  {{ name = \"app-{n}\", argv = [{}, \"demo-ctl\", \"restart\", \"--dir\", {}, \"--app\", \"{n}\"] }},",
+                q(exe),
+                q(&d)
+            )
+        })
+        .collect();
+    let health: Vec<String> = ports
+        .iter()
+        .map(|p| format!("  \"http://127.0.0.1:{p}/healthz\","))
+        .collect();
+    format!(
+        r#"# A local rotation: the vault is a directory, the passphrase a 0600 file the apps
+# read through VSYNC_PASSPHRASE_FILE, and each app is restarted by a command.
+# `vsync-orchestrate demo` writes this file into its sandbox and runs it.
+env = "demo"
+state_dir = {state}
+
+[vault]
+dir = {vault}
+prefix = "{PREFIX}"
+# Salt and iterations come from the same VSYNC_CONFIG the apps boot with.
+config = {{ file = {config} }}
+
+[passphrase]
+old = "store"                          # read from the first store that can read it back
+new = {{ generate = {{ length = 32 }} }}   # CSPRNG, alphanumeric
+note = "vsync-orchestrate demo"
+
+[[store]]
+type = "file"
+path = {pass}                          # stages passphrase.new, keeps passphrase.prev
+
+[[restart]]
+type = "command"
+parallel = false                       # one app after the other, like a rolling restart
+timeout = "30s"
+targets = [
+{targets}
+]
+
+[verify]
+health = [
+{health}
+]
+timeout = "60s"
+samples = 3
+interval = "100ms"
+"#,
+        state = q(&format!("{d}/state")),
+        vault = q(&format!("{d}/vault")),
+        config = q(&format!("{d}/vsync-config")),
+        pass = q(&format!("{d}/passphrase")),
+        targets = targets.join("\n"),
+        health = health.join("\n"),
+    )
+}
+
+/// Creates the sandbox: vault, config, passphrase, running apps, plan.
+pub async fn setup(dir: &Path, apps: u32, p: &Progress) -> Result<PathBuf, String> {
+    let err = |what: &str, e: &dyn std::fmt::Display| format!("demo setup: {what}: {e}");
+    std::fs::create_dir_all(dir).map_err(|e| err("creating the sandbox", &e))?;
+    let dir = dir.canonicalize().map_err(|e| err("sandbox", &e))?;
+    if dir.join("vault").exists() {
+        return Err(format!(
+            "{} already holds a demo; pass an empty or new --dir",
+            dir.display()
+        ));
+    }
+    let salt = {
+        use base64::Engine;
+        let mut b = [0u8; 18];
+        getrandom::fill(&mut b).map_err(|e| err("random", &e))?;
+        base64::engine::general_purpose::STANDARD.encode(b)
+    };
+    let config = config_blob::VsyncConfig {
+        v: 1,
+        endpoint: format!("file://{}/vault", dir.display()),
+        region: "local".into(),
+        bucket: "local".into(),
+        access_key_id: "none".into(),
+        secret_access_key: "none".into(),
+        prefix: PREFIX.into(),
+        env: "demo".into(),
+        salt: salt.clone(),
+        iterations: crate::vault::DEFAULT_ITERATIONS,
+    };
+    write_private(
+        &dir.join("vsync-config"),
+        config_blob::encode(&config).as_bytes(),
+    )
+    .map_err(|e| err("VSYNC_CONFIG file", &e))?;
+    let passphrase = engine::secrets::generate(32);
+    write_private(&dir.join("passphrase"), passphrase.expose().as_bytes())
+        .map_err(|e| err("passphrase file", &e))?;
+    let storage = DirStorage::new(dir.join("vault")).map_err(|e| err("vault dir", &e))?;
+    let vault = Vault::new(
+        Arc::new(storage),
+        PREFIX,
+        crate::vault::KdfParams::new(salt, config.iterations),
+        LayoutChoice::Runtime,
+    );
+    let content = SeedContent::Json {
+        kv: BTreeMap::from([
+            (
+                "DATABASE_URL".into(),
+                "postgres://demo:demo@127.0.0.1/demo".into(),
+            ),
+            ("STRIPE_KEY".into(), "sk_test_demo_only".into()),
+        ]),
+        assets: BTreeMap::from([("tls.key".into(), b"-----BEGIN DEMO KEY-----\n".to_vec())]),
+    };
+    let stamp = vault
+        .seed(
+            Layout::Runtime,
+            &Passphrase::new(passphrase.expose().to_owned()),
+            &content,
+        )
+        .await
+        .map_err(|e| err("seeding the vault", &e))?;
+    p.line(format!(
+        "demo: sandbox {}; vault seeded at {PREFIX} (runtime layout, stamp {stamp}, gen 0)",
+        dir.display()
+    ));
+
+    let mut ports = Vec::new();
+    for n in 1..=apps {
+        let port = ctl::free_port().map_err(|e| err("port", &e))?;
+        ctl::start(&dir, n, port).map_err(|e| err("starting an app", &e))?;
+        ports.push(port);
+    }
+    for n in 1..=apps {
+        ctl::wait_ready(&dir, n, Duration::from_secs(30))?;
+    }
+    p.line(format!(
+        "demo: {apps} app(s) booted from VSYNC_CONFIG_FILE + VSYNC_PASSPHRASE_FILE on ports {}",
+        ports
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let exe = std::env::current_exe().map_err(|e| err("own path", &e))?;
+    let plan = dir.join("plan.toml");
+    std::fs::write(&plan, plan_text(&dir, &exe.display().to_string(), &ports))
+        .map_err(|e| err("plan", &e))?;
+    Ok(plan)
+}
+
+pub fn stop_apps(dir: &Path, apps: u32) {
+    for n in 1..=apps {
+        ctl::stop(dir, n);
+    }
+}
+
+/// The whole demo. `keep` leaves the sandbox for inspection.
+pub async fn run(
+    dir: Option<PathBuf>,
+    apps: u32,
+    yes: bool,
+    p: &Progress,
+) -> Result<Summary, String> {
+    let (dir, _temp) = match dir {
+        Some(d) => (d, None),
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("vsync-demo-")
+                .tempdir()
+                .map_err(|e| e.to_string())?;
+            (t.path().to_owned(), Some(t))
+        }
+    };
+    let plan_path = match setup(&dir, apps, p).await {
+        Ok(p) => p,
+        Err(e) => {
+            stop_apps(&dir, apps);
+            return Err(e);
+        }
+    };
+    let dir = dir.canonicalize().unwrap_or(dir);
+    let result = match crate::plan::load(&plan_path) {
+        Ok(loaded) => {
+            let mut opts = RunOptions::new(dir.join("state"));
+            opts.yes = yes;
+            Ok(engine::run(&loaded, &opts, p, false).await)
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    stop_apps(&dir, apps);
+    match _temp {
+        Some(_) => p.line(format!("demo: stopped the {apps} app(s); removed the temporary sandbox (use --dir to keep one)")),
+        None => p.line(format!(
+            "demo: stopped the {apps} app(s); sandbox kept at {} (vault/, vsync-config, passphrase and passphrase.prev, plan.toml, state/)",
+            dir.display()
+        )),
+    }
+    result
+}
