@@ -68,6 +68,18 @@ pub enum Command {
         #[arg(long, default_value_t = 3)]
         apps: u32,
     },
+    /// Create a demo sandbox with running apps and print its plan path, without
+    /// rotating (for trying `plan`, `run`, `status`, `resume` by hand, and for tests).
+    #[command(hide = true)]
+    DemoSetup {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        apps: u32,
+        /// PBKDF2 iterations of the demo vault (tests use fewer than vsync's 600000).
+        #[arg(long, default_value_t = crate::vault::DEFAULT_ITERATIONS)]
+        iterations: u32,
+    },
     /// The demo app itself (what `demo` starts): boots from VSYNC_CONFIG[_FILE] and
     /// VSYNC_PASSPHRASE[_FILE] and serves /healthz.
     #[command(hide = true)]

@@ -120,6 +120,17 @@ pub async fn dispatch(cli: &Cli) -> u8 {
                 }
             }
         }
+        Command::DemoSetup { dir, apps, iterations } => match crate::demo::setup(dir, *apps, *iterations, &progress).await {
+            Ok(plan) => {
+                println!("{}", plan.display());
+                0
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                crate::demo::stop_apps(dir, *apps);
+                Exit::BadInput.code()
+            }
+        },
         Command::DemoApp { port } => crate::demo::app::run(*port).await,
         Command::DemoCtl { action, dir, app } => {
             if action == "stop" {

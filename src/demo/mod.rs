@@ -97,7 +97,7 @@ interval = "100ms"
 }
 
 /// Creates the sandbox: vault, config, passphrase, running apps, plan.
-pub async fn setup(dir: &Path, apps: u32, p: &Progress) -> Result<PathBuf, String> {
+pub async fn setup(dir: &Path, apps: u32, iterations: u32, p: &Progress) -> Result<PathBuf, String> {
     let err = |what: &str, e: &dyn std::fmt::Display| format!("demo setup: {what}: {e}");
     std::fs::create_dir_all(dir).map_err(|e| err("creating the sandbox", &e))?;
     let dir = dir.canonicalize().map_err(|e| err("sandbox", &e))?;
@@ -123,7 +123,7 @@ pub async fn setup(dir: &Path, apps: u32, p: &Progress) -> Result<PathBuf, Strin
         prefix: PREFIX.into(),
         env: "demo".into(),
         salt: salt.clone(),
-        iterations: crate::vault::DEFAULT_ITERATIONS,
+        iterations,
     };
     write_private(
         &dir.join("vsync-config"),
@@ -210,7 +210,7 @@ pub async fn run(
             (t.path().to_owned(), Some(t))
         }
     };
-    let plan_path = match setup(&dir, apps, p).await {
+    let plan_path = match setup(&dir, apps, crate::vault::DEFAULT_ITERATIONS, p).await {
         Ok(p) => p,
         Err(e) => {
             stop_apps(&dir, apps);

@@ -49,6 +49,20 @@ impl RunOptions {
     }
 }
 
+/// Fault injection for the crash tests: `VSYNC_ORCHESTRATE_CRASH_AT=<phase>` ends
+/// the process abruptly right after the journal records that phase (e.g.
+/// `committing`: bundle uploaded, pointer not yet swapped), the way a kill -9 would.
+fn crash_point(phase: Phase) {
+    static WANT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    if let Some(want) = WANT.get_or_init(|| std::env::var("VSYNC_ORCHESTRATE_CRASH_AT").ok()) {
+        let name = serde_json::to_value(phase).ok().and_then(|v| v.as_str().map(str::to_owned));
+        if name.as_deref() == Some(want.as_str()) {
+            eprintln!("VSYNC_ORCHESTRATE_CRASH_AT={want}: crashing on purpose");
+            std::process::abort();
+        }
+    }
+}
+
 /// Set by the signal handler; checked at every step boundary before T0.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -122,6 +136,7 @@ impl Ctx<'_> {
             if let Err(e) = j.save(&self.opts.state_dir) {
                 self.p.warn(&format!("could not write the journal: {e}"));
             }
+            crash_point(j.phase);
         }
     }
 
@@ -151,21 +166,35 @@ fn base_summary(loaded: &LoadedPlan, command: &str, run: &RunId) -> Summary {
 
 /// `run`: the whole rotation. `dry_run` stops after preflight and lists the writes.
 pub async fn run(loaded: &LoadedPlan, opts: &RunOptions, p: &Progress, dry_run: bool) -> Summary {
+    match build::parts(loaded).await {
+        Ok(parts) => run_with(loaded, parts, opts, p, dry_run).await,
+        Err(e) => {
+            let command = if dry_run { "plan" } else { "run" };
+            let s = base_summary(loaded, command, &new_run_id());
+            let mut cx = Ctx { loaded, opts, p, s, journal: None };
+            cx.end(Exit::BadInput, e.0)
+        }
+    }
+}
+
+/// `run` with parts built elsewhere: tests inject in-memory stores and restarters.
+pub async fn run_with(
+    loaded: &LoadedPlan,
+    parts: build::Parts,
+    opts: &RunOptions,
+    p: &Progress,
+    dry_run: bool,
+) -> Summary {
     let run_id = new_run_id();
     let command = if dry_run { "plan" } else { "run" };
-    let mut cx = Ctx {
-        loaded,
-        opts,
-        p,
-        s: base_summary(loaded, command, &run_id),
-        journal: None,
-    };
+    let s = base_summary(loaded, command, &run_id);
+    let mut cx = Ctx { loaded, opts, p, s, journal: None };
     p.line(format!(
         "vsync-orchestrate {command} {} — env {}, run {run_id}",
         loaded.path.display(),
         loaded.plan.env
     ));
-    let ready = match preflight(&mut cx, dry_run).await {
+    let ready = match preflight(&mut cx, parts).await {
         Ok(Some(r)) => r,
         Ok(None) => return std::mem::take(&mut cx.s),
         Err((exit, why)) => return cx.end(exit, why),
@@ -179,13 +208,10 @@ pub async fn run(loaded: &LoadedPlan, opts: &RunOptions, p: &Progress, dry_run: 
 
 type Fail = (Exit, String);
 
-async fn preflight(cx: &mut Ctx<'_>, dry_run: bool) -> Result<Option<Ready>, Fail> {
+async fn preflight(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Option<Ready>, Fail> {
     let began = Instant::now();
     let plan = &cx.loaded.plan;
     cx.p.phase("preflight", "read-only checks");
-    let parts = build::parts(cx.loaded)
-        .await
-        .map_err(|e| (Exit::BadInput, e.0))?;
     let vault = parts.vault;
     cx.s.vault = vault.describe();
 
@@ -193,15 +219,13 @@ async fn preflight(cx: &mut Ctx<'_>, dry_run: bool) -> Result<Option<Ready>, Fai
         let min_age =
             crate::plan::parse_duration(&sched.min_age).map_err(|e| (Exit::PlanInvalid, e))?;
         if let Ok(Some(st)) = vault.status().await {
+            // Only a recorded rotation counts: a push does not change the passphrase,
+            // so a vault never rotated is always due.
             let last = st
                 .rotated_at
                 .as_deref()
-                .and_then(|r| humantime::parse_rfc3339(r).ok())
-                .or_else(|| {
-                    Stamp::parse(&st.stamp)
-                        .ok()
-                        .and_then(|s| s.to_system_time().ok())
-                });
+                .or(st.pointer_meta.get("rotated-at").map(String::as_str))
+                .and_then(|r| humantime::parse_rfc3339(r).ok());
             if let Some(age) = last.and_then(|t| SystemTime::now().duration_since(t).ok()) {
                 if age < min_age {
                     cx.s.gen_before = Some(st.gen);
@@ -363,7 +387,6 @@ async fn preflight(cx: &mut Ctx<'_>, dry_run: bool) -> Result<Option<Ready>, Fai
         }
     }
     cx.phase_done("preflight", began);
-    let _ = dry_run;
     Ok(Some(Ready {
         vault,
         stores: parts.stores,
@@ -477,6 +500,7 @@ async fn execute(cx: &mut Ctx<'_>, r: Ready, run: &RunId) -> Summary {
         notes: vec![],
     });
     cx.save();
+    crash_point(Phase::Preflight); // reads the fault-injection setting once, off the critical path
 
     // Stage.
     let began = Instant::now();
@@ -586,6 +610,7 @@ async fn execute(cx: &mut Ctx<'_>, r: Ready, run: &RunId) -> Summary {
         }
     };
     // ---- T0: apps that boot now need the new passphrase. Activate at once. ----
+    crash_point(Phase::Committed);
     let activation = activate_all(&r.stores, &staged).await;
     let t1 = Instant::now();
     let window = t1.duration_since(committed.t0);
@@ -979,18 +1004,25 @@ fn build_duration(v: &Option<String>, d: Duration) -> Duration {
 
 /// `resume`: finish the newest unfinished run on this plan's vault.
 pub async fn resume(loaded: &LoadedPlan, opts: &RunOptions, p: &Progress) -> Summary {
-    let run_id = new_run_id();
-    let mut cx = Ctx {
-        loaded,
-        opts,
-        p,
-        s: base_summary(loaded, "resume", &run_id),
-        journal: None,
-    };
-    let parts = match build::parts(loaded).await {
-        Ok(x) => x,
-        Err(e) => return cx.end(Exit::BadInput, e.0),
-    };
+    match build::parts(loaded).await {
+        Ok(parts) => resume_with(loaded, parts, opts, p).await,
+        Err(e) => {
+            let s = base_summary(loaded, "resume", &new_run_id());
+            let mut cx = Ctx { loaded, opts, p, s, journal: None };
+            cx.end(Exit::BadInput, e.0)
+        }
+    }
+}
+
+/// `resume` with parts built elsewhere (tests).
+pub async fn resume_with(
+    loaded: &LoadedPlan,
+    parts: build::Parts,
+    opts: &RunOptions,
+    p: &Progress,
+) -> Summary {
+    let s = base_summary(loaded, "resume", &new_run_id());
+    let mut cx = Ctx { loaded, opts, p, s, journal: None };
     cx.s.vault = parts.vault.describe();
     let Some((_, journal)) = Journal::find_unfinished(&opts.state_dir, &parts.vault.describe())
     else {
@@ -1036,7 +1068,7 @@ pub async fn resume(loaded: &LoadedPlan, opts: &RunOptions, p: &Progress) -> Sum
                 let _ = lock.release(&parts.vault).await;
             }
         }
-        return self::run(loaded, opts, p, false).await;
+        return self::run_with(loaded, parts, opts, p, false).await;
     }
     let prepared = journal
         .prepared

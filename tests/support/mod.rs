@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod fakes;
 pub mod fault_proxy;
 
 use std::sync::Arc;
@@ -62,4 +63,11 @@ pub async fn s3_storage(
         ..Default::default()
     })
     .await
+}
+
+pub fn write_0600(path: &std::path::Path, body: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).unwrap();
+    f.write_all(body.as_bytes()).unwrap();
 }

@@ -1,0 +1,138 @@
+//! In-memory store and restarter for engine tests: they record every call, can be
+//! told to fail, and can look at the vault when called (to prove ordering).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use vsync_orchestrate::api::{
+    async_trait, Error, Passphrase, Preflight, Restarter, Result, Rollout, RolloutOutcome, RunId,
+    SecretStore, Staged, Target,
+};
+use vsync_orchestrate::vault::Vault;
+
+pub type Log = Arc<Mutex<Vec<String>>>;
+
+pub struct MemStore {
+    pub name: String,
+    pub log: Log,
+    pub current: Mutex<Passphrase>,
+    pub staged: Mutex<Option<(String, Passphrase)>>,
+    pub fail_stage: AtomicBool,
+    /// How many activate calls fail (with a temporary error after the first... no:
+    /// with a permission error, which the engine does not retry).
+    pub fail_activate: AtomicUsize,
+    /// Pointer stamp the vault showed at stage and at activate time.
+    pub vault: Option<Vault>,
+    pub seen_pointer: Mutex<Vec<(String, String)>>,
+    /// Runs inside `stage`, to simulate someone else acting meanwhile.
+    pub on_stage: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl MemStore {
+    pub fn new(name: &str, current: &str, log: &Log, vault: Option<Vault>) -> Arc<MemStore> {
+        Arc::new(MemStore {
+            name: name.into(),
+            log: log.clone(),
+            current: Mutex::new(Passphrase::from(current)),
+            staged: Mutex::new(None),
+            fail_stage: AtomicBool::new(false),
+            fail_activate: AtomicUsize::new(0),
+            vault,
+            seen_pointer: Mutex::new(vec![]),
+            on_stage: Mutex::new(None),
+        })
+    }
+
+    fn note(&self, what: &str) {
+        self.log.lock().unwrap().push(format!("{}:{what}", self.name));
+    }
+
+    async fn look(&self, when: &str) {
+        if let Some(v) = &self.vault {
+            let stamp = v.status().await.unwrap().map(|s| s.stamp).unwrap_or_default();
+            self.seen_pointer.lock().unwrap().push((when.into(), stamp));
+        }
+    }
+
+    pub fn current(&self) -> Passphrase {
+        self.current.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl SecretStore for MemStore {
+    fn describe(&self) -> Target {
+        Target::new("memory", self.name.clone())
+    }
+    async fn preflight(&self) -> Result<Preflight> {
+        self.note("preflight");
+        Ok(Preflight { detail: "in memory".into(), warnings: vec![] })
+    }
+    async fn read_current(&self) -> Result<Option<Passphrase>> {
+        self.note("read_current");
+        Ok(Some(self.current()))
+    }
+    async fn stage(&self, new: &Passphrase, run: &RunId) -> Result<Staged> {
+        self.note("stage");
+        self.look("stage").await;
+        if let Some(f) = self.on_stage.lock().unwrap().take() {
+            f();
+        }
+        if self.fail_stage.load(Ordering::SeqCst) {
+            return Err(Error::permission("the fake refuses to stage"));
+        }
+        *self.staged.lock().unwrap() = Some((run.to_string(), new.clone()));
+        Ok(Staged { target: self.describe(), run: run.clone(), version: format!("v-{run}"), previous: None, extra: serde_json::Value::Null })
+    }
+    async fn read_staged(&self, _staged: &Staged) -> Result<Passphrase> {
+        self.staged.lock().unwrap().as_ref().map(|(_, p)| p.clone()).ok_or_else(|| Error::not_found("nothing staged"))
+    }
+    async fn activate(&self, _staged: &Staged) -> Result<()> {
+        self.note("activate");
+        self.look("activate").await;
+        if self.fail_activate.load(Ordering::SeqCst) > 0 {
+            self.fail_activate.fetch_sub(1, Ordering::SeqCst);
+            return Err(Error::permission("the fake refuses to activate"));
+        }
+        if let Some((_, p)) = self.staged.lock().unwrap().take() {
+            *self.current.lock().unwrap() = p;
+        }
+        Ok(())
+    }
+    async fn discard(&self, _staged: &Staged) -> Result<()> {
+        self.note("discard");
+        *self.staged.lock().unwrap() = None;
+        Ok(())
+    }
+    fn activate_hint(&self, staged: &Staged) -> Option<String> {
+        Some(format!("memctl activate {} {}", self.name, staged.version))
+    }
+}
+
+pub struct MemRestarter {
+    pub log: Log,
+    pub fail: AtomicBool,
+}
+
+#[async_trait]
+impl Restarter for MemRestarter {
+    fn describe(&self) -> Target {
+        Target::new("memory-restart", "apps")
+    }
+    async fn preflight(&self) -> Result<Preflight> {
+        self.log.lock().unwrap().push("restarter:preflight".into());
+        Ok(Preflight::default())
+    }
+    async fn restart(&self, run: &RunId) -> Result<Rollout> {
+        self.log.lock().unwrap().push("restarter:restart".into());
+        Ok(Rollout { target: self.describe(), run: run.clone(), id: "r1".into(), extra: serde_json::Value::Null })
+    }
+    async fn wait(&self, _r: &Rollout, _deadline: Instant) -> Result<RolloutOutcome> {
+        self.log.lock().unwrap().push("restarter:wait".into());
+        Ok(if self.fail.load(Ordering::SeqCst) {
+            RolloutOutcome::Failed { reason: "the fake rollout failed".into() }
+        } else {
+            RolloutOutcome::Done { detail: "ok".into() }
+        })
+    }
+}
