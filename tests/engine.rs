@@ -268,7 +268,6 @@ async fn a_concurrent_rotation_is_exit_3_and_everything_staged_is_discarded() {
 async fn schedule_not_due_exits_0_without_touching_anything() {
     let sb = Sandbox::new("[schedule]\nmin_age = \"80d\"\n").await;
     let log = log();
-    let mem = MemStore::new("mem", OLD, &log, None);
     // Never rotated: due, whatever the bundle's age.
     let parts = sb.parts(vec![sb.file_store()], None).await;
     let first = engine::run_with(&sb.loaded, parts, &sb.opts(), &Progress::new(), false).await;

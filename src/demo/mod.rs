@@ -67,9 +67,10 @@ old = "store"                          # read from the first store that can read
 new = {{ generate = {{ length = 32 }} }}   # CSPRNG, alphanumeric
 note = "vsync-orchestrate demo"
 
+# Stages passphrase.new, activates by rename, keeps passphrase.prev.
 [[store]]
 type = "file"
-path = {pass}                          # stages passphrase.new, keeps passphrase.prev
+path = {pass}
 
 [[restart]]
 type = "command"
@@ -235,4 +236,19 @@ pub async fn run(
         )),
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    /// `plans/demo.toml` is the demo's plan for users to copy; keep it identical
+    /// to what `demo` writes (`UPDATE_SNAPSHOTS=1` regenerates it).
+    #[test]
+    fn the_example_plan_is_what_demo_runs() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/demo.toml");
+        let text = super::plan_text(std::path::Path::new("/tmp/vsync-demo"), "vsync-orchestrate", &[8081, 8082, 8083]);
+        if std::env::var("UPDATE_SNAPSHOTS").as_deref() == Ok("1") {
+            std::fs::write(&path, &text).unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    }
 }

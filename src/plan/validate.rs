@@ -85,9 +85,16 @@ pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 
 /// Turns serde's messages into ones that say how to fix the plan.
 pub(super) fn from_toml_error(file: &Path, source: &str, e: &toml::de::Error) -> Problem {
-    let at = e.span().map(|s| line_col(source, s.start));
     let msg = e.message().trim().to_owned();
     let backticked: Vec<&str> = msg.split('`').skip(1).step_by(2).collect();
+    // Tagged tables are buffered before they are read, so serde reports the table,
+    // not the key: point at the offending key's own line when it is there.
+    let at = e.span().map(|s| {
+        let key_line = (msg.starts_with("unknown field") && !backticked.is_empty())
+            .then(|| find_key_line(source, s.start, backticked[0]))
+            .flatten();
+        line_col(source, key_line.unwrap_or(s.start))
+    });
     let mut out = msg.clone();
     if (msg.starts_with("unknown field") || msg.starts_with("unknown variant"))
         && backticked.len() > 1
@@ -107,8 +114,24 @@ pub(super) fn from_toml_error(file: &Path, source: &str, e: &toml::de::Error) ->
     Problem::error(file, at, out)
 }
 
+/// Byte offset of the first line at or after `from` that assigns `key`.
+fn find_key_line(source: &str, from: usize, key: &str) -> Option<usize> {
+    let mut offset = source[..from.min(source.len())].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    for line in source[offset..].split_inclusive('\n') {
+        let t = line.trim_start();
+        if t.starts_with(key) && t[key.len()..].trim_start().starts_with('=') {
+            return Some(offset + (line.len() - t.len()));
+        }
+        offset += line.len();
+    }
+    None
+}
+
 /// Where `key = ` first appears after the header `[section]` (best effort).
 fn locate(source: &str, section: &str, key: &str) -> Option<(usize, usize)> {
+    if key.starts_with('[') {
+        return source.find(key).map(|i| line_col(source, i));
+    }
     let start = if section.is_empty() {
         0
     } else {
