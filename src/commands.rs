@@ -120,7 +120,11 @@ pub async fn dispatch(cli: &Cli) -> u8 {
                 }
             }
         }
-        Command::DemoSetup { dir, apps, iterations } => match crate::demo::setup(dir, *apps, *iterations, &progress).await {
+        Command::DemoSetup {
+            dir,
+            apps,
+            iterations,
+        } => match crate::demo::setup(dir, *apps, *iterations, &progress).await {
             Ok(plan) => {
                 println!("{}", plan.display());
                 0

@@ -8,17 +8,23 @@ use std::process::{Command, Output};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_vsync-orchestrate"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR")).env_remove("VSYNC_ORCHESTRATE_STATE_DIR");
+    c.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("VSYNC_ORCHESTRATE_STATE_DIR");
     c
 }
 
 fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 /// Compares with `tests/snapshots/NAME`; `UPDATE_SNAPSHOTS=1` rewrites it.
 fn snapshot(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(name);
     if std::env::var("UPDATE_SNAPSHOTS").as_deref() == Ok("1") {
         std::fs::write(&path, actual).unwrap();
         return;
@@ -39,20 +45,27 @@ fn normalize(s: &str, dir: &Path) -> String {
         (r"\d{8}T\d{6}Z-[0-9a-f]{6}", "<RUN>"),
         (r"\d{8}-\d{6}", "<STAMP>"),
         (r"\(\d+(\.\d+)? (ms|s)\)", "(<T>)"),
+        (r"\b\d+(\.\d+)? (ms|s)\b", "<T>"),
         (r"\[ *\d+\.\d+s\]", "[<T>]"),
         (r"127\.0\.0\.1:\d+", "127.0.0.1:<PORT>"),
         (r"If-Match: [0-9a-f]{32}", "If-Match: <ETAG>"),
     ];
-    rules.iter().fold(s, |acc, (re, rep)| regex::Regex::new(re).unwrap().replace_all(&acc, *rep).into_owned())
+    rules.iter().fold(s, |acc, (re, rep)| {
+        regex::Regex::new(re)
+            .unwrap()
+            .replace_all(&acc, *rep)
+            .into_owned()
+    })
 }
 
 #[test]
 fn every_example_plan_validates() {
-    let plans: Vec<PathBuf> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("plans"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
+    let plans: Vec<PathBuf> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("plans"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
     assert!(plans.len() >= 4, "{plans:?}");
     for p in &plans {
         vsync_orchestrate::plan::load(p).unwrap_or_else(|e| panic!("{e}"));
@@ -63,19 +76,33 @@ fn every_example_plan_validates() {
 
 #[test]
 fn validate_output() {
-    let mut fixtures: Vec<PathBuf> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"))
-        .unwrap()
-        .map(|e| e.unwrap().path().strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap().to_owned())
-        .collect();
+    let mut fixtures: Vec<PathBuf> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"))
+            .unwrap()
+            .map(|e| {
+                e.unwrap()
+                    .path()
+                    .strip_prefix(env!("CARGO_MANIFEST_DIR"))
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
     fixtures.sort();
     let out = bin().arg("validate").args(&fixtures).output().unwrap();
     assert_eq!(out.status.code(), Some(10));
     let (stdout, stderr) = text(&out);
     assert_eq!(stdout, "");
-    assert!(!stderr.contains("hunter2"), "a literal secret was echoed back");
+    assert!(
+        !stderr.contains("hunter2"),
+        "a literal secret was echoed back"
+    );
     snapshot("validate.txt", &stderr);
 
-    let json = bin().args(["validate", "--output", "json"]).args(&fixtures).output().unwrap();
+    let json = bin()
+        .args(["validate", "--output", "json"])
+        .args(&fixtures)
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["exit_code"], 10);
     assert_eq!(v["plans"].as_array().unwrap().len(), fixtures.len());
@@ -91,7 +118,14 @@ impl Demo {
     fn setup(apps: u32) -> Demo {
         let dir = tempfile::tempdir().unwrap();
         let out = bin()
-            .args(["demo-setup", "--apps", &apps.to_string(), "--iterations", "2000", "--dir"])
+            .args([
+                "demo-setup",
+                "--apps",
+                &apps.to_string(),
+                "--iterations",
+                "2000",
+                "--dir",
+            ])
             .arg(dir.path())
             .output()
             .unwrap();
@@ -104,7 +138,10 @@ impl Demo {
 impl Drop for Demo {
     fn drop(&mut self) {
         for n in 1..=self.apps {
-            let _ = bin().args(["demo-ctl", "stop", "--app", &n.to_string(), "--dir"]).arg(self.dir.path()).output();
+            let _ = bin()
+                .args(["demo-ctl", "stop", "--app", &n.to_string(), "--dir"])
+                .arg(self.dir.path())
+                .output();
         }
     }
 }
@@ -126,14 +163,30 @@ fn plan_output_is_a_dry_run() {
 #[test]
 fn demo_rotates_under_running_apps() {
     let dir = tempfile::tempdir().unwrap();
-    let out = bin().args(["demo", "--apps", "3", "--output", "json", "--dir"]).arg(dir.path()).output().unwrap();
+    let out = bin()
+        .args(["demo", "--apps", "3", "--output", "json", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let s: serde_json::Value = serde_json::from_str(&stdout).expect("stdout is exactly one JSON object");
-    assert_eq!((s["exit_code"].as_u64(), s["gen_before"].as_u64(), s["gen_after"].as_u64()), (Some(0), Some(0), Some(1)));
+    let s: serde_json::Value =
+        serde_json::from_str(&stdout).expect("stdout is exactly one JSON object");
+    assert_eq!(
+        (
+            s["exit_code"].as_u64(),
+            s["gen_before"].as_u64(),
+            s["gen_after"].as_u64()
+        ),
+        (Some(0), Some(0), Some(1))
+    );
     assert!(s["window_ms"].as_f64().unwrap() < 1000.0);
     assert_eq!(s["health"].as_array().unwrap().len(), 3);
-    assert!(s["health"].as_array().unwrap().iter().all(|h| h["ok"] == true && h["last"]["gen"] == 1));
+    assert!(s["health"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|h| h["ok"] == true && h["last"]["gen"] == 1));
     assert!(stderr.contains("window T0 → T1"), "{stderr}");
 
     // The sandbox holds what the apps boot from, with the previous passphrase beside it.
@@ -147,29 +200,60 @@ fn demo_rotates_under_running_apps() {
     let old = std::fs::read_to_string(d.join("passphrase.prev")).unwrap();
     assert_ne!(new, old);
     assert!(d.join("plan.toml").exists() && d.join("state/runs").read_dir().unwrap().count() == 1);
-    let journal: String = d.join("state/runs").read_dir().unwrap().map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect();
+    let journal: String = d
+        .join("state/runs")
+        .read_dir()
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
     for secret in [&new, &old] {
-        assert!(!stdout.contains(secret.as_str()) && !stderr.contains(secret.as_str()) && !journal.contains(secret.as_str()));
+        assert!(
+            !stdout.contains(secret.as_str())
+                && !stderr.contains(secret.as_str())
+                && !journal.contains(secret.as_str())
+        );
     }
     // No app processes left behind.
     for n in 1..=3 {
-        assert!(!d.join(format!("apps/app-{n}.pid")).exists(), "app {n} still has a pid file");
-        let port: u16 = std::fs::read_to_string(d.join(format!("apps/app-{n}.port"))).unwrap().trim().parse().unwrap();
-        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "app {n} still listens");
+        assert!(
+            !d.join(format!("apps/app-{n}.pid")).exists(),
+            "app {n} still has a pid file"
+        );
+        let port: u16 = std::fs::read_to_string(d.join(format!("apps/app-{n}.port")))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "app {n} still listens"
+        );
     }
 }
 
 #[test]
 fn status_and_audit_after_a_run() {
     let demo = Demo::setup(1);
-    let run = bin().args(["run", "--yes"]).arg(&demo.plan).output().unwrap();
+    let run = bin()
+        .args(["run", "--yes"])
+        .arg(&demo.plan)
+        .output()
+        .unwrap();
     assert_eq!(run.status.code(), Some(0), "{}", text(&run).1);
-    let st = bin().args(["status", "--output", "json"]).arg(&demo.plan).output().unwrap();
+    let st = bin()
+        .args(["status", "--output", "json"])
+        .arg(&demo.plan)
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
     assert_eq!(v["status"]["gen"], 1);
     assert!(v["lock"].is_null());
     assert_eq!(v["last_run"]["exit_code"], 0);
-    let audit = bin().args(["audit", "--limit", "5", "--output", "json"]).arg(&demo.plan).output().unwrap();
+    let audit = bin()
+        .args(["audit", "--limit", "5", "--output", "json"])
+        .arg(&demo.plan)
+        .output()
+        .unwrap();
     let a: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap();
     let rows = a["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 1);

@@ -16,13 +16,17 @@ fn bin() -> Command {
 
 fn stop(dir: &Path, apps: u32) {
     for n in 1..=apps {
-        let _ = bin().args(["demo-ctl", "stop", "--app", &n.to_string(), "--dir"]).arg(dir).output();
+        let _ = bin()
+            .args(["demo-ctl", "stop", "--app", &n.to_string(), "--dir"])
+            .arg(dir)
+            .output();
     }
 }
 
 /// Opens the vault with whatever each passphrase file holds; returns which opened.
 async fn openers(dir: &Path) -> Vec<String> {
-    let cfg = config_blob::decode(&std::fs::read_to_string(dir.join("vsync-config")).unwrap()).unwrap();
+    let cfg =
+        config_blob::decode(&std::fs::read_to_string(dir.join("vsync-config")).unwrap()).unwrap();
     let vault = bootstrap::vault_for(&cfg).await.unwrap();
     let mut ok = Vec::new();
     for f in ["passphrase", "passphrase.new"] {
@@ -37,28 +41,67 @@ async fn openers(dir: &Path) -> Vec<String> {
 
 async fn crash_then_resume(phase: &str) {
     let tmp = tempfile::tempdir().unwrap();
-    let setup = bin().args(["demo-setup", "--apps", "2", "--iterations", "2000", "--dir"]).arg(tmp.path()).output().unwrap();
-    assert!(setup.status.success(), "{}", String::from_utf8_lossy(&setup.stderr));
+    let setup = bin()
+        .args(["demo-setup", "--apps", "2", "--iterations", "2000", "--dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(
+        setup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
     let plan = PathBuf::from(String::from_utf8_lossy(&setup.stdout).trim());
     let dir = tmp.path().canonicalize().unwrap();
 
-    let crashed = bin().args(["run", "--yes"]).arg(&plan).env("VSYNC_ORCHESTRATE_CRASH_AT", phase).output().unwrap();
+    let crashed = bin()
+        .args(["run", "--yes"])
+        .arg(&plan)
+        .env("VSYNC_ORCHESTRATE_CRASH_AT", phase)
+        .output()
+        .unwrap();
     assert!(!crashed.status.success(), "{phase}: the run did not crash");
     let err = String::from_utf8_lossy(&crashed.stderr);
     assert!(err.contains("crashing on purpose"), "{phase}: {err}");
 
-    assert!(!openers(&dir).await.is_empty(), "{phase}: no store holds the passphrase of the live bundle");
+    assert!(
+        !openers(&dir).await.is_empty(),
+        "{phase}: no store holds the passphrase of the live bundle"
+    );
 
-    let resumed = bin().args(["resume", "--yes", "--output", "json"]).arg(&plan).output().unwrap();
+    let resumed = bin()
+        .args(["resume", "--yes", "--output", "json"])
+        .arg(&plan)
+        .output()
+        .unwrap();
     let out = String::from_utf8_lossy(&resumed.stdout);
     let err = String::from_utf8_lossy(&resumed.stderr);
     stop(&dir, 2);
-    assert_eq!(resumed.status.code(), Some(0), "{phase}: resume failed\n{err}");
+    assert_eq!(
+        resumed.status.code(),
+        Some(0),
+        "{phase}: resume failed\n{err}"
+    );
     let s: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(s["gen_after"], 1, "{phase}: {out}");
-    assert!(s["health"].as_array().unwrap().iter().all(|h| h["ok"] == true), "{phase}: {out}");
-    assert_eq!(openers(&dir).await, vec!["passphrase".to_owned()], "{phase}: the active file must open the vault");
-    let status = bin().args(["status", "--output", "json"]).arg(&plan).output().unwrap();
+    assert!(
+        s["health"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["ok"] == true),
+        "{phase}: {out}"
+    );
+    assert_eq!(
+        openers(&dir).await,
+        vec!["passphrase".to_owned()],
+        "{phase}: the active file must open the vault"
+    );
+    let status = bin()
+        .args(["status", "--output", "json"])
+        .arg(&plan)
+        .output()
+        .unwrap();
     let st: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(st["status"]["gen"], 1, "{phase}");
     assert!(st["lock"].is_null(), "{phase}: lock left behind");

@@ -536,10 +536,18 @@ async fn run_rotates_a_vps_file_and_restarts_systemd_units() {
         env.get(&format!("{REMOTE_PASS}.prev")).as_deref(),
         Some(old.as_str())
     );
-    assert_eq!(env.get(&format!("{REMOTE_PASS}.new")), None, "staged file left");
+    assert_eq!(
+        env.get(&format!("{REMOTE_PASS}.new")),
+        None,
+        "staged file left"
+    );
 
     // The vault opens with the new passphrase only.
-    let opened = tv.vault.open(&Passphrase::from(new.as_str())).await.unwrap();
+    let opened = tv
+        .vault
+        .open(&Passphrase::from(new.as_str()))
+        .await
+        .unwrap();
     assert_eq!(opened.gen, 1);
     let err = tv
         .vault

@@ -98,7 +98,12 @@ interval = "100ms"
 }
 
 /// Creates the sandbox: vault, config, passphrase, running apps, plan.
-pub async fn setup(dir: &Path, apps: u32, iterations: u32, p: &Progress) -> Result<PathBuf, String> {
+pub async fn setup(
+    dir: &Path,
+    apps: u32,
+    iterations: u32,
+    p: &Progress,
+) -> Result<PathBuf, String> {
     let err = |what: &str, e: &dyn std::fmt::Display| format!("demo setup: {what}: {e}");
     std::fs::create_dir_all(dir).map_err(|e| err("creating the sandbox", &e))?;
     let dir = dir.canonicalize().map_err(|e| err("sandbox", &e))?;
@@ -245,7 +250,11 @@ mod tests {
     #[test]
     fn the_example_plan_is_what_demo_runs() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/demo.toml");
-        let text = super::plan_text(std::path::Path::new("/tmp/vsync-demo"), "vsync-orchestrate", &[8081, 8082, 8083]);
+        let text = super::plan_text(
+            std::path::Path::new("/tmp/vsync-demo"),
+            "vsync-orchestrate",
+            &[8081, 8082, 8083],
+        );
         if std::env::var("UPDATE_SNAPSHOTS").as_deref() == Ok("1") {
             std::fs::write(&path, &text).unwrap();
         }

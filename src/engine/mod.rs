@@ -55,7 +55,9 @@ impl RunOptions {
 fn crash_point(phase: Phase) {
     static WANT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     if let Some(want) = WANT.get_or_init(|| std::env::var("VSYNC_ORCHESTRATE_CRASH_AT").ok()) {
-        let name = serde_json::to_value(phase).ok().and_then(|v| v.as_str().map(str::to_owned));
+        let name = serde_json::to_value(phase)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned));
         if name.as_deref() == Some(want.as_str()) {
             eprintln!("VSYNC_ORCHESTRATE_CRASH_AT={want}: crashing on purpose");
             std::process::abort();
@@ -171,7 +173,13 @@ pub async fn run(loaded: &LoadedPlan, opts: &RunOptions, p: &Progress, dry_run: 
         Err(e) => {
             let command = if dry_run { "plan" } else { "run" };
             let s = base_summary(loaded, command, &new_run_id());
-            let mut cx = Ctx { loaded, opts, p, s, journal: None };
+            let mut cx = Ctx {
+                loaded,
+                opts,
+                p,
+                s,
+                journal: None,
+            };
             cx.end(Exit::BadInput, e.0)
         }
     }
@@ -188,7 +196,13 @@ pub async fn run_with(
     let run_id = new_run_id();
     let command = if dry_run { "plan" } else { "run" };
     let s = base_summary(loaded, command, &run_id);
-    let mut cx = Ctx { loaded, opts, p, s, journal: None };
+    let mut cx = Ctx {
+        loaded,
+        opts,
+        p,
+        s,
+        journal: None,
+    };
     p.line(format!(
         "vsync-orchestrate {command} {} — env {}, run {run_id}",
         loaded.path.display(),
@@ -1008,7 +1022,13 @@ pub async fn resume(loaded: &LoadedPlan, opts: &RunOptions, p: &Progress) -> Sum
         Ok(parts) => resume_with(loaded, parts, opts, p).await,
         Err(e) => {
             let s = base_summary(loaded, "resume", &new_run_id());
-            let mut cx = Ctx { loaded, opts, p, s, journal: None };
+            let mut cx = Ctx {
+                loaded,
+                opts,
+                p,
+                s,
+                journal: None,
+            };
             cx.end(Exit::BadInput, e.0)
         }
     }
@@ -1022,7 +1042,13 @@ pub async fn resume_with(
     p: &Progress,
 ) -> Summary {
     let s = base_summary(loaded, "resume", &new_run_id());
-    let mut cx = Ctx { loaded, opts, p, s, journal: None };
+    let mut cx = Ctx {
+        loaded,
+        opts,
+        p,
+        s,
+        journal: None,
+    };
     cx.s.vault = parts.vault.describe();
     let Some((_, journal)) = Journal::find_unfinished(&opts.state_dir, &parts.vault.describe())
     else {

@@ -116,7 +116,10 @@ pub(super) fn from_toml_error(file: &Path, source: &str, e: &toml::de::Error) ->
 
 /// Byte offset of the first line at or after `from` that assigns `key`.
 fn find_key_line(source: &str, from: usize, key: &str) -> Option<usize> {
-    let mut offset = source[..from.min(source.len())].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let mut offset = source[..from.min(source.len())]
+        .rfind('\n')
+        .map(|i| i + 1)
+        .unwrap_or(0);
     for line in source[offset..].split_inclusive('\n') {
         let t = line.trim_start();
         if t.starts_with(key) && t[key.len()..].trim_start().starts_with('=') {

@@ -44,12 +44,20 @@ impl MemStore {
     }
 
     fn note(&self, what: &str) {
-        self.log.lock().unwrap().push(format!("{}:{what}", self.name));
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("{}:{what}", self.name));
     }
 
     async fn look(&self, when: &str) {
         if let Some(v) = &self.vault {
-            let stamp = v.status().await.unwrap().map(|s| s.stamp).unwrap_or_default();
+            let stamp = v
+                .status()
+                .await
+                .unwrap()
+                .map(|s| s.stamp)
+                .unwrap_or_default();
             self.seen_pointer.lock().unwrap().push((when.into(), stamp));
         }
     }
@@ -66,7 +74,10 @@ impl SecretStore for MemStore {
     }
     async fn preflight(&self) -> Result<Preflight> {
         self.note("preflight");
-        Ok(Preflight { detail: "in memory".into(), warnings: vec![] })
+        Ok(Preflight {
+            detail: "in memory".into(),
+            warnings: vec![],
+        })
     }
     async fn read_current(&self) -> Result<Option<Passphrase>> {
         self.note("read_current");
@@ -82,10 +93,21 @@ impl SecretStore for MemStore {
             return Err(Error::permission("the fake refuses to stage"));
         }
         *self.staged.lock().unwrap() = Some((run.to_string(), new.clone()));
-        Ok(Staged { target: self.describe(), run: run.clone(), version: format!("v-{run}"), previous: None, extra: serde_json::Value::Null })
+        Ok(Staged {
+            target: self.describe(),
+            run: run.clone(),
+            version: format!("v-{run}"),
+            previous: None,
+            extra: serde_json::Value::Null,
+        })
     }
     async fn read_staged(&self, _staged: &Staged) -> Result<Passphrase> {
-        self.staged.lock().unwrap().as_ref().map(|(_, p)| p.clone()).ok_or_else(|| Error::not_found("nothing staged"))
+        self.staged
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|(_, p)| p.clone())
+            .ok_or_else(|| Error::not_found("nothing staged"))
     }
     async fn activate(&self, _staged: &Staged) -> Result<()> {
         self.note("activate");
@@ -125,14 +147,23 @@ impl Restarter for MemRestarter {
     }
     async fn restart(&self, run: &RunId) -> Result<Rollout> {
         self.log.lock().unwrap().push("restarter:restart".into());
-        Ok(Rollout { target: self.describe(), run: run.clone(), id: "r1".into(), extra: serde_json::Value::Null })
+        Ok(Rollout {
+            target: self.describe(),
+            run: run.clone(),
+            id: "r1".into(),
+            extra: serde_json::Value::Null,
+        })
     }
     async fn wait(&self, _r: &Rollout, _deadline: Instant) -> Result<RolloutOutcome> {
         self.log.lock().unwrap().push("restarter:wait".into());
         Ok(if self.fail.load(Ordering::SeqCst) {
-            RolloutOutcome::Failed { reason: "the fake rollout failed".into() }
+            RolloutOutcome::Failed {
+                reason: "the fake rollout failed".into(),
+            }
         } else {
-            RolloutOutcome::Done { detail: "ok".into() }
+            RolloutOutcome::Done {
+                detail: "ok".into(),
+            }
         })
     }
 }

@@ -68,6 +68,12 @@ pub async fn s3_storage(
 pub fn write_0600(path: &std::path::Path, body: &str) {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
     f.write_all(body.as_bytes()).unwrap();
 }

@@ -1,0 +1,163 @@
+//! `vsync-orchestrate run` end to end on moto in server mode (real S3 and
+//! Secrets Manager protocols on 127.0.0.1): an S3 vault and the Secrets Manager
+//! store, with the dry run proven to write nothing.
+
+mod support;
+
+use aws_sdk_secretsmanager as sm;
+
+use vsync_orchestrate::api::Passphrase;
+use vsync_orchestrate::vault::{KdfParams, Layout, LayoutChoice, SeedContent, Vault};
+
+const OLD: &str = "moto-old-passphrase-0123456789";
+const SALT: &str = "MotoSaltMotoSalt0123456789";
+
+async fn sm_client(endpoint: &str) -> sm::Client {
+    let conf = sm::Config::builder()
+        .behavior_version(sm::config::BehaviorVersion::latest())
+        .region(sm::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(sm::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .build();
+    sm::Client::from_conf(conf)
+}
+
+async fn current(client: &sm::Client, id: &str) -> String {
+    let out = client
+        .get_secret_value()
+        .secret_id(id)
+        .version_stage("AWSCURRENT")
+        .send()
+        .await
+        .unwrap();
+    out.secret_string().unwrap().to_owned()
+}
+
+fn run(args: &[&str], plan: &std::path::Path, endpoint: &str) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vsync-orchestrate"))
+        .args(args)
+        .arg(plan)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("VSYNC_TEST_SALT", SALT)
+        .env_remove("AWS_PROFILE")
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn run_rotates_an_s3_vault_and_secrets_manager_on_moto() {
+    let Some(ep) = support::moto_endpoint() else {
+        return;
+    };
+    let (bucket, storage) = support::moto_bucket(&ep).await;
+    let kdf = KdfParams::new(SALT, 2000);
+    let vault = Vault::new(storage.clone(), "shop/prod/", kdf, LayoutChoice::Auto);
+    let content = SeedContent::Files(vec![(
+        "infra/vault/prod/.env.prod".into(),
+        b"A=1\n".to_vec(),
+    )]);
+    vault
+        .seed(Layout::Cli, &Passphrase::from(OLD), &content)
+        .await
+        .unwrap();
+    let client = sm_client(&ep).await;
+    let secret_id = support::unique("prod/shop/vsync");
+    client
+        .create_secret()
+        .name(&secret_id)
+        .secret_string(OLD)
+        .send()
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            r#"env = "prod"
+state_dir = "{state}"
+[vault]
+bucket = "{bucket}"
+prefix = "shop/prod/"
+region = "us-east-1"
+endpoint = "{ep}"
+salt = {{ env = "VSYNC_TEST_SALT" }}
+iterations = 2000
+[passphrase]
+note = "e2e on moto"
+[[store]]
+type = "aws_secrets_manager"
+secret_id = "{secret_id}"
+region = "us-east-1"
+endpoint = "{ep}"
+"#,
+            state = dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+
+    // The dry run reads everything and writes nothing.
+    let objects_before = storage.list("").await.unwrap();
+    let versions_before = client
+        .list_secret_version_ids()
+        .secret_id(&secret_id)
+        .send()
+        .await
+        .unwrap()
+        .versions()
+        .len();
+    let (code, stdout, stderr) = run(&["plan", "--output", "json"], &plan, &ep);
+    assert_eq!(code, 0, "{stderr}");
+    let p: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(p["planned_writes"].as_array().unwrap().len() >= 8);
+    assert_eq!(
+        storage.list("").await.unwrap(),
+        objects_before,
+        "the dry run wrote to S3"
+    );
+    assert_eq!(
+        client
+            .list_secret_version_ids()
+            .secret_id(&secret_id)
+            .send()
+            .await
+            .unwrap()
+            .versions()
+            .len(),
+        versions_before
+    );
+    assert_eq!(current(&client, &secret_id).await, OLD);
+
+    let (code, stdout, stderr) = run(&["run", "--yes", "--output", "json"], &plan, &ep);
+    assert_eq!(code, 0, "{stderr}");
+    let s: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (s["gen_before"].as_u64(), s["gen_after"].as_u64()),
+        (Some(0), Some(1))
+    );
+    assert!(s["window_ms"].as_f64().is_some());
+
+    let new = current(&client, &secret_id).await;
+    assert_ne!(new, OLD);
+    assert!(!stdout.contains(&new) && !stderr.contains(&new) && !stderr.contains(OLD));
+    let opened = vault.open(&Passphrase::new(new)).await.unwrap();
+    assert_eq!(opened.gen, 1);
+    let audit = storage
+        .get("shop/prod/audit.csv")
+        .await
+        .unwrap()
+        .expect("audit row written");
+    assert!(String::from_utf8_lossy(&audit.body).contains(",rotate,"));
+}
