@@ -73,11 +73,14 @@ fn unreachable(e: StorageError) -> VaultError {
     VaultError::new(VaultErrorKind::S3Unreachable, e.to_string())
 }
 
+/// `kv` and decoded `assets` of a runtime-layout bundle.
+pub type JsonBundle = (BTreeMap<String, String>, BTreeMap<String, Vec<u8>>);
+
 /// Parses a runtime-layout bundle with the libraries' rules: non-string values are
 /// corrupt, assets are standard base64.
 pub fn parse_json_bundle(
     bytes: &[u8],
-) -> Result<(BTreeMap<String, String>, BTreeMap<String, Vec<u8>>), VaultError> {
+) -> Result<JsonBundle, VaultError> {
     let v: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|_| VaultError::corrupt("bundle plaintext is not JSON"))?;
     let obj = v
