@@ -42,6 +42,10 @@ pub enum Command {
         /// Rotate even when [schedule] min_age says it is not due.
         #[arg(long)]
         force: bool,
+        /// First remove staged versions an abandoned earlier run left behind
+        /// (e.g. a stale AWSPENDING), instead of refusing. Prefer `resume`.
+        #[arg(long)]
+        clean_stale: bool,
     },
     /// Dry run: the full read-only preflight and the ordered list of every write `run` would make.
     Plan { plan: PathBuf },

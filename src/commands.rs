@@ -71,12 +71,17 @@ fn journal_dir_default() -> std::path::PathBuf {
 pub async fn dispatch(cli: &Cli) -> u8 {
     let progress = Progress::new();
     match &cli.command {
-        Command::Run { plan, force } => {
+        Command::Run {
+            plan,
+            force,
+            clean_stale,
+        } => {
             let Ok(loaded) = load(cli, plan) else {
                 return Exit::PlanInvalid.code();
             };
             let mut opts = options(cli, &loaded);
             opts.force = *force;
+            opts.clean_stale = *clean_stale;
             let s = engine::run(&loaded, &opts, &progress, false).await;
             let code = emit(cli, &s);
             notify(&loaded, &s).await;

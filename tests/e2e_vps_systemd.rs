@@ -30,6 +30,7 @@ const EXE: &str = env!("CARGO_BIN_EXE_vsync-orchestrate");
 const REMOTE_EXE: &str = "/usr/local/bin/vsync-orchestrate";
 const REMOTE_CONFIG: &str = "/etc/vsync/config";
 const REMOTE_PASS: &str = "/etc/vsync/passphrase";
+const REMOTE_CA: &str = "/etc/vsync/ca-certificates.crt";
 const UNIT_FILE: &str = "/etc/systemd/system/vsyncapp@.service";
 /// Real deployments use 600000; a small count keeps every app boot fast.
 const ITERATIONS: u32 = 2000;
@@ -42,6 +43,9 @@ Description=vsync demo app on port %i (vsync-orchestrate e2e)
 Type=simple
 Environment=VSYNC_CONFIG_FILE=/etc/vsync/config VSYNC_PASSPHRASE_FILE=/etc/vsync/passphrase
 Environment=AWS_EC2_METADATA_DISABLED=true
+# The minbase root has no ca-certificates, and the S3 client panics without any CA
+# (even for an http:// endpoint): point it at a copy of this machine's bundle.
+Environment=SSL_CERT_FILE=/etc/vsync/ca-certificates.crt
 ExecStart=/usr/local/bin/vsync-orchestrate demo-app --port %i
 Restart=on-failure
 RestartSec=1
@@ -187,6 +191,20 @@ fn q(s: &str) -> String {
     toml::Value::from(s).to_string()
 }
 
+/// This machine's CA bundle (what `vsync-orchestrate` itself uses here).
+fn host_ca_bundle() -> Vec<u8> {
+    let candidates = [
+        std::env::var("SSL_CERT_FILE").unwrap_or_default(),
+        "/etc/ssl/certs/ca-certificates.crt".into(),
+        "/etc/pki/tls/certs/ca-bundle.crt".into(),
+    ];
+    candidates
+        .iter()
+        .filter(|p| !p.is_empty())
+        .find_map(|p| std::fs::read(p).ok())
+        .expect("a CA bundle on this machine (install ca-certificates)")
+}
+
 fn free_port() -> u16 {
     // The container shares this machine's network namespace: free here is free there.
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -253,6 +271,7 @@ impl<'a> Apps<'a> {
         let exe = std::fs::read(EXE).expect("the built binary");
         env.put(REMOTE_EXE, &exe, "0755");
         env.put(REMOTE_CONFIG, blob.as_bytes(), "0600");
+        env.put(REMOTE_CA, &host_ca_bundle(), "0644");
         env.put(REMOTE_PASS, passphrase.as_bytes(), "0600");
         env.ssh(&format!("rm -f {REMOTE_PASS}.prev {REMOTE_PASS}.new"));
         env.put(UNIT_FILE, UNIT.as_bytes(), "0644");
@@ -318,7 +337,7 @@ impl Drop for Apps<'_> {
     fn drop(&mut self) {
         self.remove_units();
         let _ = self.env.ssh_raw(
-            &format!("rm -f {REMOTE_EXE} {REMOTE_CONFIG} {REMOTE_PASS}.new"),
+            &format!("rm -f {REMOTE_EXE} {REMOTE_CONFIG} {REMOTE_CA} {REMOTE_PASS}.new"),
             b"",
         );
         for (path, body) in &self.saved {
@@ -568,6 +587,34 @@ async fn run_rotates_a_vps_file_and_restarts_systemd_units() {
     );
 }
 
+/// What a refused run must leave alone: vault pointer and generation, the container's
+/// file (no `.new`, no `.prev`), the units (same invocation), the apps (fresh, gen 0).
+async fn assert_nothing_changed(
+    env: &Env,
+    tv: &TestVault,
+    apps: &Apps<'_>,
+    stamp_before: &str,
+    vault_pass: &str,
+    file_pass: &str,
+    invocations: &[String],
+) {
+    let st = tv.vault.status().await.unwrap().expect("still there");
+    assert_eq!(st.stamp, stamp_before, "pointer moved");
+    assert_eq!(st.gen, 0, "generation moved");
+    let opened = tv.vault.open(&Passphrase::from(vault_pass)).await.unwrap();
+    assert_eq!(opened.gen, 0);
+    assert_eq!(env.get(REMOTE_PASS).as_deref(), Some(file_pass));
+    assert_eq!(env.get(&format!("{REMOTE_PASS}.new")), None, "staged file");
+    assert_eq!(env.get(&format!("{REMOTE_PASS}.prev")), None, "activated");
+    for (unit, b) in apps.units().iter().zip(invocations) {
+        assert_eq!(&env.prop(unit, "InvocationID"), b, "{unit} was restarted");
+    }
+    for &port in &apps.ports {
+        let v = healthz(port).unwrap();
+        assert!(is_fresh(&v, 0), "127.0.0.1:{port}/healthz: {v}");
+    }
+}
+
 #[tokio::test]
 async fn a_wrong_old_passphrase_changes_nothing() {
     let Some(env) = env("a_wrong_old_passphrase_changes_nothing") else {
@@ -577,62 +624,45 @@ async fn a_wrong_old_passphrase_changes_nothing() {
     let old = format!("{}-old-passphrase", support::unique("e2e"));
     let wrong = format!("{}-not-the-passphrase", support::unique("e2e"));
     let tv = seed_vault(&env, &old).await;
-    let status_before = tv.vault.status().await.unwrap().expect("seeded");
+    let stamp = tv.vault.status().await.unwrap().expect("seeded").stamp;
     let apps = Apps::start(&env, &tv.blob, &old, 1);
-    let before: Vec<String> = apps
+    let invocations: Vec<String> = apps
         .units()
         .iter()
         .map(|u| env.prop(u, "InvocationID"))
         .collect();
-
     let dir = write_plan_dir(&tv);
     let plan = dir.path().join("plan.toml");
-    std::fs::write(
-        &plan,
-        plan_text(
-            &env,
-            dir.path(),
-            &tv,
-            &apps,
-            "{ env = \"VSYNC_E2E_OLD_PASSPHRASE\" }",
-        ),
-    )
-    .unwrap();
-    let r = run_plan(&plan, &[("VSYNC_E2E_OLD_PASSPHRASE", &wrong)]);
+    let old_from_env = "{ env = \"VSYNC_E2E_OLD_PASSPHRASE\" }";
+    std::fs::write(&plan, plan_text(&env, dir.path(), &tv, &apps, old_from_env)).unwrap();
+    let no_secret_in_output = |r: &RunResult| {
+        for (name, text) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
+            assert!(!text.contains(&wrong), "the given passphrase on {name}");
+            assert!(!text.contains(&old), "the real passphrase on {name}");
+        }
+    };
 
+    // 1. The plan's old passphrase differs from what the store holds: preflight
+    //    refuses (exit 12) before anything is decrypted or written.
+    let r = run_plan(&plan, &[("VSYNC_E2E_OLD_PASSPHRASE", &wrong)]);
+    assert_eq!(r.code, Some(12), "expected exit 12: {}", r.stderr);
+    assert_eq!(r.summary["exit_code"].as_u64(), Some(12), "{}", r.summary);
+    assert!(
+        r.stderr.contains("holds a different passphrase"),
+        "{}",
+        r.stderr
+    );
+    no_secret_in_output(&r);
+    assert_nothing_changed(&env, &tv, &apps, &stamp, &old, &old, &invocations).await;
+
+    // 2. The store agrees with the plan but neither opens the vault (the file drifted
+    //    after the apps booted): the old passphrase does not decrypt the live bundle,
+    //    exit 1, vault and store untouched.
+    env.put(REMOTE_PASS, wrong.as_bytes(), "0600");
+    let r = run_plan(&plan, &[("VSYNC_E2E_OLD_PASSPHRASE", &wrong)]);
     assert_eq!(r.code, Some(1), "expected exit 1 (bad input): {}", r.stderr);
     assert_eq!(r.summary["exit_code"].as_u64(), Some(1), "{}", r.summary);
-    assert!(
-        r.summary["gen_after"].is_null(),
-        "no new generation: {}",
-        r.summary
-    );
-
-    // The vault: same pointer, same generation, still opens with the old passphrase.
-    let status_after = tv.vault.status().await.unwrap().expect("still there");
-    assert_eq!(status_after.stamp, status_before.stamp);
-    assert_eq!(status_after.gen, 0);
-    assert_eq!(
-        tv.vault
-            .open(&Passphrase::from(old.as_str()))
-            .await
-            .unwrap()
-            .gen,
-        0
-    );
-    // The container: file untouched, nothing staged, no unit restarted.
-    assert_eq!(env.get(REMOTE_PASS).as_deref(), Some(old.as_str()));
-    assert_eq!(env.get(&format!("{REMOTE_PASS}.new")), None);
-    assert_eq!(env.get(&format!("{REMOTE_PASS}.prev")), None);
-    for (unit, b) in apps.units().iter().zip(&before) {
-        assert_eq!(&env.prop(unit, "InvocationID"), b, "{unit} was restarted");
-    }
-    for &port in &apps.ports {
-        let v = healthz(port).unwrap();
-        assert!(is_fresh(&v, 0), "127.0.0.1:{port}/healthz: {v}");
-    }
-    for (name, text) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
-        assert!(!text.contains(&wrong), "the given passphrase on {name}");
-        assert!(!text.contains(&old), "the real passphrase on {name}");
-    }
+    assert!(r.summary["gen_after"].is_null(), "{}", r.summary);
+    no_secret_in_output(&r);
+    assert_nothing_changed(&env, &tv, &apps, &stamp, &old, &wrong, &invocations).await;
 }

@@ -36,6 +36,8 @@ pub struct RunOptions {
     /// Ignore `[schedule] min_age`.
     pub force: bool,
     pub lock_ttl: Duration,
+    /// Remove staged versions abandoned by an earlier run before preflight.
+    pub clean_stale: bool,
 }
 
 impl RunOptions {
@@ -45,6 +47,7 @@ impl RunOptions {
             state_dir,
             force: false,
             lock_ttl: Duration::from_secs(3600),
+            clean_stale: false,
         }
     }
 }
@@ -266,6 +269,22 @@ async fn preflight(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Option<Ready
                 held.run_id, held.owner, held.created_at
             ),
         ));
+    }
+
+    if cx.opts.clean_stale {
+        for s in &parts.stores {
+            let t = Instant::now();
+            match s.clean_stale().await {
+                Ok(Some(what)) => cx.p.ok(&s.describe().to_string(), &what, t.elapsed()),
+                Ok(None) => {}
+                Err(e) => {
+                    return Err((
+                        Exit::PreflightFailed,
+                        format!("{}: clean-up failed: {}", s.describe(), e.chain()),
+                    ))
+                }
+            }
+        }
     }
 
     // Every adapter's own read-only checks, concurrently: this also opens and warms
@@ -665,6 +684,7 @@ async fn execute(cx: &mut Ctx<'_>, r: Ready, run: &RunId) -> Summary {
         run,
         &[],
         lock,
+        Some(committed.t0),
     )
     .await
 }
@@ -800,6 +820,7 @@ async fn finish_and_restart(
     run: &RunId,
     journaled: &[vsync_orchestrate_api::Rollout],
     lock: Lock,
+    t0: Option<Instant>,
 ) -> Summary {
     let plan = &cx.loaded.plan;
     let mut exit = Exit::Ok;
@@ -906,6 +927,7 @@ async fn finish_and_restart(
         }
         cx.save();
         cx.phase_done("restart", began);
+        cx.s.t2_ms = t0.map(|t| ms(t.elapsed()));
     }
 
     // Verify.
@@ -1166,6 +1188,7 @@ pub async fn resume_with(
         &run,
         &journal.rollouts,
         lock,
+        None,
     )
     .await
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 pub struct Progress {
     start: Instant,
     tty: bool,
+    quiet: bool,
 }
 
 impl Default for Progress {
@@ -39,10 +40,23 @@ impl Progress {
         Progress {
             start: Instant::now(),
             tty: std::io::stderr().is_terminal(),
+            quiet: false,
+        }
+    }
+
+    /// Prints nothing (benchmarks print their own tables).
+    pub fn quiet() -> Progress {
+        Progress {
+            start: Instant::now(),
+            tty: false,
+            quiet: true,
         }
     }
 
     fn emit(&self, s: &str) {
+        if self.quiet {
+            return;
+        }
         let mut e = std::io::stderr().lock();
         if self.tty {
             let _ = write!(e, "\r\x1b[K");
@@ -138,6 +152,8 @@ pub struct Summary {
     pub new_stamp: Option<String>,
     /// T0 (pointer swap) → T1 (every store activated), milliseconds.
     pub window_ms: Option<f64>,
+    /// T0 → T2 (every restarter reported its rollout done), milliseconds.
+    pub t2_ms: Option<f64>,
     pub phases_ms: BTreeMap<String, f64>,
     pub targets: Vec<TargetResult>,
     pub health: Vec<crate::engine::health::UrlResult>,

@@ -78,9 +78,7 @@ pub type JsonBundle = (BTreeMap<String, String>, BTreeMap<String, Vec<u8>>);
 
 /// Parses a runtime-layout bundle with the libraries' rules: non-string values are
 /// corrupt, assets are standard base64.
-pub fn parse_json_bundle(
-    bytes: &[u8],
-) -> Result<JsonBundle, VaultError> {
+pub fn parse_json_bundle(bytes: &[u8]) -> Result<JsonBundle, VaultError> {
     let v: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|_| VaultError::corrupt("bundle plaintext is not JSON"))?;
     let obj = v

@@ -29,6 +29,13 @@ pub trait SecretStore: Send + Sync {
     /// Undo a stage before the vault was rotated. Idempotent.
     async fn discard(&self, staged: &Staged) -> Result<()>;
 
+    /// Removes a staged version that an earlier, abandoned run left behind and that
+    /// makes preflight refuse. Called only when the operator asks for it
+    /// (`run --clean-stale`); returns what was removed.
+    async fn clean_stale(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
+
     /// The exact command an operator can run to activate `staged` by hand, printed
     /// when activation fails with the window open.
     fn activate_hint(&self, _staged: &Staged) -> Option<String> {

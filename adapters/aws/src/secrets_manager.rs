@@ -284,8 +284,8 @@ impl SecretStore for SecretsManagerStore {
             return Err(self.ctx(Error::conflict(format!(
                 "version {stale} is labelled AWSPENDING but is not current: an earlier \
                  vsync-orchestrate run staged it and did not finish. Run \
-                 `vsync-orchestrate resume` to finish that run, or pass the clean-up option \
-                 to remove the stale AWSPENDING label"
+                 `vsync-orchestrate resume PLAN` to finish that run, or `vsync-orchestrate \
+                 run --clean-stale PLAN` to remove the stale AWSPENDING label first"
             ))));
         }
         let mut warnings = Vec::new();
@@ -422,6 +422,12 @@ impl SecretStore for SecretsManagerStore {
         // Tidy: the pending label has done its job. Best effort, AWS accepts either.
         let _ = self.move_label(PENDING, None, Some(version)).await;
         Ok(())
+    }
+
+    async fn clean_stale(&self) -> Result<Option<String>> {
+        self.remove_stale_pending()
+            .await
+            .map(|v| v.map(|v| format!("removed AWSPENDING from abandoned version {v}")))
     }
 
     fn activate_hint(&self, staged: &Staged) -> Option<String> {

@@ -1,0 +1,173 @@
+//! The `file` store and the `command` restarter: the shared conformance suite,
+//! file modes, and what a restart command does and does not receive.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+use vsync_orchestrate::api::conformance::{check_store, StoreCheck};
+use vsync_orchestrate::api::{Passphrase, Restarter, RolloutOutcome, RunId, SecretStore};
+use vsync_orchestrate::local::{CommandRestarter, CommandTargetSpec, FileStore};
+
+const INITIAL: &str = "initial-file-passphrase-0123";
+
+fn mode(p: &std::path::Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn file_store_passes_the_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("passphrase");
+    support::write_0600(&path, &format!("{INITIAL}\n"));
+    let store = FileStore::new(&path, 0o640);
+    let check = StoreCheck {
+        initial: Passphrase::from(INITIAL),
+        readable: true,
+        run_prefix: "file".into(),
+    };
+    let last = check_store(&store, &check)
+        .await
+        .unwrap_or_else(|v| panic!("{v}"));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), last.expose());
+    assert_eq!(
+        mode(&path),
+        0o640,
+        "the plan's mode applies to the activated file"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("passphrase.prev")).unwrap(),
+        format!("{INITIAL}\n")
+    );
+    assert_eq!(mode(&dir.path().join("passphrase.prev")), 0o640);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 2, "temp files left behind: {leftovers:?}");
+}
+
+#[tokio::test]
+async fn a_stage_replaced_by_someone_else_is_a_conflict_not_an_activation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("passphrase");
+    support::write_0600(&path, INITIAL);
+    let store = FileStore::new(&path, 0o600);
+    let staged = store
+        .stage(
+            &Passphrase::from("ours-0123456789abcdef"),
+            &RunId("r".into()),
+        )
+        .await
+        .unwrap();
+    std::fs::remove_file(dir.path().join("passphrase.new")).unwrap();
+    support::write_0600(
+        &dir.path().join("passphrase.new"),
+        "theirs-0123456789abcdef",
+    );
+    let e = store.activate(&staged).await.unwrap_err();
+    assert_eq!(e.kind(), vsync_orchestrate::api::ErrorKind::Conflict);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), INITIAL);
+    assert!(!e.chain().contains("theirs") && !e.chain().contains("ours"));
+}
+
+#[tokio::test]
+async fn preflight_names_a_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path().join("nope"), 0o600);
+    let e = store.preflight().await.unwrap_err();
+    assert_eq!(e.kind(), vsync_orchestrate::api::ErrorKind::NotFound);
+    assert!(e.chain().contains("nope"), "{}", e.chain());
+}
+
+fn target(name: &str, script: &str) -> CommandTargetSpec {
+    CommandTargetSpec {
+        name: name.into(),
+        argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+    }
+}
+
+#[tokio::test]
+async fn command_restarter_runs_in_order_with_the_run_id_and_no_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let script = format!("echo \"$VSYNC_ORCHESTRATE_TARGET $VSYNC_ORCHESTRATE_RUN_ID ${{VSYNC_PASSPHRASE:-none}} $#\" >> {}", out.display());
+    let r = CommandRestarter::new(
+        vec![target("a", &script), target("b", &script)],
+        false,
+        Duration::from_secs(5),
+    );
+    r.preflight().await.unwrap();
+    std::env::set_var("VSYNC_PASSPHRASE", "must-not-leak-0123456789");
+    let rollout = r.restart(&RunId("run-42".into())).await.unwrap();
+    let outcome = r
+        .wait(&rollout, Instant::now() + Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(outcome.is_done(), "{outcome:?}");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "a run-42 none 0\nb run-42 none 0\n"
+    );
+}
+
+#[tokio::test]
+async fn command_restarter_reports_failures_and_timeouts() {
+    let r = CommandRestarter::new(
+        vec![
+            target("ok", "true"),
+            target("bad", "echo boom >&2; exit 3"),
+            target("never", "true"),
+        ],
+        false,
+        Duration::from_secs(5),
+    );
+    let ro = r.restart(&RunId("x".into())).await.unwrap();
+    match r
+        .wait(&ro, Instant::now() + Duration::from_secs(10))
+        .await
+        .unwrap()
+    {
+        RolloutOutcome::Failed { reason } => {
+            assert!(
+                reason.contains("bad") && reason.contains("boom"),
+                "{reason}"
+            );
+            assert!(
+                !reason.contains("never"),
+                "rolling restarts stop at the first failure"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let slow = CommandRestarter::new(
+        vec![target("slow", "sleep 5")],
+        true,
+        Duration::from_millis(200),
+    );
+    let ro = slow.restart(&RunId("y".into())).await.unwrap();
+    let t = Instant::now();
+    let outcome = slow
+        .wait(&ro, Instant::now() + Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&outcome, RolloutOutcome::Failed { reason } if reason.contains("timed out")),
+        "{outcome:?}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(3));
+    let missing = CommandRestarter::new(
+        vec![CommandTargetSpec {
+            name: "m".into(),
+            argv: vec!["/no/such/tool".into()],
+        }],
+        false,
+        Duration::from_secs(1),
+    );
+    assert!(missing
+        .preflight()
+        .await
+        .unwrap_err()
+        .chain()
+        .contains("/no/such/tool"));
+}
