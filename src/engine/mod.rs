@@ -84,6 +84,7 @@ pub fn new_run_id() -> RunId {
 }
 
 struct Ctx<'a> {
+    dry_run: bool,
     loaded: &'a LoadedPlan,
     opts: &'a RunOptions,
     p: &'a Progress,
@@ -182,6 +183,7 @@ pub async fn run(loaded: &LoadedPlan, opts: &RunOptions, p: &Progress, dry_run: 
                 p,
                 s,
                 journal: None,
+                dry_run: false,
             };
             cx.end(Exit::BadInput, e.0)
         }
@@ -205,7 +207,9 @@ pub async fn run_with(
         p,
         s,
         journal: None,
+        dry_run: false,
     };
+    cx.dry_run = dry_run;
     p.line(format!(
         "vsync-orchestrate {command} {} — env {}, run {run_id}",
         loaded.path.display(),
@@ -341,7 +345,14 @@ async fn preflight(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Option<Ready
             }
         }
     }
-    let new = secrets::new(&plan.passphrase.new, &mut inputs).map_err(|e| (Exit::BadInput, e.0))?;
+    // A dry run does not ask anyone to type a new passphrase it will not use.
+    let prompt =
+        matches!(&plan.passphrase.new, crate::plan::NewSource::Keyword(k) if k == "prompt");
+    let new = if cx.dry_run && prompt {
+        secrets::generate(32)
+    } else {
+        secrets::new(&plan.passphrase.new, &mut inputs).map_err(|e| (Exit::BadInput, e.0))?
+    };
     if new.same_as(&old) {
         return Err((
             Exit::BadInput,
@@ -661,7 +672,7 @@ async fn execute(cx: &mut Ctx<'_>, r: Ready, run: &RunId) -> Summary {
     let window_open = report_activation(
         cx,
         activation,
-        window,
+        Ok(window),
         &r.stores,
         &staged,
         &committed.rotated_at,
@@ -740,7 +751,8 @@ async fn activate_all(stores: &[Arc<dyn SecretStore>], staged: &[Staged]) -> Act
 async fn report_activation(
     cx: &mut Ctx<'_>,
     activation: Activation,
-    window: Duration,
+    // T0 → T1, or the activation time alone when resuming (no window to speak of).
+    window: Result<Duration, Duration>,
     stores: &[Arc<dyn SecretStore>],
     staged: &[Staged],
     rotated_at: &str,
@@ -782,9 +794,16 @@ async fn report_activation(
     }
     cx.save();
     if open.is_empty() {
-        cx.s.window_ms = Some(ms(window));
-        cx.p.line(format!("            window T0 → T1: {}", fmt_ms(window)));
-        cx.s.phases_ms.insert("activate".into(), ms(window));
+        match window {
+            Ok(w) => {
+                cx.s.window_ms = Some(ms(w));
+                cx.p.line(format!("            window T0 → T1: {}", fmt_ms(w)));
+                cx.s.phases_ms.insert("activate".into(), ms(w));
+            }
+            Err(took) => {
+                cx.s.phases_ms.insert("activate".into(), ms(took));
+            }
+        }
         return Ok(());
     }
     cx.s.exit_code = Exit::WindowOpen.code();
@@ -1050,6 +1069,7 @@ pub async fn resume(loaded: &LoadedPlan, opts: &RunOptions, p: &Progress) -> Sum
                 p,
                 s,
                 journal: None,
+                dry_run: false,
             };
             cx.end(Exit::BadInput, e.0)
         }
@@ -1070,6 +1090,7 @@ pub async fn resume_with(
         p,
         s,
         journal: None,
+        dry_run: false,
     };
     cx.s.vault = parts.vault.describe();
     let Some((_, journal)) = Journal::find_unfinished(&opts.state_dir, &parts.vault.describe())
@@ -1100,6 +1121,14 @@ pub async fn resume_with(
             "the vault was never swapped: discarding what was staged, then starting over",
         );
         discard_all(&mut cx, &parts.stores, &journal.staged).await;
+        // A crash mid-stage can leave versions the journal never recorded.
+        for s in &parts.stores {
+            match s.clean_stale().await {
+                Ok(Some(what)) => cx.p.ok(&s.describe().to_string(), &what, Duration::ZERO),
+                Ok(None) => {}
+                Err(e) => cx.p.warn(&format!("{}: {}", s.describe(), e.chain())),
+            }
+        }
         if let Some(j) = cx.journal.as_mut() {
             j.phase = Phase::Aborted;
             j.notes.push("resumed: discarded before T0".into());
@@ -1165,7 +1194,7 @@ pub async fn resume_with(
     if report_activation(
         &mut cx,
         activation,
-        t.elapsed(),
+        Err(t.elapsed()),
         &parts.stores,
         &journal.staged,
         &rotated_at,
@@ -1177,7 +1206,6 @@ pub async fn resume_with(
         drop(lock);
         return cx.end(Exit::WindowOpen, cx.s.outcome.clone());
     }
-    cx.s.window_ms = None; // the window of a resumed run is not one round of requests
     finish_and_restart(
         &mut cx,
         &parts.vault,
