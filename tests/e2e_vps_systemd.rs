@@ -532,6 +532,12 @@ async fn run_rotates_a_vps_file_and_restarts_systemd_units() {
     assert!(s["window_ms"].as_f64().is_some(), "window_ms: {s}");
     let health = s["health"].as_array().expect("health results");
     assert_eq!(health.len(), apps.ports.len(), "{s}");
+    for (h, url) in health.iter().zip(apps.urls()) {
+        assert_eq!(h["url"].as_str(), Some(url.as_str()), "{s}");
+        assert_eq!(h["ok"].as_bool(), Some(true), "{h}");
+        assert_eq!(h["last"]["state"].as_str(), Some("fresh"), "{h}");
+        assert_eq!(h["last"]["gen"].as_u64(), Some(1), "{h}");
+    }
 
     // Every unit was restarted (a new invocation) and serves the new generation.
     for (unit, b) in apps.units().iter().zip(&before) {

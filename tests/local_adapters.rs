@@ -39,7 +39,11 @@ async fn file_store_passes_the_conformance_suite() {
         std::fs::read_to_string(dir.path().join("passphrase.prev")).unwrap(),
         format!("{INITIAL}\n")
     );
-    assert_eq!(mode(&dir.path().join("passphrase.prev")), 0o640);
+    assert_eq!(
+        mode(&dir.path().join("passphrase.prev")),
+        0o600,
+        ".prev is the old file itself"
+    );
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())

@@ -10,7 +10,8 @@ use vsync_orchestrate_api::{
 ///
 /// Stage writes `<path>.new`; activate copies the old value to `<path>.prev` and
 /// renames `.new` over `<path>`, so a booting app reads the old or the new file,
-/// never a torn one. The staged file's inode, recorded in the journal, tells
+/// never a torn one. The staged file's fingerprint (inode and a randomised mtime,
+/// neither of which a rename changes), recorded in the journal, tells
 /// "already activated" apart from "staged file replaced since".
 #[derive(Debug, Clone)]
 pub struct FileStore {
@@ -35,7 +36,7 @@ fn read_value(path: &Path) -> Result<Passphrase> {
 }
 
 /// Same-directory temp file with `mode`, fsync, rename.
-fn write_value(path: &Path, value: &[u8], mode: u32) -> Result<u64> {
+fn write_value(path: &Path, value: &[u8], mode: u32) -> Result<String> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut rnd = [0u8; 6];
     getrandom::fill(&mut rnd).map_err(|e| Error::failed(e.to_string()))?;
@@ -55,7 +56,14 @@ fn write_value(path: &Path, value: &[u8], mode: u32) -> Result<u64> {
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.write_all(value)?;
         f.sync_all()?;
-        let ino = f.metadata()?.ino();
+        // A random sub-second mtime makes the fingerprint unique even when the file
+        // system reuses the inode of a file someone deleted and rewrote.
+        let mut ns = [0u8; 4];
+        getrandom::fill(&mut ns).map_err(std::io::Error::other)?;
+        let jitter =
+            std::time::Duration::from_nanos(u64::from(u32::from_le_bytes(ns) % 1_000_000_000));
+        f.set_modified(std::time::SystemTime::now() - jitter)?;
+        let ino = fingerprint_of(&f.metadata()?);
         fs::rename(&tmp, path)?;
         if let Ok(d) = fs::File::open(dir) {
             let _ = d.sync_all();
@@ -80,13 +88,37 @@ impl FileStore {
         suffixed(&self.path, ".new")
     }
 
-    fn inode(path: &Path) -> Option<u64> {
-        fs::metadata(path).ok().map(|m| m.ino())
+    fn inode(path: &Path) -> Option<String> {
+        fs::metadata(path).ok().map(|m| fingerprint_of(&m))
     }
 
-    fn staged_inode(staged: &Staged) -> Option<u64> {
-        staged.extra.get("inode").and_then(|v| v.as_u64())
+    /// The current file becomes `<path>.prev` by a hard link (metadata only, no
+    /// copy of the value, nothing to fsync but the directory), so activation stays
+    /// one rename; where links are refused, a copy.
+    fn keep_previous(&self) -> Result<()> {
+        let prev = suffixed(&self.path, ".prev");
+        let tmp = suffixed(&self.path, ".prev.tmp");
+        let _ = fs::remove_file(&tmp);
+        match fs::hard_link(&self.path, &tmp) {
+            Ok(()) => fs::rename(&tmp, &prev).map_err(|e| io("keeping", &prev, e)),
+            Err(_) => {
+                let old = fs::read(&self.path).map_err(|e| io("reading", &self.path, e))?;
+                write_value(&prev, &zeroize::Zeroizing::new(old), self.mode).map(|_| ())
+            }
+        }
     }
+
+    fn staged_inode(staged: &Staged) -> Option<String> {
+        staged
+            .extra
+            .get("fingerprint")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    }
+}
+
+fn fingerprint_of(m: &fs::Metadata) -> String {
+    format!("{}:{}:{}", m.ino(), m.mtime(), m.mtime_nsec())
 }
 
 fn suffixed(p: &Path, suffix: &str) -> PathBuf {
@@ -144,7 +176,7 @@ impl SecretStore for FileStore {
             run: run.clone(),
             version: staged_path.display().to_string(),
             previous: None,
-            extra: serde_json::json!({ "inode": inode }),
+            extra: serde_json::json!({ "fingerprint": inode }),
         })
     }
 
@@ -156,7 +188,9 @@ impl SecretStore for FileStore {
                 "{} was replaced after staging",
                 p.display()
             ))),
-            (None, Some(b)) if Self::inode(&self.path) == Some(b) => read_value(&self.path),
+            (None, Some(b)) if Self::inode(&self.path).as_ref() == Some(&b) => {
+                read_value(&self.path)
+            }
             _ => Err(Error::not_found(format!(
                 "nothing staged at {}",
                 p.display()
@@ -168,11 +202,9 @@ impl SecretStore for FileStore {
         let p = self.staged_path();
         let want = Self::staged_inode(staged);
         match Self::inode(&p) {
-            Some(ino) if want.is_none() || want == Some(ino) => {
+            Some(ino) if want.is_none() || want.as_ref() == Some(&ino) => {
                 if self.path.exists() {
-                    let old = fs::read(&self.path).map_err(|e| io("reading", &self.path, e))?;
-                    let old = zeroize::Zeroizing::new(old);
-                    write_value(&suffixed(&self.path, ".prev"), &old, self.mode)?;
+                    self.keep_previous()?;
                 }
                 fs::rename(&p, &self.path).map_err(|e| io("activating", &p, e))?;
                 if let Some(d) = self.path.parent().and_then(|d| fs::File::open(d).ok()) {

@@ -197,6 +197,10 @@ impl Summary {
                 "  window   {w:.1} ms  (pointer swap T0 → every store activated T1)"
             );
         }
+        if let Some(t2) = self.t2_ms {
+            let t2 = fmt_ms(Duration::from_secs_f64(t2 / 1000.0));
+            let _ = writeln!(e, "  restart  T2 = T0 + {t2}: every rollout reported done");
+        }
         if !self.phases_ms.is_empty() {
             let order = [
                 "preflight",
