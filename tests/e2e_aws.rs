@@ -36,8 +36,18 @@ async fn current(client: &sm::Client, id: &str) -> String {
 }
 
 fn run(args: &[&str], plan: &std::path::Path, endpoint: &str) -> (i32, String, String) {
+    run_env(args, plan, endpoint, &[])
+}
+
+fn run_env(
+    args: &[&str],
+    plan: &std::path::Path,
+    endpoint: &str,
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_vsync-orchestrate"))
         .args(args)
+        .envs(env.iter().copied())
         .arg(plan)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")

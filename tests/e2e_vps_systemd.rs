@@ -30,7 +30,6 @@ const EXE: &str = env!("CARGO_BIN_EXE_vsync-orchestrate");
 const REMOTE_EXE: &str = "/usr/local/bin/vsync-orchestrate";
 const REMOTE_CONFIG: &str = "/etc/vsync/config";
 const REMOTE_PASS: &str = "/etc/vsync/passphrase";
-const REMOTE_CA: &str = "/etc/vsync/ca-certificates.crt";
 const UNIT_FILE: &str = "/etc/systemd/system/vsyncapp@.service";
 /// Real deployments use 600000; a small count keeps every app boot fast.
 const ITERATIONS: u32 = 2000;
@@ -43,9 +42,8 @@ Description=vsync demo app on port %i (vsync-orchestrate e2e)
 Type=simple
 Environment=VSYNC_CONFIG_FILE=/etc/vsync/config VSYNC_PASSPHRASE_FILE=/etc/vsync/passphrase
 Environment=AWS_EC2_METADATA_DISABLED=true
-# The minbase root has no ca-certificates, and the S3 client panics without any CA
-# (even for an http:// endpoint): point it at a copy of this machine's bundle.
-Environment=SSL_CERT_FILE=/etc/vsync/ca-certificates.crt
+# The minbase root has no CA bundle at all: the app must still reach moto over
+# plain HTTP (this once panicked in the S3 client).
 ExecStart=/usr/local/bin/vsync-orchestrate demo-app --port %i
 Restart=on-failure
 RestartSec=1
@@ -191,20 +189,6 @@ fn q(s: &str) -> String {
     toml::Value::from(s).to_string()
 }
 
-/// This machine's CA bundle (what `vsync-orchestrate` itself uses here).
-fn host_ca_bundle() -> Vec<u8> {
-    let candidates = [
-        std::env::var("SSL_CERT_FILE").unwrap_or_default(),
-        "/etc/ssl/certs/ca-certificates.crt".into(),
-        "/etc/pki/tls/certs/ca-bundle.crt".into(),
-    ];
-    candidates
-        .iter()
-        .filter(|p| !p.is_empty())
-        .find_map(|p| std::fs::read(p).ok())
-        .expect("a CA bundle on this machine (install ca-certificates)")
-}
-
 fn free_port() -> u16 {
     // The container shares this machine's network namespace: free here is free there.
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -269,7 +253,6 @@ impl<'a> Apps<'a> {
         let exe = std::fs::read(EXE).expect("the built binary");
         env.put(REMOTE_EXE, &exe, "0755");
         env.put(REMOTE_CONFIG, blob.as_bytes(), "0600");
-        env.put(REMOTE_CA, &host_ca_bundle(), "0644");
         env.put(REMOTE_PASS, passphrase.as_bytes(), "0600");
         env.ssh(&format!("rm -f {REMOTE_PASS}.prev {REMOTE_PASS}.new"));
         env.put(UNIT_FILE, UNIT.as_bytes(), "0644");
@@ -335,7 +318,7 @@ impl Drop for Apps<'_> {
     fn drop(&mut self) {
         self.remove_units();
         let _ = self.env.ssh_raw(
-            &format!("rm -f {REMOTE_EXE} {REMOTE_CONFIG} {REMOTE_CA} {REMOTE_PASS}.new"),
+            &format!("rm -f {REMOTE_EXE} {REMOTE_CONFIG} /etc/vsync/ca-certificates.crt {REMOTE_PASS}.new"),
             b"",
         );
         for (path, body) in &self.saved {

@@ -69,6 +69,9 @@ impl S3Storage {
                 "vsync-config",
             ));
         }
+        if !has_native_roots() {
+            loader = loader.http_client(http_client_without_roots());
+        }
         let sdk = loader.load().await;
         let mut b = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(opts.path_style);
         if let Some(e) = &opts.endpoint {
@@ -92,6 +95,29 @@ impl S3Storage {
     pub fn client(&self) -> &aws_sdk_s3::Client {
         &self.client
     }
+}
+
+/// Minimal hosts (containers, debootstrap roots) may have no CA bundle. The SDK's
+/// default client insists on one; without it, plain-HTTP endpoints (MinIO on a
+/// private network, tests) must still work and HTTPS must fail with a TLS error,
+/// not a panic.
+fn has_native_roots() -> bool {
+    static ROOTS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ROOTS.get_or_init(|| !rustls_native_certs::load_native_certs().certs.is_empty())
+}
+
+fn http_client_without_roots() -> aws_sdk_s3::config::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    let ctx = tls::TlsContext::builder()
+        .with_trust_store(tls::TrustStore::empty().with_native_roots(false))
+        .build()
+        .expect("an empty trust store is a valid TLS context");
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .tls_context(ctx)
+        .build_https()
 }
 
 fn map_err<E>(op: &'static str, key: &str, e: SdkError<E>) -> StorageError
