@@ -20,6 +20,10 @@ use vsync_orchestrate::engine::{self, build, RunOptions};
 use vsync_orchestrate::report::Progress;
 use vsync_orchestrate::vault::{crypto, KdfParams, Layout, SeedContent};
 
+#[allow(dead_code)]
+#[path = "../tests/support/fault_proxy.rs"]
+mod fault_proxy;
+
 const OLD: &str = "bench-old-passphrase-0123456789";
 const ROUNDS: usize = 7;
 
@@ -207,8 +211,14 @@ fn main() {
         compare("local file stores", files.as_ref(), &[1, 4, 16]).await;
         match std::env::var("VSYNC_TEST_MOTO_ENDPOINT") {
             Ok(ep) if !ep.is_empty() => {
-                let moto: Box<Factory> = Box::new(moto_stores(ep));
+                let moto: Box<Factory> = Box::new(moto_stores(ep.clone()));
                 compare("AWS Secrets Manager stores on moto (loopback HTTP)", moto.as_ref(), &[1, 4, 8]).await;
+                // moto answers in a few ms on loopback and serialises requests in
+                // Python; a real region is a network round trip away. A proxy that
+                // holds every request 20 ms shows what concurrency buys there.
+                let proxy = fault_proxy::start_with_delay(&ep, vec![], std::time::Duration::from_millis(20)).await;
+                let far: Box<Factory> = Box::new(moto_stores(proxy.endpoint.clone()));
+                compare("the same, behind a proxy adding 20 ms per request (a network round trip)", far.as_ref(), &[1, 4, 8]).await;
             }
             _ => println!("\n(VSYNC_TEST_MOTO_ENDPOINT not set: the Secrets Manager comparison is skipped)"),
         }

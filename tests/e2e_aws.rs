@@ -161,6 +161,20 @@ endpoint = "{ep}"
 
     let new = current(&client, &secret_id).await;
     assert_ne!(new, OLD);
+    // AWSPENDING was tidied away after the window closed.
+    let versions = client
+        .list_secret_version_ids()
+        .secret_id(&secret_id)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        versions
+            .versions()
+            .iter()
+            .all(|v| !v.version_stages().iter().any(|s| s == "AWSPENDING")),
+        "{versions:?}"
+    );
     assert!(!stdout.contains(&new) && !stderr.contains(&new) && !stderr.contains(OLD));
     let opened = vault.open(&Passphrase::new(new)).await.unwrap();
     assert_eq!(opened.gen, 1);

@@ -3,7 +3,7 @@
 MOTO_VERSION=5.2.5
 
 ci_start_moto() {
-  local venv="$CI_STATE_DIR/moto-venv"
+  local venv="${CI_CACHE_DIR:-$CI_STATE_DIR}/moto-venv"
   if [ ! -x "$venv/bin/moto_server" ] || ! "$venv/bin/pip" show moto 2>/dev/null | grep -q "^Version: $MOTO_VERSION\$"; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q "moto[server]==$MOTO_VERSION"

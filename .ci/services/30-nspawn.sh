@@ -1,7 +1,7 @@
 # A real systemd for the systemd restarter tests: a Debian root (debootstrap minbase with
 # systemd, dbus and openssh-server) booted with systemd-nspawn. The container shares the
 # host's loopback, so its own sshd listens on a free 127.0.0.1 port. The root is cached
-# under $CI_STATE_DIR/nspawn between runs (rebuilt when NSPAWN_ROOT_VERSION changes).
+# under $CI_CACHE_DIR/nspawn-root between runs (rebuilt when NSPAWN_ROOT_VERSION changes).
 #
 # Inside: demo@.service (a shell loop reading /etc/vsync/passphrase; demo@a, demo@b and
 # demo@c start at boot) and demo-bad@.service (ExecStart=/bin/false, Restart=on-failure).
@@ -79,7 +79,7 @@ UNIT
 ci_start_nspawn() {
   ci_apt_install debootstrap systemd-container openssh-client
   local dir="$CI_STATE_DIR/nspawn"
-  local root="$dir/root"
+  local root="${CI_CACHE_DIR:-$dir}/nspawn-root"
   mkdir -p "$dir"
   if [ "$(cat "$root/.vsync-ci-root" 2>/dev/null)" != "$NSPAWN_ROOT_VERSION" ]; then
     ci_nspawn_build_root "$root"

@@ -685,6 +685,7 @@ async fn execute(cx: &mut Ctx<'_>, r: Ready, run: &RunId) -> Summary {
         drop(lock);
         return cx.end(Exit::WindowOpen, cx.s.outcome.clone());
     }
+    tidy_all(cx, &r.stores, &staged).await;
     finish_and_restart(
         cx,
         &r.vault,
@@ -713,6 +714,29 @@ async fn abort_before_t0(
     let _ = lock.release(&r.vault).await;
     let exit = Exit::from_rotate_code(e.exit_code());
     cx.end(exit, format!("{e}; staged versions discarded"))
+}
+
+/// Post-window housekeeping on every store, concurrently; failures are warnings.
+async fn tidy_all(cx: &mut Ctx<'_>, stores: &[Arc<dyn SecretStore>], staged: &[Staged]) {
+    let results = join_all(staged.iter().filter_map(|st| {
+        stores
+            .iter()
+            .find(|s| s.describe() == st.target)
+            .map(|s| async move { (s.describe(), s.tidy(st).await) })
+    }))
+    .await;
+    for (t, r) in results {
+        if let Err(e) = r {
+            cx.p.warn(&format!(
+                "{t}: tidying after activation failed: {}",
+                e.chain()
+            ));
+            cx.s.warnings.push(format!(
+                "{t}: tidying after activation failed: {}",
+                e.chain()
+            ));
+        }
+    }
 }
 
 type Activation = Vec<(
@@ -1206,6 +1230,7 @@ pub async fn resume_with(
         drop(lock);
         return cx.end(Exit::WindowOpen, cx.s.outcome.clone());
     }
+    tidy_all(&mut cx, &parts.stores, &journal.staged).await;
     finish_and_restart(
         &mut cx,
         &parts.vault,

@@ -23,6 +23,16 @@ pub struct FaultProxy {
 }
 
 pub async fn start(upstream: &str, rules: Vec<Rule>) -> FaultProxy {
+    start_with_delay(upstream, rules, std::time::Duration::ZERO).await
+}
+
+/// Like `start`, and every forwarded request waits `delay` first: a network
+/// round trip, for benchmarks on loopback.
+pub async fn start_with_delay(
+    upstream: &str,
+    rules: Vec<Rule>,
+    delay: std::time::Duration,
+) -> FaultProxy {
     let upstream = upstream
         .trim_start_matches("http://")
         .trim_end_matches('/')
@@ -36,7 +46,7 @@ pub async fn start(upstream: &str, rules: Vec<Rule>) -> FaultProxy {
         while let Ok((client, _)) = listener.accept().await {
             let (rules, upstream, hits) = (rules.clone(), upstream.clone(), h.clone());
             tokio::spawn(async move {
-                let _ = handle(client, &upstream, rules, hits).await;
+                let _ = handle(client, &upstream, rules, hits, delay).await;
             });
         }
     });
@@ -48,6 +58,7 @@ async fn handle(
     upstream: &str,
     rules: Arc<Mutex<Vec<Rule>>>,
     hits: Arc<Mutex<usize>>,
+    delay: std::time::Duration,
 ) -> std::io::Result<()> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -90,6 +101,9 @@ async fn handle(
         })
         .await;
         return Ok(());
+    }
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
     let mut server = TcpStream::connect(upstream).await?;
     let rewritten: String = text

@@ -124,6 +124,8 @@ pub async fn check_store(
     let staged2 = step("stage (second run)", store.stage(&second, &run2).await)?;
     step("activate", store.activate(&staged2).await)?;
     step("activate (repeat)", store.activate(&staged2).await)?;
+    step("tidy", store.tidy(&staged2).await)?;
+    step("tidy (repeat)", store.tidy(&staged2).await)?;
     if check.readable {
         let got = current("read_current after activate").await?;
         ensure!(

@@ -26,6 +26,13 @@ pub trait SecretStore: Send + Sync {
     /// Make the staged version current. Idempotent: activating twice is success.
     async fn activate(&self, staged: &Staged) -> Result<()>;
 
+    /// Housekeeping after every store is active (after T1), kept out of `activate`
+    /// so the window is only the switch itself: e.g. dropping a staging label.
+    /// Idempotent; failures are reported as warnings.
+    async fn tidy(&self, _staged: &Staged) -> Result<()> {
+        Ok(())
+    }
+
     /// Undo a stage before the vault was rotated. Idempotent.
     async fn discard(&self, staged: &Staged) -> Result<()>;
 

@@ -419,8 +419,17 @@ impl SecretStore for SecretsManagerStore {
                 ))));
             }
         }
-        // Tidy: the pending label has done its job. Best effort, AWS accepts either.
-        let _ = self.move_label(PENDING, None, Some(version)).await;
+        Ok(())
+    }
+
+    /// The pending label has done its job; dropped after the window closed (AWS
+    /// accepts either state, so this is housekeeping, not part of the switch).
+    async fn tidy(&self, staged: &Staged) -> Result<()> {
+        let d = self.describe_secret().await?;
+        if d.labels.has(&staged.version, PENDING) {
+            self.move_label(PENDING, None, Some(&staged.version))
+                .await?;
+        }
         Ok(())
     }
 
