@@ -1,7 +1,8 @@
 # Helpers shared by .ci/run and the service scripts in .ci/services/.
 CI_PIDS=()
 
-ci_log() { printf '\n==> %s\n' "$*" >&2; }
+CI_T0=$SECONDS
+ci_log() { printf '\n==> [%4ss] %s\n' "$((SECONDS - CI_T0))" "$*" >&2; }
 
 # ci_track PID: remember a process we started so ci_stop_all ends it (and only it).
 ci_track() { CI_PIDS+=("$1"); }
