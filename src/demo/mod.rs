@@ -233,6 +233,13 @@ pub async fn run(
         Err(e) => Err(e.to_string()),
     };
     stop_apps(&dir, apps);
+    // The journal went with a temporary sandbox; don't point at it.
+    let result = result.map(|mut s| {
+        if _temp.is_some() {
+            s.journal = None;
+        }
+        s
+    });
     match _temp {
         Some(_) => p.line(format!("demo: stopped the {apps} app(s); removed the temporary sandbox (use --dir to keep one)")),
         None => p.line(format!(
