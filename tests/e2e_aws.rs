@@ -184,4 +184,37 @@ endpoint = "{ep}"
         .unwrap()
         .expect("audit row written");
     assert!(String::from_utf8_lossy(&audit.body).contains(",rotate,"));
+
+    // An abandoned AWSPENDING (a run that staged and died) stops the next run in
+    // preflight, naming the way out; --clean-stale removes it and rotates.
+    let current_now = current(&client, &secret_id).await;
+    client
+        .put_secret_value()
+        .secret_id(&secret_id)
+        .secret_string("abandoned-staged-passphrase-000")
+        .client_request_token("00000000-0000-4000-8000-000000000001")
+        .version_stages("AWSPENDING")
+        .send()
+        .await
+        .unwrap();
+    let (code, _, stderr) = run(&["run", "--yes"], &plan, &ep);
+    assert_eq!(code, 12, "{stderr}");
+    assert!(
+        stderr.contains("--clean-stale") && stderr.contains("resume"),
+        "{stderr}"
+    );
+    assert_eq!(
+        current(&client, &secret_id).await,
+        current_now,
+        "a refused run changed the secret"
+    );
+    let (code, stdout, stderr) = run(
+        &["run", "--yes", "--clean-stale", "--output", "json"],
+        &plan,
+        &ep,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let s: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(s["gen_after"], 2);
+    assert!(!stderr.contains("abandoned-staged-passphrase"));
 }
