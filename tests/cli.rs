@@ -260,3 +260,21 @@ fn status_and_audit_after_a_run() {
     assert_eq!(rows[0]["action"], "rotate");
     assert_eq!(a["key"], "demo/demo/audit.csv");
 }
+
+#[test]
+fn yes_refuses_where_a_prompt_would_be_needed() {
+    let demo = Demo::setup(1);
+    let text = std::fs::read_to_string(&demo.plan)
+        .unwrap()
+        .replace("old = \"store\"", "old = \"prompt\"");
+    std::fs::write(&demo.plan, text).unwrap();
+    let out = bin()
+        .args(["run", "--yes"])
+        .arg(&demo.plan)
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--yes forbids prompts"), "{stderr}");
+    assert!(!demo.dir.path().join("passphrase.new").exists());
+}

@@ -47,13 +47,11 @@ fn now_secs() -> u64 {
 
 fn owner() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    format!("{user}@{} pid {}", hostname(), std::process::id())
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default()
+    format!(
+        "{user}@{} pid {}",
+        crate::vault::audit::hostname(),
+        std::process::id()
+    )
 }
 
 impl Lock {

@@ -1158,16 +1158,12 @@ pub async fn resume_with(
             j.notes.push("resumed: discarded before T0".into());
         }
         cx.save();
-        if let Some(l) = Lock::peek(&parts.vault)
-            .await
-            .filter(|l| l.run_id == run.as_str())
+        // Take over the crashed run's lock (free, expired or its own) and let it go,
+        // so the fresh run below can take it; another live run's lock stays.
+        if let Ok(lock) =
+            Lock::acquire(&parts.vault, &run, Duration::from_secs(60), Some(&run)).await
         {
-            let _ = l;
-            if let Ok(lock) =
-                Lock::acquire(&parts.vault, &run, Duration::from_secs(60), Some(&run)).await
-            {
-                let _ = lock.release(&parts.vault).await;
-            }
+            let _ = lock.release(&parts.vault).await;
         }
         return self::run_with(loaded, parts, opts, p, false).await;
     }
