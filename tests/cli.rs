@@ -264,10 +264,10 @@ fn status_and_audit_after_a_run() {
 #[test]
 fn yes_refuses_where_a_prompt_would_be_needed() {
     let demo = Demo::setup(1);
-    let text = std::fs::read_to_string(&demo.plan)
+    let plan_text = std::fs::read_to_string(&demo.plan)
         .unwrap()
         .replace("old = \"store\"", "old = \"prompt\"");
-    std::fs::write(&demo.plan, text).unwrap();
+    std::fs::write(&demo.plan, plan_text).unwrap();
     let out = bin()
         .args(["run", "--yes"])
         .arg(&demo.plan)
