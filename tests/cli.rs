@@ -278,3 +278,63 @@ fn yes_refuses_where_a_prompt_would_be_needed() {
     assert!(stderr.contains("--yes forbids prompts"), "{stderr}");
     assert!(!demo.dir.path().join("passphrase.new").exists());
 }
+
+#[test]
+fn a_straggler_is_named_by_url_and_notify_gets_the_summary() {
+    let demo = Demo::setup(2);
+    let dir = demo.dir.path().canonicalize().unwrap();
+    let original = std::fs::read_to_string(&demo.plan).unwrap();
+    // Restart only app-1: app-2 keeps serving the old generation.
+    let app2 = original
+        .lines()
+        .find(|l| l.contains("name = \"app-2\""))
+        .unwrap()
+        .to_owned();
+    let stale_port = std::fs::read_to_string(dir.join("apps/app-2.port"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let notified = dir.join("notified.json");
+    let plan_text = original
+        .replace(&format!("{app2}\n"), "")
+        .replace("timeout = \"60s\"", "timeout = \"2s\"")
+        + &format!(
+            "\n[notify]\ncommand = [\"/bin/sh\", \"-c\", \"cat > {}\"]\n",
+            notified.display()
+        );
+    std::fs::write(&demo.plan, plan_text).unwrap();
+    let out = bin()
+        .args(["run", "--yes", "--output", "json"])
+        .arg(&demo.plan)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(16), "{stderr}");
+    let s: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let stragglers: Vec<&serde_json::Value> = s["health"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["ok"] == false)
+        .collect();
+    assert_eq!(stragglers.len(), 1);
+    assert!(stragglers[0]["url"]
+        .as_str()
+        .unwrap()
+        .contains(&format!(":{stale_port}/")));
+    assert_eq!(stragglers[0]["last"]["state"], "stale");
+    assert!(s["next_steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n.as_str().unwrap().contains(&stale_port)));
+    // The notify command got the same summary on stdin, and no passphrase.
+    let sent: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&notified).unwrap()).unwrap();
+    assert_eq!(
+        (sent["exit_code"].as_u64(), sent["run_id"].clone()),
+        (Some(16), s["run_id"].clone())
+    );
+    let new = std::fs::read_to_string(dir.join("passphrase")).unwrap();
+    assert!(!std::fs::read_to_string(&notified).unwrap().contains(&new));
+}
