@@ -171,6 +171,16 @@ async fn round_trip(storage: Arc<dyn Storage>, layout: Layout) {
     assert_eq!(audit::parse(&text).len(), 2);
 }
 
+/// A vault at `app/prod/` seeded with OLD in `layout`.
+async fn seeded(storage: Arc<dyn Storage>, layout: Layout) -> Vault {
+    let vault = Vault::new(storage, "app/prod/", kdf(), LayoutChoice::Auto);
+    vault
+        .seed(layout, &Passphrase::from(OLD), &seed_content(layout))
+        .await
+        .unwrap();
+    vault
+}
+
 fn dir_storage() -> (tempfile::TempDir, Arc<dyn Storage>) {
     let dir = tempfile::tempdir().unwrap();
     let s = DirStorage::new(dir.path()).unwrap();
@@ -249,15 +259,7 @@ async fn wrong_old_passphrase_and_missing_vault_touch_nothing() {
 #[tokio::test]
 async fn malformed_counter_refuses_before_any_write() {
     let (_d, s) = dir_storage();
-    let vault = Vault::new(s.clone(), "app/prod/", kdf(), LayoutChoice::Auto);
-    vault
-        .seed(
-            Layout::Cli,
-            &Passphrase::from(OLD),
-            &seed_content(Layout::Cli),
-        )
-        .await
-        .unwrap();
+    let vault = seeded(s.clone(), Layout::Cli).await;
     s.put(
         "app/prod/latest.manifest",
         b"{\"gen\":\"three\"}".to_vec(),
@@ -280,15 +282,7 @@ async fn malformed_counter_refuses_before_any_write() {
 #[tokio::test]
 async fn both_layouts_present_needs_an_explicit_choice() {
     let (_d, s) = dir_storage();
-    let vault = Vault::new(s.clone(), "app/prod/", kdf(), LayoutChoice::Auto);
-    vault
-        .seed(
-            Layout::Cli,
-            &Passphrase::from(OLD),
-            &seed_content(Layout::Cli),
-        )
-        .await
-        .unwrap();
+    let vault = seeded(s.clone(), Layout::Cli).await;
     vault
         .seed(
             Layout::Runtime,
@@ -379,15 +373,7 @@ mod moto {
             return;
         };
         let (_b, s) = support::moto_bucket(&ep).await;
-        let vault = Vault::new(s.clone(), "app/prod/", kdf(), LayoutChoice::Auto);
-        vault
-            .seed(
-                Layout::Cli,
-                &Passphrase::from(OLD),
-                &seed_content(Layout::Cli),
-            )
-            .await
-            .unwrap();
+        let vault = seeded(s.clone(), Layout::Cli).await;
         let insp = vault.inspect(&Passphrase::from(OLD), false).await.unwrap();
         let prepared = vault.prepare(&insp, &Passphrase::from(NEW)).await.unwrap();
         // Someone else moves the pointer after we read it.
@@ -416,15 +402,7 @@ mod moto {
             return;
         };
         let (_b, s) = support::moto_bucket(&ep).await;
-        let vault = Vault::new(s.clone(), "app/prod/", kdf(), LayoutChoice::Auto);
-        vault
-            .seed(
-                Layout::Runtime,
-                &Passphrase::from(OLD),
-                &seed_content(Layout::Runtime),
-            )
-            .await
-            .unwrap();
+        let vault = seeded(s.clone(), Layout::Runtime).await;
         let contenders = ["contender-a-passphrase-0001", "contender-b-passphrase-0002"];
         let runs = contenders.map(|p| {
             let v = vault.clone();
@@ -460,15 +438,7 @@ mod moto {
         )
         .await;
         let s: Arc<dyn Storage> = Arc::new(support::s3_storage(&proxy.endpoint, &bucket).await);
-        let vault = Vault::new(s.clone(), "app/prod/", kdf(), LayoutChoice::Auto);
-        vault
-            .seed(
-                Layout::Cli,
-                &Passphrase::from(OLD),
-                &seed_content(Layout::Cli),
-            )
-            .await
-            .unwrap();
+        let vault = seeded(s.clone(), Layout::Cli).await;
         let spec = audit_spec("app/prod/");
         let finished = rotate(&vault, OLD, NEW, Some(&spec)).await.unwrap();
         assert_eq!(finished.exit_code(), 4);
