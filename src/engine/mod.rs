@@ -170,23 +170,31 @@ fn base_summary(loaded: &LoadedPlan, command: &str, run: &RunId) -> Summary {
     }
 }
 
+/// The summary of a command whose plan could not be turned into working parts.
+fn unbuildable(
+    loaded: &LoadedPlan,
+    opts: &RunOptions,
+    p: &Progress,
+    command: &str,
+    e: build::BuildError,
+) -> Summary {
+    let s = base_summary(loaded, command, &new_run_id());
+    let mut cx = Ctx {
+        loaded,
+        opts,
+        p,
+        s,
+        journal: None,
+        dry_run: false,
+    };
+    cx.end(Exit::BadInput, e.0)
+}
+
 /// `run`: the whole rotation. `dry_run` stops after preflight and lists the writes.
 pub async fn run(loaded: &LoadedPlan, opts: &RunOptions, p: &Progress, dry_run: bool) -> Summary {
     match build::parts(loaded).await {
         Ok(parts) => run_with(loaded, parts, opts, p, dry_run).await,
-        Err(e) => {
-            let command = if dry_run { "plan" } else { "run" };
-            let s = base_summary(loaded, command, &new_run_id());
-            let mut cx = Ctx {
-                loaded,
-                opts,
-                p,
-                s,
-                journal: None,
-                dry_run: false,
-            };
-            cx.end(Exit::BadInput, e.0)
-        }
+        Err(e) => unbuildable(loaded, opts, p, if dry_run { "plan" } else { "run" }, e),
     }
 }
 
@@ -1085,18 +1093,7 @@ fn build_duration(v: &Option<String>, d: Duration) -> Duration {
 pub async fn resume(loaded: &LoadedPlan, opts: &RunOptions, p: &Progress) -> Summary {
     match build::parts(loaded).await {
         Ok(parts) => resume_with(loaded, parts, opts, p).await,
-        Err(e) => {
-            let s = base_summary(loaded, "resume", &new_run_id());
-            let mut cx = Ctx {
-                loaded,
-                opts,
-                p,
-                s,
-                journal: None,
-                dry_run: false,
-            };
-            cx.end(Exit::BadInput, e.0)
-        }
+        Err(e) => unbuildable(loaded, opts, p, "resume", e),
     }
 }
 
