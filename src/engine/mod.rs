@@ -338,21 +338,30 @@ async fn preflight(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Option<Ready
         yes: cx.opts.yes,
         stdin: &mut stdin,
     };
-    let old = secrets::old(&plan.passphrase.old, &parts.stores, &mut inputs)
-        .await
+    // Each store's current value, read once and concurrently: the old passphrase
+    // may come from it, and every readable store must agree.
+    let currents = join_all(
+        parts
+            .stores
+            .iter()
+            .map(|s| async move { (s.describe(), s.read_current().await) }),
+    )
+    .await;
+    let old = secrets::old(&plan.passphrase.old, &currents, &mut inputs)
         .map_err(|e| (Exit::BadInput, e.0))?;
     // Every store that can read its value back must hold the passphrase the vault
     // opens with; otherwise some app already boots with something else.
-    for s in &parts.stores {
-        if let Ok(Some(cur)) = s.read_current().await {
+    for (target, current) in &currents {
+        if let Ok(Some(cur)) = current {
             if !cur.same_as(&old) {
                 return Err((
                     Exit::PreflightFailed,
-                    format!("{} holds a different passphrase than the old one this plan uses; fix the store (or the plan's passphrase.old) first", s.describe()),
+                    format!("{target} holds a different passphrase than the old one this plan uses; fix the store (or the plan's passphrase.old) first"),
                 ));
             }
         }
     }
+    drop(currents);
     // A dry run does not ask anyone to type a new passphrase it will not use.
     let prompt =
         matches!(&plan.passphrase.new, crate::plan::NewSource::Keyword(k) if k == "prompt");

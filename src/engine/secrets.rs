@@ -3,8 +3,8 @@
 
 use crate::plan::{NewSource, OldSource};
 use std::io::{BufRead, Read};
-use std::sync::Arc;
-use vsync_orchestrate_api::{Passphrase, SecretStore};
+
+use vsync_orchestrate_api::{Passphrase, Target};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -139,22 +139,24 @@ pub struct Inputs<'a> {
     pub stdin: &'a mut Stdin,
 }
 
+/// What each store returned for its current value, read once in preflight.
+pub type Currents = [(Target, vsync_orchestrate_api::Result<Option<Passphrase>>)];
+
 /// The old passphrase: from a store (the first that can read it back) or a source.
-pub async fn old(
+pub fn old(
     src: &OldSource,
-    stores: &[Arc<dyn SecretStore>],
+    currents: &Currents,
     inputs: &mut Inputs<'_>,
 ) -> Result<Passphrase, SourceError> {
     match src {
         OldSource::Keyword(k) if k == "store" => {
-            for s in stores {
-                match s.read_current().await {
-                    Ok(Some(p)) => return Ok(p),
+            for (target, current) in currents {
+                match current {
+                    Ok(Some(p)) => return Ok(p.clone()),
                     Ok(None) => continue,
                     Err(e) => {
                         return Err(SourceError(format!(
-                            "reading the current passphrase from {}: {}",
-                            s.describe(),
+                            "reading the current passphrase from {target}: {}",
                             e.chain()
                         )))
                     }

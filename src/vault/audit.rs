@@ -207,15 +207,33 @@ pub fn rotate_row(ts: &str, version_ts: &str, origin: &Origin, meta: &str) -> St
     .join(",")
 }
 
-/// Appends `row` with up to three If-Match / If-None-Match attempts. Unlike upstream,
-/// a 403 is an error: an audit row silently not written is an audit gap.
-pub async fn append(storage: &dyn Storage, key: &str, row: &str) -> Result<(), StorageError> {
+/// What `append` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    Written,
+    /// A `rotate` row for this stamp was already there (a resumed run).
+    AlreadyPresent,
+}
+
+/// Appends the `rotate` row for `version_ts` with up to three If-Match /
+/// If-None-Match attempts, unless the log already holds one (resume must not append
+/// it twice; the check reads the same object the append needs anyway). Unlike
+/// upstream, a 403 is an error: an audit row silently not written is an audit gap.
+pub async fn append(
+    storage: &dyn Storage,
+    key: &str,
+    row: &str,
+    version_ts: &str,
+) -> Result<Appended, StorageError> {
     let mut last = None;
     for _ in 0..ATTEMPTS {
         let (body, cond) = match storage.get(key).await? {
             None => (format!("{HEADER}\n{row}\n"), PutCondition::IfAbsent),
             Some(obj) => {
                 let mut text = String::from_utf8_lossy(&obj.body).into_owned();
+                if has_rotate_row(&text, version_ts) {
+                    return Ok(Appended::AlreadyPresent);
+                }
                 if !text.is_empty() && !text.ends_with('\n') {
                     text.push('\n');
                 }
@@ -228,7 +246,7 @@ pub async fn append(storage: &dyn Storage, key: &str, row: &str) -> Result<(), S
             .put(key, body.into_bytes(), cond, &Meta::new())
             .await
         {
-            Ok(_) => return Ok(()),
+            Ok(_) => return Ok(Appended::Written),
             Err(e) if e.kind == StorageErrorKind::PreconditionFailed => last = Some(e),
             Err(e) => return Err(e),
         }
@@ -236,21 +254,11 @@ pub async fn append(storage: &dyn Storage, key: &str, row: &str) -> Result<(), S
     Err(last.expect("loop ran"))
 }
 
-/// Whether a `rotate` row for `version_ts` is already in the log (resume must not
-/// append it twice).
-pub async fn has_rotate_row(
-    storage: &dyn Storage,
-    key: &str,
-    version_ts: &str,
-) -> Result<bool, StorageError> {
-    Ok(match storage.get(key).await? {
-        None => false,
-        Some(obj) => parse(&String::from_utf8_lossy(&obj.body))
-            .iter()
-            .any(|row| {
-                let get = |c: &str| row.iter().find(|(k, _)| k == c).map(|(_, v)| v.as_str());
-                get("action") == Some("rotate") && get("version_ts") == Some(version_ts)
-            }),
+/// Whether the log text holds a `rotate` row for `version_ts`.
+pub fn has_rotate_row(text: &str, version_ts: &str) -> bool {
+    parse(text).iter().any(|row| {
+        let get = |c: &str| row.iter().find(|(k, _)| k == c).map(|(_, v)| v.as_str());
+        get("action") == Some("rotate") && get("version_ts") == Some(version_ts)
     })
 }
 

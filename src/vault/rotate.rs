@@ -373,15 +373,13 @@ impl Vault {
                     &spec.origin,
                     &meta,
                 );
-                match audit::has_rotate_row(&*self.storage, &spec.key, new_stamp.as_str()).await {
-                    Ok(true) => AuditOutcome::AlreadyPresent,
-                    _ => match audit::append(&*self.storage, &spec.key, &row).await {
-                        Ok(()) => AuditOutcome::Written,
-                        Err(e) => AuditOutcome::Failed {
-                            key: spec.key.clone(),
-                            error: e.to_string(),
-                            row,
-                        },
+                match audit::append(&*self.storage, &spec.key, &row, new_stamp.as_str()).await {
+                    Ok(audit::Appended::Written) => AuditOutcome::Written,
+                    Ok(audit::Appended::AlreadyPresent) => AuditOutcome::AlreadyPresent,
+                    Err(e) => AuditOutcome::Failed {
+                        key: spec.key.clone(),
+                        error: e.to_string(),
+                        row,
                     },
                 }
             }
