@@ -44,12 +44,6 @@ impl Stdin {
     }
 }
 
-fn trim_file_value(mut s: String) -> Passphrase {
-    let keep = s.trim_end_matches(['\r', '\n', '\t', ' ']).len();
-    s.truncate(keep);
-    Passphrase::new(s)
-}
-
 fn from_file(what: &str, path: &std::path::Path) -> Result<Passphrase, SourceError> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path)
@@ -62,7 +56,7 @@ fn from_file(what: &str, path: &std::path::Path) -> Result<Passphrase, SourceErr
         )));
     }
     std::fs::read_to_string(path)
-        .map(trim_file_value)
+        .map(Passphrase::from_file_contents)
         .map_err(|e| SourceError(format!("{what}: {}: {e}", path.display())))
 }
 
@@ -88,7 +82,7 @@ fn from_command(what: &str, argv: &[String]) -> Result<Passphrase, SourceError> 
     }
     let text = String::from_utf8(out.stdout)
         .map_err(|_| SourceError(format!("{what}: command output is not UTF-8")))?;
-    Ok(trim_file_value(text))
+    Ok(Passphrase::from_file_contents(text))
 }
 
 /// Reads a line from the terminal with echo off.

@@ -29,10 +29,8 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
 }
 
 fn read_value(path: &Path) -> Result<Passphrase> {
-    let mut text = fs::read_to_string(path).map_err(|e| io("reading", path, e))?;
-    let keep = text.trim_end_matches(['\r', '\n', '\t', ' ']).len();
-    text.truncate(keep);
-    Ok(Passphrase::new(text))
+    let text = fs::read_to_string(path).map_err(|e| io("reading", path, e))?;
+    Ok(Passphrase::from_file_contents(text))
 }
 
 /// Same-directory temp file with `mode`, fsync, rename.

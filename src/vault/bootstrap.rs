@@ -49,10 +49,8 @@ pub fn bootstrap(env: &dyn Fn(&str) -> Option<String>) -> Result<Bootstrap, Vaul
     };
     let passphrase = match (env("VSYNC_PASSPHRASE_FILE"), env("VSYNC_PASSPHRASE")) {
         (Some(path), _) => {
-            let mut text = read_file_input("VSYNC_PASSPHRASE_FILE", &path, &mut warnings)?;
-            let keep = text.trim_end_matches(['\r', '\n', '\t', ' ']).len();
-            text.truncate(keep);
-            Passphrase::new(text)
+            let text = read_file_input("VSYNC_PASSPHRASE_FILE", &path, &mut warnings)?;
+            Passphrase::from_file_contents(text)
         }
         (None, Some(v)) => Passphrase::new(v),
         (None, None) => {

@@ -14,6 +14,15 @@ impl Passphrase {
         Passphrase(Zeroizing::new(value))
     }
 
+    /// A passphrase read from a file, with the vsync runtime libraries' rule for
+    /// `VSYNC_PASSPHRASE_FILE`: trailing CR, LF, tab and space are not part of it.
+    /// Truncates in place, so the value is never copied.
+    pub fn from_file_contents(mut text: String) -> Self {
+        let keep = text.trim_end_matches(['\r', '\n', '\t', ' ']).len();
+        text.truncate(keep);
+        Passphrase::new(text)
+    }
+
     pub fn expose(&self) -> &str {
         self.0.as_str()
     }
