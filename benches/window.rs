@@ -20,7 +20,6 @@ use vsync_orchestrate::engine::{self, build, RunOptions};
 use vsync_orchestrate::report::Progress;
 use vsync_orchestrate::vault::{crypto, KdfParams, Layout, SeedContent};
 
-#[allow(dead_code)]
 #[path = "../tests/support/fault_proxy.rs"]
 mod fault_proxy;
 
@@ -113,6 +112,7 @@ fn moto_stores(
                     endpoint: Some(endpoint.clone()),
                     profile: None,
                     json_key: None,
+                    attempt_timeout: None,
                 };
                 let store = vsync_orchestrate_aws::SecretsManagerStore::new(cfg)
                     .await

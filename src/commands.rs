@@ -5,19 +5,22 @@ use crate::engine::{self, build, journal::Journal, lock::Lock, Exit, RunOptions}
 use crate::plan::{self, LoadedPlan};
 use crate::report::{Progress, Summary};
 use std::path::Path;
-use std::sync::atomic::Ordering;
 
+/// SIGINT and SIGTERM stop the run at its next safe point (see `engine::interrupt`).
 pub fn install_interrupt_handler() {
-    tokio::spawn(async {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            engine::INTERRUPTED.store(true, Ordering::SeqCst);
-            eprintln!("\ninterrupt: stopping at the next safe point (before the pointer swap, staged versions are discarded; after it, activation is finished first). Interrupt again to exit at once.");
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("second interrupt: exiting now; `vsync-orchestrate resume PLAN` finishes the run from its journal");
-                std::process::exit(Exit::Interrupted.code() as i32);
-            }
-        }
-    });
+    engine::interrupt::install();
+}
+
+/// Takes the values of `{ env = … }` passphrase sources out of the environment
+/// before any thread or child process exists. `main` calls it first thing.
+pub fn capture_secret_env(cli: &Cli) {
+    let plan = match &cli.command {
+        Command::Run { plan, .. } | Command::Plan { plan } | Command::Resume { plan } => plan,
+        _ => return,
+    };
+    if let Ok(loaded) = plan::load(plan) {
+        engine::secrets::capture_env(&loaded.plan);
+    }
 }
 
 fn emit(cli: &Cli, summary: &Summary) -> u8 {
@@ -220,7 +223,13 @@ async fn status(cli: &Cli, loaded: &LoadedPlan) -> u8 {
             return Exit::BadInput.code();
         }
     };
-    let lock = Lock::peek(&vault).await;
+    let lock = match Lock::peek(&vault).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("reading the lock failed: {e}");
+            None
+        }
+    };
     let mut stores = Vec::new();
     for spec in &loaded.plan.stores {
         let line = match build::store(spec).await {
@@ -360,7 +369,9 @@ async fn notify(loaded: &LoadedPlan, s: &Summary) {
         return;
     }
     let body = serde_json::to_vec(s).expect("serialises");
-    let child = tokio::process::Command::new(&n.command[0])
+    let mut cmd = tokio::process::Command::new(&n.command[0]);
+    crate::api::child_env::scrub_tokio(&mut cmd);
+    let child = cmd
         .args(&n.command[1..])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())

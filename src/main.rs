@@ -5,6 +5,8 @@ use vsync_orchestrate::commands;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any thread exists: environment changes are only safe single-threaded.
+    commands::capture_secret_env(&cli);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -338,3 +338,48 @@ fn a_straggler_is_named_by_url_and_notify_gets_the_summary() {
     let new = std::fs::read_to_string(dir.join("passphrase")).unwrap();
     assert!(!std::fs::read_to_string(&notified).unwrap().contains(&new));
 }
+
+/// A passphrase taken from an environment variable never reaches a child process:
+/// not a restart command, not a passphrase helper, not the `[notify]` command.
+#[test]
+fn child_processes_never_inherit_a_passphrase_variable() {
+    let demo = Demo::setup(1);
+    let dir = demo.dir.path().canonicalize().unwrap();
+    let d = dir.display();
+    let secret = "child-env-secret-value-0123456789";
+    let original = std::fs::read_to_string(&demo.plan).unwrap();
+    let plan_text = original
+        .replace(
+            "new = { generate = { length = 32 } }",
+            "new = { env = \"VSYNC_TEST_NEW_PASSPHRASE\" }",
+        )
+        .replace(
+            "old = \"store\"",
+            &format!("old = {{ command = [\"/bin/sh\", \"-c\", \"env > {d}/helper.env; cat {d}/passphrase\"] }}"),
+        )
+        + &format!(
+            "\n[[restart]]\ntype = \"command\"\ntargets = [{{ name = \"dump\", argv = [\"/bin/sh\", \"-c\", \"env > {d}/restart.env\"] }}]\n\n[notify]\ncommand = [\"/bin/sh\", \"-c\", \"env > {d}/notify.env\"]\n"
+        );
+    assert!(plan_text.contains("VSYNC_TEST_NEW_PASSPHRASE") && plan_text.contains("helper.env"));
+    std::fs::write(&demo.plan, plan_text).unwrap();
+    let out = bin()
+        .args(["run", "--yes"])
+        .arg(&demo.plan)
+        .env("VSYNC_TEST_NEW_PASSPHRASE", secret)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("passphrase")).unwrap(),
+        secret,
+        "the rotation used the variable's value"
+    );
+    for f in ["helper.env", "restart.env", "notify.env"] {
+        let env = std::fs::read_to_string(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(env.contains("PATH="), "{f} is a real environment dump");
+        assert!(
+            !env.contains(secret) && !env.contains("VSYNC_TEST_NEW_PASSPHRASE"),
+            "{f} inherited the passphrase variable"
+        );
+    }
+}

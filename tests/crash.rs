@@ -131,3 +131,9 @@ async fn crash_after_activation() {
 async fn crash_after_restart() {
     crash_then_resume("restarted").await;
 }
+
+/// A rollout was started and journaled; the wait never finished.
+#[tokio::test]
+async fn crash_after_a_restart_started_before_its_wait_ended() {
+    crash_then_resume("restarting").await;
+}

@@ -218,3 +218,109 @@ endpoint = "{ep}"
     assert_eq!(s["gen_after"], 2);
     assert!(!stderr.contains("abandoned-staged-passphrase"));
 }
+
+/// `run --clean-stale` after a crash right after the pointer swap: the stale
+/// AWSPENDING is the only key to the live bundle, so it must stay; `resume` then
+/// finishes the crashed run.
+#[tokio::test]
+async fn clean_stale_keeps_a_staged_version_the_vault_needs() {
+    let Some(ep) = support::moto_endpoint() else {
+        return;
+    };
+    let (bucket, storage) = support::moto_bucket(&ep).await;
+    let vault = Vault::new(
+        storage.clone(),
+        "shop/prod/",
+        KdfParams::new(SALT, 2000),
+        LayoutChoice::Auto,
+    );
+    vault
+        .seed(
+            Layout::Runtime,
+            &Passphrase::from(OLD),
+            &SeedContent::Json {
+                kv: [("A".to_owned(), "1".to_owned())].into(),
+                assets: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    let client = sm_client(&ep).await;
+    let secret_id = support::unique("prod/shop/vsync");
+    client
+        .create_secret()
+        .name(&secret_id)
+        .secret_string(OLD)
+        .send()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            r#"env = "prod"
+state_dir = "{state}"
+[vault]
+bucket = "{bucket}"
+prefix = "shop/prod/"
+region = "us-east-1"
+endpoint = "{ep}"
+salt = {{ env = "VSYNC_TEST_SALT" }}
+iterations = 2000
+[[store]]
+type = "aws_secrets_manager"
+secret_id = "{secret_id}"
+region = "us-east-1"
+endpoint = "{ep}"
+"#,
+            state = dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let (code, _, stderr) = run_env(
+        &["run", "--yes"],
+        &plan,
+        &ep,
+        &[("VSYNC_ORCHESTRATE_CRASH_AT", "committed")],
+    );
+    assert_ne!(code, 0);
+    assert!(stderr.contains("crashing on purpose"), "{stderr}");
+    let pending = client
+        .get_secret_value()
+        .secret_id(&secret_id)
+        .version_stage("AWSPENDING")
+        .send()
+        .await
+        .unwrap()
+        .secret_string()
+        .unwrap()
+        .to_owned();
+    assert!(vault.open(&Passphrase::new(pending.clone())).await.is_ok());
+
+    // The crashed run's lock has expired by the time someone reaches for
+    // --clean-stale (or the crash was on another machine).
+    storage
+        .delete("shop/prod/.vsync-orchestrate.lock", None)
+        .await
+        .unwrap();
+    let (code, _, stderr) = run(&["run", "--yes", "--clean-stale"], &plan, &ep);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("removed nothing") && stderr.contains("resume"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("old passphrase does not open"), "{stderr}");
+    let still = client
+        .get_secret_value()
+        .secret_id(&secret_id)
+        .version_stage("AWSPENDING")
+        .send()
+        .await
+        .expect("the staged version the vault needs was kept");
+    assert_eq!(still.secret_string(), Some(pending.as_str()));
+
+    let (code, _, stderr) = run(&["resume", "--yes"], &plan, &ep);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(current(&client, &secret_id).await, pending);
+}

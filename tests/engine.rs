@@ -3,136 +3,14 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use support::fakes::{Log, MemRestarter, MemStore};
-use vsync_orchestrate::api::{Passphrase, RunId, SecretStore};
-use vsync_orchestrate::engine::{self, build, lock::Lock, Exit, RunOptions};
+use support::fakes::{MemRestarter, MemStore};
+use support::sandbox::{log, snapshot, Sandbox, OLD};
+use vsync_orchestrate::api::{Passphrase, RunId};
+use vsync_orchestrate::engine::{self, lock::Lock, Exit};
 use vsync_orchestrate::plan;
 use vsync_orchestrate::report::Progress;
-use vsync_orchestrate::vault::{Layout, SeedContent, Vault};
-
-const OLD: &str = "the-old-passphrase-0123456789";
-
-struct Sandbox {
-    dir: tempfile::TempDir,
-    loaded: plan::LoadedPlan,
-    vault: Vault,
-}
-
-impl Sandbox {
-    /// A seeded runtime-layout vault in a directory, a passphrase file holding OLD,
-    /// and a plan over them (`extra` is appended to the plan).
-    async fn new(extra: &str) -> Sandbox {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().display().to_string();
-        std::fs::write(dir.path().join("salt"), "AbCdEfGhIjKlMnOpQrStUvWx").unwrap();
-        support::write_0600(&dir.path().join("passphrase"), OLD);
-        let text = format!(
-            r#"env = "prod"
-state_dir = "{d}/state"
-[vault]
-dir = "{d}/vault"
-prefix = "app/prod/"
-salt = {{ file = "{d}/salt" }}
-iterations = 2000
-[passphrase]
-note = "engine test"
-[[store]]
-type = "file"
-path = "{d}/passphrase"
-{extra}"#
-        );
-        let path = dir.path().join("plan.toml");
-        std::fs::write(&path, text).unwrap();
-        let loaded = plan::load(&path).unwrap();
-        let vault = build::vault(&loaded.plan).await.unwrap();
-        vault
-            .seed(
-                Layout::Runtime,
-                &Passphrase::from(OLD),
-                &SeedContent::Json {
-                    kv: BTreeMap::from([("K".into(), "v".into())]),
-                    assets: BTreeMap::new(),
-                },
-            )
-            .await
-            .unwrap();
-        Sandbox { dir, loaded, vault }
-    }
-
-    fn opts(&self) -> RunOptions {
-        let mut o = RunOptions::new(self.dir.path().join("state"));
-        o.yes = true;
-        o
-    }
-
-    async fn parts(
-        &self,
-        stores: Vec<Arc<dyn SecretStore>>,
-        restart: Option<Arc<MemRestarter>>,
-    ) -> build::Parts {
-        build::Parts {
-            vault: build::vault(&self.loaded.plan).await.unwrap(),
-            stores,
-            restarters: restart
-                .into_iter()
-                .map(|r| {
-                    (
-                        r as Arc<dyn vsync_orchestrate::api::Restarter>,
-                        std::time::Duration::from_secs(5),
-                    )
-                })
-                .collect(),
-        }
-    }
-
-    fn file_store(&self) -> Arc<dyn SecretStore> {
-        Arc::new(vsync_orchestrate::local::FileStore::new(
-            self.dir.path().join("passphrase"),
-            0o600,
-        ))
-    }
-
-    fn passphrase_file(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("passphrase")).unwrap()
-    }
-
-    fn journal_texts(&self) -> String {
-        let runs = self.dir.path().join("state/runs");
-        std::fs::read_dir(runs)
-            .map(|d| {
-                d.map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-/// Every file under `root` with its bytes and mode: the "nothing was written" oracle.
-fn snapshot(root: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let mode = std::fs::metadata(&p).unwrap().permissions().mode();
-                out.insert(p.clone(), (std::fs::read(&p).unwrap(), mode));
-            }
-        }
-    }
-    out
-}
-
-fn log() -> Log {
-    Default::default()
-}
 
 #[tokio::test]
 async fn phases_run_in_order_and_activation_follows_the_swap() {
@@ -200,7 +78,7 @@ async fn phases_run_in_order_and_activation_follows_the_swap() {
         assert!(!journal.contains(secret) && !json.contains(secret));
     }
     assert!(
-        Lock::peek(&sb.vault).await.is_none(),
+        Lock::peek(&sb.vault).await.unwrap().is_none(),
         "the lock is released"
     );
 }
@@ -246,7 +124,7 @@ async fn stage_failure_discards_and_leaves_the_vault_untouched() {
                 .contains(".vsync-meta/app/prod/.vsync-orchestrate.lock")
     });
     assert_eq!(vault_after, vault_before, "the vault changed");
-    assert!(Lock::peek(&sb.vault).await.is_none());
+    assert!(Lock::peek(&sb.vault).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -271,7 +149,7 @@ async fn activation_failure_reports_the_open_window_and_resume_closes_it() {
     );
     assert!(flaky.current().same_as(&Passphrase::from(OLD)));
     assert!(
-        Lock::peek(&sb.vault).await.is_some(),
+        Lock::peek(&sb.vault).await.unwrap().is_some(),
         "the lock stays while the window is open"
     );
 
@@ -282,16 +160,21 @@ async fn activation_failure_reports_the_open_window_and_resume_closes_it() {
     let new = Passphrase::new(sb.passphrase_file());
     assert!(flaky.current().same_as(&new));
     assert_eq!(sb.vault.open(&new).await.unwrap().gen, 1);
-    assert!(Lock::peek(&sb.vault).await.is_none());
+    assert!(Lock::peek(&sb.vault).await.unwrap().is_none());
 }
 
 #[tokio::test]
 async fn a_held_lock_stops_the_run_before_anything_is_staged() {
     let sb = Sandbox::new("").await;
     let other = RunId("someone-else".into());
-    let _held = Lock::acquire(&sb.vault, &other, std::time::Duration::from_secs(600), None)
-        .await
-        .unwrap();
+    let _held = Lock::acquire(
+        &sb.vault,
+        &other,
+        std::time::Duration::from_secs(600),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     let log = log();
     let mem = MemStore::new("mem", OLD, &log, None);
     let parts = sb.parts(vec![mem.clone()], None).await;
@@ -417,4 +300,121 @@ async fn a_failed_restart_is_reported_after_activation() {
         .next_steps
         .iter()
         .any(|n| n.contains("the fake rollout failed")));
+}
+
+/// Vault content at its limits is an error with the upstream class, before
+/// anything is staged: no panic, no lock, no `.new` file.
+#[tokio::test]
+async fn stamps_and_generations_at_their_limits_are_refused_before_staging() {
+    use vsync_orchestrate::vault::{seal, stamp::Stamp, storage::Meta, storage::PutCondition};
+    for (what, code, needle) in [
+        ("stamp", 1, "BundleCorruptError"),
+        ("gen", 3, "cannot be incremented"),
+        ("garbage", 1, "cannot be read as a pointer"),
+    ] {
+        let sb = Sandbox::new("").await;
+        let storage = sb.vault.storage.clone();
+        match what {
+            "stamp" => {
+                let last = Stamp::parse("99991231-235959").unwrap();
+                let key = sb.vault.key("manifest");
+                storage
+                    .put(
+                        &key,
+                        seal::seal(&last, b""),
+                        PutCondition::None,
+                        &Meta::new(),
+                    )
+                    .await
+                    .unwrap();
+            }
+            "gen" => {
+                let body = format!("{{\"gen\":{}}}", u64::MAX);
+                storage
+                    .put(
+                        &sb.vault.key("latest.meta"),
+                        body.into_bytes(),
+                        PutCondition::None,
+                        &Meta::new(),
+                    )
+                    .await
+                    .unwrap();
+            }
+            _ => {
+                storage
+                    .put(
+                        &sb.vault.key("manifest"),
+                        b"not a pointer".to_vec(),
+                        PutCondition::None,
+                        &Meta::new(),
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+        let s = engine::run(&sb.loaded, &sb.opts(), &Progress::new(), false).await;
+        assert_eq!(s.exit_code, code, "{what}: {}", s.outcome);
+        assert!(s.outcome.contains(needle), "{what}: {}", s.outcome);
+        assert!(
+            !s.outcome.contains("old passphrase"),
+            "{what}: reported as a passphrase problem: {}",
+            s.outcome
+        );
+        assert_eq!(sb.passphrase_file(), OLD, "{what}");
+        assert!(!sb.dir.path().join("passphrase.new").exists(), "{what}");
+        assert!(Lock::peek(&sb.vault).await.unwrap().is_none(), "{what}");
+        let r = engine::resume(&sb.loaded, &sb.opts(), &Progress::new()).await;
+        assert_eq!(r.exit_code, 0, "{what}: {}", r.outcome);
+        assert!(
+            r.outcome.contains("nothing to resume"),
+            "{what}: {}",
+            r.outcome
+        );
+    }
+}
+
+/// A kill during a journal save leaves a temp copy of the journal beside it; it is
+/// never read as a run, and a finished run is never reopened.
+#[tokio::test]
+async fn a_half_written_journal_is_not_a_run_to_resume() {
+    let sb = Sandbox::new("").await;
+    let s = engine::run(&sb.loaded, &sb.opts(), &Progress::new(), false).await;
+    assert_eq!(s.exit_code, 0, "{}", s.outcome);
+    let runs = sb.dir.path().join("state/runs");
+    let journal = std::fs::read_dir(&runs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .unwrap();
+    let text = std::fs::read_to_string(&journal)
+        .unwrap()
+        .replace("\"phase\": \"done\"", "\"phase\": \"committed\"");
+    std::fs::write(runs.join(".vsync-tmp-00112233aabbccdd"), text).unwrap();
+
+    let r = engine::resume(&sb.loaded, &sb.opts(), &Progress::new()).await;
+    assert_eq!(r.exit_code, 0, "{}", r.outcome);
+    assert!(r.outcome.contains("nothing to resume"), "{}", r.outcome);
+    assert!(Lock::peek(&sb.vault).await.unwrap().is_none());
+    let again = engine::run(&sb.loaded, &sb.opts(), &Progress::new(), false).await;
+    assert_eq!(again.exit_code, 0, "{}", again.outcome);
+    assert_eq!(again.gen_after, Some(2));
+}
+
+/// `plan` and `run` never create a vault directory that is not there.
+#[tokio::test]
+async fn a_missing_vault_directory_is_not_created() {
+    let sb = Sandbox::new("").await;
+    let missing = sb.dir.path().join("elsewhere");
+    let text = std::fs::read_to_string(&sb.loaded.path).unwrap().replace(
+        &format!("{}/vault", sb.dir.path().display()),
+        &missing.display().to_string(),
+    );
+    let path = sb.dir.path().join("missing.toml");
+    std::fs::write(&path, text).unwrap();
+    let loaded = plan::load(&path).unwrap();
+    for dry in [true, false] {
+        let s = engine::run(&loaded, &sb.opts(), &Progress::new(), dry).await;
+        assert_eq!(s.exit_code, 5, "{}", s.outcome);
+        assert!(!missing.exists(), "the vault directory was created");
+    }
 }

@@ -68,6 +68,7 @@ async fn rotate(
     Ok(vault
         .finish(
             prepared.gen_before,
+            prepared.gen_after,
             &prepared.new_stamp,
             &committed.rotated_at,
             audit,
@@ -152,6 +153,7 @@ async fn round_trip(storage: Arc<dyn Storage>, layout: Layout) {
     vault
         .finish(
             prepared.gen_before,
+            prepared.gen_after,
             &prepared.new_stamp,
             &committed.rotated_at,
             Some(&spec),
@@ -160,6 +162,7 @@ async fn round_trip(storage: Arc<dyn Storage>, layout: Layout) {
     let repeat = vault
         .finish(
             prepared.gen_before,
+            prepared.gen_after,
             &prepared.new_stamp,
             &committed.rotated_at,
             Some(&spec),
@@ -429,12 +432,12 @@ mod moto {
         // Real moto behind a proxy that answers 403 to every PUT of the audit object.
         let proxy = support::fault_proxy::start(
             &ep,
-            vec![support::fault_proxy::Rule {
-                method: "PUT",
-                path_contains: "audit.csv".into(),
-                status: 403,
-                times: usize::MAX,
-            }],
+            vec![support::fault_proxy::Rule::status(
+                "PUT",
+                "audit.csv",
+                403,
+                usize::MAX,
+            )],
         )
         .await;
         let s: Arc<dyn Storage> = Arc::new(support::s3_storage(&proxy.endpoint, &bucket).await);

@@ -49,7 +49,9 @@ pub fn start(dir: &Path, app: u32, port: u16) -> std::io::Result<u32> {
         .append(true)
         .open(&f.log)?;
     let exe = std::env::current_exe()?;
-    let child = std::process::Command::new(exe)
+    let mut cmd = std::process::Command::new(exe);
+    crate::api::child_env::scrub(&mut cmd);
+    let child = cmd
         .args(["demo-app", "--port", &port.to_string()])
         .env("VSYNC_CONFIG_FILE", dir.join("vsync-config"))
         .env("VSYNC_PASSPHRASE_FILE", dir.join("passphrase"))

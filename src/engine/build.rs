@@ -76,7 +76,7 @@ pub async fn vault(plan: &plan::Plan) -> Result<Vault, BuildError> {
     let v = &plan.vault;
     let storage: Arc<dyn storage::Storage> = match (&v.dir, &v.bucket) {
         (Some(dir), _) => Arc::new(
-            storage::DirStorage::new(dir)
+            storage::DirStorage::open(dir)
                 .map_err(|e| BuildError(format!("vault.dir {}: {e}", dir.display())))?,
         ),
         #[cfg(feature = "s3")]
@@ -89,6 +89,10 @@ pub async fn vault(plan: &plan::Plan) -> Result<Vault, BuildError> {
                 path_style: v.path_style.unwrap_or(v.endpoint.is_some()),
                 checksum_when_required: v.checksum == Some(plan::ChecksumMode::WhenRequired),
                 static_keys: None,
+                attempt_timeout: v
+                    .timeout
+                    .as_deref()
+                    .and_then(|t| plan::parse_duration(t).ok()),
             })
             .await,
         ),

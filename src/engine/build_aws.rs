@@ -13,6 +13,10 @@ pub async fn store(a: &plan::AwsSecretsManager) -> Result<Arc<dyn SecretStore>, 
         endpoint: a.endpoint.clone(),
         profile: a.profile.clone(),
         json_key: a.json_key.clone(),
+        attempt_timeout: a
+            .timeout
+            .as_deref()
+            .and_then(|t| plan::parse_duration(t).ok()),
     };
     let s = vsync_orchestrate_aws::SecretsManagerStore::new(cfg)
         .await

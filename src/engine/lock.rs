@@ -1,9 +1,11 @@
 //! One run per vault prefix: a lock object created with `If-None-Match: *`,
-//! carrying owner, run id and expiry, taken over only when expired (or by the
-//! `resume` of the run that holds it). The pointer's `If-Match` is the last line
-//! of defence; this is the first.
+//! carrying owner, run id and expiry, taken over only when expired, when it is this
+//! run's own (the SDK retried a create whose answer was lost), when `resume` takes
+//! over the run that holds it, or when the journal says its run finished (a release
+//! that failed). The pointer's `If-Match` is the last line of defence; this is the
+//! first.
 
-use crate::vault::storage::{Meta, PutCondition, StorageErrorKind};
+use crate::vault::storage::{Meta, PutCondition, StorageError, StorageErrorKind};
 use crate::vault::Vault;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -32,10 +34,26 @@ pub enum LockError {
     Storage(String),
 }
 
+/// Releasing failed even after retries: the lock stays until it expires or is
+/// removed with `remove`.
+#[derive(Debug, thiserror::Error)]
+#[error("releasing the lock {key} failed ({cause}); it expires by itself at {until}, or remove it now: {remove}")]
+pub struct ReleaseError {
+    pub key: String,
+    pub cause: String,
+    pub until: String,
+    /// The exact command that removes it.
+    pub remove: String,
+}
+
 #[derive(Debug)]
 pub struct Lock {
     key: String,
-    etag: String,
+    /// `None` for a lock this run could not write but knows is its own or free
+    /// (see [`Lock::assume`]); release reads the ETag first.
+    etag: Option<String>,
+    run_id: String,
+    expires_at: u64,
 }
 
 fn now_secs() -> u64 {
@@ -54,50 +72,86 @@ fn owner() -> String {
     )
 }
 
+fn iso(secs: u64) -> String {
+    crate::vault::stamp::iso_millis(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// What may be taken over besides an expired lock.
+#[derive(Debug, Default, Clone)]
+pub struct Takeover {
+    /// The run `resume` is finishing.
+    pub run: Option<RunId>,
+    /// Runs this machine's journals record as finished.
+    pub finished: Vec<String>,
+}
+
 impl Lock {
     pub fn key(vault: &Vault) -> String {
         vault.key(LOCK_NAME)
     }
 
-    /// `takeover_run`: the run id `resume` may take the lock over from.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
     pub async fn acquire(
         vault: &Vault,
         run: &RunId,
         ttl: Duration,
-        takeover_run: Option<&RunId>,
+        takeover: &Takeover,
     ) -> Result<Lock, LockError> {
         let key = Self::key(vault);
+        let expires_at = now_secs() + ttl.as_secs();
         let body = LockBody {
             owner: owner(),
             run_id: run.to_string(),
             created_at: crate::vault::stamp::iso_millis(SystemTime::now()),
-            expires_at: now_secs() + ttl.as_secs(),
+            expires_at,
         };
         let bytes = serde_json::to_vec(&body).expect("serialises");
-        for _ in 0..3 {
+        let lock = |etag: String| Lock {
+            key: key.clone(),
+            etag: Some(etag),
+            run_id: run.to_string(),
+            expires_at,
+        };
+        let mut last = String::new();
+        for attempt in 0..4 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+            }
             match vault
                 .storage
                 .put(&key, bytes.clone(), PutCondition::IfAbsent, &Meta::new())
                 .await
             {
-                Ok(etag) => return Ok(Lock { key, etag }),
+                Ok(etag) => return Ok(lock(etag)),
                 Err(e) if e.kind == StorageErrorKind::PreconditionFailed => {}
+                // The create may have happened: read before deciding.
+                Err(e) if e.kind == StorageErrorKind::Unavailable => {
+                    last = e.to_string();
+                }
                 Err(e) => return Err(LockError::Storage(e.to_string())),
             }
-            let Some(existing) = vault
-                .storage
-                .get(&key)
-                .await
-                .map_err(|e| LockError::Storage(e.to_string()))?
-            else {
-                continue;
+            let existing = match vault.storage.get(&key).await {
+                Ok(Some(o)) => o,
+                Ok(None) => continue,
+                Err(e) => {
+                    last = e.to_string();
+                    continue;
+                }
             };
             let held: Option<LockBody> = serde_json::from_slice(&existing.body).ok();
             let expired = held.as_ref().is_none_or(|h| h.expires_at <= now_secs());
-            let ours = held
-                .as_ref()
-                .is_some_and(|h| Some(h.run_id.as_str()) == takeover_run.map(|r| r.as_str()));
-            if expired || ours {
+            let mine = held.as_ref().is_some_and(|h| {
+                h.run_id == run.as_str()
+                    || takeover
+                        .run
+                        .as_ref()
+                        .is_some_and(|r| r.as_str() == h.run_id)
+                    || takeover.finished.contains(&h.run_id)
+            });
+            if expired || mine {
                 match vault
                     .storage
                     .put(
@@ -108,45 +162,123 @@ impl Lock {
                     )
                     .await
                 {
-                    Ok(etag) => return Ok(Lock { key, etag }),
+                    Ok(etag) => return Ok(lock(etag)),
                     Err(e)
                         if matches!(
                             e.kind,
-                            StorageErrorKind::PreconditionFailed | StorageErrorKind::NotFound
+                            StorageErrorKind::PreconditionFailed
+                                | StorageErrorKind::NotFound
+                                | StorageErrorKind::Unavailable
                         ) =>
                     {
-                        continue
+                        last = e.to_string();
+                        continue;
                     }
                     Err(e) => return Err(LockError::Storage(e.to_string())),
                 }
             }
             let h = held.expect("not expired means parsed");
-            let until =
-                crate::vault::stamp::iso_millis(UNIX_EPOCH + Duration::from_secs(h.expires_at));
             return Err(LockError::Held {
                 owner: h.owner,
+                until: iso(h.expires_at),
                 run_id: h.run_id,
-                until,
             });
         }
-        Err(LockError::Storage(
-            "the lock object kept changing; try again".into(),
-        ))
+        Err(LockError::Storage(if last.is_empty() {
+            "the lock object kept changing; try again".into()
+        } else {
+            last
+        }))
     }
 
     /// Who holds the lock now, if anyone (read-only, for `plan` and `status`).
-    pub async fn peek(vault: &Vault) -> Option<LockBody> {
-        let obj = vault.storage.get(&Self::key(vault)).await.ok()??;
-        serde_json::from_slice::<LockBody>(&obj.body)
+    pub async fn peek(vault: &Vault) -> Result<Option<LockBody>, StorageError> {
+        let Some(obj) = vault.storage.get(&Self::key(vault)).await? else {
+            return Ok(None);
+        };
+        Ok(serde_json::from_slice::<LockBody>(&obj.body)
             .ok()
-            .filter(|b| b.expires_at > now_secs())
+            .filter(|b| b.expires_at > now_secs()))
     }
 
-    pub async fn release(self, vault: &Vault) -> Result<(), String> {
-        vault
-            .storage
-            .delete(&self.key, Some(&self.etag))
-            .await
-            .map_err(|e| e.to_string())
+    /// `resume` after T0 when the lock cannot be written (S3 refuses writes to it):
+    /// closing an open window matters more than refreshing the lock, and the lock
+    /// on the vault, if any, is the resumed run's own. Released like any other.
+    pub fn assume(vault: &Vault, run: &RunId, ttl: Duration) -> Lock {
+        Lock {
+            key: Self::key(vault),
+            etag: None,
+            run_id: run.to_string(),
+            expires_at: now_secs() + ttl.as_secs(),
+        }
+    }
+
+    /// After a failed `acquire`: a create whose answer was lost may have left a
+    /// lock in this run's name. Removes it if so.
+    pub async fn release_if_ours(vault: &Vault, run: &RunId) -> Result<(), ReleaseError> {
+        let key = Self::key(vault);
+        let existing = match vault.storage.get(&key).await {
+            Ok(Some(o)) => o,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                return Err(ReleaseError {
+                    remove: vault.storage.delete_command(&key),
+                    key,
+                    cause: e.to_string(),
+                    until: "its expiry".into(),
+                })
+            }
+        };
+        let Ok(body) = serde_json::from_slice::<LockBody>(&existing.body) else {
+            return Ok(());
+        };
+        if body.run_id != run.as_str() {
+            return Ok(());
+        }
+        Lock {
+            key,
+            etag: Some(existing.etag),
+            run_id: body.run_id,
+            expires_at: body.expires_at,
+        }
+        .release(vault)
+        .await
+    }
+
+    /// Deletes the lock if it is still ours. A lost answer is retried and then
+    /// checked by reading: gone, or someone else's, is released.
+    pub async fn release(mut self, vault: &Vault) -> Result<(), ReleaseError> {
+        let mut cause = String::new();
+        for attempt in 0..4u32 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(250 * 2u64.pow(attempt - 1))).await;
+            }
+            if let Some(etag) = &self.etag {
+                match vault.storage.delete(&self.key, Some(etag)).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) => cause = e.to_string(),
+                }
+            }
+            match vault.storage.get(&self.key).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(o)) => {
+                    let theirs = serde_json::from_slice::<LockBody>(&o.body)
+                        .map(|b| b.run_id != self.run_id)
+                        .unwrap_or(false);
+                    if theirs {
+                        return Ok(());
+                    }
+                    // Still ours (perhaps under a new ETag after a retried write).
+                    self.etag = Some(o.etag);
+                }
+                Err(e) => cause = e.to_string(),
+            }
+        }
+        Err(ReleaseError {
+            remove: vault.storage.delete_command(&self.key),
+            key: self.key,
+            cause,
+            until: iso(self.expires_at),
+        })
     }
 }

@@ -60,7 +60,54 @@ fn from_file(what: &str, path: &std::path::Path) -> Result<Passphrase, SourceErr
         .map_err(|e| SourceError(format!("{what}: {}: {e}", path.display())))
 }
 
+type Captured = std::collections::HashMap<String, zeroize::Zeroizing<String>>;
+
+fn captured() -> &'static std::sync::Mutex<Captured> {
+    static C: std::sync::OnceLock<std::sync::Mutex<Captured>> = std::sync::OnceLock::new();
+    C.get_or_init(Default::default)
+}
+
+/// The variables `{ env = … }` passphrase sources name in this plan.
+pub fn env_names(plan: &crate::plan::Plan) -> Vec<String> {
+    let mut names = Vec::new();
+    if let OldSource::Env { env } = &plan.passphrase.old {
+        names.push(env.clone());
+    }
+    if let NewSource::Env { env } = &plan.passphrase.new {
+        names.push(env.clone());
+    }
+    names
+}
+
+/// Moves the values of the plan's `{ env = … }` passphrase sources out of the
+/// process environment, so no child process (restart commands, `[notify]`, `ssh`,
+/// credential helpers) can inherit them.
+///
+/// Call it before any other thread exists: the binary does, in `main`, before the
+/// runtime starts (changing the environment while another thread reads it is
+/// undefined behaviour in libc).
+pub fn capture_env(plan: &crate::plan::Plan) {
+    for name in env_names(plan) {
+        vsync_orchestrate_api::child_env::register(&name);
+        if let Ok(v) = std::env::var(&name) {
+            captured()
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(name.clone(), zeroize::Zeroizing::new(v));
+            std::env::remove_var(&name);
+        }
+    }
+}
+
 fn from_env(what: &str, var: &str) -> Result<Passphrase, SourceError> {
+    vsync_orchestrate_api::child_env::register(var);
+    if let Some(v) = captured()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(var)
+    {
+        return Ok(Passphrase::new(v.to_string()));
+    }
     std::env::var(var)
         .map(Passphrase::new)
         .map_err(|_| SourceError(format!("{what}: environment variable {var} is not set")))
@@ -68,7 +115,9 @@ fn from_env(what: &str, var: &str) -> Result<Passphrase, SourceError> {
 
 /// Runs a helper (a password manager's CLI) and takes its stdout.
 fn from_command(what: &str, argv: &[String]) -> Result<Passphrase, SourceError> {
-    let out = std::process::Command::new(&argv[0])
+    let mut cmd = std::process::Command::new(&argv[0]);
+    vsync_orchestrate_api::child_env::scrub(&mut cmd);
+    let out = cmd
         .args(&argv[1..])
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit())

@@ -39,11 +39,12 @@ impl CommandRestarter {
         let budget = self
             .timeout
             .min(deadline.saturating_duration_since(Instant::now()));
-        let mut child = tokio::process::Command::new(&t.argv[0])
+        let mut cmd = tokio::process::Command::new(&t.argv[0]);
+        vsync_orchestrate_api::child_env::scrub_tokio(&mut cmd);
+        let mut child = cmd
             .args(&t.argv[1..])
             .env("VSYNC_ORCHESTRATE_RUN_ID", run.as_str())
             .env("VSYNC_ORCHESTRATE_TARGET", &t.name)
-            .env_remove("VSYNC_PASSPHRASE")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -106,6 +106,12 @@ impl FileStore {
         }
     }
 
+    /// A kill inside `keep_previous` leaves `<path>.prev.tmp`, a copy of the old
+    /// passphrase under a name nothing else cleans: stage, tidy and discard do.
+    fn remove_leftovers(&self) {
+        let _ = fs::remove_file(suffixed(&self.path, ".prev.tmp"));
+    }
+
     fn staged_inode(staged: &Staged) -> Option<String> {
         staged
             .extra
@@ -161,6 +167,7 @@ impl SecretStore for FileStore {
     }
 
     async fn stage(&self, new: &Passphrase, run: &RunId) -> Result<Staged> {
+        self.remove_leftovers();
         let staged_path = self.staged_path();
         let same = read_value(&staged_path)
             .map(|p| p.same_as(new))
@@ -223,7 +230,25 @@ impl SecretStore for FileStore {
         }
     }
 
+    /// A `<path>.new` no journal knows (a crash mid-stage). The engine calls this
+    /// only after proving the vault does not need it.
+    async fn clean_stale(&self) -> Result<Option<String>> {
+        self.remove_leftovers();
+        let p = self.staged_path();
+        match fs::remove_file(&p) {
+            Ok(()) => Ok(Some(format!("removed the abandoned {}", p.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("removing", &p, e)),
+        }
+    }
+
+    async fn tidy(&self, _staged: &Staged) -> Result<()> {
+        self.remove_leftovers();
+        Ok(())
+    }
+
     async fn discard(&self, staged: &Staged) -> Result<()> {
+        self.remove_leftovers();
         let p = self.staged_path();
         match (Self::inode(&p), Self::staged_inode(staged)) {
             (Some(a), Some(b)) if a != b => Ok(()), // someone else's stage: not ours to remove

@@ -63,6 +63,8 @@ pub struct VaultSection {
     /// unsealed-rotate bug) instead of refusing.
     #[serde(default)]
     pub accept_unsealed: bool,
+    /// How long one attempt of an S3 request may take (default `"20s"`).
+    pub timeout: Option<String>,
 }
 
 fn yes() -> bool {
@@ -77,7 +79,7 @@ pub enum ChecksumMode {
 }
 
 /// A non-secret value given inline, or read from the environment or a file.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum ValueSource {
     Literal(String),
@@ -120,7 +122,7 @@ fn new_default() -> NewSource {
 
 /// Where the current passphrase comes from. A literal string other than the
 /// keywords is refused: a plan never contains a passphrase.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum OldSource {
     /// `store` | `prompt` | `stdin`
@@ -136,7 +138,7 @@ pub enum OldSource {
     },
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum NewSource {
     /// `prompt` | `stdin`
@@ -210,6 +212,8 @@ pub struct AwsSecretsManager {
     pub endpoint: Option<String>,
     pub profile: Option<String>,
     pub json_key: Option<String>,
+    /// How long one attempt of a request may take (default `"10s"`).
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -393,6 +397,133 @@ impl RestartSpec {
             RestartSpec::Fly(_) => "fly",
             RestartSpec::Systemd(_) => "systemd",
             RestartSpec::Vercel(_) => "vercel",
+        }
+    }
+}
+
+/// A source written either as a bare keyword or as a table with exactly one key.
+///
+/// `untagged` enums would accept `{ env = "X", file = "/y" }` (first match wins)
+/// and ignore a misspelt key beside a valid one; a source is where a passphrase
+/// comes from, so both are errors that name the key.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSource {
+    Keyword(String),
+    Table(BTreeMap<String, toml::Value>),
+}
+
+fn one_key<E: serde::de::Error>(
+    what: &str,
+    table: BTreeMap<String, toml::Value>,
+    keys: &[&str],
+) -> Result<(String, toml::Value), E> {
+    let listed = keys
+        .iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if let Some(bad) = table.keys().find(|k| !keys.contains(&k.as_str())) {
+        let hint = if what == "passphrase.new" && bad.contains("len") {
+            " (the length goes inside: `generate = { length = 32 }`)".to_owned()
+        } else {
+            super::validate::nearest(bad, keys.iter().copied())
+                .map(|k| format!(" (did you mean `{k}`?)"))
+                .unwrap_or_default()
+        };
+        return Err(E::custom(format!(
+            "{what}: unknown key `{bad}`; it takes exactly one of {listed}{hint}"
+        )));
+    }
+    if table.len() != 1 {
+        let set: Vec<String> = table.keys().map(|k| format!("`{k}`")).collect();
+        return Err(E::custom(if set.is_empty() {
+            format!("{what}: an empty table; give exactly one of {listed}")
+        } else {
+            format!(
+                "{what}: {} are {} set; give exactly one source",
+                set.join(" and "),
+                if set.len() == 2 { "both" } else { "all" }
+            )
+        }));
+    }
+    Ok(table.into_iter().next().expect("one entry"))
+}
+
+fn value_as<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+    what: &str,
+    key: &str,
+    v: toml::Value,
+) -> Result<T, E> {
+    v.try_into::<T>()
+        .map_err(|e| E::custom(format!("{what}.{key}: {}", e.message().trim())))
+}
+
+impl<'de> Deserialize<'de> for OldSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const WHAT: &str = "passphrase.old";
+        match RawSource::deserialize(d)? {
+            RawSource::Keyword(k) => Ok(OldSource::Keyword(k)),
+            RawSource::Table(t) => {
+                let (k, v) = one_key::<D::Error>(WHAT, t, &["file", "env", "command"])?;
+                Ok(match k.as_str() {
+                    "file" => OldSource::File {
+                        file: value_as(WHAT, &k, v)?,
+                    },
+                    "env" => OldSource::Env {
+                        env: value_as(WHAT, &k, v)?,
+                    },
+                    _ => OldSource::Command {
+                        command: value_as(WHAT, &k, v)?,
+                    },
+                })
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for NewSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const WHAT: &str = "passphrase.new";
+        match RawSource::deserialize(d)? {
+            RawSource::Keyword(k) => Ok(NewSource::Keyword(k)),
+            RawSource::Table(t) => {
+                let (k, v) = one_key::<D::Error>(WHAT, t, &["generate", "file", "env", "command"])?;
+                Ok(match k.as_str() {
+                    "generate" => NewSource::Generate {
+                        generate: value_as(WHAT, &k, v)?,
+                    },
+                    "file" => NewSource::File {
+                        file: value_as(WHAT, &k, v)?,
+                    },
+                    "env" => NewSource::Env {
+                        env: value_as(WHAT, &k, v)?,
+                    },
+                    _ => NewSource::Command {
+                        command: value_as(WHAT, &k, v)?,
+                    },
+                })
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ValueSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const WHAT: &str = "this value";
+        match RawSource::deserialize(d)? {
+            RawSource::Keyword(k) => Ok(ValueSource::Literal(k)),
+            RawSource::Table(t) => {
+                let (k, v) = one_key::<D::Error>(WHAT, t, &["env", "file"])?;
+                Ok(match k.as_str() {
+                    "env" => ValueSource::Env {
+                        env: value_as(WHAT, &k, v)?,
+                    },
+                    _ => ValueSource::File {
+                        file: value_as(WHAT, &k, v)?,
+                    },
+                })
+            }
         }
     }
 }

@@ -270,6 +270,7 @@ pub(super) fn check(file: &Path, source: &str, plan: &Plan) -> Vec<Problem> {
         1 => {}
         _ => c.err(vat("salt"), "set only one of vault.salt, vault.config and vault.cli_config"),
     }
+    c.duration(vat("timeout"), "vault.timeout", &v.timeout);
     if v.iterations == Some(0) {
         c.err(
             vat("iterations"),
@@ -380,7 +381,8 @@ pub(super) fn check(file: &Path, source: &str, plan: &Plan) -> Vec<Problem> {
                     c.err(at, "alias \"latest\" cannot be staged: apps must read an alias such as \"current\"");
                 }
             }
-            StoreSpec::AwsSecretsManager(_) | StoreSpec::Vercel(_) => {}
+            StoreSpec::AwsSecretsManager(a) => c.duration(at, "timeout", &a.timeout),
+            StoreSpec::Vercel(_) => {}
         }
     }
     for (i, r) in plan.restarts.iter().enumerate() {

@@ -131,6 +131,9 @@ pub struct TargetResult {
     pub phase: String,
     pub kind: String,
     pub name: String,
+    /// The adapter's position in the plan (`store.1`), where the row is about one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
     pub ok: bool,
     pub detail: String,
     pub ms: f64,

@@ -80,7 +80,7 @@ pub async fn storage_for(
     config: &VsyncConfig,
 ) -> Result<std::sync::Arc<dyn super::storage::Storage>, VaultError> {
     if let Some(path) = config.endpoint.strip_prefix("file://") {
-        let s = super::storage::DirStorage::new(path)
+        let s = super::storage::DirStorage::open(path)
             .map_err(|e| VaultError::new(VaultErrorKind::S3Unreachable, format!("{path}: {e}")))?;
         return Ok(std::sync::Arc::new(s));
     }

@@ -69,6 +69,12 @@ pub struct VaultStatus {
     pub pointer_meta: BTreeMap<String, String>,
 }
 
+/// Why a pointer could not be read.
+pub(crate) enum PointerReadError {
+    Storage(StorageError),
+    Corrupt(VaultError),
+}
+
 fn unreachable(e: StorageError) -> VaultError {
     VaultError::new(VaultErrorKind::S3Unreachable, e.to_string())
 }
@@ -141,11 +147,23 @@ impl Vault {
         &self,
         layout: Layout,
     ) -> Result<Option<(Stamp, super::storage::Object)>, VaultError> {
+        self.read_pointer_raw(layout).await.map_err(|e| match e {
+            PointerReadError::Storage(e) => unreachable(e),
+            PointerReadError::Corrupt(e) => e,
+        })
+    }
+
+    /// [`Vault::read_pointer`], keeping "could not read" apart from "read garbage":
+    /// the first is not a fact about the vault, the second is.
+    pub(crate) async fn read_pointer_raw(
+        &self,
+        layout: Layout,
+    ) -> Result<Option<(Stamp, super::storage::Object)>, PointerReadError> {
         let Some(obj) = self
             .storage
             .get(&self.key(layout.pointer_name()))
             .await
-            .map_err(unreachable)?
+            .map_err(PointerReadError::Storage)?
         else {
             return Ok(None);
         };
@@ -155,9 +173,14 @@ impl Vault {
                 if text.trim().is_empty() {
                     return Ok(None);
                 }
-                Stamp::parse(text.trim()).map_err(VaultError::corrupt)?
+                Stamp::parse(text.trim())
+                    .map_err(|e| PointerReadError::Corrupt(VaultError::corrupt(e)))?
             }
-            Layout::Runtime => seal::unseal(&obj.body)?.0,
+            Layout::Runtime => {
+                seal::unseal(&obj.body)
+                    .map_err(PointerReadError::Corrupt)?
+                    .0
+            }
         };
         Ok(Some((stamp, obj)))
     }

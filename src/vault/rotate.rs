@@ -8,6 +8,7 @@ use super::counter::Counter;
 use super::crypto::{self, Key};
 use super::error::VaultError;
 use super::layout::{self, Detected, Layout, COUNTER_CELLS};
+use super::open::PointerReadError;
 use super::seal;
 use super::stamp::{self, Stamp};
 use super::storage::{Meta, PutCondition, StorageError, StorageErrorKind};
@@ -23,10 +24,20 @@ pub enum RotateError {
     VaultNotFound(String),
     #[error("both layouts exist at {0} (`latest` and `manifest`); set vault.layout = \"cli\" or \"runtime\" to choose which one to rotate")]
     AmbiguousLayout(String),
-    #[error("reading the vault failed: {0}")]
+    #[error("reading the vault failed (S3UnreachableError): {0}")]
     Read(StorageError),
+    #[error("the vault pointer {key} cannot be read as a pointer: {source}")]
+    PointerCorrupt { key: String, source: VaultError },
     #[error("the old passphrase does not open the live bundle {key}: {source}")]
     OldPassphrase { key: String, source: VaultError },
+    #[error("{key} decrypts with the old passphrase, but its embedded stamp {embedded} differs from the pointer's {pointer} (upstream `vsync rotate-passphrase` leaves bundles like this); set accept_unsealed = true under [vault] to re-seal it during this rotation")]
+    Unsealed {
+        key: String,
+        embedded: Stamp,
+        pointer: Stamp,
+    },
+    #[error("BundleCorruptError: the pointer names stamp {0}, the last one a YYYYMMDD-HHMMSS stamp can express, so a rotation has no later stamp to write; point the vault at a real version first")]
+    StampExhausted(Stamp),
     #[error("the counter cell {key} is malformed ({detail}); fix or remove it before rotating")]
     MalformedCounter { key: String, detail: String },
     #[error("{0}")]
@@ -35,9 +46,9 @@ pub enum RotateError {
     Encrypt(String),
     #[error("uploading the new bundle failed: {0}")]
     Upload(StorageError),
-    #[error("pointer swap refused: {key} changed since it was read (someone else rotated or pushed); nothing was changed")]
+    #[error("pointer swap refused: {key} no longer matches the ETag read in preflight (someone else rotated or pushed, or the answer to a swap that took effect was lost)")]
     PointerConflict { key: String },
-    #[error("pointer swap failed: {0}; the vault is unchanged and the run is safe to retry")]
+    #[error("pointer swap failed: {0}")]
     PointerFailed(StorageError),
 }
 
@@ -48,7 +59,10 @@ impl RotateError {
             RotateError::VaultNotFound(_) => 5,
             RotateError::AmbiguousLayout(_)
             | RotateError::Read(_)
+            | RotateError::PointerCorrupt { .. }
             | RotateError::OldPassphrase { .. }
+            | RotateError::Unsealed { .. }
+            | RotateError::StampExhausted(_)
             | RotateError::Invalid(_) => 1,
             RotateError::Encrypt(_) | RotateError::Upload(_) => 2,
             RotateError::MalformedCounter { .. }
@@ -64,6 +78,9 @@ pub struct Inspection {
     pub layout: Layout,
     pub stamp: Stamp,
     pub gen: u64,
+    /// `gen + 1`, checked at inspection so a counter at its limit is refused before
+    /// anything is written.
+    pub next_gen: u64,
     pub pointer_etag: String,
     pub bundle_key: String,
     pointer_body: Vec<u8>,
@@ -88,6 +105,9 @@ pub struct Prepared {
     pub old_stamp: Stamp,
     pub new_stamp: Stamp,
     pub gen_before: u64,
+    /// `gen_before + 1`, computed (checked) once at inspection.
+    #[serde(default)]
+    pub gen_after: u64,
     pub bundle_key: String,
     pub pointer_key: String,
     pub pointer_etag: String,
@@ -161,25 +181,42 @@ impl Vault {
             Detected::Both => return Err(RotateError::AmbiguousLayout(self.describe())),
         };
         let pointer_key = self.key(layout.pointer_name());
-        let (stamp, pointer) = match self.read_pointer(layout).await {
+        let (stamp, pointer) = match self.read_pointer_raw(layout).await {
             Ok(Some(p)) => p,
             Ok(None) => return Err(RotateError::VaultNotFound(self.describe())),
-            Err(e) => {
-                return Err(RotateError::OldPassphrase {
+            Err(PointerReadError::Storage(e)) => return Err(RotateError::Read(e)),
+            Err(PointerReadError::Corrupt(e)) => {
+                return Err(RotateError::PointerCorrupt {
                     key: pointer_key,
                     source: e,
-                });
+                })
             }
         };
+        if Stamp::next_after(&stamp).is_none() {
+            return Err(RotateError::StampExhausted(stamp));
+        }
         let mut gen = 0;
+        let mut gen_key = String::new();
         for name in COUNTER_CELLS {
             let key = self.key(name);
             if let Some(obj) = self.storage.get(&key).await.map_err(RotateError::Read)? {
-                let c = Counter::parse(&obj.body)
-                    .map_err(|detail| RotateError::MalformedCounter { key, detail })?;
-                gen = gen.max(c.gen.unwrap_or(0));
+                let c =
+                    Counter::parse(&obj.body).map_err(|detail| RotateError::MalformedCounter {
+                        key: key.clone(),
+                        detail,
+                    })?;
+                if c.gen.unwrap_or(0) >= gen {
+                    gen = c.gen.unwrap_or(0);
+                    gen_key = key;
+                }
             }
         }
+        let next_gen = gen
+            .checked_add(1)
+            .ok_or_else(|| RotateError::MalformedCounter {
+                key: gen_key,
+                detail: format!("gen {gen} is the largest there is and cannot be incremented"),
+            })?;
         let bundle_key = self.key(&layout.bundle_name(&stamp));
         let envelope = self
             .storage
@@ -200,11 +237,11 @@ impl Vault {
             Layout::Cli => {
                 let (embedded, _) = seal::unseal(&plaintext).map_err(fail)?;
                 if embedded != stamp && !accept_unsealed {
-                    return Err(fail(VaultError::corrupt(format!(
-                        "its embedded stamp {embedded} differs from the pointer's {stamp} \
-                         (upstream `vsync rotate-passphrase` leaves bundles like this); \
-                         pass --accept-unsealed to re-seal it during this rotation"
-                    ))));
+                    return Err(RotateError::Unsealed {
+                        key: bundle_key,
+                        embedded,
+                        pointer: stamp,
+                    });
                 }
             }
             Layout::Runtime => {
@@ -215,6 +252,7 @@ impl Vault {
             layout,
             stamp,
             gen,
+            next_gen,
             pointer_etag: pointer.etag,
             bundle_key,
             pointer_body: pointer.body,
@@ -230,7 +268,8 @@ impl Vault {
         new: &Passphrase,
     ) -> Result<Prepared, RotateError> {
         let key = Key::derive(new, &self.kdf);
-        let mut new_stamp = Stamp::next_after(&insp.stamp);
+        let mut new_stamp = Stamp::next_after(&insp.stamp)
+            .ok_or(RotateError::StampExhausted(insp.stamp.clone()))?;
         for attempt in 0..3 {
             let plain: Zeroizing<Vec<u8>> = match insp.layout {
                 Layout::Cli => {
@@ -260,6 +299,7 @@ impl Vault {
                         old_stamp: insp.stamp.clone(),
                         new_stamp: new_stamp.clone(),
                         gen_before: insp.gen,
+                        gen_after: insp.next_gen,
                         bundle_key,
                         pointer_key: self.key(insp.layout.pointer_name()),
                         pointer_etag: insp.pointer_etag.clone(),
@@ -267,8 +307,11 @@ impl Vault {
                     })
                 }
                 // Another writer took this second's key: never overwrite, move on.
+                // (Also what the SDK's own retry of a create that had succeeded sees:
+                // the first object is then an orphan, as harmless as any.)
                 Err(e) if e.kind == StorageErrorKind::PreconditionFailed && attempt < 2 => {
-                    new_stamp = Stamp::next_after(&new_stamp);
+                    new_stamp = Stamp::next_after(&new_stamp)
+                        .ok_or(RotateError::StampExhausted(new_stamp.clone()))?;
                 }
                 Err(e) => return Err(RotateError::Upload(e)),
             }
@@ -286,7 +329,7 @@ impl Vault {
                     .unwrap_or(b"");
                 let payload = match serde_json::from_slice::<serde_json::Value>(old_payload) {
                     Ok(serde_json::Value::Object(mut o)) if o.contains_key("gen") => {
-                        o.insert("gen".into(), (insp.gen + 1).into());
+                        o.insert("gen".into(), insp.next_gen.into());
                         serde_json::to_vec(&o).expect("serialises")
                     }
                     _ => old_payload.to_vec(),
@@ -301,7 +344,7 @@ impl Vault {
     pub async fn commit(&self, p: &Prepared) -> Result<Committed, RotateError> {
         let rotated_at = stamp::iso_millis(SystemTime::now());
         let meta: Meta = [
-            ("gen".to_owned(), (p.gen_before + 1).to_string()),
+            ("gen".to_owned(), p.gen_after.to_string()),
             ("prev-gen".to_owned(), p.gen_before.to_string()),
             ("rotated-at".to_owned(), rotated_at.clone()),
         ]
@@ -332,12 +375,10 @@ impl Vault {
         }
     }
 
-    /// Whether the pointer already names `stamp` (resume decides T0 happened by this).
-    pub async fn pointer_is(&self, layout: Layout, stamp: &Stamp) -> Result<bool, VaultError> {
-        Ok(self
-            .read_pointer(layout)
-            .await?
-            .is_some_and(|(s, _)| &s == stamp))
+    /// The stamp the pointer names now, read fresh: how the engine learns whether a
+    /// swap whose answer was lost took effect. `Ok(None)`: no pointer at all.
+    pub async fn pointer_stamp(&self, layout: Layout) -> Result<Option<Stamp>, VaultError> {
+        Ok(self.read_pointer(layout).await?.map(|(s, _)| s))
     }
 
     /// Counters in both cells, then the audit row. Idempotent: a cell already at
@@ -345,11 +386,11 @@ impl Vault {
     pub async fn finish(
         &self,
         gen_before: u64,
+        gen_after: u64,
         new_stamp: &Stamp,
         rotated_at: &str,
         audit_spec: Option<&AuditSpec>,
     ) -> Finished {
-        let gen_after = gen_before + 1;
         let cell = Counter {
             gen: Some(gen_after),
             prev_gen: Some(gen_before),
@@ -414,7 +455,16 @@ impl Vault {
                 .await
             {
                 Ok(_) => return Ok(()),
-                Err(e) if e.kind == StorageErrorKind::PreconditionFailed => last = Some(e),
+                // A lost answer may hide a write that happened (the SDK's retry then
+                // sees 412): the next round reads the cell before deciding.
+                Err(e)
+                    if matches!(
+                        e.kind,
+                        StorageErrorKind::PreconditionFailed | StorageErrorKind::Unavailable
+                    ) =>
+                {
+                    last = Some(e)
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -3,6 +3,9 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
+/// 9999-12-31T23:59:59Z in Unix seconds: the last instant a stamp can name.
+const LAST_REPRESENTABLE: u64 = 253_402_300_799;
+
 #[derive(
     Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
@@ -42,18 +45,25 @@ impl Stamp {
         Ok(stamp)
     }
 
-    pub fn from_time(t: SystemTime) -> Stamp {
+    /// The stamp of an instant. `None` past 9999-12-31T23:59:59Z, where the
+    /// eight-digit date runs out.
+    pub fn from_time(t: SystemTime) -> Option<Stamp> {
+        let secs = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+        if secs > LAST_REPRESENTABLE {
+            return None;
+        }
         let iso = humantime::format_rfc3339_seconds(t).to_string();
         // 2026-05-23T11:42:01Z -> 20260523-114201
-        let s: String = iso[..19]
+        let s: String = iso
+            .get(..19)?
             .chars()
             .filter(|c| *c != '-' && *c != ':')
             .collect();
-        Stamp(s.replace('T', "-"))
+        Some(Stamp(s.replace('T', "-")))
     }
 
     pub fn now() -> Stamp {
-        Self::from_time(SystemTime::now())
+        Self::from_time(SystemTime::now()).expect("the system clock is before the year 10000")
     }
 
     pub fn to_system_time(&self) -> Result<SystemTime, humantime::TimestampError> {
@@ -71,16 +81,16 @@ impl Stamp {
     }
 
     /// A stamp for a new version: now, or one second past `previous` when the clock
-    /// is behind or in the same second, so stamps strictly increase.
-    pub fn next_after(previous: &Stamp) -> Stamp {
+    /// is behind or in the same second, so stamps strictly increase. `None` when
+    /// `previous` is the last stamp there is (`99991231-235959`): vault content an
+    /// attacker or a broken clock can produce, refused instead of wrapped.
+    pub fn next_after(previous: &Stamp) -> Option<Stamp> {
         let now = Stamp::now();
         if &now > previous {
-            return now;
+            return Some(now);
         }
-        let t = previous
-            .to_system_time()
-            .expect("parsed stamps are valid times");
-        Stamp::from_time(t + Duration::from_secs(1))
+        let t = previous.to_system_time().ok()?;
+        Stamp::from_time(t.checked_add(Duration::from_secs(1))?)
     }
 
     pub fn as_str(&self) -> &str {
@@ -106,10 +116,22 @@ mod tests {
     #[test]
     fn stamps_round_trip_and_increase() {
         let s = Stamp::parse("20260523-114201").unwrap();
-        assert_eq!(Stamp::from_time(s.to_system_time().unwrap()), s);
+        assert_eq!(
+            Stamp::from_time(s.to_system_time().unwrap()),
+            Some(s.clone())
+        );
         let future = Stamp::parse("29990101-000000").unwrap();
-        assert_eq!(Stamp::next_after(&future).as_str(), "29990101-000001");
-        assert!(Stamp::next_after(&s) > s);
+        assert_eq!(
+            Stamp::next_after(&future).unwrap().as_str(),
+            "29990101-000001"
+        );
+        assert!(Stamp::next_after(&s).unwrap() > s);
+        let last = Stamp::parse("99991231-235959").unwrap();
+        assert_eq!(
+            Stamp::next_after(&last),
+            None,
+            "no stamp after the last one"
+        );
         assert!(Stamp::parse("2026052-1142011").is_err());
         assert!(Stamp::parse("20261399-114201").is_err());
     }

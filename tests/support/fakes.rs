@@ -26,6 +26,8 @@ pub struct MemStore {
     pub seen_pointer: Mutex<Vec<(String, String)>>,
     /// Runs inside `stage`, to simulate someone else acting meanwhile.
     pub on_stage: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    /// Runs inside `activate` (between T0 and T1), e.g. to deliver a signal there.
+    pub on_activate: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 impl MemStore {
@@ -40,6 +42,7 @@ impl MemStore {
             vault,
             seen_pointer: Mutex::new(vec![]),
             on_stage: Mutex::new(None),
+            on_activate: Mutex::new(None),
         })
     }
 
@@ -112,6 +115,9 @@ impl SecretStore for MemStore {
     async fn activate(&self, _staged: &Staged) -> Result<()> {
         self.note("activate");
         self.look("activate").await;
+        if let Some(f) = self.on_activate.lock().unwrap().take() {
+            f();
+        }
         if self.fail_activate.load(Ordering::SeqCst) > 0 {
             self.fail_activate.fetch_sub(1, Ordering::SeqCst);
             return Err(Error::permission("the fake refuses to activate"));

@@ -1,118 +1,251 @@
-//! An HTTP fault-injection proxy in front of a real service (moto): forwards every
-//! request unchanged except those matching a rule, which get the rule's status.
-//! Each connection carries one request (`Connection: close` is forced), so every
-//! request is inspected.
+//! An HTTP fault-injection proxy in front of a real service (moto). Every request
+//! is read whole, matched against the rules, and then forwarded unchanged or given
+//! the rule's fault. Each connection carries one request (`Connection: close` is
+//! forced), so every request is inspected; the `Host` header is kept, so SigV4
+//! signatures still verify.
+//!
+//! The faults are the ways a network loses a request or its answer:
+//! * `ErrorBefore(status)`: answered with an error, never forwarded (not applied);
+//! * `ErrorAfter(status)`: forwarded (applied), the real answer replaced by an error;
+//! * `CutBefore`: the connection closed without forwarding;
+//! * `CutAfter`: forwarded (applied), then the connection closed without an answer;
+//! * `Stall(d)`: forwarded (applied), the answer held for `d` and then dropped — a
+//!   client whose attempt timeout is shorter gives up first.
+#![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    ErrorBefore(u16),
+    ErrorAfter(u16),
+    CutBefore,
+    CutAfter,
+    Stall(Duration),
+}
+
+impl Fault {
+    /// Whether the request reaches the service (the write may have happened).
+    pub fn applies(self) -> bool {
+        !matches!(self, Fault::ErrorBefore(_) | Fault::CutBefore)
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct Rule {
     pub method: &'static str,
     /// Substring of the request target (path and query).
     pub path_contains: String,
-    pub status: u16,
-    /// How many matching requests to fail; `usize::MAX` for all.
+    /// Substrings the headers or body must all contain (an `X-Amz-Target`, a
+    /// JSON field).
+    pub text_contains: Vec<String>,
+    /// Matching requests let through before the fault starts.
+    pub skip: usize,
+    /// How many matching requests get the fault; `usize::MAX` for all.
     pub times: usize,
+    pub fault: Fault,
+}
+
+impl Rule {
+    /// The first `times` matching requests are answered `status` without being
+    /// forwarded.
+    pub fn status(method: &'static str, path: &str, status: u16, times: usize) -> Rule {
+        Rule {
+            method,
+            path_contains: path.into(),
+            text_contains: vec![],
+            skip: 0,
+            times,
+            fault: Fault::ErrorBefore(status),
+        }
+    }
 }
 
 pub struct FaultProxy {
     pub endpoint: String,
+    /// How many requests got a fault.
     pub hits: Arc<Mutex<usize>>,
+    /// Every request seen: method, target, and the first line of a JSON target.
+    pub seen: Arc<Mutex<Vec<String>>>,
 }
 
 pub async fn start(upstream: &str, rules: Vec<Rule>) -> FaultProxy {
-    start_with_delay(upstream, rules, std::time::Duration::ZERO).await
+    start_with_delay(upstream, rules, Duration::ZERO).await
 }
 
 /// Like `start`, and every forwarded request waits `delay` first: a network
 /// round trip, for benchmarks on loopback.
-pub async fn start_with_delay(
-    upstream: &str,
-    rules: Vec<Rule>,
-    delay: std::time::Duration,
-) -> FaultProxy {
+pub async fn start_with_delay(upstream: &str, rules: Vec<Rule>, delay: Duration) -> FaultProxy {
     let upstream = upstream
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_owned();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let rules = Arc::new(Mutex::new(rules));
+    let rules = Arc::new(Mutex::new(
+        rules.into_iter().map(|r| (r, 0usize)).collect::<Vec<_>>(),
+    ));
     let hits = Arc::new(Mutex::new(0));
-    let h = hits.clone();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (h, sn) = (hits.clone(), seen.clone());
     tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
-            let (rules, upstream, hits) = (rules.clone(), upstream.clone(), h.clone());
+            let (rules, upstream, hits, seen) =
+                (rules.clone(), upstream.clone(), h.clone(), sn.clone());
             tokio::spawn(async move {
-                let _ = handle(client, &upstream, rules, hits, delay).await;
+                let _ = handle(client, &upstream, rules, hits, seen, delay).await;
             });
         }
     });
-    FaultProxy { endpoint, hits }
+    FaultProxy {
+        endpoint,
+        hits,
+        seen,
+    }
+}
+
+/// Reads one HTTP/1.1 message head and body (Content-Length or chunked).
+async fn read_message(s: &mut TcpStream) -> std::io::Result<Option<(String, Vec<u8>)>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut body = buf[head_end..].to_vec();
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    };
+    let expects_continue = header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        if expects_continue && body.len() < len {
+            s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+        }
+        while body.len() < len {
+            let n = s.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        while !body.ends_with(b"0\r\n\r\n") {
+            let n = s.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    }
+    Ok(Some((head, body)))
+}
+
+fn error_response(status: u16) -> Vec<u8> {
+    let body = format!(
+        "<Error><Code>Injected{status}</Code><Message>fault injected by the test proxy</Message></Error>"
+    );
+    format!(
+        "HTTP/1.1 {status} Injected\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 async fn handle(
     mut client: TcpStream,
     upstream: &str,
-    rules: Arc<Mutex<Vec<Rule>>>,
+    rules: Arc<Mutex<Vec<(Rule, usize)>>>,
     hits: Arc<Mutex<usize>>,
-    delay: std::time::Duration,
+    seen: Arc<Mutex<Vec<String>>>,
+    delay: Duration,
 ) -> std::io::Result<()> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if client.read(&mut byte).await? == 0 {
-            return Ok(());
-        }
-        head.push(byte[0]);
-    }
-    let text = String::from_utf8_lossy(&head).into_owned();
-    let mut first = text.lines().next().unwrap_or("").split(' ');
-    let (method, target) = (first.next().unwrap_or(""), first.next().unwrap_or(""));
-    let matched = {
+    let Some((head, body)) = read_message(&mut client).await? else {
+        return Ok(());
+    };
+    let mut first = head.lines().next().unwrap_or("").split(' ');
+    let (method, target) = (
+        first.next().unwrap_or("").to_owned(),
+        first.next().unwrap_or("").to_owned(),
+    );
+    let text = format!("{head}{}", String::from_utf8_lossy(&body));
+    let amz_target = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("x-amz-target:")
+                .then(|| l[13..].trim().to_owned())
+        })
+        .unwrap_or_default();
+    seen.lock()
+        .unwrap()
+        .push(format!("{method} {target} {amz_target}"));
+    let fault = {
         let mut rules = rules.lock().unwrap();
         rules
             .iter_mut()
-            .find(|r| r.method == method && target.contains(&r.path_contains) && r.times > 0)
-            .map(|r| {
-                r.times = r.times.saturating_sub(1);
-                r.status
+            .find(|(r, _)| {
+                r.method == method
+                    && target.contains(&r.path_contains)
+                    && r.text_contains.iter().all(|t| text.contains(t.as_str()))
+            })
+            .and_then(|(r, n)| {
+                *n += 1;
+                (*n > r.skip && *n - r.skip <= r.times).then_some(r.fault)
             })
     };
-    if let Some(status) = matched {
+    if fault.is_some() {
         *hits.lock().unwrap() += 1;
-        let body = format!("<Error><Code>Injected{status}</Code><Message>fault injected by the test proxy</Message></Error>");
-        let resp = format!(
-            "HTTP/1.1 {status} Injected\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        client.write_all(resp.as_bytes()).await?;
-        client.shutdown().await?;
-        // Drain what the client still sends so it reads our answer, not a reset.
-        let mut sink = [0u8; 8192];
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
-            while let Ok(n) = client.read(&mut sink).await {
-                if n == 0 {
-                    break;
-                }
-            }
-        })
-        .await;
-        return Ok(());
+    }
+    match fault {
+        Some(Fault::ErrorBefore(status)) => {
+            client.write_all(&error_response(status)).await?;
+            return client.shutdown().await;
+        }
+        Some(Fault::CutBefore) => return Ok(()),
+        _ => {}
     }
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
     let mut server = TcpStream::connect(upstream).await?;
-    let rewritten: String = text
+    let rewritten: String = head
+        .trim_end_matches("\r\n")
         .split("\r\n")
-        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            !l.starts_with("connection:") && !l.starts_with("expect:")
+        })
         .collect::<Vec<_>>()
         .join("\r\n");
-    let rewritten = rewritten.trim_end_matches("\r\n").to_owned() + "\r\nConnection: close\r\n\r\n";
-    server.write_all(rewritten.as_bytes()).await?;
-    tokio::io::copy_bidirectional(&mut client, &mut server).await?;
-    Ok(())
+    server
+        .write_all(format!("{rewritten}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await?;
+    server.write_all(&body).await?;
+    let mut response = Vec::new();
+    server.read_to_end(&mut response).await?;
+    match fault {
+        Some(Fault::ErrorAfter(status)) => client.write_all(&error_response(status)).await?,
+        Some(Fault::CutAfter) => return Ok(()),
+        Some(Fault::Stall(d)) => {
+            tokio::time::sleep(d).await;
+            return Ok(());
+        }
+        _ => client.write_all(&response).await?,
+    }
+    client.shutdown().await
 }

@@ -4,6 +4,7 @@
 //! restarter without naming a cloud, and every adapter can be held to the same
 //! behaviour by [`conformance`].
 
+pub mod child_env;
 pub mod conformance;
 mod error;
 mod passphrase;

@@ -32,6 +32,10 @@ pub struct SecretsManagerConfig {
     /// When set, the secret is a JSON object and only this member is the passphrase;
     /// every other member is kept byte for byte.
     pub json_key: Option<String>,
+    /// How long one attempt of a request may take (default 10 s): without it a
+    /// stalled activation would hold the window open for as long as the TCP
+    /// connection lives.
+    pub attempt_timeout: Option<std::time::Duration>,
 }
 
 /// A Secrets Manager secret as a [`SecretStore`].
@@ -116,6 +120,15 @@ impl SecretsManagerStore {
         if let Some(e) = &cfg.endpoint {
             b = b.endpoint_url(e);
         }
+        b = b.timeout_config(
+            aws_sdk_secretsmanager::config::timeout::TimeoutConfig::builder()
+                .connect_timeout(std::time::Duration::from_secs(5))
+                .operation_attempt_timeout(
+                    cfg.attempt_timeout
+                        .unwrap_or(std::time::Duration::from_secs(10)),
+                )
+                .build(),
+        );
         Ok(SecretsManagerStore {
             client: Client::from_conf(b.build()),
             cfg,
@@ -235,6 +248,28 @@ impl SecretsManagerStore {
             .map(|_| ())
             .map_err(|e| sdk_error("UpdateSecretVersionStage", e, InvalidMeans::Conflict))
             .map_err(|e| self.ctx(e))
+    }
+}
+
+impl SecretsManagerStore {
+    /// Removes `AWSPENDING` from `version`. A lost answer makes the SDK's retry
+    /// fail (the label is already gone): read the labels before calling it a failure.
+    async fn drop_pending(&self, version: &str) -> Result<()> {
+        let d = self.describe_secret().await?;
+        if !d.labels.has(version, PENDING) {
+            return Ok(());
+        }
+        match self.move_label(PENDING, None, Some(version)).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let d = self.describe_secret().await?;
+                if d.labels.has(version, PENDING) {
+                    Err(e)
+                } else {
+                    Ok(())
+                }
+            }
+        }
     }
 }
 
@@ -425,12 +460,7 @@ impl SecretStore for SecretsManagerStore {
     /// The pending label has done its job; dropped after the window closed (AWS
     /// accepts either state, so this is housekeeping, not part of the switch).
     async fn tidy(&self, staged: &Staged) -> Result<()> {
-        let d = self.describe_secret().await?;
-        if d.labels.has(&staged.version, PENDING) {
-            self.move_label(PENDING, None, Some(&staged.version))
-                .await?;
-        }
-        Ok(())
+        self.drop_pending(&staged.version).await
     }
 
     async fn clean_stale(&self) -> Result<Option<String>> {
@@ -470,7 +500,7 @@ impl SecretStore for SecretsManagerStore {
             ))));
         }
         if d.labels.has(version, PENDING) {
-            self.move_label(PENDING, None, Some(version)).await?;
+            self.drop_pending(version).await?;
         }
         Ok(())
     }
@@ -491,6 +521,7 @@ mod tests {
             endpoint: None,
             profile: None,
             json_key: None,
+            attempt_timeout: None,
         };
         let a = SecretsManagerStore::from_sdk_config(cfg("a"), &sdk).unwrap();
         let b = SecretsManagerStore::from_sdk_config(cfg("b"), &sdk).unwrap();

@@ -43,6 +43,7 @@ impl Fixture {
             endpoint: Some(self.endpoint.clone()),
             profile: None,
             json_key: json_key.map(str::to_owned),
+            attempt_timeout: None,
         })
         .await
         .unwrap()
@@ -246,6 +247,7 @@ async fn preflight_reports_a_missing_secret_as_not_found() {
         endpoint: Some(endpoint),
         profile: None,
         json_key: None,
+        attempt_timeout: None,
     })
     .await
     .unwrap();
@@ -293,6 +295,7 @@ async fn fake_preflight_refuses_a_secret_with_managed_rotation() {
         endpoint: None,
         profile: None,
         json_key: None,
+        attempt_timeout: None,
     };
     let store = SecretsManagerStore::from_sdk_config(cfg, &sdk).unwrap();
     let err = store.preflight().await.unwrap_err();

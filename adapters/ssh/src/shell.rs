@@ -160,6 +160,7 @@ impl RemoteShell for LocalShell {
     async fn exec(&self, argv: &[&str], stdin: Option<&[u8]>) -> Result<Output> {
         let (prog, args) = argv.split_first().expect("argv is never empty");
         let mut cmd = tokio::process::Command::new(prog);
+        vsync_orchestrate_api::child_env::scrub_tokio(&mut cmd);
         cmd.args(args)
             .stdin(if stdin.is_some() {
                 std::process::Stdio::piped()

@@ -70,6 +70,23 @@ impl DirStorage {
         })
     }
 
+    /// Opens a vault directory without creating it: `plan` and `run` must not make
+    /// a missing directory appear. Reads of a missing directory find nothing (the
+    /// vault is not found, exit 5); writes fail.
+    pub fn open(root: impl Into<PathBuf>) -> std::io::Result<DirStorage> {
+        let root = root.into();
+        let root = match root.canonicalize() {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::path::absolute(&root)?,
+            Err(e) => return Err(e),
+        };
+        Ok(DirStorage { root })
+    }
+
+    fn missing(&self) -> bool {
+        !self.root.is_dir()
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -108,6 +125,9 @@ impl DirStorage {
 
     fn get_sync(&self, key: &str) -> Result<Option<Object>, StorageError> {
         let path = self.path("get", key)?;
+        if self.missing() {
+            return Ok(None);
+        }
         let _lock = Flock::take(&self.root, false).map_err(|e| io_err("get", key, e))?;
         match fs::read(&path) {
             Ok(body) => {
@@ -132,6 +152,14 @@ impl DirStorage {
         meta: &Meta,
     ) -> Result<String, StorageError> {
         let path = self.path("put", key)?;
+        if self.missing() {
+            return Err(StorageError::new(
+                StorageErrorKind::NotFound,
+                "put",
+                key,
+                format!("the vault directory {} does not exist", self.root.display()),
+            ));
+        }
         let _lock = Flock::take(&self.root, true).map_err(|e| io_err("put", key, e))?;
         let existing = match fs::read(&path) {
             Ok(b) => Some(self.read_sidecar(key, &b).etag),
@@ -180,6 +208,9 @@ impl DirStorage {
 
     fn delete_sync(&self, key: &str, if_match: Option<&str>) -> Result<(), StorageError> {
         let path = self.path("delete", key)?;
+        if self.missing() {
+            return Ok(());
+        }
         let _lock = Flock::take(&self.root, true).map_err(|e| io_err("delete", key, e))?;
         let body = match fs::read(&path) {
             Ok(b) => b,
@@ -304,6 +335,13 @@ impl Storage for DirStorage {
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
         let (s, p) = (self.clone(), prefix.to_owned());
         blocking(move || s.list_sync(&p)).await
+    }
+
+    fn delete_command(&self, key: &str) -> String {
+        format!(
+            "rm -f -- {}",
+            super::shell_quote(&self.root.join(key).display().to_string())
+        )
     }
 }
 

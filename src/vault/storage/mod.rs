@@ -91,6 +91,21 @@ pub trait Storage: Send + Sync + fmt::Debug {
     async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), StorageError>;
     /// Every key under `prefix`, sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError>;
+    /// A shell command an operator can run to delete `key` by hand (printed when
+    /// the tool itself could not, e.g. a lock whose release kept failing).
+    fn delete_command(&self, key: &str) -> String;
+}
+
+/// Quotes for a POSIX shell only when needed, so printed commands stay readable.
+pub fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@+,".contains(c));
+    if plain {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 /// S3 ETags come quoted; conditions are sent bare (Ceph treats quotes as a mismatch).

@@ -19,6 +19,10 @@ pub struct S3Options {
     pub checksum_when_required: bool,
     /// Static keys, as a `VSYNC_CONFIG` carries them; `None` uses the standard chain.
     pub static_keys: Option<(String, String)>,
+    /// How long one attempt of a request may take before the SDK gives up on it and
+    /// retries (default 20 s). A stalled pointer swap is then an unknown outcome the
+    /// engine reads back, not a run that hangs.
+    pub attempt_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for S3Options {
@@ -37,6 +41,7 @@ impl std::fmt::Debug for S3Options {
 pub struct S3Storage {
     client: aws_sdk_s3::Client,
     bucket: String,
+    endpoint: Option<String>,
 }
 
 impl std::fmt::Debug for S3Storage {
@@ -51,7 +56,9 @@ impl S3Storage {
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(5))
-                    .operation_attempt_timeout(Duration::from_secs(20))
+                    .operation_attempt_timeout(
+                        opts.attempt_timeout.unwrap_or(Duration::from_secs(20)),
+                    )
                     .build(),
             );
         if let Some(p) = &opts.profile {
@@ -89,6 +96,7 @@ impl S3Storage {
         S3Storage {
             client: aws_sdk_s3::Client::from_conf(b.build()),
             bucket: opts.bucket.clone(),
+            endpoint: opts.endpoint.clone(),
         }
     }
 
@@ -252,6 +260,19 @@ impl Storage for S3Storage {
                 }
             }
         }
+    }
+
+    fn delete_command(&self, key: &str) -> String {
+        use super::shell_quote;
+        let mut cmd = format!(
+            "aws s3api delete-object --bucket {} --key {}",
+            shell_quote(&self.bucket),
+            shell_quote(key)
+        );
+        if let Some(e) = &self.endpoint {
+            cmd.push_str(&format!(" --endpoint-url {}", shell_quote(e)));
+        }
+        cmd
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {

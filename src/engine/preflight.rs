@@ -1,0 +1,391 @@
+//! Preflight: everything that can be checked without writing. It proves the old
+//! passphrase opens the live bundle, opens and warms every connection activation
+//! will use, and derives nothing slow later than it must.
+
+use super::context::{restart_slot, store_slot, Ctx, Step};
+use super::lock::Lock;
+use super::{build, health, secrets, Exit};
+use crate::vault::{Inspection, Stamp, Vault};
+use futures_util::future::join_all;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use vsync_orchestrate_api::{Passphrase, Restarter, SecretStore};
+
+/// Everything preflight established, handed to the writing phases.
+pub(super) struct Ready {
+    pub vault: Vault,
+    pub stores: Vec<Arc<dyn SecretStore>>,
+    pub restarters: Vec<(Arc<dyn Restarter>, Duration)>,
+    pub inspection: Inspection,
+    pub new: Passphrase,
+}
+
+pub(super) type Fail = (Exit, String);
+
+/// `Ok(None)`: nothing to do (not due yet); the summary is already filled in.
+pub(super) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Option<Ready>, Fail> {
+    let began = Instant::now();
+    let plan = &cx.loaded.plan;
+    cx.phase(Step::Preflight, "read-only checks");
+    for name in secrets::env_names(plan) {
+        vsync_orchestrate_api::child_env::register(&name);
+    }
+    let vault = parts.vault;
+    cx.s.vault = vault.describe();
+
+    if let (Some(sched), false) = (&plan.schedule, cx.opts.force) {
+        if not_due(cx, &vault, &sched.min_age).await? {
+            return Ok(None);
+        }
+    }
+
+    let finished = super::journal::Journal::finished_runs(&cx.opts.state_dir, &vault.describe());
+    match Lock::peek(&vault).await {
+        Ok(Some(held)) if finished.contains(&held.run_id) => {
+            cx.warn(format!(
+                "the vault's lock was left by run {}, which finished (its release failed); this run takes it over",
+                held.run_id
+            ));
+        }
+        Ok(Some(held)) => {
+            return Err((
+                Exit::LockHeld,
+                format!(
+                    "the vault is locked by run {} of {} (created {})",
+                    held.run_id, held.owner, held.created_at
+                ),
+            ))
+        }
+        Ok(None) => {}
+        Err(e) => {
+            return Err((
+                Exit::PreflightFailed,
+                format!("reading the vault's lock failed: {e}"),
+            ))
+        }
+    }
+
+    let mut stdin = secrets::Stdin::default();
+    let mut inputs = secrets::Inputs {
+        yes: cx.opts.yes,
+        stdin: &mut stdin,
+    };
+
+    // With --clean-stale a store's preflight would refuse the stale version it is
+    // about to lose; first prove the vault does not need it: the old passphrase
+    // (what the stores serve as current) must open the live bundle.
+    let mut checked: Option<(Passphrase, Inspection)> = None;
+    if cx.opts.clean_stale {
+        let old = old_passphrase(cx, &parts.stores, &mut inputs).await?;
+        let inspection = inspect(cx, &vault, &old).await.map_err(|(exit, why)| {
+            (
+                exit,
+                format!(
+                    "{why}; --clean-stale removed nothing: a staged version may be the only key to the live bundle. Run `vsync-orchestrate resume {}` to finish the run that staged it",
+                    cx.loaded.path.display()
+                ),
+            )
+        })?;
+        for (slot, s) in parts.stores.iter().enumerate() {
+            let t = Instant::now();
+            match s.clean_stale().await {
+                Ok(Some(what)) => cx.target(
+                    Step::Preflight,
+                    &s.describe(),
+                    store_slot(slot),
+                    true,
+                    format!("{what} (the current passphrase opens the live bundle, so it was not needed)"),
+                    t.elapsed(),
+                ),
+                Ok(None) => {}
+                Err(e) => {
+                    return Err((
+                        Exit::PreflightFailed,
+                        format!("{}: clean-up failed: {}", s.describe(), e.chain()),
+                    ))
+                }
+            }
+        }
+        checked = Some((old, inspection));
+    }
+
+    // Every adapter's own read-only checks, concurrently: this also opens and warms
+    // the connections activation will use.
+    let store_checks = join_all(parts.stores.iter().enumerate().map(|(i, s)| async move {
+        let t = Instant::now();
+        (
+            store_slot(i),
+            s.describe(),
+            s.preflight().await,
+            t.elapsed(),
+        )
+    }));
+    let restart_checks = join_all(parts.restarters.iter().enumerate().map(
+        |(i, (r, _))| async move {
+            let t = Instant::now();
+            (
+                restart_slot(i),
+                r.describe(),
+                r.preflight().await,
+                t.elapsed(),
+            )
+        },
+    ));
+    let (store_res, restart_res) = tokio::join!(store_checks, restart_checks);
+    let mut failed = Vec::new();
+    for (slot, target, res, took) in store_res.into_iter().chain(restart_res) {
+        match res {
+            Ok(pf) => {
+                cx.target(Step::Preflight, &target, slot, true, pf.detail, took);
+                for w in pf.warnings {
+                    cx.warn(format!("{target}: {w}"));
+                }
+            }
+            Err(e) => {
+                cx.target(Step::Preflight, &target, slot, false, e.chain(), took);
+                failed.push(format!("{target}: {}", e.chain()));
+            }
+        }
+    }
+    if !failed.is_empty() {
+        return Err((
+            Exit::PreflightFailed,
+            format!("preflight failed: {}", failed.join("; ")),
+        ));
+    }
+
+    let (old, inspection) = match checked {
+        Some(c) => c,
+        None => {
+            let old = old_passphrase(cx, &parts.stores, &mut inputs).await?;
+            let inspection = inspect(cx, &vault, &old).await?;
+            (old, inspection)
+        }
+    };
+
+    // A dry run does not ask anyone to type a new passphrase it will not use.
+    let plan = &cx.loaded.plan;
+    let prompt =
+        matches!(&plan.passphrase.new, crate::plan::NewSource::Keyword(k) if k == "prompt");
+    let new = if cx.dry_run && prompt {
+        secrets::generate(32)
+    } else {
+        secrets::new(&plan.passphrase.new, &mut inputs).map_err(|e| (Exit::BadInput, e.0))?
+    };
+    if new.same_as(&old) {
+        return Err((
+            Exit::BadInput,
+            "the new passphrase equals the old one".into(),
+        ));
+    }
+    if new.len() < 20 {
+        cx.s.warnings.push(
+            "the new passphrase is shorter than 20 characters; the vsync CLI refuses such keys"
+                .into(),
+        );
+    }
+    drop(old);
+
+    probe_health(cx).await;
+    cx.phase_done(Step::Preflight, began);
+    Ok(Some(Ready {
+        vault,
+        stores: parts.stores,
+        restarters: parts.restarters,
+        inspection,
+        new,
+    }))
+}
+
+/// Whether `[schedule] min_age` says the vault is not due; fills the summary if so.
+async fn not_due(cx: &mut Ctx<'_>, vault: &Vault, min_age: &str) -> Result<bool, Fail> {
+    let min = crate::plan::parse_duration(min_age).map_err(|e| (Exit::PlanInvalid, e))?;
+    let Ok(Some(st)) = vault.status().await else {
+        return Ok(false);
+    };
+    // Only a recorded rotation counts: a push does not change the passphrase, so a
+    // vault never rotated is always due.
+    let last = st
+        .rotated_at
+        .as_deref()
+        .or(st.pointer_meta.get("rotated-at").map(String::as_str))
+        .and_then(|r| humantime::parse_rfc3339(r).ok());
+    let Some(age) = last.and_then(|t| SystemTime::now().duration_since(t).ok()) else {
+        return Ok(false);
+    };
+    if age >= min {
+        return Ok(false);
+    }
+    cx.s.gen_before = Some(st.gen);
+    cx.s.old_stamp = Some(st.stamp.clone());
+    let why = format!(
+        "not due: last rotation {} ago, schedule.min_age is {min_age} (use --force to rotate anyway)",
+        humantime::format_duration(Duration::from_secs(age.as_secs())),
+    );
+    cx.p.line(format!("            {why}"));
+    cx.s.exit_code = 0;
+    cx.s.outcome = why;
+    Ok(true)
+}
+
+/// The old passphrase, from the plan's source; every store that can read its value
+/// back must hold exactly it, or some app already boots with something else.
+async fn old_passphrase(
+    cx: &mut Ctx<'_>,
+    stores: &[Arc<dyn SecretStore>],
+    inputs: &mut secrets::Inputs<'_>,
+) -> Result<Passphrase, Fail> {
+    // Each store's current value, read once and concurrently.
+    let currents = join_all(
+        stores
+            .iter()
+            .map(|s| async move { (s.describe(), s.read_current().await) }),
+    )
+    .await;
+    if let Some((t, Err(e))) = currents.iter().find(|(_, r)| r.is_err()) {
+        return Err((
+            Exit::PreflightFailed,
+            format!("reading the current passphrase from {t}: {}", e.chain()),
+        ));
+    }
+    let old = secrets::old(&cx.loaded.plan.passphrase.old, &currents, inputs)
+        .map_err(|e| (Exit::BadInput, e.0))?;
+    for (target, current) in &currents {
+        if let Ok(Some(cur)) = current {
+            if !cur.same_as(&old) {
+                return Err((
+                    Exit::PreflightFailed,
+                    format!("{target} holds a different passphrase than the old one this plan uses; fix the store (or the plan's passphrase.old) first"),
+                ));
+            }
+        }
+    }
+    Ok(old)
+}
+
+/// Reads the vault and proves the old passphrase opens its live bundle.
+async fn inspect(cx: &mut Ctx<'_>, vault: &Vault, old: &Passphrase) -> Result<Inspection, Fail> {
+    let t = Instant::now();
+    let accept_unsealed = cx.loaded.plan.vault.accept_unsealed;
+    let label = vault.describe();
+    match vault.inspect(old, accept_unsealed).await {
+        Ok(i) => {
+            cx.row(
+                Step::Preflight,
+                "vault",
+                &label,
+                None,
+                true,
+                format!(
+                    "{} layout, stamp {}, gen {}; the old passphrase decrypts the live bundle",
+                    i.layout.name(),
+                    i.stamp,
+                    i.gen
+                ),
+                t.elapsed(),
+            );
+            cx.s.layout = Some(i.layout.name().into());
+            cx.s.gen_before = Some(i.gen);
+            cx.s.old_stamp = Some(i.stamp.to_string());
+            Ok(i)
+        }
+        Err(e) => {
+            cx.row(
+                Step::Preflight,
+                "vault",
+                &label,
+                None,
+                false,
+                e.to_string(),
+                t.elapsed(),
+            );
+            Err((Exit::from_rotate_code(e.exit_code()), e.to_string()))
+        }
+    }
+}
+
+/// Health URLs before the rotation: not answering is a warning (verify waits).
+async fn probe_health(cx: &mut Ctx<'_>) {
+    let urls = cx.loaded.plan.verify.health.clone();
+    if urls.is_empty() {
+        return;
+    }
+    let http = health::Http::new();
+    let probes = join_all(urls.iter().map(|u| {
+        let http = http.clone();
+        async move {
+            let t = Instant::now();
+            let r = http.get(u, Duration::from_secs(5)).await;
+            (u.clone(), r, t.elapsed())
+        }
+    }))
+    .await;
+    for (url, r, took) in probes {
+        let detail = match r {
+            Ok((status, body)) => {
+                let a = health::classify(status, &body);
+                if !matches!(a, health::Answer::Fresh { .. }) {
+                    cx.s.warnings
+                        .push(format!("{url} answers {a} before the rotation"));
+                }
+                a.to_string()
+            }
+            Err(e) => {
+                cx.s.warnings
+                    .push(format!("{url} does not answer yet: {e}"));
+                format!("not answering ({e}); verify will wait for it")
+            }
+        };
+        cx.row(Step::Preflight, "health", &url, None, true, detail, took);
+    }
+}
+
+/// The writes `run` would make, in order (the dry run's output).
+pub(super) fn planned_writes(cx: &mut Ctx<'_>, r: &Ready) {
+    let i = &r.inspection;
+    // Inspection refused a stamp with no successor, so there is one.
+    let next = Stamp::next_after(&i.stamp).unwrap_or_else(|| i.stamp.clone());
+    let mut w = vec![format!(
+        "lock: create {} (If-None-Match: *)",
+        Lock::key(&r.vault)
+    )];
+    for s in &r.stores {
+        w.push(format!(
+            "stage: {} ← new passphrase as a staged version",
+            s.describe()
+        ));
+    }
+    w.push(format!(
+        "rotate: create {} (If-None-Match: *), re-sealed and encrypted under the new passphrase",
+        r.vault.key(&i.layout.bundle_name(&next))
+    ));
+    w.push(format!(
+        "rotate: swap {} to {next} (If-Match: {}) with x-amz-meta-gen={} — T0",
+        r.vault.key(i.layout.pointer_name()),
+        i.pointer_etag,
+        i.next_gen
+    ));
+    for s in &r.stores {
+        w.push(format!("activate: {} staged → current — T1", s.describe()));
+    }
+    for cell in crate::vault::layout::COUNTER_CELLS {
+        w.push(format!(
+            "counter: {} ← {{\"gen\":{},\"prev_gen\":{},…}} (conditional)",
+            r.vault.key(cell),
+            i.next_gen,
+            i.gen
+        ));
+    }
+    if let Some(k) = build::audit_key(&cx.loaded.plan) {
+        w.push(format!("audit: append a rotate row to {k} (If-Match)"));
+    }
+    for (rs, _) in &r.restarters {
+        w.push(format!("restart: {}", rs.describe()));
+    }
+    w.push(format!("lock: delete {}", Lock::key(&r.vault)));
+    cx.phase(Step::Plan, "the writes `run` would make, in order:");
+    for (n, line) in w.iter().enumerate() {
+        cx.p.line(format!("            {:>2}. {line}", n + 1));
+    }
+    cx.s.planned_writes = w;
+}

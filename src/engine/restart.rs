@@ -1,0 +1,177 @@
+//! Restart: every restarter rolls its apps, concurrently. Each rollout is journaled
+//! the moment `restart` returns, before its (possibly long) wait, so a crash or a
+//! signal during the wait leaves `resume` a rollout to wait on instead of a reason
+//! to start a second one.
+
+use super::context::{restart_slot, Ctx, Step};
+use super::interrupt;
+use super::journal::{Phase, RolloutEntry};
+use crate::report::ms;
+use futures_util::future::join_all;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use vsync_orchestrate_api::{Restarter, Rollout, RolloutOutcome, Target};
+
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Ended {
+    AllDone,
+    SomeFailed,
+    Interrupted,
+}
+
+struct Outcome {
+    slot: usize,
+    target: Target,
+    result: Result<String, String>,
+    took: Duration,
+}
+
+pub(super) async fn all(
+    cx: &mut Ctx<'_>,
+    restarters: &[(Arc<dyn Restarter>, Duration)],
+    t0: Option<Instant>,
+) -> Ended {
+    if restarters.is_empty() {
+        return Ended::AllDone;
+    }
+    let began = Instant::now();
+    cx.phase(
+        Step::Restart,
+        &format!("{} restarter(s), concurrently", restarters.len()),
+    );
+    let run = cx.run.clone();
+    let journaled: Vec<RolloutEntry> = cx.journal().rollouts.clone();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(usize, Rollout)>();
+    let futs: Vec<_> = restarters
+        .iter()
+        .enumerate()
+        .map(|(slot, (r, timeout))| {
+            let tx = tx.clone();
+            let prior = journaled.iter().find(|e| e.slot == slot).cloned();
+            let run = &run;
+            async move {
+                let t = Instant::now();
+                let target = r.describe();
+                let rollout = match prior {
+                    Some(e) if e.finished.is_some() => {
+                        return Some(Outcome {
+                            slot,
+                            target,
+                            result: Ok("finished before this resume (journaled)".into()),
+                            took: Duration::ZERO,
+                        });
+                    }
+                    // Resumed: wait on the rollout the crashed run started.
+                    Some(e) => e.rollout,
+                    None => match r.restart(run).await {
+                        Ok(ro) => {
+                            let _ = tx.send((slot, ro.clone()));
+                            ro
+                        }
+                        Err(e) => {
+                            return Some(Outcome {
+                                slot,
+                                target,
+                                result: Err(e.chain()),
+                                took: t.elapsed(),
+                            })
+                        }
+                    },
+                };
+                let result = match r.wait(&rollout, Instant::now() + *timeout).await {
+                    Ok(RolloutOutcome::Done { detail }) => Ok(detail),
+                    Ok(RolloutOutcome::Failed { reason }) => Err(reason),
+                    Ok(RolloutOutcome::TimedOut { detail }) => Err(format!("timed out: {detail}")),
+                    Err(e) => Err(e.chain()),
+                };
+                Some(Outcome {
+                    slot,
+                    target,
+                    result,
+                    took: t.elapsed(),
+                })
+            }
+        })
+        .collect();
+    drop(tx);
+    let progress = cx.p;
+    let waiting = progress.waiting("waiting for rollouts", join_all(futs));
+    tokio::pin!(waiting);
+    let mut crashed_once = false;
+    let results = loop {
+        tokio::select! {
+            Some((slot, ro)) = rx.recv() => {
+                record(cx, slot, ro);
+                if !crashed_once {
+                    crashed_once = true;
+                    super::crash_point("restarting");
+                }
+            }
+            res = &mut waiting => break Some(res),
+            _ = interrupt::requested_async() => break None,
+        }
+    };
+    // Rollouts whose `restart` returned just before the wait ended.
+    while let Ok((slot, ro)) = rx.try_recv() {
+        record(cx, slot, ro);
+    }
+    let Some(results) = results else {
+        cx.journal()
+            .notes
+            .push("interrupted while waiting for rollouts".into());
+        cx.save_or_warn();
+        cx.phase_done(Step::Restart, began);
+        return Ended::Interrupted;
+    };
+    let mut failed = false;
+    for o in results.into_iter().flatten() {
+        if let Some(e) = cx.journal().rollouts.iter_mut().find(|e| e.slot == o.slot) {
+            e.finished = Some(o.result.is_ok());
+        }
+        match o.result {
+            Ok(d) => cx.target(
+                Step::Restart,
+                &o.target,
+                restart_slot(o.slot),
+                true,
+                d,
+                o.took,
+            ),
+            Err(e) => {
+                failed = true;
+                cx.next_step(format!("restart {} by hand: {e}", o.target));
+                cx.target(
+                    Step::Restart,
+                    &o.target,
+                    restart_slot(o.slot),
+                    false,
+                    e,
+                    o.took,
+                );
+            }
+        }
+    }
+    cx.journal().phase = Phase::Restarted;
+    cx.save_or_warn();
+    cx.phase_done(Step::Restart, began);
+    cx.s.t2_ms = t0.map(|t| ms(t.elapsed()));
+    if failed {
+        Ended::SomeFailed
+    } else {
+        Ended::AllDone
+    }
+}
+
+fn record(cx: &mut Ctx<'_>, slot: usize, rollout: Rollout) {
+    let j = cx.journal();
+    if !j.rollouts.iter().any(|e| e.slot == slot) {
+        j.rollouts.push(RolloutEntry {
+            slot,
+            rollout,
+            finished: None,
+        });
+    }
+    j.phase = Phase::Restarting;
+    cx.save_or_warn();
+}

@@ -1,0 +1,242 @@
+//! Stage: the new passphrase to every store as a version apps do not see yet; and
+//! the way back, which is only ever taken after reading the pointer.
+
+use super::context::{store_slot, Ctx, Step};
+use super::journal::{Phase, StagedEntry};
+use super::lock::Lock;
+use super::pointer::{self, PointerState};
+use super::Exit;
+use crate::report::Summary;
+use crate::vault::{Stamp, Vault};
+use futures_util::future::join_all;
+use std::sync::Arc;
+use std::time::Instant;
+use vsync_orchestrate_api::{Passphrase, SecretStore};
+
+/// Stages `new` on every store concurrently. Returns what was staged, and the
+/// failures (by row) if any store refused.
+pub(super) async fn all(
+    cx: &mut Ctx<'_>,
+    stores: &[Arc<dyn SecretStore>],
+    new: &Passphrase,
+) -> (Vec<StagedEntry>, Vec<String>) {
+    let run = cx.run.clone();
+    let results = join_all(stores.iter().enumerate().map(|(slot, s)| {
+        let run = &run;
+        async move {
+            let t = Instant::now();
+            (slot, s.describe(), s.stage(new, run).await, t.elapsed())
+        }
+    }))
+    .await;
+    let mut staged = Vec::new();
+    let mut failed = Vec::new();
+    for (slot, t, res, took) in results {
+        match res {
+            Ok(st) => {
+                cx.target(
+                    Step::Stage,
+                    &t,
+                    store_slot(slot),
+                    true,
+                    format!("staged as {}", st.version),
+                    took,
+                );
+                staged.push(StagedEntry { slot, staged: st });
+            }
+            Err(e) => {
+                cx.target(Step::Stage, &t, store_slot(slot), false, e.chain(), took);
+                failed.push(format!("{t}: {}", e.chain()));
+            }
+        }
+    }
+    (staged, failed)
+}
+
+/// Discards each staged version. Only called once the pointer was read and the
+/// vault does not need them.
+pub(super) async fn discard(
+    cx: &mut Ctx<'_>,
+    stores: &[Arc<dyn SecretStore>],
+    staged: &[StagedEntry],
+) -> bool {
+    let results = join_all(staged.iter().filter_map(|e| {
+        stores.get(e.slot).map(|s| async move {
+            let t = Instant::now();
+            (
+                e.slot,
+                s.describe(),
+                s.discard(&e.staged).await,
+                t.elapsed(),
+            )
+        })
+    }))
+    .await;
+    let mut all_ok = true;
+    for (slot, t, r, took) in results {
+        match r {
+            Ok(()) => cx.target(
+                Step::Stage,
+                &t,
+                store_slot(slot),
+                true,
+                "staged version discarded",
+                took,
+            ),
+            Err(e) => {
+                all_ok = false;
+                cx.target(
+                    Step::Stage,
+                    &t,
+                    store_slot(slot),
+                    false,
+                    format!("discard failed: {}", e.chain()),
+                    took,
+                );
+                cx.next_step(format!(
+                    "remove the staged version from {t} by hand ({})",
+                    e.chain()
+                ));
+            }
+        }
+    }
+    all_ok
+}
+
+/// Removes staged versions the journal does not know about (a stage whose answer
+/// was lost, a crash mid-stage). Only called once the pointer was read and shows
+/// the vault does not need them.
+pub(super) async fn clean_stale(cx: &mut Ctx<'_>, stores: &[Arc<dyn SecretStore>]) -> bool {
+    let mut all_ok = true;
+    for (slot, s) in stores.iter().enumerate() {
+        let t = Instant::now();
+        match s.clean_stale().await {
+            Ok(Some(what)) => cx.target(
+                Step::Stage,
+                &s.describe(),
+                store_slot(slot),
+                true,
+                what,
+                t.elapsed(),
+            ),
+            Ok(None) => {}
+            Err(e) => {
+                all_ok = false;
+                cx.target(
+                    Step::Stage,
+                    &s.describe(),
+                    store_slot(slot),
+                    false,
+                    format!("clean-up failed: {}", e.chain()),
+                    t.elapsed(),
+                );
+                cx.next_step(format!(
+                    "remove any staged version from {} by hand ({})",
+                    s.describe(),
+                    e.chain()
+                ));
+            }
+        }
+    }
+    all_ok
+}
+
+/// Releases the lock; a release that keeps failing is printed with the command
+/// that removes the lock.
+pub(super) async fn release(cx: &mut Ctx<'_>, vault: &Vault, lock: Lock) {
+    if let Err(e) = lock.release(vault).await {
+        cx.warn(e.to_string());
+        cx.next_step(format!("remove the lock by hand: {}", e.remove));
+    }
+}
+
+/// How a run that did not reach (or did not know it reached) T0 stops.
+pub(super) struct Stop {
+    pub exit: Exit,
+    pub why: String,
+    /// Whether the pointer swap was sent: then a pointer naming someone else's
+    /// bundle must be checked against the new passphrase before anything goes.
+    pub swap_sent: bool,
+    pub new_stamp: Option<Stamp>,
+}
+
+/// Stops before T0. Staged versions are discarded only when the pointer was read
+/// and shows the vault does not need them; otherwise they are kept, the journal
+/// stays open and the lock stays held, and the summary says to `resume`.
+pub(super) async fn stop_before_t0(
+    cx: &mut Ctx<'_>,
+    vault: &Vault,
+    stores: &[Arc<dyn SecretStore>],
+    staged: &[StagedEntry],
+    new: &Passphrase,
+    lock: Lock,
+    stop: Stop,
+) -> Summary {
+    let inspected = cx
+        .journal()
+        .inspected
+        .clone()
+        .expect("inspected is journaled before staging");
+    let t = Instant::now();
+    let state = pointer::read(
+        vault,
+        inspected.layout,
+        &inspected.old_stamp,
+        stop.new_stamp.as_ref(),
+    )
+    .await;
+    let seen = state.describe(&inspected.old_stamp, stop.new_stamp.as_ref());
+    let may_discard = match &state {
+        PointerState::Old => Some(true),
+        PointerState::Other(_) if !stop.swap_sent => Some(true),
+        PointerState::Other(_) => pointer::opens_with(vault, new).await.map(|opens| !opens),
+        PointerState::New | PointerState::Unknown(_) => None,
+    };
+    cx.row(
+        Step::Rotate,
+        "vault",
+        "pointer",
+        None,
+        may_discard.is_some(),
+        seen.clone(),
+        t.elapsed(),
+    );
+    if may_discard == Some(true) {
+        let mut clean = discard(cx, stores, staged).await;
+        // A stage whose answer was lost may have left a version the journal never
+        // got: the pointer shows none is needed, so each store drops what it has.
+        clean &= clean_stale(cx, stores).await;
+        cx.journal().phase = Phase::Aborted;
+        release(cx, vault, lock).await;
+        let tail = if clean {
+            "staged versions discarded"
+        } else {
+            "some staged versions could not be discarded (see next steps)"
+        };
+        return cx.end(stop.exit, format!("{}; {seen}; {tail}", stop.why));
+    }
+    // Not proven unneeded: keep every staged version, the journal and the lock.
+    cx.journal().notes.push(format!(
+        "stopped before T0 was confirmed: {seen}; staged versions kept"
+    ));
+    cx.next_step(format!(
+        "`vsync-orchestrate resume {}` reads the pointer again and then discards the staged versions or activates them",
+        cx.loaded.path.display()
+    ));
+    if stop.swap_sent {
+        return cx.end(
+            Exit::WindowOpen,
+            format!(
+                "URGENT — outcome unknown: {}; {seen}. The vault may already need the new passphrase, which every store holds only as a staged version; nothing was discarded",
+                stop.why
+            ),
+        );
+    }
+    cx.end(
+        stop.exit,
+        format!(
+            "{}; {seen}, so the staged versions were kept rather than discarded on a guess",
+            stop.why
+        ),
+    )
+}
