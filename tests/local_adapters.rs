@@ -6,7 +6,9 @@ mod support;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 use vsync_orchestrate::api::conformance::{check_store, StoreCheck};
-use vsync_orchestrate::api::{Passphrase, Restarter, RolloutOutcome, RunId, SecretStore};
+use vsync_orchestrate::api::{
+    Passphrase, RestartContext, Restarter, RolloutOutcome, RunId, SecretStore,
+};
 use vsync_orchestrate::local::{CommandRestarter, CommandTargetSpec, FileStore};
 
 const INITIAL: &str = "initial-file-passphrase-0123";
@@ -103,7 +105,10 @@ async fn command_restarter_runs_in_order_with_the_run_id_and_no_secrets() {
     );
     r.preflight().await.unwrap();
     std::env::set_var("VSYNC_PASSPHRASE", "must-not-leak-0123456789");
-    let rollout = r.restart(&RunId("run-42".into())).await.unwrap();
+    let rollout = r
+        .restart(&RestartContext::new(RunId("run-42".into())))
+        .await
+        .unwrap();
     let outcome = r
         .wait(&rollout, Instant::now() + Duration::from_secs(10))
         .await
@@ -126,7 +131,10 @@ async fn command_restarter_reports_failures_and_timeouts() {
         false,
         Duration::from_secs(5),
     );
-    let ro = r.restart(&RunId("x".into())).await.unwrap();
+    let ro = r
+        .restart(&RestartContext::new(RunId("x".into())))
+        .await
+        .unwrap();
     match r
         .wait(&ro, Instant::now() + Duration::from_secs(10))
         .await
@@ -149,7 +157,10 @@ async fn command_restarter_reports_failures_and_timeouts() {
         true,
         Duration::from_millis(200),
     );
-    let ro = slow.restart(&RunId("y".into())).await.unwrap();
+    let ro = slow
+        .restart(&RestartContext::new(RunId("y".into())))
+        .await
+        .unwrap();
     let t = Instant::now();
     let outcome = slow
         .wait(&ro, Instant::now() + Duration::from_secs(10))

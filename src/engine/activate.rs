@@ -42,7 +42,7 @@ pub(super) async fn all(
                     let mut res = s.activate(&e.staged).await;
                     for backoff in [50, 250] {
                         match &res {
-                            Err(err) if err.kind().is_retryable() => {
+                            Err(err) if err.is_temporary() => {
                                 tokio::time::sleep(Duration::from_millis(backoff)).await;
                                 res = s.activate(&e.staged).await;
                             }

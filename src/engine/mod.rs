@@ -475,7 +475,7 @@ async fn after_t1(
     if interrupt::requested() {
         return interrupted_after_t1(cx);
     }
-    match restart::all(cx, restarters, t0).await {
+    match restart::all(cx, restarters, staged, t0).await {
         restart::Ended::Interrupted => return interrupted_after_t1(cx),
         restart::Ended::SomeFailed => exit = worst(exit, Exit::RestartFailed),
         restart::Ended::AllDone => {}

@@ -5,13 +5,15 @@
 
 use super::context::{restart_slot, Ctx, Step};
 use super::interrupt;
-use super::journal::{Phase, RolloutEntry};
+use super::journal::{Phase, RolloutEntry, StagedEntry};
 use crate::report::ms;
 use futures_util::future::join_all;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use vsync_orchestrate_api::{Restarter, Rollout, RolloutOutcome, Target};
+use vsync_orchestrate_api::{
+    ActivatedVersion, RestartContext, Restarter, Rollout, RolloutOutcome, Target,
+};
 
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Ended {
@@ -30,6 +32,7 @@ struct Outcome {
 pub(super) async fn all(
     cx: &mut Ctx<'_>,
     restarters: &[(Arc<dyn Restarter>, Duration)],
+    staged: &[StagedEntry],
     t0: Option<Instant>,
 ) -> Ended {
     if restarters.is_empty() {
@@ -40,7 +43,15 @@ pub(super) async fn all(
         Step::Restart,
         &format!("{} restarter(s), concurrently", restarters.len()),
     );
-    let run = cx.run.clone();
+    let ctx = RestartContext::new(cx.run.clone()).with_activated(
+        staged
+            .iter()
+            .map(|e| ActivatedVersion {
+                target: e.staged.target.clone(),
+                version: e.staged.version.clone(),
+            })
+            .collect(),
+    );
     let journaled: Vec<RolloutEntry> = cx.journal().rollouts.clone();
     let (tx, mut rx) = mpsc::unbounded_channel::<(usize, Rollout)>();
     let futs: Vec<_> = restarters
@@ -49,7 +60,7 @@ pub(super) async fn all(
         .map(|(slot, (r, timeout))| {
             let tx = tx.clone();
             let prior = journaled.iter().find(|e| e.slot == slot).cloned();
-            let run = &run;
+            let ctx = &ctx;
             async move {
                 let t = Instant::now();
                 let target = r.describe();
@@ -64,7 +75,7 @@ pub(super) async fn all(
                     }
                     // Resumed: wait on the rollout the crashed run started.
                     Some(e) => e.rollout,
-                    None => match r.restart(run).await {
+                    None => match r.restart(ctx).await {
                         Ok(ro) => {
                             let _ = tx.send((slot, ro.clone()));
                             ro
@@ -83,6 +94,9 @@ pub(super) async fn all(
                     Ok(RolloutOutcome::Done { detail }) => Ok(detail),
                     Ok(RolloutOutcome::Failed { reason }) => Err(reason),
                     Ok(RolloutOutcome::TimedOut { detail }) => Err(format!("timed out: {detail}")),
+                    Ok(other) => Err(format!(
+                        "ended in a state this build does not know: {other:?}"
+                    )),
                     Err(e) => Err(e.chain()),
                 };
                 Some(Outcome {

@@ -2,7 +2,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use vsync_orchestrate_api::{
-    async_trait, Error, Preflight, Restarter, Result, Rollout, RolloutOutcome, RunId, Target,
+    async_trait, Error, Preflight, RestartContext, Restarter, Result, Rollout, RolloutOutcome,
+    RunId, Target,
 };
 
 #[derive(Debug, Clone)]
@@ -130,7 +131,8 @@ impl Restarter for CommandRestarter {
         })
     }
 
-    async fn restart(&self, run: &RunId) -> Result<Rollout> {
+    async fn restart(&self, ctx: &RestartContext) -> Result<Rollout> {
+        let run = &ctx.run;
         Ok(Rollout {
             target: self.describe(),
             run: run.clone(),

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use vsync_orchestrate::api::{
-    async_trait, Error, Passphrase, Preflight, Restarter, Result, Rollout, RolloutOutcome, RunId,
-    SecretStore, Staged, Target,
+    async_trait, Error, Passphrase, Preflight, RestartContext, Restarter, Result, Rollout,
+    RolloutOutcome, RunId, SecretStore, Staged, Target,
 };
 use vsync_orchestrate::vault::Vault;
 
@@ -151,7 +151,8 @@ impl Restarter for MemRestarter {
         self.log.lock().unwrap().push("restarter:preflight".into());
         Ok(Preflight::default())
     }
-    async fn restart(&self, run: &RunId) -> Result<Rollout> {
+    async fn restart(&self, ctx: &RestartContext) -> Result<Rollout> {
+        let run = &ctx.run;
         self.log.lock().unwrap().push("restarter:restart".into());
         Ok(Rollout {
             target: self.describe(),

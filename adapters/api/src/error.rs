@@ -6,6 +6,7 @@ use std::fmt;
 /// codes onto these kinds (the way kube-rs documents its error variants).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// The secret, version, service or host does not exist.
     NotFound,
@@ -50,12 +51,19 @@ impl fmt::Display for ErrorKind {
 
 /// An adapter error: a kind, a message for humans, and optionally the cause.
 ///
+/// Besides its kind an error can say it is temporary (a conflict on an etag that a
+/// re-read resolves, a lease another deploy holds) and how long to wait before the
+/// same call is worth repeating (a 429's `Retry-After`): the engine retries
+/// idempotent steps on exactly that, never on message text.
+///
 /// Messages must never contain a passphrase; the conformance suite checks that.
 #[derive(Debug, thiserror::Error)]
 #[error("{kind}: {message}")]
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    temporary: bool,
+    retry_after: Option<std::time::Duration>,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
@@ -65,8 +73,35 @@ impl Error {
         Error {
             kind,
             message: message.into(),
+            temporary: kind == ErrorKind::Temporary,
+            retry_after: None,
             source: None,
         }
+    }
+
+    /// Marks an error of any kind as worth retrying (a lease held by a deploy, an
+    /// etag conflict the next read resolves).
+    pub fn retryable(mut self) -> Self {
+        self.temporary = true;
+        self
+    }
+
+    /// How long to wait before retrying (a `Retry-After` header); implies
+    /// [`Error::retryable`].
+    pub fn retry_after(mut self, wait: std::time::Duration) -> Self {
+        self.temporary = true;
+        self.retry_after = Some(wait);
+        self
+    }
+
+    /// Whether repeating the same call can reasonably succeed.
+    pub fn is_temporary(&self) -> bool {
+        self.temporary
+    }
+
+    /// The wait the platform asked for, if any.
+    pub fn wait_hint(&self) -> Option<std::time::Duration> {
+        self.retry_after
     }
 
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {

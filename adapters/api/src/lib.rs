@@ -15,4 +15,7 @@ pub use async_trait::async_trait;
 pub use error::{Error, ErrorKind, Result};
 pub use passphrase::Passphrase;
 pub use traits::{Restarter, SecretStore};
-pub use types::{Preflight, Rollout, RolloutOutcome, RunId, Staged, Target};
+pub use types::{
+    ActivatedVersion, Preflight, RestartContext, RestarterCapabilities, Rollout, RolloutOutcome,
+    RunId, Staged, StoreCapabilities, Target,
+};

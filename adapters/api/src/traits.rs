@@ -1,4 +1,7 @@
-use crate::{Passphrase, Preflight, Result, Rollout, RolloutOutcome, RunId, Staged, Target};
+use crate::{
+    Passphrase, Preflight, RestartContext, RestarterCapabilities, Result, Rollout, RolloutOutcome,
+    RunId, Staged, StoreCapabilities, Target,
+};
 use std::time::Instant;
 
 /// A platform secret store that holds the passphrase apps boot with.
@@ -9,6 +12,11 @@ use std::time::Instant;
 #[async_trait::async_trait]
 pub trait SecretStore: Send + Sync {
     fn describe(&self) -> Target;
+
+    /// What this store can read back; everything, unless it says otherwise.
+    fn capabilities(&self) -> StoreCapabilities {
+        StoreCapabilities::ALL
+    }
 
     /// Read-only: proves the store exists and is permitted, and warms connections
     /// so that `activate` later costs one request.
@@ -55,12 +63,24 @@ pub trait SecretStore: Send + Sync {
 pub trait Restarter: Send + Sync {
     fn describe(&self) -> Target;
 
+    fn capabilities(&self) -> RestarterCapabilities {
+        RestarterCapabilities::default()
+    }
+
     /// Read-only: every target exists, is permitted and is in a restartable state.
     async fn preflight(&self) -> Result<Preflight>;
 
-    /// Start a rolling restart. Idempotent per run id.
-    async fn restart(&self, run: &RunId) -> Result<Rollout>;
+    /// Start a rolling restart. Idempotent per run id, across processes where the
+    /// platform can carry a marker (an annotation, machine metadata): a second call
+    /// with the same run id, from a freshly built instance, starts nothing new.
+    async fn restart(&self, ctx: &RestartContext) -> Result<Rollout>;
 
     /// Wait until the rollout reports done or failed, or the deadline passes.
     async fn wait(&self, rollout: &Rollout, deadline: Instant) -> Result<RolloutOutcome>;
+
+    /// Stop a rollout in flight and release what it holds (a lease). Only called
+    /// when `capabilities().cancel` says it does something.
+    async fn cancel(&self, _rollout: &Rollout) -> Result<()> {
+        Ok(())
+    }
 }

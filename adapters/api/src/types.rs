@@ -80,6 +80,7 @@ pub struct Rollout {
 /// How a rollout ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RolloutOutcome {
     Done { detail: String },
     Failed { reason: String },
@@ -89,5 +90,82 @@ pub enum RolloutOutcome {
 impl RolloutOutcome {
     pub fn is_done(&self) -> bool {
         matches!(self, RolloutOutcome::Done { .. })
+    }
+}
+
+/// What a store can do beyond the required protocol. The engine and the test kit
+/// ask rather than assume: a Vercel "sensitive" variable cannot be read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StoreCapabilities {
+    /// `read_current` returns the value (not `None`).
+    pub read_current: bool,
+    /// `read_staged` returns the staged value, so `resume` can prove it opens the
+    /// live bundle before activating.
+    pub read_staged: bool,
+}
+
+impl StoreCapabilities {
+    pub const ALL: StoreCapabilities = StoreCapabilities {
+        read_current: true,
+        read_staged: true,
+    };
+    /// A store whose values cannot be read back at all.
+    pub const WRITE_ONLY: StoreCapabilities = StoreCapabilities {
+        read_current: false,
+        read_staged: false,
+    };
+}
+
+impl Default for StoreCapabilities {
+    fn default() -> Self {
+        StoreCapabilities::ALL
+    }
+}
+
+/// What a restarter can do beyond restart and wait.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RestarterCapabilities {
+    /// `cancel` stops a rollout in flight and releases what it holds (Fly leases).
+    pub cancel: bool,
+}
+
+impl RestarterCapabilities {
+    pub const fn with_cancel() -> Self {
+        RestarterCapabilities { cancel: true }
+    }
+}
+
+/// A store version the engine activated in this run, by the store's target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivatedVersion {
+    pub target: Target,
+    /// The platform's id of the now-current version (`Staged::version`).
+    pub version: String,
+}
+
+/// What a restarter is told when it starts a rollout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RestartContext {
+    /// Idempotency: a second `restart` with the same run id starts nothing new.
+    pub run: RunId,
+    /// What every store activated: a service that pins a secret version number
+    /// (Cloud Run) needs the new one.
+    pub activated: Vec<ActivatedVersion>,
+}
+
+impl RestartContext {
+    pub fn new(run: RunId) -> Self {
+        RestartContext {
+            run,
+            activated: vec![],
+        }
+    }
+
+    pub fn with_activated(mut self, activated: Vec<ActivatedVersion>) -> Self {
+        self.activated = activated;
+        self
     }
 }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use aws_sdk_ecs::types::{DeploymentControllerType, DeploymentRolloutState, Service};
 use aws_sdk_ecs::Client;
 use vsync_orchestrate_api::{
-    async_trait, Error, ErrorKind, Preflight, Restarter, Result, Rollout, RolloutOutcome, RunId,
-    Target,
+    async_trait, Error, ErrorKind, Preflight, RestartContext, Restarter, Result, Rollout,
+    RolloutOutcome, Target,
 };
 
 use crate::common::{load_sdk_config, sdk_error, InvalidMeans};
@@ -306,7 +306,8 @@ impl Restarter for EcsRestarter {
         })
     }
 
-    async fn restart(&self, run: &RunId) -> Result<Rollout> {
+    async fn restart(&self, ctx: &RestartContext) -> Result<Rollout> {
+        let run = &ctx.run;
         let mut deployments = BTreeMap::new();
         let mut arns = BTreeMap::new();
         for name in &self.cfg.services {

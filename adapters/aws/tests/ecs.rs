@@ -21,7 +21,7 @@ use aws_sdk_ecs::types::{
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use vsync_orchestrate_api::{ErrorKind, Restarter, RolloutOutcome, RunId};
+use vsync_orchestrate_api::{ErrorKind, RestartContext, Restarter, RolloutOutcome, RunId};
 use vsync_orchestrate_aws::{EcsConfig, EcsRestarter};
 
 fn config(cluster: &str, services: &[&str], endpoint: &str) -> EcsConfig {
@@ -92,14 +92,14 @@ async fn moto_preflight_restart_and_poll() {
     assert!(pf.detail.contains("web"), "{}", pf.detail);
 
     let run = RunId(common::unique("run"));
-    let rollout = r.restart(&run).await.unwrap();
+    let rollout = r.restart(&RestartContext::new(run.clone())).await.unwrap();
     let id = rollout.extra["deployments"]["web"]
         .as_str()
         .unwrap()
         .to_owned();
     assert!(!id.is_empty());
     assert_eq!(
-        r.restart(&run).await.unwrap(),
+        r.restart(&RestartContext::new(run.clone())).await.unwrap(),
         rollout,
         "restart is idempotent per run"
     );
@@ -402,8 +402,11 @@ async fn fake_rollouts_complete_after_progress() {
     let (r, state) = fake_restarter(&["ok-api", "ok-worker"]).await;
     r.preflight().await.unwrap();
     let run = RunId("run-1".into());
-    let rollout = r.restart(&run).await.unwrap();
-    assert_eq!(r.restart(&run).await.unwrap(), rollout);
+    let rollout = r.restart(&RestartContext::new(run.clone())).await.unwrap();
+    assert_eq!(
+        r.restart(&RestartContext::new(run.clone())).await.unwrap(),
+        rollout
+    );
     assert_eq!(
         state.lock().unwrap().calls["UpdateService"],
         2,
@@ -429,7 +432,10 @@ async fn fake_rollouts_complete_after_progress() {
 #[tokio::test]
 async fn fake_failed_rollout_reports_the_reason() {
     let (r, _) = fake_restarter(&["ok-api", "fail-api"]).await;
-    let rollout = r.restart(&RunId("run-2".into())).await.unwrap();
+    let rollout = r
+        .restart(&RestartContext::new(RunId("run-2".into())))
+        .await
+        .unwrap();
     match r.wait(&rollout, soon()).await.unwrap() {
         RolloutOutcome::Failed { reason } => {
             assert!(
@@ -444,7 +450,10 @@ async fn fake_failed_rollout_reports_the_reason() {
 #[tokio::test]
 async fn fake_rollback_is_a_failure_not_a_steady_service() {
     let (r, _) = fake_restarter(&["rollback-api"]).await;
-    let rollout = r.restart(&RunId("run-3".into())).await.unwrap();
+    let rollout = r
+        .restart(&RestartContext::new(RunId("run-3".into())))
+        .await
+        .unwrap();
     match r.wait(&rollout, soon()).await.unwrap() {
         RolloutOutcome::Failed { reason } => assert!(reason.contains("disappeared"), "{reason}"),
         other => panic!("{other:?}"),
@@ -454,7 +463,10 @@ async fn fake_rollback_is_a_failure_not_a_steady_service() {
 #[tokio::test]
 async fn fake_stalled_rollout_times_out_and_bad_targets_are_refused() {
     let (r, _) = fake_restarter(&["stuck-api"]).await;
-    let rollout = r.restart(&RunId("run-4".into())).await.unwrap();
+    let rollout = r
+        .restart(&RestartContext::new(RunId("run-4".into())))
+        .await
+        .unwrap();
     let started = Instant::now();
     let out = r
         .wait(&rollout, Instant::now() + Duration::from_millis(200))

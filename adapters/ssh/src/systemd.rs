@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vsync_orchestrate_api::{
-    Error, Preflight, Restarter, Result, Rollout, RolloutOutcome, RunId, Target,
+    Error, Preflight, RestartContext, Restarter, Result, Rollout, RolloutOutcome, Target,
 };
 
 /// The plan's `type` tag.
@@ -559,7 +559,8 @@ impl Restarter for SystemdRestarter {
         })
     }
 
-    async fn restart(&self, run: &RunId) -> Result<Rollout> {
+    async fn restart(&self, ctx: &RestartContext) -> Result<Rollout> {
+        let run = &ctx.run;
         let mut started = self.started.lock().await;
         if let Some(r) = started.get(run.as_str()) {
             return Ok(r.clone());

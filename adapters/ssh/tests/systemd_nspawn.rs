@@ -5,7 +5,9 @@ mod common;
 
 use common::nspawn_env;
 use std::time::{Duration, Instant};
-use vsync_orchestrate_api::{ErrorKind, Passphrase, Restarter, RolloutOutcome, RunId, SecretStore};
+use vsync_orchestrate_api::{
+    ErrorKind, Passphrase, RestartContext, Restarter, RolloutOutcome, RunId, SecretStore,
+};
 use vsync_orchestrate_ssh::{
     RestartMode, SystemdConfig, SystemdRestarter, Transport, VpsFileConfig, VpsFileStore,
 };
@@ -49,9 +51,9 @@ async fn glob_restart_yields_new_invocation_ids() {
     }
     let before: Vec<String> = DEMO.iter().map(|u| env.prop(u, "InvocationID")).collect();
     let run = RunId(common::unique("glob"));
-    let rollout = r.restart(&run).await.unwrap();
+    let rollout = r.restart(&RestartContext::new(run.clone())).await.unwrap();
     assert_eq!(
-        r.restart(&run).await.unwrap(),
+        r.restart(&RestartContext::new(run.clone())).await.unwrap(),
         rollout,
         "restart is idempotent per run"
     );
@@ -85,7 +87,10 @@ async fn rolling_restart_goes_one_batch_at_a_time() {
         settle,
     );
     r.preflight().await.unwrap();
-    let rollout = r.restart(&RunId(common::unique("rolling"))).await.unwrap();
+    let rollout = r
+        .restart(&RestartContext::new(RunId(common::unique("rolling"))))
+        .await
+        .unwrap();
     let out = r
         .wait(&rollout, Instant::now() + Duration::from_secs(60))
         .await
@@ -116,7 +121,10 @@ async fn a_unit_that_fails_on_start_is_reported_with_its_journal() {
     let unit = "demo-bad@one.service";
     let r = restarter(&env, &[unit], RestartMode::Parallel, Duration::from_secs(3));
     r.preflight().await.unwrap();
-    let rollout = r.restart(&RunId(common::unique("bad"))).await.unwrap();
+    let rollout = r
+        .restart(&RestartContext::new(RunId(common::unique("bad"))))
+        .await
+        .unwrap();
     let out = r
         .wait(&rollout, Instant::now() + Duration::from_secs(60))
         .await
@@ -184,7 +192,7 @@ async fn rotate_the_file_then_restart_the_units() {
     let run = RunId(common::unique("e2e"));
     let staged = store.stage(&new, &run).await.unwrap();
     store.activate(&staged).await.unwrap();
-    let rollout = r.restart(&run).await.unwrap();
+    let rollout = r.restart(&RestartContext::new(run.clone())).await.unwrap();
     let out = r
         .wait(&rollout, Instant::now() + Duration::from_secs(60))
         .await
