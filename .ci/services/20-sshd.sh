@@ -37,7 +37,13 @@ ci_start_sshd() {
   [ -f "$dir/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C vsync-ci -f "$dir/id_ed25519"
   [ -f "$dir/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -C vsync-ci-host -f "$dir/ssh_host_ed25519_key"
   install -d -m 0700 -o "$CI_SSH_USER" -g "$CI_SSH_USER" "$home/.ssh"
-  install -m 0600 -o "$CI_SSH_USER" -g "$CI_SSH_USER" "$dir/id_ed25519.pub" "$home/.ssh/authorized_keys"
+  # Append, never replace: another run on this machine (a developer's services, a
+  # second checkout) may be using the same account with its own key.
+  touch "$home/.ssh/authorized_keys"
+  grep -qxF "$(cat "$dir/id_ed25519.pub")" "$home/.ssh/authorized_keys" ||
+    cat "$dir/id_ed25519.pub" >>"$home/.ssh/authorized_keys"
+  chown "$CI_SSH_USER:$CI_SSH_USER" "$home/.ssh/authorized_keys"
+  chmod 0600 "$home/.ssh/authorized_keys"
   printf '%s ALL=(root) NOPASSWD: /bin/sh, /usr/bin/sh\n' "$CI_SSH_USER" >/etc/sudoers.d/vsync-ci
   chmod 0440 /etc/sudoers.d/vsync-ci
 
