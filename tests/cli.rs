@@ -155,6 +155,13 @@ fn plan_output_is_a_dry_run() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert_eq!(stdout, "");
+    let json = bin()
+        .args(["plan", "--output", "json"])
+        .arg(&demo.plan)
+        .output()
+        .unwrap();
+    let (json_out, json_err) = text(&json);
+    support::assert_rows_match(&json_err, &serde_json::from_str(&json_out).unwrap());
     assert_eq!(std::fs::read(dir.join("passphrase")).unwrap(), before);
     assert!(!dir.join("passphrase.new").exists());
     snapshot("plan.txt", &normalize(&stderr, &dir));
@@ -172,6 +179,7 @@ fn demo_rotates_under_running_apps() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let s: serde_json::Value =
         serde_json::from_str(&stdout).expect("stdout is exactly one JSON object");
+    support::assert_rows_match(&stderr, &s);
     assert_eq!(
         (
             s["exit_code"].as_u64(),
@@ -311,6 +319,7 @@ fn a_straggler_is_named_by_url_and_notify_gets_the_summary() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(16), "{stderr}");
     let s: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    support::assert_rows_match(&stderr, &s);
     let stragglers: Vec<&serde_json::Value> = s["health"]
         .as_array()
         .unwrap()

@@ -83,6 +83,7 @@ async fn crash_then_resume(phase: &str) {
         "{phase}: resume failed\n{err}"
     );
     let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+    support::assert_rows_match(&err, &s);
     assert_eq!(s["gen_after"], 1, "{phase}: {out}");
     assert!(
         s["health"]

@@ -58,11 +58,17 @@ fn run_env(
         .env("AWS_ENDPOINT_URL", endpoint)
         .output()
         .unwrap();
-    (
+    let (code, stdout, stderr) = (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    );
+    if args.contains(&"json") {
+        if let Ok(v) = serde_json::from_str(&stdout) {
+            support::assert_rows_match(&stderr, &v);
+        }
+    }
+    (code, stdout, stderr)
 }
 
 #[tokio::test]
@@ -323,4 +329,99 @@ endpoint = "{ep}"
     let (code, _, stderr) = run(&["resume", "--yes"], &plan, &ep);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(current(&client, &secret_id).await, pending);
+}
+
+/// One secret id in two regions (a replicated secret): two stores that describe
+/// themselves alike. Each is known by its plan position, so both are staged,
+/// activated and verified — not one twice and the other never.
+#[tokio::test]
+async fn one_secret_id_in_two_regions_is_two_stores() {
+    let Some(ep) = support::moto_endpoint() else {
+        return;
+    };
+    let (bucket, storage) = support::moto_bucket(&ep).await;
+    let vault = Vault::new(
+        storage.clone(),
+        "shop/prod/",
+        KdfParams::new(SALT, 2000),
+        LayoutChoice::Auto,
+    );
+    vault
+        .seed(
+            Layout::Runtime,
+            &Passphrase::from(OLD),
+            &SeedContent::Json {
+                kv: [("A".to_owned(), "1".to_owned())].into(),
+                assets: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    let secret_id = support::unique("prod/shop/replicated");
+    let regions = ["us-east-1", "eu-west-1"];
+    let mut clients = Vec::new();
+    for region in regions {
+        let conf = sm::Config::builder()
+            .behavior_version(sm::config::BehaviorVersion::latest())
+            .region(sm::config::Region::new(region))
+            .endpoint_url(&ep)
+            .credentials_provider(sm::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .build();
+        let c = sm::Client::from_conf(conf);
+        c.create_secret()
+            .name(&secret_id)
+            .secret_string(OLD)
+            .send()
+            .await
+            .unwrap();
+        clients.push(c);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.toml");
+    let stores: String = regions
+        .iter()
+        .map(|r| {
+            format!(
+                "[[store]]\ntype = \"aws_secrets_manager\"\nsecret_id = \"{secret_id}\"\nregion = \"{r}\"\nendpoint = \"{ep}\"\n"
+            )
+        })
+        .collect();
+    std::fs::write(
+        &plan,
+        format!(
+            r#"env = "prod"
+state_dir = "{state}"
+[vault]
+bucket = "{bucket}"
+prefix = "shop/prod/"
+region = "us-east-1"
+endpoint = "{ep}"
+salt = {{ env = "VSYNC_TEST_SALT" }}
+iterations = 2000
+{stores}"#,
+            state = dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(&["run", "--yes", "--output", "json"], &plan, &ep);
+    assert_eq!(code, 0, "{stderr}");
+    let s: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let activated: Vec<&str> = s["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["phase"] == "activate" && t["ok"] == true)
+        .filter_map(|t| t["slot"].as_str())
+        .collect();
+    assert_eq!(activated, vec!["store.1", "store.2"], "{stdout}");
+    let mut values = Vec::new();
+    for c in &clients {
+        let v = current(c, &secret_id).await;
+        assert_ne!(v, OLD, "a region kept the old passphrase");
+        assert!(vault.open(&Passphrase::new(v.clone())).await.is_ok());
+        values.push(v);
+    }
+    assert_eq!(values[0], values[1]);
 }

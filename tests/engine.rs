@@ -4,27 +4,24 @@
 mod support;
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use support::fakes::{MemRestarter, MemStore};
-use support::sandbox::{log, snapshot, Sandbox, OLD};
+use support::sandbox::{log, snapshot, Sandbox, Shown, OLD};
 use vsync_orchestrate::api::{Passphrase, RunId};
 use vsync_orchestrate::engine::{self, lock::Lock, Exit};
 use vsync_orchestrate::plan;
-use vsync_orchestrate::report::Progress;
 
 #[tokio::test]
 async fn phases_run_in_order_and_activation_follows_the_swap() {
     let sb = Sandbox::new("").await;
     let log = log();
     let mem = MemStore::new("mem", OLD, &log, Some(sb.vault.clone()));
-    let restarter = Arc::new(MemRestarter {
-        log: log.clone(),
-        fail: false.into(),
-    });
+    let restarter = MemRestarter::new(&log);
     let parts = sb
         .parts(vec![sb.file_store(), mem.clone()], Some(restarter))
         .await;
-    let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &Progress::new(), false).await;
+    let shown = Shown::new();
+    let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &shown.p, false).await;
+    shown.check(&s);
     assert_eq!(s.exit_code, 0, "{}", s.outcome);
 
     let calls: Vec<String> = log.lock().unwrap().clone();
@@ -90,7 +87,9 @@ async fn dry_run_makes_zero_writes() {
     )
     .await;
     let before = snapshot(sb.dir.path());
-    let s = engine::run(&sb.loaded, &sb.opts(), &Progress::new(), true).await;
+    let shown = Shown::new();
+    let s = engine::run(&sb.loaded, &sb.opts(), &shown.p, true).await;
+    shown.check(&s);
     assert_eq!(s.exit_code, 0, "{}", s.outcome);
     assert!(
         s.planned_writes.iter().any(|w| w.contains("T0")),
@@ -109,7 +108,9 @@ async fn stage_failure_discards_and_leaves_the_vault_untouched() {
     bad.fail_stage.store(true, Ordering::SeqCst);
     let vault_before = snapshot(&sb.dir.path().join("vault"));
     let parts = sb.parts(vec![sb.file_store(), bad.clone()], None).await;
-    let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &Progress::new(), false).await;
+    let shown = Shown::new();
+    let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &shown.p, false).await;
+    shown.check(&s);
     assert_eq!(s.exit_code, Exit::StageFailed.code(), "{}", s.outcome);
     assert!(
         !sb.dir.path().join("passphrase.new").exists(),
@@ -134,7 +135,9 @@ async fn activation_failure_reports_the_open_window_and_resume_closes_it() {
     let flaky = MemStore::new("flaky", OLD, &log, None);
     flaky.fail_activate.store(usize::MAX, Ordering::SeqCst);
     let parts = sb.parts(vec![sb.file_store(), flaky.clone()], None).await;
-    let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &Progress::new(), false).await;
+    let shown = Shown::new();
+    let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &shown.p, false).await;
+    shown.check(&s);
     assert_eq!(s.exit_code, Exit::WindowOpen.code());
     assert!(
         s.outcome.contains("WINDOW OPEN") && s.outcome.contains("memory flaky"),
@@ -155,7 +158,9 @@ async fn activation_failure_reports_the_open_window_and_resume_closes_it() {
 
     flaky.fail_activate.store(0, Ordering::SeqCst);
     let parts = sb.parts(vec![sb.file_store(), flaky.clone()], None).await;
-    let r = engine::resume_with(&sb.loaded, parts, &sb.opts(), &Progress::new()).await;
+    let shown = Shown::new();
+    let r = engine::resume_with(&sb.loaded, parts, &sb.opts(), &shown.p).await;
+    shown.check(&r);
     assert_eq!(r.exit_code, 0, "{}", r.outcome);
     let new = Passphrase::new(sb.passphrase_file());
     assert!(flaky.current().same_as(&new));
@@ -178,7 +183,9 @@ async fn a_held_lock_stops_the_run_before_anything_is_staged() {
     let log = log();
     let mem = MemStore::new("mem", OLD, &log, None);
     let parts = sb.parts(vec![mem.clone()], None).await;
-    let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &Progress::new(), false).await;
+    let shown = Shown::new();
+    let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &shown.p, false).await;
+    shown.check(&s);
     assert_eq!(s.exit_code, Exit::LockHeld.code(), "{}", s.outcome);
     assert!(s.outcome.contains("someone-else"));
     assert!(!log.lock().unwrap().iter().any(|c| c == "mem:stage"));
@@ -190,7 +197,9 @@ async fn a_wrong_old_passphrase_is_exit_1_with_nothing_staged() {
     let log = log();
     let mem = MemStore::new("mem", "not-the-right-passphrase-xyz", &log, None);
     let parts = sb.parts(vec![mem.clone()], None).await;
-    let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &Progress::new(), false).await;
+    let shown = Shown::new();
+    let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &shown.p, false).await;
+    shown.check(&s);
     assert_eq!(s.exit_code, 1, "{}", s.outcome);
     assert!(
         !s.outcome.contains("not-the-right-passphrase"),
@@ -205,7 +214,9 @@ async fn stores_that_disagree_fail_preflight() {
     let log = log();
     let other = MemStore::new("other", "a-different-passphrase-abc", &log, None);
     let parts = sb.parts(vec![sb.file_store(), other], None).await;
-    let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &Progress::new(), false).await;
+    let shown = Shown::new();
+    let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &shown.p, false).await;
+    shown.check(&s);
     assert_eq!(s.exit_code, Exit::PreflightFailed.code(), "{}", s.outcome);
     assert!(s.outcome.contains("memory other"));
 }
@@ -238,7 +249,9 @@ async fn a_concurrent_rotation_is_exit_3_and_everything_staged_is_discarded() {
         .unwrap();
     }));
     let parts = sb.parts(vec![sb.file_store(), mem.clone()], None).await;
-    let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &Progress::new(), false).await;
+    let shown = Shown::new();
+    let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &shown.p, false).await;
+    shown.check(&s);
     assert_eq!(s.exit_code, 3, "{}", s.outcome);
     assert!(
         mem.staged.lock().unwrap().is_none(),
@@ -254,7 +267,9 @@ async fn schedule_not_due_exits_0_without_touching_anything() {
     let log = log();
     // Never rotated: due, whatever the bundle's age.
     let parts = sb.parts(vec![sb.file_store()], None).await;
-    let first = engine::run_with(&sb.loaded, parts, &sb.opts(), &Progress::new(), false).await;
+    let shown = Shown::new();
+    let first = engine::run_with(&sb.loaded, parts, &sb.opts(), &shown.p, false).await;
+    shown.check(&first);
     assert_eq!(
         (first.exit_code, first.gen_after),
         (0, Some(1)),
@@ -264,14 +279,18 @@ async fn schedule_not_due_exits_0_without_touching_anything() {
     let current = sb.passphrase_file();
     let mem = MemStore::new("mem", &current, &log, None);
     let parts = sb.parts(vec![mem.clone()], None).await;
-    let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &Progress::new(), false).await;
+    let shown = Shown::new();
+    let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &shown.p, false).await;
+    shown.check(&s);
     assert_eq!(s.exit_code, 0);
     assert!(s.outcome.starts_with("not due"), "{}", s.outcome);
     assert!(!log.lock().unwrap().iter().any(|c| c == "mem:stage"));
     let mut forced = sb.opts();
     forced.force = true;
     let parts = sb.parts(vec![sb.file_store()], None).await;
-    let again = engine::run_with(&sb.loaded, parts, &forced, &Progress::new(), false).await;
+    let shown = Shown::new();
+    let again = engine::run_with(&sb.loaded, parts, &forced, &shown.p, false).await;
+    shown.check(&again);
     assert_eq!(
         (again.exit_code, again.gen_after),
         (0, Some(2)),
@@ -284,12 +303,12 @@ async fn schedule_not_due_exits_0_without_touching_anything() {
 async fn a_failed_restart_is_reported_after_activation() {
     let sb = Sandbox::new("").await;
     let log = log();
-    let restarter = Arc::new(MemRestarter {
-        log: log.clone(),
-        fail: true.into(),
-    });
+    let restarter = MemRestarter::new(&log);
+    restarter.fail.store(true, Ordering::SeqCst);
     let parts = sb.parts(vec![sb.file_store()], Some(restarter)).await;
-    let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &Progress::new(), false).await;
+    let shown = Shown::new();
+    let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &shown.p, false).await;
+    shown.check(&s);
     assert_eq!(s.exit_code, Exit::RestartFailed.code(), "{}", s.outcome);
     assert_ne!(
         sb.passphrase_file(),
@@ -352,7 +371,9 @@ async fn stamps_and_generations_at_their_limits_are_refused_before_staging() {
                     .unwrap();
             }
         }
-        let s = engine::run(&sb.loaded, &sb.opts(), &Progress::new(), false).await;
+        let shown = Shown::new();
+        let s = engine::run(&sb.loaded, &sb.opts(), &shown.p, false).await;
+        shown.check(&s);
         assert_eq!(s.exit_code, code, "{what}: {}", s.outcome);
         assert!(s.outcome.contains(needle), "{what}: {}", s.outcome);
         assert!(
@@ -363,7 +384,9 @@ async fn stamps_and_generations_at_their_limits_are_refused_before_staging() {
         assert_eq!(sb.passphrase_file(), OLD, "{what}");
         assert!(!sb.dir.path().join("passphrase.new").exists(), "{what}");
         assert!(Lock::peek(&sb.vault).await.unwrap().is_none(), "{what}");
-        let r = engine::resume(&sb.loaded, &sb.opts(), &Progress::new()).await;
+        let shown = Shown::new();
+        let r = engine::resume(&sb.loaded, &sb.opts(), &shown.p).await;
+        shown.check(&r);
         assert_eq!(r.exit_code, 0, "{what}: {}", r.outcome);
         assert!(
             r.outcome.contains("nothing to resume"),
@@ -378,7 +401,9 @@ async fn stamps_and_generations_at_their_limits_are_refused_before_staging() {
 #[tokio::test]
 async fn a_half_written_journal_is_not_a_run_to_resume() {
     let sb = Sandbox::new("").await;
-    let s = engine::run(&sb.loaded, &sb.opts(), &Progress::new(), false).await;
+    let shown = Shown::new();
+    let s = engine::run(&sb.loaded, &sb.opts(), &shown.p, false).await;
+    shown.check(&s);
     assert_eq!(s.exit_code, 0, "{}", s.outcome);
     let runs = sb.dir.path().join("state/runs");
     let journal = std::fs::read_dir(&runs)
@@ -391,11 +416,15 @@ async fn a_half_written_journal_is_not_a_run_to_resume() {
         .replace("\"phase\": \"done\"", "\"phase\": \"committed\"");
     std::fs::write(runs.join(".vsync-tmp-00112233aabbccdd"), text).unwrap();
 
-    let r = engine::resume(&sb.loaded, &sb.opts(), &Progress::new()).await;
+    let shown = Shown::new();
+    let r = engine::resume(&sb.loaded, &sb.opts(), &shown.p).await;
+    shown.check(&r);
     assert_eq!(r.exit_code, 0, "{}", r.outcome);
     assert!(r.outcome.contains("nothing to resume"), "{}", r.outcome);
     assert!(Lock::peek(&sb.vault).await.unwrap().is_none());
-    let again = engine::run(&sb.loaded, &sb.opts(), &Progress::new(), false).await;
+    let shown = Shown::new();
+    let again = engine::run(&sb.loaded, &sb.opts(), &shown.p, false).await;
+    shown.check(&again);
     assert_eq!(again.exit_code, 0, "{}", again.outcome);
     assert_eq!(again.gen_after, Some(2));
 }
@@ -413,8 +442,98 @@ async fn a_missing_vault_directory_is_not_created() {
     std::fs::write(&path, text).unwrap();
     let loaded = plan::load(&path).unwrap();
     for dry in [true, false] {
-        let s = engine::run(&loaded, &sb.opts(), &Progress::new(), dry).await;
+        let shown = Shown::new();
+        let s = engine::run(&loaded, &sb.opts(), &shown.p, dry).await;
+        shown.check(&s);
         assert_eq!(s.exit_code, 5, "{}", s.outcome);
         assert!(!missing.exists(), "the vault directory was created");
     }
+}
+
+/// A crash after `restart` returned and before its wait ended: the rollout is in
+/// the journal, so `resume` waits on it and starts no second one.
+#[tokio::test]
+async fn resume_waits_on_a_journaled_rollout_and_never_restarts_twice() {
+    let sb = Sandbox::new("").await;
+    let restarter = MemRestarter::new(&log());
+    *restarter.takes.lock().unwrap() = std::time::Duration::from_secs(30);
+    let parts = sb
+        .parts(vec![sb.file_store()], Some(restarter.clone()))
+        .await;
+    let (loaded, opts) = (sb.loaded.clone(), sb.opts());
+    let crashed = tokio::spawn(async move {
+        let p = vsync_orchestrate::report::Progress::quiet();
+        engine::run_with(&loaded, parts, &opts, &p, false).await
+    });
+    let began = std::time::Instant::now();
+    while !sb.journal_texts().contains("\"phase\": \"restarting\"") {
+        assert!(began.elapsed().as_secs() < 20, "the rollout never started");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    crashed.abort(); // the process dies mid-wait
+    let _ = crashed.await;
+    assert_eq!(restarter.restarts.load(Ordering::SeqCst), 1);
+
+    // A fresh restarter instance, as after a real crash, sharing the platform's count.
+    let again = MemRestarter::counting(&log(), restarter.restarts.clone());
+    let parts = sb.parts(vec![sb.file_store()], Some(again.clone())).await;
+    let shown = Shown::new();
+    let r = engine::resume_with(&sb.loaded, parts, &sb.opts(), &shown.p).await;
+    shown.check(&r);
+    assert_eq!(r.exit_code, 0, "{}", r.outcome);
+    assert_eq!(
+        restarter.restarts.load(Ordering::SeqCst),
+        1,
+        "resume started a second rollout"
+    );
+    assert!(again
+        .log
+        .lock()
+        .unwrap()
+        .contains(&"restarter:wait".to_owned()));
+    assert_eq!(sb.vault.status().await.unwrap().unwrap().gen, 1);
+}
+
+/// The lock is renewed while the run holds it: a rollout that outlasts the lock's
+/// TTL keeps it, and a second run started meanwhile is refused.
+#[tokio::test]
+async fn a_long_rollout_keeps_the_lock_a_second_run_is_refused() {
+    let sb = Sandbox::new("").await;
+    let restarter = MemRestarter::new(&log());
+    *restarter.takes.lock().unwrap() = std::time::Duration::from_secs(5);
+    let parts = sb
+        .parts(vec![sb.file_store()], Some(restarter.clone()))
+        .await;
+    let mut opts = sb.opts();
+    opts.lock_ttl = std::time::Duration::from_secs(2);
+    let (loaded, first_opts) = (sb.loaded.clone(), opts.clone());
+    let first = tokio::spawn(async move {
+        let p = vsync_orchestrate::report::Progress::quiet();
+        engine::run_with(&loaded, parts, &first_opts, &p, false).await
+    });
+    while !sb.journal_texts().contains("\"phase\": \"restarting\"") {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Past the TTL: without renewal the lock would have expired by now.
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    let held = Lock::peek(&sb.vault)
+        .await
+        .unwrap()
+        .expect("the lock is still held");
+    let mem = MemStore::new("mem", OLD, &log(), None);
+    let parts = sb.parts(vec![mem], None).await;
+    let shown = Shown::new();
+    let second = engine::run_with(&sb.loaded, parts, &opts, &shown.p, false).await;
+    shown.check(&second);
+    assert_eq!(
+        second.exit_code,
+        Exit::LockHeld.code(),
+        "{}",
+        second.outcome
+    );
+    assert!(second.outcome.contains(&held.run_id), "{}", second.outcome);
+
+    let s = first.await.unwrap();
+    assert_eq!(s.exit_code, 0, "{}", s.outcome);
+    assert!(Lock::peek(&sb.vault).await.unwrap().is_none());
 }

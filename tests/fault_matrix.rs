@@ -470,6 +470,10 @@ async fn cli(args: &[&str], plan: &Path, env: &[(&str, &str)]) -> Ran {
         .expect("the command finished within 3 minutes")
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if let Ok(v) = serde_json::from_str(&stdout) {
+        support::assert_rows_match(&stderr, &v);
+    }
     Ran {
         code: out.status.code().unwrap_or(-1),
         summary: serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null),

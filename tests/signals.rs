@@ -9,10 +9,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::fakes::MemStore;
-use support::sandbox::{log, Sandbox, OLD};
+use support::sandbox::{log, Sandbox, Shown, OLD};
 use vsync_orchestrate::api::Passphrase;
 use vsync_orchestrate::engine::{self, interrupt, lock::Lock};
-use vsync_orchestrate::report::Progress;
 
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -25,7 +24,9 @@ async fn a_signal_while_staging_discards_and_exits_17() {
     *mem.on_stage.lock().unwrap() = Some(Box::new(interrupt::request));
     let before = sb.vault.status().await.unwrap().unwrap();
     let parts = sb.parts(vec![sb.file_store(), mem.clone()], None).await;
-    let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &Progress::new(), false).await;
+    let shown = Shown::new();
+    let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &shown.p, false).await;
+    shown.check(&s);
     interrupt::reset();
     assert_eq!(s.exit_code, 17, "{}", s.outcome);
     assert!(s.outcome.contains("discarded"), "{}", s.outcome);
@@ -49,7 +50,9 @@ async fn a_signal_inside_the_window_waits_for_activation_then_resume_finishes() 
     let mem = MemStore::new("mem", OLD, &log(), Some(sb.vault.clone()));
     *mem.on_activate.lock().unwrap() = Some(Box::new(interrupt::request));
     let parts = sb.parts(vec![sb.file_store(), mem.clone()], None).await;
-    let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &Progress::new(), false).await;
+    let shown = Shown::new();
+    let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &shown.p, false).await;
+    shown.check(&s);
     interrupt::reset();
     assert_eq!(s.exit_code, 17, "{}", s.outcome);
     // Both stores were switched before the run stopped: the window is closed.
@@ -66,7 +69,9 @@ async fn a_signal_inside_the_window_waits_for_activation_then_resume_finishes() 
     assert!(sb.journal_texts().contains("\"phase\": \"activated\""));
 
     let parts = sb.parts(vec![sb.file_store(), mem.clone()], None).await;
-    let r = engine::resume_with(&sb.loaded, parts, &sb.opts(), &Progress::new()).await;
+    let shown = Shown::new();
+    let r = engine::resume_with(&sb.loaded, parts, &sb.opts(), &shown.p).await;
+    shown.check(&r);
     assert_eq!(r.exit_code, 0, "{}", r.outcome);
     assert_eq!(sb.vault.status().await.unwrap().unwrap().gen, 1);
     assert!(Lock::peek(&sb.vault).await.unwrap().is_none());

@@ -13,6 +13,14 @@ use vsync_orchestrate_api::{Restarter, SecretStore};
 #[error("{0}")]
 pub struct BuildError(pub String);
 
+impl BuildError {
+    /// A credential or service that is not usable right now (exit 12), as opposed
+    /// to a plan that cannot work (exit 1).
+    pub fn is_unavailable(&self) -> bool {
+        false
+    }
+}
+
 fn resolve_value(what: &str, v: &ValueSource) -> Result<String, BuildError> {
     match v {
         ValueSource::Literal(s) => Ok(s.clone()),

@@ -1,49 +1,22 @@
-//! What every phase of one run shares: the plan, the options, the progress display,
-//! the summary being built and the journal. Every row the operator sees is written
-//! through [`Ctx::row`], which also records it in the summary, so the human output
-//! and `--output json` cannot disagree.
+//! What every phase of one run shares: the plan, the options, the renderers and the
+//! journal. Phases speak only through [`Ctx::emit`]; the helpers below are the
+//! events they emit most.
 
-use super::journal::Journal;
+use super::events::{Event, JournalEvent, Step, VaultFacts};
+use super::journal::{Journal, Phase};
 use super::{Exit, RunOptions};
 use crate::plan::LoadedPlan;
 use crate::report::{ms, Progress, Summary, TargetResult};
 use std::time::{Duration, Instant};
 use vsync_orchestrate_api::{RunId, Target};
 
-/// The phases of the runbook, as the operator reads them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    Preflight,
-    Plan,
-    Stage,
-    Rotate,
-    Activate,
-    Restart,
-    Verify,
-    Resume,
-}
-
-impl Step {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Step::Preflight => "preflight",
-            Step::Plan => "plan",
-            Step::Stage => "stage",
-            Step::Rotate => "rotate",
-            Step::Activate => "activate",
-            Step::Restart => "restart",
-            Step::Verify => "verify",
-            Step::Resume => "resume",
-        }
-    }
-}
-
 pub(crate) struct Ctx<'a> {
     pub loaded: &'a LoadedPlan,
     pub opts: &'a RunOptions,
     pub p: &'a Progress,
-    pub s: Summary,
-    pub journal: Option<Journal>,
+    /// The JSON renderer's state; read-only for the phases.
+    s: Summary,
+    journal: Option<Journal>,
     pub run: RunId,
     pub dry_run: bool,
 }
@@ -74,11 +47,31 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    pub fn phase(&self, step: Step, what: &str) {
-        self.p.phase(step.as_str(), what);
+    /// Every renderer gets every event.
+    pub fn emit(&mut self, e: Event) {
+        self.p.render(&e);
+        self.s.apply(&e);
+        if let (Event::Journal(je), Some(j)) = (&e, self.journal.as_mut()) {
+            j.apply(je);
+        }
     }
 
-    /// One result line: printed, and kept for the JSON summary.
+    pub fn header(&mut self, line: String) {
+        self.emit(Event::Header(line));
+    }
+
+    pub fn vault(&mut self, describe: String) {
+        self.emit(Event::Vault(describe));
+    }
+
+    pub fn phase(&mut self, step: Step, what: &str) {
+        self.emit(Event::Phase {
+            step,
+            what: what.to_owned(),
+        });
+    }
+
+    /// One result line.
     #[allow(clippy::too_many_arguments)]
     pub fn row(
         &mut self,
@@ -90,30 +83,18 @@ impl<'a> Ctx<'a> {
         detail: impl Into<String>,
         took: Duration,
     ) {
-        let detail = detail.into();
-        let label = if name.is_empty() {
-            kind.to_owned()
-        } else {
-            format!("{kind} {name}")
-        };
-        if ok {
-            self.p.ok(&label, &detail, took);
-        } else {
-            self.p.fail(&label, &detail, took);
-        }
-        self.s.targets.push(TargetResult {
+        self.emit(Event::Row(TargetResult {
             phase: step.as_str().into(),
             kind: kind.into(),
             name: name.into(),
             slot,
             ok,
-            detail,
+            detail: detail.into(),
             ms: ms(took),
-        });
+        }));
     }
 
     /// A row about an adapter at plan position `slot` (`store.1`, `restart.2`).
-    #[allow(clippy::too_many_arguments)]
     pub fn target(
         &mut self,
         step: Step,
@@ -127,30 +108,63 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn warn(&mut self, msg: impl Into<String>) {
-        let msg = msg.into();
-        self.p.warn(&msg);
-        self.s.warnings.push(msg);
+        self.emit(Event::Warning(msg.into()));
+    }
+
+    pub fn note(&mut self, msg: impl Into<String>) {
+        self.emit(Event::Note(msg.into()));
     }
 
     pub fn next_step(&mut self, step: impl Into<String>) {
-        self.s.next_steps.push(step.into());
+        self.emit(Event::NextStep(step.into()));
+    }
+
+    pub fn facts(&mut self, f: VaultFacts) {
+        self.emit(Event::Facts(f));
     }
 
     pub fn phase_done(&mut self, step: Step, began: Instant) {
-        self.s
-            .phases_ms
-            .insert(step.as_str().into(), ms(began.elapsed()));
+        self.emit(Event::Timing {
+            step,
+            took: began.elapsed(),
+        });
     }
 
-    pub fn journal(&mut self) -> &mut Journal {
+    /// `resume` discarded a run and starts a fresh one in the same output.
+    pub fn next_run(&mut self, run: RunId) {
+        self.s.run_id = run.to_string();
+        self.run = run;
+        self.journal = None;
+    }
+
+    /// Starts the journal of this run (once the lock is held).
+    pub fn open_journal(&mut self, j: Journal) {
+        self.journal = Some(j);
+    }
+
+    pub fn drop_journal(&mut self) {
+        self.journal = None;
+    }
+
+    /// The journal as it stands (what `resume` will read).
+    pub fn journal(&self) -> &Journal {
         self.journal
-            .as_mut()
+            .as_ref()
             .expect("the journal exists once the lock is held")
     }
 
+    pub fn record(&mut self, je: JournalEvent) {
+        self.emit(Event::Journal(je));
+    }
+
+    pub fn reach(&mut self, phase: Phase) {
+        self.record(JournalEvent::Phase(phase));
+    }
+
     /// Writes the journal. Before T0 a failure must stop the run (nothing may
-    /// happen that `resume` would not know about); after it, the caller warns.
-    pub fn save(&mut self) -> std::io::Result<()> {
+    /// happen that `resume` would not know about); after it, use
+    /// [`Ctx::checkpoint_or_warn`].
+    pub fn checkpoint(&mut self) -> std::io::Result<()> {
         if let Some(j) = self.journal.as_mut() {
             let path = j.save(&self.opts.state_dir)?;
             self.s.journal = Some(path.display().to_string());
@@ -158,15 +172,29 @@ impl<'a> Ctx<'a> {
         Ok(())
     }
 
-    /// [`Ctx::save`] after T0: the vault already says where the run is, so a failed
-    /// write is a warning, not a reason to stop half way.
-    pub fn save_or_warn(&mut self) {
-        if let Err(e) = self.save() {
-            self.warn(format!(
+    /// After T0 the vault already says where the run is: a journal that cannot be
+    /// written is a warning, not a reason to stop half way.
+    pub fn checkpoint_or_warn(&mut self) {
+        if let Err(e) = self.checkpoint() {
+            let msg = format!(
                 "could not write the journal in {}: {e}",
                 self.opts.state_dir.display()
-            ));
+            );
+            self.warn(msg);
         }
+    }
+
+    /// A command that ended before it had anything to do (not due, nothing to
+    /// resume): exit 0 with this outcome.
+    pub fn nothing_to_do(&mut self, why: impl Into<String>) -> Summary {
+        self.s.exit_code = 0;
+        self.s.outcome = why.into();
+        std::mem::take(&mut self.s)
+    }
+
+    /// Ends with a typed failure: its exit code and message.
+    pub fn fail(&mut self, f: super::failure::Failure) -> Summary {
+        self.end(f.exit(), f.message())
     }
 
     /// The summary, with the exit code and outcome; the journal records both.
@@ -185,7 +213,7 @@ impl<'a> Ctx<'a> {
                 j.timings_ms.insert("window".into(), w);
             }
         }
-        self.save_or_warn();
+        self.checkpoint_or_warn();
         std::mem::take(&mut self.s)
     }
 }

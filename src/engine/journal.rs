@@ -8,6 +8,7 @@
 //! reopened, and whether T0 passed is always read from the vault's pointer, not
 //! from the journal's phase.
 
+use super::events::JournalEvent;
 use crate::vault::{Layout, Prepared, Stamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -229,6 +230,34 @@ impl Journal {
             .filter(|(_, j)| j.vault == vault && j.is_finished())
             .map(|(_, j)| j.run_id.0)
             .collect()
+    }
+
+    /// The journal is a renderer of the engine's events: these are the ones that
+    /// change the state `resume` starts from.
+    pub fn apply(&mut self, e: &JournalEvent) {
+        match e {
+            JournalEvent::Phase(p) => self.phase = *p,
+            JournalEvent::Staged(s) => self.staged = s.clone(),
+            JournalEvent::Prepared(p) => self.prepared = Some((**p).clone()),
+            JournalEvent::RotatedAt(r) => self.rotated_at = Some(r.clone()),
+            JournalEvent::Activated(slot) => {
+                if !self.activated.contains(slot) {
+                    self.activated.push(*slot);
+                }
+            }
+            JournalEvent::RolloutStarted(r) => {
+                if !self.rollouts.iter().any(|e| e.slot == r.slot) {
+                    self.rollouts.push(r.clone());
+                }
+                self.phase = Phase::Restarting;
+            }
+            JournalEvent::RolloutFinished { slot, ok } => {
+                if let Some(r) = self.rollouts.iter_mut().find(|r| r.slot == *slot) {
+                    r.finished = Some(*ok);
+                }
+            }
+            JournalEvent::Note(n) => self.notes.push(n.clone()),
+        }
     }
 
     pub fn staged_for(&self, slot: usize) -> Option<&Staged> {

@@ -8,6 +8,8 @@
 use crate::vault::storage::{Meta, PutCondition, StorageError, StorageErrorKind};
 use crate::vault::Vault;
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use vsync_orchestrate_api::RunId;
 
@@ -20,6 +22,13 @@ pub struct LockBody {
     pub created_at: String,
     /// Unix seconds.
     pub expires_at: u64,
+}
+
+impl LockBody {
+    /// When the lock expires, as an ISO instant.
+    pub fn until(&self) -> String {
+        iso(self.expires_at)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -280,5 +289,140 @@ impl Lock {
             cause,
             until: iso(self.expires_at),
         })
+    }
+}
+
+/// Why a renewal did not extend the lock.
+#[derive(Debug)]
+enum Renewal {
+    /// Someone else's lock is there now (ours expired and was taken over).
+    Lost(String),
+    /// S3 did not answer; the next renewal tries again.
+    Retry,
+}
+
+impl Lock {
+    /// Extends the lock by `ttl`, if it is still this run's.
+    async fn renew(&mut self, vault: &Vault, ttl: Duration) -> Result<(), Renewal> {
+        let expires_at = now_secs() + ttl.as_secs();
+        let body = LockBody {
+            owner: owner(),
+            run_id: self.run_id.clone(),
+            created_at: crate::vault::stamp::iso_millis(SystemTime::now()),
+            expires_at,
+        };
+        let bytes = serde_json::to_vec(&body).expect("serialises");
+        let cond = match &self.etag {
+            Some(e) => PutCondition::IfMatch(e.clone()),
+            None => PutCondition::IfAbsent,
+        };
+        match vault
+            .storage
+            .put(&self.key, bytes, cond, &Meta::new())
+            .await
+        {
+            Ok(etag) => {
+                self.etag = Some(etag);
+                self.expires_at = expires_at;
+                Ok(())
+            }
+            Err(e) if matches!(e.kind, StorageErrorKind::Unavailable) => Err(Renewal::Retry),
+            // A renewal whose answer was lost also ends here: read before deciding.
+            Err(_) => match vault.storage.get(&self.key).await {
+                Ok(Some(o)) => match serde_json::from_slice::<LockBody>(&o.body) {
+                    Ok(b) if b.run_id == self.run_id => {
+                        self.etag = Some(o.etag);
+                        self.expires_at = b.expires_at;
+                        Ok(())
+                    }
+                    Ok(b) => Err(Renewal::Lost(format!(
+                        "run {} of {} took the vault's lock over",
+                        b.run_id, b.owner
+                    ))),
+                    Err(_) => Err(Renewal::Lost("the lock object was replaced".into())),
+                },
+                Ok(None) => Err(Renewal::Lost("the lock object was deleted".into())),
+                Err(_) => Err(Renewal::Retry),
+            },
+        }
+    }
+}
+
+/// A held lock, renewed in the background every third of its TTL for as long as
+/// the run holds it: restart timeouts are the operator's choice and may be longer
+/// than any fixed TTL. A run whose lock was taken over is told so by
+/// [`Keeper::lost`] and makes no further write.
+pub struct Keeper {
+    lock: Arc<tokio::sync::Mutex<Lock>>,
+    lost: Arc<std::sync::Mutex<Option<String>>>,
+    stop: Arc<AtomicBool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A run that ends without `stop` (a panic, a test dropping the future) must not
+/// leave a task renewing its lock forever.
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+impl Keeper {
+    pub fn start(vault: &Vault, lock: Lock, ttl: Duration) -> Keeper {
+        let lock = Arc::new(tokio::sync::Mutex::new(lock));
+        let lost = Arc::new(std::sync::Mutex::new(None));
+        let stop = Arc::new(AtomicBool::new(false));
+        let every = (ttl / 3).max(Duration::from_millis(200));
+        let task = tokio::spawn({
+            let (vault, lock, lost, stop) =
+                (vault.clone(), lock.clone(), lost.clone(), stop.clone());
+            async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let mut l = lock.lock().await;
+                    match l.renew(&vault, ttl).await {
+                        Ok(()) | Err(Renewal::Retry) => {}
+                        Err(Renewal::Lost(why)) => {
+                            *lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Keeper {
+            lock,
+            lost,
+            stop,
+            task: Some(task),
+        }
+    }
+
+    /// `Some(why)` once another run took the lock over.
+    pub fn lost(&self) -> Option<String> {
+        self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Stops renewing and hands the lock back (to release it, or to leave it for
+    /// `resume` to take over).
+    pub async fn stop(mut self) -> Lock {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.task.take() {
+            t.abort();
+            let _ = t.await;
+        }
+        // The renewal task, the only other owner, is gone.
+        let l = self.lock.lock().await;
+        Lock {
+            key: l.key.clone(),
+            etag: l.etag.clone(),
+            run_id: l.run_id.clone(),
+            expires_at: l.expires_at,
+        }
     }
 }

@@ -17,7 +17,9 @@ pub mod build;
 #[cfg(feature = "aws")]
 mod build_aws;
 mod context;
+pub mod events;
 pub mod exit;
+mod failure;
 pub mod health;
 pub mod interrupt;
 pub mod journal;
@@ -26,20 +28,23 @@ mod pointer;
 mod preflight;
 mod restart;
 mod resume;
+mod retry;
+mod rotate;
 pub mod secrets;
 mod stage;
 mod verify;
 
 use crate::plan::LoadedPlan;
-use crate::report::{ms, Progress, Summary};
+use crate::report::{Progress, Summary};
 use crate::vault::{Prepared, Vault};
-use context::{Ctx, Step};
+use context::Ctx;
+use events::JournalEvent;
 pub use exit::Exit;
+use failure::Failure;
 use futures_util::future::join_all;
 use journal::{Inspected, Journal, Phase, StagedEntry};
-use lock::{Lock, LockError, Takeover};
-use pointer::PointerState;
-use preflight::Ready;
+use lock::{Keeper, Lock, LockError, Takeover};
+use preflight::{Preflighted, Ready};
 pub use resume::{resume, resume_with};
 use stage::Stop;
 use std::path::PathBuf;
@@ -107,7 +112,7 @@ fn unbuildable(
     e: build::BuildError,
 ) -> Summary {
     let mut cx = Ctx::new(loaded, opts, p, command, new_run_id());
-    cx.end(Exit::BadInput, e.0)
+    cx.fail(Failure::Build(e))
 }
 
 /// `run`: the whole rotation. `dry_run` stops after preflight and lists the writes.
@@ -129,42 +134,101 @@ pub async fn run_with(
     let command = if dry_run { "plan" } else { "run" };
     let mut cx = Ctx::new(loaded, opts, p, command, new_run_id());
     cx.dry_run = dry_run;
-    p.line(format!(
-        "vsync-orchestrate {command} {} — env {}, run {}",
-        loaded.path.display(),
-        loaded.plan.env,
-        cx.run
-    ));
-    let ready = match preflight::run(&mut cx, parts).await {
-        Ok(Some(r)) => r,
-        Ok(None) => return std::mem::take(&mut cx.s),
-        Err((exit, why)) => return cx.end(exit, why),
-    };
-    if dry_run {
-        preflight::planned_writes(&mut cx, &ready);
-        return cx.end(Exit::Ok, "dry run: preflight passed; nothing was written");
-    }
-    runbook(&mut cx, ready).await
+    run_in(&mut cx, parts, command).await
 }
 
-/// Lock, stage, rotate, activate, then everything after T1.
+/// A run in an existing context: `resume` continues its own output with the
+/// fresh run it starts after discarding, so one summary holds both.
+async fn run_in(cx: &mut Ctx<'_>, parts: build::Parts, command: &str) -> Summary {
+    let header = format!(
+        "vsync-orchestrate {command} {} — env {}, run {}",
+        cx.loaded.path.display(),
+        cx.loaded.plan.env,
+        cx.run
+    );
+    cx.header(header);
+    let ready = match preflight::run(cx, parts).await {
+        Ok(Preflighted::Ready(r)) => r,
+        Ok(Preflighted::NotDue(why)) => return cx.nothing_to_do(why),
+        Err(f) => return cx.fail(f),
+    };
+    if cx.dry_run {
+        preflight::planned_writes(cx, &ready);
+        return cx.end(Exit::Ok, "dry run: preflight passed; nothing was written");
+    }
+    runbook(cx, *ready).await
+}
+
+/// The README's phase table, as code: lock, stage, rotate (T0), activate (T1),
+/// then restart and verify.
 async fn runbook(cx: &mut Ctx<'_>, r: Ready) -> Summary {
     if interrupt::requested() {
-        return cx.end(Exit::Interrupted, "interrupted before anything was written");
+        return cx.fail(Failure::Interrupted(
+            "interrupted before anything was written".into(),
+        ));
     }
+    let keeper = match lock_and_journal(cx, &r).await {
+        Ok(k) => k,
+        Err(f) => return cx.fail(f),
+    };
+    let staged = match stage::run(cx, &r.stores, &r.new).await {
+        Ok(staged) => staged,
+        Err((staged, failure)) => {
+            return stop(cx, &r, &staged, keeper, Stop::before_swap(failure)).await
+        }
+    };
+    if let Some(f) = should_stop(&keeper, "before the vault was touched") {
+        return stop(cx, &r, &staged, keeper, Stop::before_swap(f)).await;
+    }
+    let swapped = match rotate::run(cx, &r, &keeper).await {
+        Ok(s) => s,
+        Err(why) => return stop(cx, &r, &staged, keeper, why).await,
+    };
+    // ---- T0: apps that boot now need the new passphrase. Activate at once. ----
+    crash_point("committed");
+    let window = activate::Window {
+        t0: swapped.t0,
+        uncertain: swapped.uncertain,
+        pointer_row: Some(swapped.row.clone()),
+    };
+    let activated = activate::run(cx, &r.stores, &staged, Some(&r.new), Some(window)).await;
+    drop(swapped.window);
+    if let Err(window_open) = activated {
+        // Keep the lock: nobody else may rotate while the window is open.
+        keeper.stop().await;
+        return window_open;
+    }
+    after_t1(
+        cx,
+        &r.vault,
+        &r.stores,
+        &staged,
+        &r.restarters,
+        &swapped.prepared,
+        &swapped.rotated_at,
+        keeper,
+        Some(swapped.t0),
+    )
+    .await
+}
+
+/// Takes the vault's lock (renewed for as long as the run holds it) and writes the
+/// first journal. Nothing may be written that `resume` would not know about, so a
+/// journal that cannot be written stops the run here.
+async fn lock_and_journal(cx: &mut Ctx<'_>, r: &Ready) -> Result<Keeper, Failure> {
     let takeover = Takeover {
         run: None,
         finished: Journal::finished_runs(&cx.opts.state_dir, &r.vault.describe()),
     };
     let lock = match Lock::acquire(&r.vault, &cx.run, cx.opts.lock_ttl, &takeover).await {
         Ok(l) => l,
-        Err(e @ LockError::Held { .. }) => return cx.end(Exit::LockHeld, e.to_string()),
+        Err(e @ LockError::Held { .. }) => return Err(Failure::Lock(e)),
         Err(e) => {
             if let Err(left) = Lock::release_if_ours(&r.vault, &cx.run).await {
                 cx.warn(left.to_string());
                 cx.next_step(format!("remove the lock by hand: {}", left.remove));
             }
-            return cx.end(Exit::PreflightFailed, e.to_string());
+            return Err(Failure::Lock(e));
         }
     };
     let mut j = Journal::new(
@@ -182,252 +246,36 @@ async fn runbook(cx: &mut Ctx<'_>, r: Ready) -> Summary {
         gen: r.inspection.gen,
     });
     j.phase = Phase::Staging;
-    cx.journal = Some(j);
-    // Nothing may be written that `resume` would not know about.
-    if let Err(e) = cx.save() {
-        cx.journal = None;
+    cx.open_journal(j);
+    if let Err(e) = cx.checkpoint() {
+        cx.drop_journal();
         stage::release(cx, &r.vault, lock).await;
-        return cx.end(
-            Exit::PreflightFailed,
-            format!(
-                "cannot write the journal in {} ({e}); nothing was written. Fix the state directory (--state-dir) and run again",
-                cx.opts.state_dir.display()
-            ),
-        );
+        return Err(Failure::Preflight(format!(
+            "cannot write the journal in {} ({e}); nothing was written. Fix the state directory (--state-dir) and run again",
+            cx.opts.state_dir.display()
+        )));
     }
-
-    // Stage.
-    let began = Instant::now();
-    cx.phase(
-        Step::Stage,
-        &format!(
-            "new passphrase to {} store(s), not yet visible to apps",
-            r.stores.len()
-        ),
-    );
-    let (staged, failed) = stage::all(cx, &r.stores, &r.new).await;
-    cx.journal().staged = staged.clone();
-    cx.journal().phase = Phase::Staged;
-    let saved = cx.save();
-    crash_point("staged");
-    cx.phase_done(Step::Stage, began);
-    let stop = if !failed.is_empty() {
-        Some(Stop {
-            exit: Exit::StageFailed,
-            why: format!("stage failed ({})", failed.join("; ")),
-            swap_sent: false,
-            new_stamp: None,
-        })
-    } else if let Err(e) = saved {
-        Some(Stop {
-            exit: Exit::StageFailed,
-            why: format!("cannot write the journal after staging ({e})"),
-            swap_sent: false,
-            new_stamp: None,
-        })
-    } else if interrupt::requested() {
-        Some(Stop {
-            exit: Exit::Interrupted,
-            why: "interrupted before the vault was touched".into(),
-            swap_sent: false,
-            new_stamp: None,
-        })
-    } else {
-        None
-    };
-    if let Some(stop) = stop {
-        return stage::stop_before_t0(cx, &r.vault, &r.stores, &staged, &r.new, lock, stop).await;
-    }
-
-    // Rotate: everything slow happens before the swap.
-    let began = Instant::now();
-    cx.phase(
-        Step::Rotate,
-        "re-encrypt under the new passphrase, upload, swap the pointer",
-    );
-    let t = Instant::now();
-    let prepared = match r.vault.prepare(&r.inspection, &r.new).await {
-        Ok(pr) => pr,
-        Err(e) => {
-            cx.row(
-                Step::Rotate,
-                "bundle",
-                "",
-                None,
-                false,
-                e.to_string(),
-                t.elapsed(),
-            );
-            let stop = Stop {
-                exit: Exit::from_rotate_code(e.exit_code()),
-                why: e.to_string(),
-                swap_sent: false,
-                new_stamp: None,
-            };
-            return stage::stop_before_t0(cx, &r.vault, &r.stores, &staged, &r.new, lock, stop)
-                .await;
-        }
-    };
-    cx.row(
-        Step::Rotate,
-        "bundle",
-        "",
-        None,
-        true,
-        format!("{} uploaded (If-None-Match: *)", prepared.bundle_key),
-        t.elapsed(),
-    );
-    cx.journal().prepared = Some(prepared.clone());
-    cx.journal().phase = Phase::Committing;
-    let saved = cx.save();
-    crash_point("committing");
-    let stop = match saved {
-        Err(e) => Some(format!(
-            "cannot write the journal before the pointer swap ({e})"
-        )),
-        Ok(()) if interrupt::requested() => Some("interrupted before the pointer swap".into()),
-        Ok(()) => None,
-    };
-    if let Some(why) = stop {
-        let stop = Stop {
-            exit: if interrupt::requested() {
-                Exit::Interrupted
-            } else {
-                Exit::StageFailed
-            },
-            why,
-            swap_sent: false,
-            new_stamp: Some(prepared.new_stamp.clone()),
-        };
-        return stage::stop_before_t0(cx, &r.vault, &r.stores, &staged, &r.new, lock, stop).await;
-    }
-
-    // T0 → T1: signals are held until every store is switched.
-    let window = interrupt::enter_window();
-    let t = Instant::now();
-    let (t0, rotated_at, uncertain) = match r.vault.commit(&prepared).await {
-        Ok(c) => {
-            cx.row(
-                Step::Rotate,
-                "pointer",
-                "",
-                None,
-                true,
-                format!(
-                    "{} → {} (If-Match) — T0",
-                    prepared.old_stamp, prepared.new_stamp
-                ),
-                c.t0.duration_since(t),
-            );
-            (c.t0, c.rotated_at, false)
-        }
-        Err(e) => {
-            // The answer may be lost, not the write: read before deciding.
-            let state = pointer::read(
-                &r.vault,
-                prepared.layout,
-                &prepared.old_stamp,
-                Some(&prepared.new_stamp),
-            )
-            .await;
-            if state != PointerState::New {
-                drop(window);
-                cx.row(
-                    Step::Rotate,
-                    "pointer",
-                    "",
-                    None,
-                    false,
-                    e.to_string(),
-                    t.elapsed(),
-                );
-                let stop = Stop {
-                    exit: Exit::from_rotate_code(e.exit_code()),
-                    why: e.to_string(),
-                    swap_sent: true,
-                    new_stamp: Some(prepared.new_stamp.clone()),
-                };
-                return stage::stop_before_t0(cx, &r.vault, &r.stores, &staged, &r.new, lock, stop)
-                    .await;
-            }
-            cx.row(
-                Step::Rotate,
-                "pointer",
-                "",
-                None,
-                true,
-                format!(
-                    "{} → {} — T0 (the swap's answer was lost: {e}; reading the pointer shows it took effect)",
-                    prepared.old_stamp, prepared.new_stamp
-                ),
-                t.elapsed(),
-            );
-            (t, crate::vault::stamp::iso_millis(SystemTime::now()), true)
-        }
-    };
-    // ---- T0: apps that boot now need the new passphrase. Activate at once. ----
-    crash_point("committed");
-    let results = activate::all(&r.stores, &staged, &[], Some(&r.new)).await;
-    let t1 = Instant::now();
-    drop(window);
-    cx.s.phases_ms
-        .insert(Step::Rotate.as_str().into(), ms(t0.duration_since(began)));
-    cx.s.new_stamp = Some(prepared.new_stamp.to_string());
-    cx.s.gen_after = Some(prepared.gen_after);
-    cx.journal().rotated_at = Some(rotated_at.clone());
-    let window = t1.duration_since(t0);
-    if let Some(summary) = activated(cx, results, &r.stores, &staged, Some((window, uncertain))) {
-        // Keep the lock: nobody else may rotate while the window is open.
-        drop(lock);
-        return summary;
-    }
-    after_t1(
-        cx,
-        &r.vault,
-        &r.stores,
-        &staged,
-        &r.restarters,
-        &prepared,
-        &rotated_at,
-        lock,
-        Some(t0),
-    )
-    .await
+    Ok(Keeper::start(&r.vault, lock, cx.opts.lock_ttl))
 }
 
-/// Reports an activation round. `Some(summary)`: the run ends here (the window is
-/// still open for a store).
-fn activated(
+/// A signal or a lost lock, checked between phases.
+fn should_stop(keeper: &Keeper, when: &str) -> Option<Failure> {
+    if interrupt::requested() {
+        return Some(Failure::Interrupted(format!("interrupted {when}")));
+    }
+    keeper.lost().map(Failure::LockLost)
+}
+
+/// Stops before T0 (see `stage::stop_before_t0`).
+async fn stop(
     cx: &mut Ctx<'_>,
-    results: Vec<activate::Activated>,
-    stores: &[Arc<dyn SecretStore>],
+    r: &Ready,
     staged: &[StagedEntry],
-    window: Option<(Duration, bool)>,
-) -> Option<Summary> {
-    cx.phase(
-        Step::Activate,
-        &format!("{} store(s): staged → current", results.len()),
-    );
-    let open = activate::report(cx, results, stores, staged);
-    cx.journal().phase = if open.is_empty() {
-        Phase::Activated
-    } else {
-        Phase::Committed
-    };
-    cx.save_or_warn();
-    if open.is_empty() {
-        crash_point("activated");
-    }
-    if !open.is_empty() {
-        let why = activate::window_open(cx, &open);
-        return Some(cx.end(Exit::WindowOpen, why));
-    }
-    if let Some((w, uncertain)) = window {
-        activate::window_line(cx, w, uncertain);
-        cx.s.window_ms = Some(ms(w));
-        cx.s.phases_ms.insert(Step::Activate.as_str().into(), ms(w));
-    }
-    None
+    keeper: Keeper,
+    why: Stop,
+) -> Summary {
+    let lock = keeper.stop().await;
+    stage::stop_before_t0(cx, &r.vault, &r.stores, staged, &r.new, lock, why).await
 }
 
 /// The most urgent of two outcomes wins: 14, then 15, 16, 4.
@@ -447,6 +295,8 @@ fn worst(a: Exit, b: Exit) -> Exit {
 }
 
 /// After T1 (from `run` and from `resume`): tidy, bookkeeping, restart, verify.
+/// Every store already serves the new passphrase, so a signal or a lost lock stops
+/// the run where it is and `resume` finishes.
 #[allow(clippy::too_many_arguments)]
 async fn after_t1(
     cx: &mut Ctx<'_>,
@@ -456,11 +306,11 @@ async fn after_t1(
     restarters: &[(Arc<dyn Restarter>, Duration)],
     prepared: &Prepared,
     rotated_at: &str,
-    lock: Lock,
+    keeper: Keeper,
     t0: Option<Instant>,
 ) -> Summary {
-    if interrupt::requested() {
-        return interrupted_after_t1(cx);
+    if let Some(f) = should_stop(&keeper, "after every store was activated") {
+        return stopped_after_t1(cx, keeper, f).await;
     }
     tidy(cx, stores, staged).await;
     let mut exit = verify::bookkeeping(
@@ -472,11 +322,14 @@ async fn after_t1(
         rotated_at,
     )
     .await;
-    if interrupt::requested() {
-        return interrupted_after_t1(cx);
+    if let Some(f) = should_stop(&keeper, "after every store was activated") {
+        return stopped_after_t1(cx, keeper, f).await;
     }
     match restart::all(cx, restarters, staged, t0).await {
-        restart::Ended::Interrupted => return interrupted_after_t1(cx),
+        restart::Ended::Interrupted => {
+            let f = Failure::Interrupted("interrupted while waiting for rollouts".into());
+            return stopped_after_t1(cx, keeper, f).await;
+        }
         restart::Ended::SomeFailed => exit = worst(exit, Exit::RestartFailed),
         restart::Ended::AllDone => {}
     }
@@ -490,11 +343,15 @@ async fn after_t1(
     )
     .await
     {
-        verify::Verified::Interrupted => return interrupted_after_t1(cx),
+        verify::Verified::Interrupted => {
+            let f = Failure::Interrupted("interrupted while verifying".into());
+            return stopped_after_t1(cx, keeper, f).await;
+        }
         verify::Verified::Stragglers => exit = worst(exit, Exit::VerifyFailed),
         verify::Verified::Ok => {}
     }
-    cx.journal().phase = Phase::Done;
+    cx.reach(Phase::Done);
+    let lock = keeper.stop().await;
     stage::release(cx, vault, lock).await;
     if exit == Exit::Ok {
         cx.next_step("update VSYNC_PASSPHRASE wherever else it is deployed by hand, and every vsync CLI user's keychain value (re-export/import a share)");
@@ -502,27 +359,30 @@ async fn after_t1(
     cx.end(exit, String::new())
 }
 
-/// A signal after T1: the window is closed; the journal says what is left.
-fn interrupted_after_t1(cx: &mut Ctx<'_>) -> Summary {
-    cx.journal()
-        .notes
-        .push("interrupted after T1: every store serves the new passphrase".into());
+/// A signal or a lost lock after T1: the window is closed; the journal says what
+/// is left for `resume`.
+async fn stopped_after_t1(cx: &mut Ctx<'_>, keeper: Keeper, why: Failure) -> Summary {
+    keeper.stop().await;
+    cx.record(JournalEvent::Note(format!(
+        "stopped after T1: {}",
+        why.message()
+    )));
+    let path = cx.loaded.path.display().to_string();
     cx.next_step(format!(
-        "`vsync-orchestrate resume {}` finishes the run (bookkeeping, restart, verify); it takes over this run's lock",
-        cx.loaded.path.display()
+        "`vsync-orchestrate resume {path}` finishes the run (bookkeeping, restart, verify); it takes over this run's lock"
     ));
-    cx.end(
-        Exit::Interrupted,
-        "interrupted after every store was activated (the window is closed); `resume` finishes restart and verify",
-    )
+    cx.fail(why.and(
+        "every store already serves the new passphrase (the window is closed); `resume` finishes restart and verify",
+    ))
 }
 
 /// Post-window housekeeping on every store, concurrently; failures are warnings.
 async fn tidy(cx: &mut Ctx<'_>, stores: &[Arc<dyn SecretStore>], staged: &[StagedEntry]) {
     let results = join_all(staged.iter().filter_map(|e| {
-        stores
-            .get(e.slot)
-            .map(|s| async move { (s.describe(), s.tidy(&e.staged).await) })
+        stores.get(e.slot).map(|s| async move {
+            let res = retry::idempotent(retry::STEADY, || s.tidy(&e.staged)).await;
+            (s.describe(), res)
+        })
     }))
     .await;
     for (t, r) in results {

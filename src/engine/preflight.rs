@@ -2,9 +2,11 @@
 //! passphrase opens the live bundle, opens and warms every connection activation
 //! will use, and derives nothing slow later than it must.
 
-use super::context::{restart_slot, store_slot, Ctx, Step};
-use super::lock::Lock;
-use super::{build, health, secrets, Exit};
+use super::context::{restart_slot, store_slot, Ctx};
+use super::events::{Event, Step, VaultFacts};
+use super::failure::Failure;
+use super::lock::{Lock, LockError};
+use super::{build, health, secrets};
 use crate::vault::{Inspection, Stamp, Vault};
 use futures_util::future::join_all;
 use std::sync::Arc;
@@ -20,10 +22,14 @@ pub(super) struct Ready {
     pub new: Passphrase,
 }
 
-pub(super) type Fail = (Exit, String);
+/// What preflight concluded.
+pub(super) enum Preflighted {
+    Ready(Box<Ready>),
+    /// `[schedule] min_age` says the vault is not due; why.
+    NotDue(String),
+}
 
-/// `Ok(None)`: nothing to do (not due yet); the summary is already filled in.
-pub(super) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Option<Ready>, Fail> {
+pub(super) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Preflighted, Failure> {
     let began = Instant::now();
     let plan = &cx.loaded.plan;
     cx.phase(Step::Preflight, "read-only checks");
@@ -31,11 +37,12 @@ pub(super) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Option<
         vsync_orchestrate_api::child_env::register(&name);
     }
     let vault = parts.vault;
-    cx.s.vault = vault.describe();
+    cx.vault(vault.describe());
 
     if let (Some(sched), false) = (&plan.schedule, cx.opts.force) {
-        if not_due(cx, &vault, &sched.min_age).await? {
-            return Ok(None);
+        let min_age = sched.min_age.clone();
+        if let Some(why) = not_due(cx, &vault, &min_age).await? {
+            return Ok(Preflighted::NotDue(why));
         }
     }
 
@@ -48,20 +55,17 @@ pub(super) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Option<
             ));
         }
         Ok(Some(held)) => {
-            return Err((
-                Exit::LockHeld,
-                format!(
-                    "the vault is locked by run {} of {} (created {})",
-                    held.run_id, held.owner, held.created_at
-                ),
-            ))
+            return Err(Failure::Lock(LockError::Held {
+                until: held.until(),
+                owner: held.owner,
+                run_id: held.run_id,
+            }))
         }
         Ok(None) => {}
         Err(e) => {
-            return Err((
-                Exit::PreflightFailed,
-                format!("reading the vault's lock failed: {e}"),
-            ))
+            return Err(Failure::Preflight(format!(
+                "reading the vault's lock failed: {e}"
+            )))
         }
     }
 
@@ -77,14 +81,11 @@ pub(super) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Option<
     let mut checked: Option<(Passphrase, Inspection)> = None;
     if cx.opts.clean_stale {
         let old = old_passphrase(cx, &parts.stores, &mut inputs).await?;
-        let inspection = inspect(cx, &vault, &old).await.map_err(|(exit, why)| {
-            (
-                exit,
-                format!(
-                    "{why}; --clean-stale removed nothing: a staged version may be the only key to the live bundle. Run `vsync-orchestrate resume {}` to finish the run that staged it",
-                    cx.loaded.path.display()
-                ),
-            )
+        let path = cx.loaded.path.display().to_string();
+        let inspection = inspect(cx, &vault, &old).await.map_err(|f| {
+            f.and(format!(
+                "--clean-stale removed nothing: a staged version may be the only key to the live bundle. Run `vsync-orchestrate resume {path}` to finish the run that staged it"
+            ))
         })?;
         for (slot, s) in parts.stores.iter().enumerate() {
             let t = Instant::now();
@@ -99,10 +100,11 @@ pub(super) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Option<
                 ),
                 Ok(None) => {}
                 Err(e) => {
-                    return Err((
-                        Exit::PreflightFailed,
-                        format!("{}: clean-up failed: {}", s.describe(), e.chain()),
-                    ))
+                    return Err(Failure::Preflight(format!(
+                        "{}: clean-up failed: {}",
+                        s.describe(),
+                        e.chain()
+                    )))
                 }
             }
         }
@@ -148,10 +150,10 @@ pub(super) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Option<
         }
     }
     if !failed.is_empty() {
-        return Err((
-            Exit::PreflightFailed,
-            format!("preflight failed: {}", failed.join("; ")),
-        ));
+        return Err(Failure::Preflight(format!(
+            "preflight failed: {}",
+            failed.join("; ")
+        )));
     }
 
     let (old, inspection) = match checked {
@@ -170,38 +172,40 @@ pub(super) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Option<
     let new = if cx.dry_run && prompt {
         secrets::generate(32)
     } else {
-        secrets::new(&plan.passphrase.new, &mut inputs).map_err(|e| (Exit::BadInput, e.0))?
+        secrets::new(&plan.passphrase.new, &mut inputs).map_err(|e| Failure::Input(e.0))?
     };
     if new.same_as(&old) {
-        return Err((
-            Exit::BadInput,
+        return Err(Failure::Input(
             "the new passphrase equals the old one".into(),
         ));
     }
     if new.len() < 20 {
-        cx.s.warnings.push(
-            "the new passphrase is shorter than 20 characters; the vsync CLI refuses such keys"
-                .into(),
+        cx.warn(
+            "the new passphrase is shorter than 20 characters; the vsync CLI refuses such keys",
         );
     }
     drop(old);
 
     probe_health(cx).await;
     cx.phase_done(Step::Preflight, began);
-    Ok(Some(Ready {
+    Ok(Preflighted::Ready(Box::new(Ready {
         vault,
         stores: parts.stores,
         restarters: parts.restarters,
         inspection,
         new,
-    }))
+    })))
 }
 
 /// Whether `[schedule] min_age` says the vault is not due; fills the summary if so.
-async fn not_due(cx: &mut Ctx<'_>, vault: &Vault, min_age: &str) -> Result<bool, Fail> {
-    let min = crate::plan::parse_duration(min_age).map_err(|e| (Exit::PlanInvalid, e))?;
+async fn not_due(
+    cx: &mut Ctx<'_>,
+    vault: &Vault,
+    min_age: &str,
+) -> Result<Option<String>, Failure> {
+    let min = crate::plan::parse_duration(min_age).map_err(Failure::Plan)?;
     let Ok(Some(st)) = vault.status().await else {
-        return Ok(false);
+        return Ok(None);
     };
     // Only a recorded rotation counts: a push does not change the passphrase, so a
     // vault never rotated is always due.
@@ -211,21 +215,22 @@ async fn not_due(cx: &mut Ctx<'_>, vault: &Vault, min_age: &str) -> Result<bool,
         .or(st.pointer_meta.get("rotated-at").map(String::as_str))
         .and_then(|r| humantime::parse_rfc3339(r).ok());
     let Some(age) = last.and_then(|t| SystemTime::now().duration_since(t).ok()) else {
-        return Ok(false);
+        return Ok(None);
     };
     if age >= min {
-        return Ok(false);
+        return Ok(None);
     }
-    cx.s.gen_before = Some(st.gen);
-    cx.s.old_stamp = Some(st.stamp.clone());
+    cx.facts(VaultFacts {
+        gen_before: Some(st.gen),
+        old_stamp: Some(st.stamp.clone()),
+        ..Default::default()
+    });
     let why = format!(
         "not due: last rotation {} ago, schedule.min_age is {min_age} (use --force to rotate anyway)",
         humantime::format_duration(Duration::from_secs(age.as_secs())),
     );
-    cx.p.line(format!("            {why}"));
-    cx.s.exit_code = 0;
-    cx.s.outcome = why;
-    Ok(true)
+    cx.note(why.clone());
+    Ok(Some(why))
 }
 
 /// The old passphrase, from the plan's source; every store that can read its value
@@ -234,7 +239,7 @@ async fn old_passphrase(
     cx: &mut Ctx<'_>,
     stores: &[Arc<dyn SecretStore>],
     inputs: &mut secrets::Inputs<'_>,
-) -> Result<Passphrase, Fail> {
+) -> Result<Passphrase, Failure> {
     // Each store's current value, read once and concurrently.
     let currents = join_all(
         stores
@@ -243,20 +248,17 @@ async fn old_passphrase(
     )
     .await;
     if let Some((t, Err(e))) = currents.iter().find(|(_, r)| r.is_err()) {
-        return Err((
-            Exit::PreflightFailed,
-            format!("reading the current passphrase from {t}: {}", e.chain()),
-        ));
+        return Err(Failure::Preflight(format!(
+            "reading the current passphrase from {t}: {}",
+            e.chain()
+        )));
     }
     let old = secrets::old(&cx.loaded.plan.passphrase.old, &currents, inputs)
-        .map_err(|e| (Exit::BadInput, e.0))?;
+        .map_err(|e| Failure::Input(e.0))?;
     for (target, current) in &currents {
         if let Ok(Some(cur)) = current {
             if !cur.same_as(&old) {
-                return Err((
-                    Exit::PreflightFailed,
-                    format!("{target} holds a different passphrase than the old one this plan uses; fix the store (or the plan's passphrase.old) first"),
-                ));
+                return Err(Failure::Preflight(format!("{target} holds a different passphrase than the old one this plan uses; fix the store (or the plan's passphrase.old) first")));
             }
         }
     }
@@ -264,11 +266,21 @@ async fn old_passphrase(
 }
 
 /// Reads the vault and proves the old passphrase opens its live bundle.
-async fn inspect(cx: &mut Ctx<'_>, vault: &Vault, old: &Passphrase) -> Result<Inspection, Fail> {
+async fn inspect(cx: &mut Ctx<'_>, vault: &Vault, old: &Passphrase) -> Result<Inspection, Failure> {
     let t = Instant::now();
     let accept_unsealed = cx.loaded.plan.vault.accept_unsealed;
     let label = vault.describe();
-    match vault.inspect(old, accept_unsealed).await {
+    // A read that failed is not a fact about the vault: try again before saying
+    // S3UnreachableError (the SDK already retried each request).
+    let mut result = vault.inspect(old, accept_unsealed).await;
+    for wait in [1000, 3000] {
+        if !matches!(result, Err(crate::vault::RotateError::Read(_))) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        result = vault.inspect(old, accept_unsealed).await;
+    }
+    match result {
         Ok(i) => {
             cx.row(
                 Step::Preflight,
@@ -284,9 +296,12 @@ async fn inspect(cx: &mut Ctx<'_>, vault: &Vault, old: &Passphrase) -> Result<In
                 ),
                 t.elapsed(),
             );
-            cx.s.layout = Some(i.layout.name().into());
-            cx.s.gen_before = Some(i.gen);
-            cx.s.old_stamp = Some(i.stamp.to_string());
+            cx.facts(VaultFacts {
+                layout: Some(i.layout.name().into()),
+                gen_before: Some(i.gen),
+                old_stamp: Some(i.stamp.to_string()),
+                ..Default::default()
+            });
             Ok(i)
         }
         Err(e) => {
@@ -299,7 +314,7 @@ async fn inspect(cx: &mut Ctx<'_>, vault: &Vault, old: &Passphrase) -> Result<In
                 e.to_string(),
                 t.elapsed(),
             );
-            Err((Exit::from_rotate_code(e.exit_code()), e.to_string()))
+            Err(Failure::Vault(e))
         }
     }
 }
@@ -325,14 +340,12 @@ async fn probe_health(cx: &mut Ctx<'_>) {
             Ok((status, body)) => {
                 let a = health::classify(status, &body);
                 if !matches!(a, health::Answer::Fresh { .. }) {
-                    cx.s.warnings
-                        .push(format!("{url} answers {a} before the rotation"));
+                    cx.warn(format!("{url} answers {a} before the rotation"));
                 }
                 a.to_string()
             }
             Err(e) => {
-                cx.s.warnings
-                    .push(format!("{url} does not answer yet: {e}"));
+                cx.warn(format!("{url} does not answer yet: {e}"));
                 format!("not answering ({e}); verify will wait for it")
             }
         };
@@ -385,7 +398,7 @@ pub(super) fn planned_writes(cx: &mut Ctx<'_>, r: &Ready) {
     w.push(format!("lock: delete {}", Lock::key(&r.vault)));
     cx.phase(Step::Plan, "the writes `run` would make, in order:");
     for (n, line) in w.iter().enumerate() {
-        cx.p.line(format!("            {:>2}. {line}", n + 1));
+        cx.note(format!("{:>2}. {line}", n + 1));
     }
-    cx.s.planned_writes = w;
+    cx.emit(Event::PlannedWrites(w));
 }

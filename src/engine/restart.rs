@@ -3,10 +3,10 @@
 //! signal during the wait leaves `resume` a rollout to wait on instead of a reason
 //! to start a second one.
 
-use super::context::{restart_slot, Ctx, Step};
+use super::context::{restart_slot, Ctx};
+use super::events::{Event, JournalEvent, Step};
 use super::interrupt;
 use super::journal::{Phase, RolloutEntry, StagedEntry};
-use crate::report::ms;
 use futures_util::future::join_all;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,9 +43,11 @@ pub(super) async fn all(
         Step::Restart,
         &format!("{} restarter(s), concurrently", restarters.len()),
     );
+    let activated = cx.journal().activated.clone();
     let ctx = RestartContext::new(cx.run.clone()).with_activated(
         staged
             .iter()
+            .filter(|e| activated.contains(&e.slot))
             .map(|e| ActivatedVersion {
                 target: e.staged.target.clone(),
                 version: e.staged.version.clone(),
@@ -131,18 +133,19 @@ pub(super) async fn all(
         record(cx, slot, ro);
     }
     let Some(results) = results else {
-        cx.journal()
-            .notes
-            .push("interrupted while waiting for rollouts".into());
-        cx.save_or_warn();
+        cx.record(JournalEvent::Note(
+            "interrupted while waiting for rollouts".into(),
+        ));
+        cx.checkpoint_or_warn();
         cx.phase_done(Step::Restart, began);
         return Ended::Interrupted;
     };
     let mut failed = false;
     for o in results.into_iter().flatten() {
-        if let Some(e) = cx.journal().rollouts.iter_mut().find(|e| e.slot == o.slot) {
-            e.finished = Some(o.result.is_ok());
-        }
+        cx.record(JournalEvent::RolloutFinished {
+            slot: o.slot,
+            ok: o.result.is_ok(),
+        });
         match o.result {
             Ok(d) => cx.target(
                 Step::Restart,
@@ -166,10 +169,13 @@ pub(super) async fn all(
             }
         }
     }
-    cx.journal().phase = Phase::Restarted;
-    cx.save_or_warn();
+    cx.reach(Phase::Restarted);
+    cx.checkpoint_or_warn();
     cx.phase_done(Step::Restart, began);
-    cx.s.t2_ms = t0.map(|t| ms(t.elapsed()));
+    // T2 is "every rollout reported done": a failed one has no T2.
+    if let (Some(t0), false) = (t0, failed) {
+        cx.emit(Event::T2(t0.elapsed()));
+    }
     if failed {
         Ended::SomeFailed
     } else {
@@ -177,15 +183,12 @@ pub(super) async fn all(
     }
 }
 
+/// Journals a rollout the moment its `restart` returned, before any wait.
 fn record(cx: &mut Ctx<'_>, slot: usize, rollout: Rollout) {
-    let j = cx.journal();
-    if !j.rollouts.iter().any(|e| e.slot == slot) {
-        j.rollouts.push(RolloutEntry {
-            slot,
-            rollout,
-            finished: None,
-        });
-    }
-    j.phase = Phase::Restarting;
-    cx.save_or_warn();
+    cx.record(JournalEvent::RolloutStarted(RolloutEntry {
+        slot,
+        rollout,
+        finished: None,
+    }));
+    cx.checkpoint_or_warn();
 }

@@ -4,16 +4,18 @@
 //! So resume reads the pointer first — with retries — and then either activates
 //! what was staged (T0 passed), or discards it and starts over (the pointer names
 //! the old bundle), or, when the pointer cannot be read, changes nothing and says
-//! so.
+//! so. The lock is taken only to change something.
 
-use super::context::{Ctx, Step};
+use super::context::Ctx;
+use super::events::{JournalEvent, Step, VaultFacts};
+use super::failure::Failure;
 use super::journal::{Journal, Phase};
-use super::lock::{Lock, LockError, Takeover};
+use super::lock::{Keeper, Lock, LockError, Takeover};
 use super::pointer::{self, PointerState};
-use super::{activate, after_t1, build, new_run_id, stage, unbuildable, Exit, RunOptions};
+use super::{activate, after_t1, build, new_run_id, stage, unbuildable, RunOptions};
 use crate::plan::LoadedPlan;
 use crate::report::{Progress, Summary};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use vsync_orchestrate_api::Passphrase;
 
 /// `resume`: finish the newest unfinished run on this plan's vault.
@@ -31,18 +33,19 @@ pub async fn resume_with(
     opts: &RunOptions,
     p: &Progress,
 ) -> Summary {
-    let mut cx = Ctx::new(loaded, opts, p, "resume", new_run_id());
     let vault = &parts.vault;
-    cx.s.vault = vault.describe();
-    let Some((_, journal)) = Journal::find_unfinished(&opts.state_dir, &vault.describe()) else {
-        p.line(format!("nothing to resume for {}", vault.describe()));
-        cx.s.outcome = "nothing to resume: no unfinished run for this vault".into();
-        return cx.s;
+    let found = Journal::find_unfinished(&opts.state_dir, &vault.describe());
+    let run = found
+        .as_ref()
+        .map(|(_, j)| j.run_id.clone())
+        .unwrap_or_else(new_run_id);
+    let mut cx = Ctx::new(loaded, opts, p, "resume", run.clone());
+    cx.vault(vault.describe());
+    let Some((_, journal)) = found else {
+        cx.note(format!("nothing to resume for {}", vault.describe()));
+        return cx.nothing_to_do("nothing to resume: no unfinished run for this vault");
     };
-    let run = journal.run_id.clone();
-    cx.run = run.clone();
-    cx.s.run_id = run.to_string();
-    p.line(format!(
+    cx.header(format!(
         "vsync-orchestrate resume {} — run {run} stopped at phase {:?}",
         loaded.path.display(),
         journal.phase
@@ -52,56 +55,49 @@ pub async fn resume_with(
     for e in &journal.staged {
         let now = parts.stores.get(e.slot).map(|s| s.describe());
         if now.as_ref() != Some(&e.staged.target) {
-            return cx.end(
-                Exit::BadInput,
-                format!(
-                    "the plan changed since run {run}: [[store]] #{} was {}, it is now {}; resume with the plan that run used ({})",
-                    e.slot + 1,
-                    e.staged.target,
-                    now.map(|t| t.to_string()).unwrap_or_else(|| "missing".into()),
-                    journal.plan.display()
-                ),
-            );
+            return cx.fail(Failure::Input(format!(
+                "the plan changed since run {run}: [[store]] #{} was {}, it is now {}; resume with the plan that run used ({})",
+                e.slot + 1,
+                e.staged.target,
+                now.map(|t| t.to_string()).unwrap_or_else(|| "missing".into()),
+                journal.plan.display()
+            )));
         }
     }
     for e in &journal.rollouts {
         let now = parts.restarters.get(e.slot).map(|(r, _)| r.describe());
         if now.as_ref() != Some(&e.rollout.target) {
-            return cx.end(
-                Exit::BadInput,
-                format!(
-                    "the plan changed since run {run}: [[restart]] #{} was {}, it is now {}; resume with the plan that run used ({})",
-                    e.slot + 1,
-                    e.rollout.target,
-                    now.map(|t| t.to_string()).unwrap_or_else(|| "missing".into()),
-                    journal.plan.display()
-                ),
-            );
+            return cx.fail(Failure::Input(format!(
+                "the plan changed since run {run}: [[restart]] #{} was {}, it is now {}; resume with the plan that run used ({})",
+                e.slot + 1,
+                e.rollout.target,
+                now.map(|t| t.to_string()).unwrap_or_else(|| "missing".into()),
+                journal.plan.display()
+            )));
         }
     }
-    cx.journal = Some(journal.clone());
+    cx.open_journal(journal.clone());
 
     let takeover = Takeover {
         run: Some(run.clone()),
         finished: Journal::finished_runs(&opts.state_dir, &vault.describe()),
     };
     let acquired = Lock::acquire(vault, &run, opts.lock_ttl, &takeover).await;
-    // Reading decides; the lock is needed only to change something.
     let Some(inspected) = journal.inspected.clone() else {
+        // Stopped before it recorded what it read: nothing was staged yet.
         let lock = match acquired {
             Ok(l) => l,
-            Err(e @ LockError::Held { .. }) => return cx.end(Exit::LockHeld, e.to_string()),
-            Err(e) => return cx.end(Exit::PreflightFailed, e.to_string()),
+            Err(e) => return cx.fail(Failure::Lock(e)),
         };
-        // Crashed before it recorded what it read: nothing was staged yet.
-        cx.journal().phase = Phase::Aborted;
-        cx.journal()
-            .notes
-            .push("resumed: stopped before staging".into());
+        cx.reach(Phase::Aborted);
+        cx.record(JournalEvent::Note("resumed: stopped before staging".into()));
         stage::release(&mut cx, vault, lock).await;
-        cx.save_or_warn();
-        return super::run_with(loaded, parts, opts, p, false).await;
+        cx.checkpoint_or_warn();
+        cx.next_run(new_run_id());
+        return super::run_in(&mut cx, parts, "run").await;
     };
+
+    // Where is the pointer? Always read, never taken from the journal's phase.
     let new_stamp = journal.prepared.as_ref().map(|pr| pr.new_stamp.clone());
     let t = Instant::now();
     let mut state = pointer::read(
@@ -141,34 +137,33 @@ pub async fn resume_with(
     match state {
         PointerState::New => {}
         PointerState::Unknown(_) => {
-            cx.journal()
-                .notes
-                .push(format!("resume changed nothing: {seen}"));
+            if let Ok(lock) = acquired {
+                // Leave it in the resumed run's name, as it was.
+                drop(lock);
+            }
+            cx.record(JournalEvent::Note(format!(
+                "resume changed nothing: {seen}"
+            )));
+            let path = loaded.path.display().to_string();
             cx.next_step(format!(
-                "run `vsync-orchestrate resume {}` again once the vault can be read; every staged version was kept",
-                loaded.path.display()
+                "run `vsync-orchestrate resume {path}` again once the vault can be read; every staged version was kept"
             ));
-            return if new_stamp.is_some() {
-                cx.end(
-                    Exit::WindowOpen,
-                    format!("URGENT — outcome unknown: {seen}. The swap may have taken effect, so nothing was discarded and nothing was activated"),
-                )
+            return cx.fail(if new_stamp.is_some() {
+                Failure::WindowOpen(format!("URGENT — outcome unknown: {seen}. The swap may have taken effect, so nothing was discarded and nothing was activated"))
             } else {
-                cx.end(
-                    Exit::PreflightFailed,
-                    format!("{seen}; nothing was changed and every staged version was kept"),
-                )
-            };
+                Failure::Preflight(format!(
+                    "{seen}; nothing was changed and every staged version was kept"
+                ))
+            });
         }
         PointerState::Old | PointerState::Other(_) => {
             let lock = match acquired {
                 Ok(l) => l,
-                Err(e @ LockError::Held { .. }) => return cx.end(Exit::LockHeld, e.to_string()),
+                Err(e @ LockError::Held { .. }) => return cx.fail(Failure::Lock(e)),
                 Err(e) => {
-                    return cx.end(
-                        Exit::PreflightFailed,
-                        format!("{e}; {seen}, and nothing was changed (the staged versions stay until a resume can take the lock)"),
-                    )
+                    return cx.fail(Failure::Lock(e).and(format!(
+                        "{seen}, and nothing was changed (the staged versions stay until a resume can take the lock)"
+                    )))
                 }
             };
             // The vault does not need the new passphrase: undo and start over.
@@ -181,19 +176,22 @@ pub async fn resume_with(
             // A crash mid-stage can leave versions the journal never recorded; the
             // pointer names a bundle their passphrase does not open.
             stage::clean_stale(&mut cx, &parts.stores).await;
-            cx.journal().phase = Phase::Aborted;
-            cx.journal()
-                .notes
-                .push(format!("resumed: {seen}; discarded before T0"));
-            cx.save_or_warn();
+            cx.reach(Phase::Aborted);
+            cx.record(JournalEvent::Note(format!(
+                "resumed: {seen}; discarded before T0"
+            )));
+            cx.checkpoint_or_warn();
             stage::release(&mut cx, vault, lock).await;
             if !matches!(state, PointerState::Old) {
-                return cx.end(
-                    Exit::PointerSwap,
-                    format!("{seen}: someone else rotated meanwhile; this run's staged versions were discarded"),
-                );
+                let e = crate::vault::RotateError::PointerConflict {
+                    key: vault.key(inspected.layout.pointer_name()),
+                };
+                return cx.fail(Failure::Vault(e).and(format!(
+                    "{seen}: someone else rotated meanwhile; this run's staged versions were discarded"
+                )));
             }
-            return super::run_with(loaded, parts, opts, p, false).await;
+            cx.next_run(new_run_id());
+            return super::run_in(&mut cx, parts, "run").await;
         }
     }
 
@@ -201,10 +199,9 @@ pub async fn resume_with(
     let lock = match acquired {
         Ok(l) => l,
         Err(e @ LockError::Held { .. }) => {
-            return cx.end(
-                Exit::WindowOpen,
-                format!("URGENT — {seen}, but {e}; the stores may still serve the old passphrase"),
-            )
+            return cx.fail(Failure::WindowOpen(format!(
+                "URGENT — {seen}, but {e}; the stores may still serve the old passphrase"
+            )))
         }
         Err(e) => {
             cx.warn(format!(
@@ -213,15 +210,18 @@ pub async fn resume_with(
             Lock::assume(vault, &run, opts.lock_ttl)
         }
     };
+    let keeper = Keeper::start(vault, lock, opts.lock_ttl);
     let prepared = journal
         .prepared
         .clone()
         .expect("the pointer names the new bundle, so it was prepared");
-    cx.s.gen_before = Some(prepared.gen_before);
-    cx.s.gen_after = Some(prepared.gen_after);
-    cx.s.old_stamp = Some(prepared.old_stamp.to_string());
-    cx.s.new_stamp = Some(prepared.new_stamp.to_string());
-    cx.s.layout = Some(prepared.layout.name().into());
+    cx.facts(VaultFacts {
+        layout: Some(prepared.layout.name().into()),
+        gen_before: Some(prepared.gen_before),
+        gen_after: Some(prepared.gen_after),
+        old_stamp: Some(prepared.old_stamp.to_string()),
+        new_stamp: Some(prepared.new_stamp.to_string()),
+    });
     cx.phase(
         Step::Resume,
         "the vault was swapped (T0 passed): activating what was staged",
@@ -231,26 +231,35 @@ pub async fn resume_with(
     }
     match &staged_pass {
         Some(pass) if pointer::opens_with(vault, pass).await == Some(true) => {
-            p.ok(
+            cx.row(
+                Step::Resume,
                 "staged passphrase",
+                "",
+                None,
+                true,
                 "opens the live bundle",
-                std::time::Duration::ZERO,
+                Duration::ZERO,
             );
         }
         _ => cx.warn("no store's staged value could be read back and checked against the bundle (write-only stores?); activating anyway"),
     }
-    let done = journal.activated.clone();
-    let results = activate::all(&parts.stores, &journal.staged, &done, staged_pass.as_ref()).await;
+    if let Err(window_open) = activate::run(
+        &mut cx,
+        &parts.stores,
+        &journal.staged,
+        staged_pass.as_ref(),
+        None,
+    )
+    .await
+    {
+        keeper.stop().await;
+        return window_open;
+    }
     let rotated_at = journal
         .rotated_at
         .clone()
         .unwrap_or_else(|| crate::vault::stamp::iso_millis(SystemTime::now()));
-    cx.journal().rotated_at = Some(rotated_at.clone());
-    if let Some(summary) = super::activated(&mut cx, results, &parts.stores, &journal.staged, None)
-    {
-        drop(lock);
-        return summary;
-    }
+    cx.record(JournalEvent::RotatedAt(rotated_at.clone()));
     after_t1(
         &mut cx,
         vault,
@@ -259,7 +268,7 @@ pub async fn resume_with(
         &parts.restarters,
         &prepared,
         &rotated_at,
-        lock,
+        keeper,
         None,
     )
     .await
@@ -273,9 +282,12 @@ async fn read_staged(
 ) -> Option<Passphrase> {
     for e in &journal.staged {
         if let Some(s) = parts.stores.get(e.slot) {
+            if !s.capabilities().read_staged {
+                continue;
+            }
             match s.read_staged(&e.staged).await {
                 Ok(p) => return Some(p),
-                Err(err) => cx.p.warn(&format!("{}: {}", s.describe(), err.chain())),
+                Err(err) => cx.warn(format!("{}: {}", s.describe(), err.chain())),
             }
         }
     }

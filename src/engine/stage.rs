@@ -1,11 +1,13 @@
 //! Stage: the new passphrase to every store as a version apps do not see yet; and
 //! the way back, which is only ever taken after reading the pointer.
 
-use super::context::{store_slot, Ctx, Step};
+use super::context::{store_slot, Ctx};
+use super::events::{JournalEvent, Step};
+use super::failure::Failure;
 use super::journal::{Phase, StagedEntry};
 use super::lock::Lock;
 use super::pointer::{self, PointerState};
-use super::Exit;
+use super::retry;
 use crate::report::Summary;
 use crate::vault::{Stamp, Vault};
 use futures_util::future::join_all;
@@ -13,19 +15,28 @@ use std::sync::Arc;
 use std::time::Instant;
 use vsync_orchestrate_api::{Passphrase, SecretStore};
 
-/// Stages `new` on every store concurrently. Returns what was staged, and the
-/// failures (by row) if any store refused.
-pub(super) async fn all(
+/// Stages `new` on every store concurrently, journals what was staged, and
+/// returns it; or the failure and whatever was staged before it.
+pub(super) async fn run(
     cx: &mut Ctx<'_>,
     stores: &[Arc<dyn SecretStore>],
     new: &Passphrase,
-) -> (Vec<StagedEntry>, Vec<String>) {
+) -> Result<Vec<StagedEntry>, (Vec<StagedEntry>, Failure)> {
+    let began = Instant::now();
+    cx.phase(
+        Step::Stage,
+        &format!(
+            "new passphrase to {} store(s), not yet visible to apps",
+            stores.len()
+        ),
+    );
     let run = cx.run.clone();
     let results = join_all(stores.iter().enumerate().map(|(slot, s)| {
         let run = &run;
         async move {
             let t = Instant::now();
-            (slot, s.describe(), s.stage(new, run).await, t.elapsed())
+            let res = retry::idempotent(retry::STEADY, || s.stage(new, run)).await;
+            (slot, s.describe(), res, t.elapsed())
         }
     }))
     .await;
@@ -50,7 +61,24 @@ pub(super) async fn all(
             }
         }
     }
-    (staged, failed)
+    cx.record(JournalEvent::Staged(staged.clone()));
+    cx.reach(Phase::Staged);
+    let saved = cx.checkpoint();
+    super::crash_point("staged");
+    cx.phase_done(Step::Stage, began);
+    if !failed.is_empty() {
+        return Err((
+            staged,
+            Failure::Stage(format!("stage failed ({})", failed.join("; "))),
+        ));
+    }
+    if let Err(e) = saved {
+        return Err((
+            staged,
+            Failure::Stage(format!("cannot write the journal after staging ({e})")),
+        ));
+    }
+    Ok(staged)
 }
 
 /// Discards each staged version. Only called once the pointer was read and the
@@ -63,12 +91,8 @@ pub(super) async fn discard(
     let results = join_all(staged.iter().filter_map(|e| {
         stores.get(e.slot).map(|s| async move {
             let t = Instant::now();
-            (
-                e.slot,
-                s.describe(),
-                s.discard(&e.staged).await,
-                t.elapsed(),
-            )
+            let res = retry::idempotent(retry::STEADY, || s.discard(&e.staged)).await;
+            (e.slot, s.describe(), res, t.elapsed())
         })
     }))
     .await;
@@ -110,7 +134,7 @@ pub(super) async fn clean_stale(cx: &mut Ctx<'_>, stores: &[Arc<dyn SecretStore>
     let mut all_ok = true;
     for (slot, s) in stores.iter().enumerate() {
         let t = Instant::now();
-        match s.clean_stale().await {
+        match retry::idempotent(retry::STEADY, || s.clean_stale()).await {
             Ok(Some(what)) => cx.target(
                 Step::Stage,
                 &s.describe(),
@@ -142,7 +166,7 @@ pub(super) async fn clean_stale(cx: &mut Ctx<'_>, stores: &[Arc<dyn SecretStore>
 }
 
 /// Releases the lock; a release that keeps failing is printed with the command
-/// that removes the lock.
+/// that removes it.
 pub(super) async fn release(cx: &mut Ctx<'_>, vault: &Vault, lock: Lock) {
     if let Err(e) = lock.release(vault).await {
         cx.warn(e.to_string());
@@ -152,12 +176,21 @@ pub(super) async fn release(cx: &mut Ctx<'_>, vault: &Vault, lock: Lock) {
 
 /// How a run that did not reach (or did not know it reached) T0 stops.
 pub(super) struct Stop {
-    pub exit: Exit,
-    pub why: String,
+    pub failure: Failure,
     /// Whether the pointer swap was sent: then a pointer naming someone else's
     /// bundle must be checked against the new passphrase before anything goes.
     pub swap_sent: bool,
     pub new_stamp: Option<Stamp>,
+}
+
+impl Stop {
+    pub fn before_swap(failure: Failure) -> Stop {
+        Stop {
+            failure,
+            swap_sent: false,
+            new_stamp: None,
+        }
+    }
 }
 
 /// Stops before T0. Staged versions are discarded only when the pointer was read
@@ -206,37 +239,31 @@ pub(super) async fn stop_before_t0(
         // A stage whose answer was lost may have left a version the journal never
         // got: the pointer shows none is needed, so each store drops what it has.
         clean &= clean_stale(cx, stores).await;
-        cx.journal().phase = Phase::Aborted;
+        cx.reach(Phase::Aborted);
         release(cx, vault, lock).await;
         let tail = if clean {
             "staged versions discarded"
         } else {
             "some staged versions could not be discarded (see next steps)"
         };
-        return cx.end(stop.exit, format!("{}; {seen}; {tail}", stop.why));
+        return cx.fail(stop.failure.and(format!("{seen}; {tail}")));
     }
     // Not proven unneeded: keep every staged version, the journal and the lock.
-    cx.journal().notes.push(format!(
+    cx.record(JournalEvent::Note(format!(
         "stopped before T0 was confirmed: {seen}; staged versions kept"
-    ));
+    )));
+    let path = cx.loaded.path.display().to_string();
     cx.next_step(format!(
-        "`vsync-orchestrate resume {}` reads the pointer again and then discards the staged versions or activates them",
-        cx.loaded.path.display()
+        "`vsync-orchestrate resume {path}` reads the pointer again and then discards the staged versions or activates them"
     ));
+    drop(lock);
     if stop.swap_sent {
-        return cx.end(
-            Exit::WindowOpen,
-            format!(
-                "URGENT — outcome unknown: {}; {seen}. The vault may already need the new passphrase, which every store holds only as a staged version; nothing was discarded",
-                stop.why
-            ),
-        );
+        return cx.fail(Failure::WindowOpen(format!(
+            "URGENT — outcome unknown: {}; {seen}. The vault may already need the new passphrase, which every store holds only as a staged version; nothing was discarded",
+            stop.failure.message()
+        )));
     }
-    cx.end(
-        stop.exit,
-        format!(
-            "{}; {seen}, so the staged versions were kept rather than discarded on a guess",
-            stop.why
-        ),
-    )
+    cx.fail(stop.failure.and(format!(
+        "{seen}, so the staged versions were kept rather than discarded on a guess"
+    )))
 }

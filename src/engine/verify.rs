@@ -1,7 +1,8 @@
 //! After T1: bookkeeping (counter cells, audit row) and verify (the vault and every
 //! health URL on the new generation).
 
-use super::context::{Ctx, Step};
+use super::context::Ctx;
+use super::events::{Event, Step};
 use super::interrupt;
 use super::{build, health, Exit};
 use crate::vault::{audit, AuditOutcome, AuditSpec, Stamp, Vault};
@@ -70,11 +71,11 @@ pub(super) async fn bookkeeping(
         return Exit::Ok;
     }
     for c in &finished.counter_errors {
-        cx.s.warnings.push(format!("counter cell not written: {c}"));
+        cx.warn(format!("counter cell not written: {c}"));
         cx.next_step(format!("write the counter cell by hand: {c}"));
     }
     if let AuditOutcome::Failed { key, row, .. } = &finished.audit {
-        cx.s.manual_audit_row = Some(row.clone());
+        cx.emit(Event::ManualAuditRow(row.clone()));
         cx.next_step(format!(
             "append the manual audit row (printed above) to {key}"
         ));
@@ -228,7 +229,7 @@ pub(super) async fn verify(
                 t.elapsed(),
             );
         }
-        cx.s.health = results;
+        cx.emit(Event::Health(results));
     }
     cx.phase_done(Step::Verify, began);
     if stragglers {

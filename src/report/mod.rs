@@ -1,17 +1,22 @@
 //! What the operator sees: progress lines on stderr while the run goes, a summary
 //! at the end, and one JSON object on stdout with `--output json`.
 
+use crate::engine::events::Event;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Progress on stderr: one line per phase and target, with elapsed time, and a
-/// live indicator while waiting when stderr is a terminal.
+/// live indicator while waiting when stderr is a terminal. It is the human
+/// renderer of the engine's events ([`Progress::render`]).
 pub struct Progress {
     start: Instant,
     tty: bool,
     quiet: bool,
+    /// Tests read what an operator would have seen.
+    captured: Option<Arc<Mutex<String>>>,
 }
 
 impl Default for Progress {
@@ -41,7 +46,22 @@ impl Progress {
             start: Instant::now(),
             tty: std::io::stderr().is_terminal(),
             quiet: false,
+            captured: None,
         }
+    }
+
+    /// Writes into a buffer instead of stderr (tests compare it with the summary).
+    pub fn capture() -> (Progress, Arc<Mutex<String>>) {
+        let buf = Arc::new(Mutex::new(String::new()));
+        (
+            Progress {
+                start: Instant::now(),
+                tty: false,
+                quiet: false,
+                captured: Some(buf.clone()),
+            },
+            buf,
+        )
     }
 
     /// Prints nothing (benchmarks print their own tables).
@@ -50,11 +70,18 @@ impl Progress {
             start: Instant::now(),
             tty: false,
             quiet: true,
+            captured: None,
         }
     }
 
     fn emit(&self, s: &str) {
         if self.quiet {
+            return;
+        }
+        if let Some(buf) = &self.captured {
+            let mut b = buf.lock().unwrap_or_else(|e| e.into_inner());
+            b.push_str(s);
+            b.push('\n');
             return;
         }
         let mut e = std::io::stderr().lock();
@@ -93,6 +120,26 @@ impl Progress {
         self.emit(&format!("            ! {s}"));
     }
 
+    /// The human rendering of one engine event.
+    pub fn render(&self, e: &Event) {
+        match e {
+            Event::Header(l) => self.line(l),
+            Event::Phase { step, what } => self.phase(step.as_str(), what),
+            Event::Row(r) => {
+                let took = Duration::from_secs_f64(r.ms / 1000.0);
+                if r.ok {
+                    self.ok(&r.label(), &r.detail, took);
+                } else {
+                    self.fail(&r.label(), &r.detail, took);
+                }
+            }
+            Event::Warning(w) => self.warn(w),
+            Event::Note(n) => self.line(format!("            {n}")),
+            Event::Window(w) => self.line(format!("            window T0 → T1: {}", fmt_ms(*w))),
+            _ => {}
+        }
+    }
+
     /// Runs `fut`, redrawing "waiting for … (12s)" on a terminal meanwhile.
     pub async fn waiting<F: std::future::Future>(&self, label: &str, fut: F) -> F::Output {
         if !self.tty {
@@ -126,6 +173,7 @@ fn sep(detail: &str) -> String {
     }
 }
 
+/// One result row, as printed (`✓ label — detail`) and as in the JSON `targets`.
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetResult {
     pub phase: String,
@@ -137,6 +185,17 @@ pub struct TargetResult {
     pub ok: bool,
     pub detail: String,
     pub ms: f64,
+}
+
+impl TargetResult {
+    /// What the row is about, as the human display prints it.
+    pub fn label(&self) -> String {
+        if self.name.is_empty() {
+            self.kind.clone()
+        } else {
+            format!("{} {}", self.kind, self.name)
+        }
+    }
 }
 
 /// The run's outcome, for the human summary and `--output json`.
@@ -168,6 +227,41 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Folds one engine event into the summary: the JSON renderer.
+    pub fn apply(&mut self, e: &Event) {
+        match e {
+            Event::Vault(v) => self.vault = v.clone(),
+            Event::Row(r) => self.targets.push(r.clone()),
+            Event::Warning(w) => self.warnings.push(w.clone()),
+            Event::NextStep(n) => self.next_steps.push(n.clone()),
+            Event::Timing { step, took } => {
+                self.phases_ms.insert(step.as_str().into(), ms(*took));
+            }
+            Event::Window(w) => self.window_ms = Some(ms(*w)),
+            Event::T2(t) => self.t2_ms = Some(ms(*t)),
+            Event::Facts(f) => {
+                let keep = |mine: &mut Option<String>, new: &Option<String>| {
+                    if new.is_some() {
+                        *mine = new.clone();
+                    }
+                };
+                keep(&mut self.layout, &f.layout);
+                keep(&mut self.old_stamp, &f.old_stamp);
+                keep(&mut self.new_stamp, &f.new_stamp);
+                if f.gen_before.is_some() {
+                    self.gen_before = f.gen_before;
+                }
+                if f.gen_after.is_some() {
+                    self.gen_after = f.gen_after;
+                }
+            }
+            Event::Health(h) => self.health = h.clone(),
+            Event::PlannedWrites(w) => self.planned_writes = w.clone(),
+            Event::ManualAuditRow(r) => self.manual_audit_row = Some(r.clone()),
+            Event::Header(_) | Event::Phase { .. } | Event::Note(_) | Event::Journal(_) => {}
+        }
+    }
+
     /// The closing block on stderr.
     pub fn print_human(&self) {
         let mut e = std::io::stderr().lock();

@@ -140,6 +140,29 @@ impl SecretStore for MemStore {
 pub struct MemRestarter {
     pub log: Log,
     pub fail: AtomicBool,
+    /// How many rollouts were started, across every instance sharing it.
+    pub restarts: Arc<AtomicUsize>,
+    /// How long each `wait` takes (a rollout in progress).
+    pub takes: Mutex<std::time::Duration>,
+    /// What each `restart` saw of the activated stores.
+    pub seen: Mutex<Vec<RestartContext>>,
+}
+
+impl MemRestarter {
+    pub fn new(log: &Log) -> Arc<MemRestarter> {
+        Self::counting(log, Default::default())
+    }
+
+    /// A fresh instance (as after a crash) counting restarts on the same platform.
+    pub fn counting(log: &Log, restarts: Arc<AtomicUsize>) -> Arc<MemRestarter> {
+        Arc::new(MemRestarter {
+            log: log.clone(),
+            fail: false.into(),
+            restarts,
+            takes: Mutex::new(std::time::Duration::ZERO),
+            seen: Mutex::new(vec![]),
+        })
+    }
 }
 
 #[async_trait]
@@ -152,17 +175,20 @@ impl Restarter for MemRestarter {
         Ok(Preflight::default())
     }
     async fn restart(&self, ctx: &RestartContext) -> Result<Rollout> {
-        let run = &ctx.run;
         self.log.lock().unwrap().push("restarter:restart".into());
+        self.restarts.fetch_add(1, Ordering::SeqCst);
+        self.seen.lock().unwrap().push(ctx.clone());
         Ok(Rollout {
             target: self.describe(),
-            run: run.clone(),
+            run: ctx.run.clone(),
             id: "r1".into(),
             extra: serde_json::Value::Null,
         })
     }
     async fn wait(&self, _r: &Rollout, _deadline: Instant) -> Result<RolloutOutcome> {
         self.log.lock().unwrap().push("restarter:wait".into());
+        let takes = *self.takes.lock().unwrap();
+        tokio::time::sleep(takes).await;
         Ok(if self.fail.load(Ordering::SeqCst) {
             RolloutOutcome::Failed {
                 reason: "the fake rollout failed".into(),

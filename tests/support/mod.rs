@@ -78,3 +78,50 @@ pub fn write_0600(path: &std::path::Path, body: &str) {
         .unwrap();
     f.write_all(body.as_bytes()).unwrap();
 }
+
+/// Every result row the human display printed (`✓ label — detail  (12 ms)`), as
+/// `label — detail`.
+pub fn printed_rows(human: &str) -> Vec<String> {
+    human
+        .lines()
+        .filter_map(|l| {
+            // Result rows are indented; the closing "✓ run … — exit 0" line is not.
+            let t = l.trim_start();
+            if t.len() == l.len() {
+                return None;
+            }
+            let rest = t.strip_prefix("✓ ").or_else(|| t.strip_prefix("✗ "))?;
+            let end = rest.rfind("  (").unwrap_or(rest.len());
+            Some(rest[..end].to_owned())
+        })
+        .collect()
+}
+
+/// The human output and `--output json` are renderers of the same events: every
+/// row printed is a JSON target, and no target was left unprinted.
+pub fn assert_rows_match(human: &str, json: &serde_json::Value) {
+    let printed = printed_rows(human);
+    let targets: Vec<String> = json["targets"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|t| {
+                    let (kind, name) = (t["kind"].as_str().unwrap(), t["name"].as_str().unwrap());
+                    let label = if name.is_empty() {
+                        kind.to_owned()
+                    } else {
+                        format!("{kind} {name}")
+                    };
+                    match t["detail"].as_str().unwrap() {
+                        "" => label,
+                        d => format!("{label} — {d}"),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        printed, targets,
+        "the human rows and the JSON targets disagree\n--- human\n{human}"
+    );
+}

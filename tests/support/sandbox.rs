@@ -131,3 +131,27 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {
 pub fn log() -> Log {
     Default::default()
 }
+
+/// A progress display that keeps what it showed, to check it against the summary
+/// the same run returned (human output and JSON must not disagree).
+pub struct Shown {
+    pub p: vsync_orchestrate::report::Progress,
+    buf: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Shown {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Shown {
+        let (p, buf) = vsync_orchestrate::report::Progress::capture();
+        Shown { p, buf }
+    }
+
+    /// What was printed so far.
+    pub fn text(&self) -> String {
+        self.buf.lock().unwrap().clone()
+    }
+
+    pub fn check(&self, s: &vsync_orchestrate::report::Summary) {
+        super::assert_rows_match(&self.text(), &serde_json::to_value(s).unwrap());
+    }
+}
