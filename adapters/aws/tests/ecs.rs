@@ -457,7 +457,7 @@ async fn fake_rollouts_complete_after_progress() {
 
 #[tokio::test]
 async fn fake_failed_rollout_reports_the_reason() {
-    let (r, _) = fake_restarter(&["ok-api", "fail-api"]).await;
+    let (r, _fake) = fake_restarter(&["ok-api", "fail-api"]).await;
     let rollout = r
         .restart(&RestartContext::new(RunId("run-2".into())))
         .await
@@ -475,7 +475,7 @@ async fn fake_failed_rollout_reports_the_reason() {
 
 #[tokio::test]
 async fn fake_rollback_is_a_failure_not_a_steady_service() {
-    let (r, _) = fake_restarter(&["rollback-api"]).await;
+    let (r, _fake) = fake_restarter(&["rollback-api"]).await;
     let rollout = r
         .restart(&RestartContext::new(RunId("run-3".into())))
         .await
@@ -488,7 +488,7 @@ async fn fake_rollback_is_a_failure_not_a_steady_service() {
 
 #[tokio::test]
 async fn fake_stalled_rollout_times_out_and_bad_targets_are_refused() {
-    let (r, _) = fake_restarter(&["stuck-api"]).await;
+    let (r, _fake) = fake_restarter(&["stuck-api"]).await;
     let rollout = r
         .restart(&RestartContext::new(RunId("run-4".into())))
         .await
@@ -501,7 +501,7 @@ async fn fake_stalled_rollout_times_out_and_bad_targets_are_refused() {
     assert!(matches!(out, RolloutOutcome::TimedOut { .. }), "{out:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
 
-    let (cd, _) = fake_restarter(&["codedeploy-api"]).await;
+    let (cd, _fake_cd) = fake_restarter(&["codedeploy-api"]).await;
     assert_eq!(
         cd.preflight().await.unwrap_err().kind(),
         ErrorKind::Unsupported
