@@ -1,5 +1,6 @@
 //! vsync-orchestrate: rotate the passphrase of a vsync vault end to end.
 
+pub mod adapters;
 pub mod cli;
 pub mod commands;
 pub mod demo;

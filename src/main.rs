@@ -4,6 +4,10 @@ use vsync_orchestrate::cli::{Cli, Command};
 use vsync_orchestrate::commands;
 
 fn main() -> ExitCode {
+    // One TLS crypto provider for the whole process, before anything builds a TLS
+    // client: with two providers compiled in (different SDKs pull different ones)
+    // rustls cannot pick and panics at the first handshake.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
     // Before any thread exists: environment changes are only safe single-threaded.
     commands::capture_secret_env(&cli);

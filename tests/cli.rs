@@ -74,6 +74,30 @@ fn every_example_plan_validates() {
     assert!(out.status.success(), "{}", text(&out).1);
 }
 
+/// "Validates" must mean "runs": every example plan's stores and restarters are
+/// built (offline: building opens no connection), so no plan in `plans/` names an
+/// adapter `run` would refuse.
+#[tokio::test]
+async fn every_example_plan_builds_its_adapters() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans");
+    let mut built = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let loaded = vsync_orchestrate::plan::load(&p).unwrap_or_else(|e| panic!("{e}"));
+        let ctx = vsync_orchestrate::api::BuildContext::new();
+        let (stores, restarters) = vsync_orchestrate::engine::build::adapters(&loaded.plan, &ctx)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        assert_eq!(stores.len(), loaded.plan.stores.len());
+        assert_eq!(restarters.len(), loaded.plan.restarts.len());
+        built += 1;
+    }
+    assert!(built >= 4);
+}
+
 #[test]
 fn validate_output() {
     let mut fixtures: Vec<PathBuf> =

@@ -15,7 +15,6 @@
 mod activate;
 pub mod build;
 #[cfg(feature = "aws")]
-mod build_aws;
 mod context;
 pub mod events;
 pub mod exit;

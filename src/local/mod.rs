@@ -1,8 +1,7 @@
-//! Adapters for a single host, used by the demo and tests and by users who run
-//! their app next to the tool: a passphrase file and restart commands.
+//! The single-host adapters now live in `adapters/local`; re-exported here so code
+//! written against `vsync_orchestrate::local` keeps compiling.
 
-mod command_restarter;
-mod file_store;
-
-pub use command_restarter::{CommandRestarter, CommandTargetSpec};
-pub use file_store::FileStore;
+#[cfg(feature = "local")]
+pub use vsync_orchestrate_local::{
+    CommandRestarter, CommandRestarterConfig, CommandTargetSpec, FileStore, FileStoreConfig,
+};

@@ -1,7 +1,10 @@
 //! The plan file's model: every table is a struct that rejects unknown keys, and
 //! every adapter table is a variant of a `type`-tagged enum (as vector does), so a
-//! typo is an error with a position and a suggestion, never a silent default.
+//! typo is an error with a position and a suggestion, never a silent default. The
+//! adapter tables themselves are the adapter crates' own config types, named in
+//! `src/adapters.rs`.
 
+pub use crate::adapters::{RestartSpec, StoreSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -168,185 +171,6 @@ fn default_length() -> usize {
     32
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(untagged)]
-pub enum HostEntry {
-    Name(String),
-    Spec(HostTable),
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct HostTable {
-    pub host: String,
-    pub port: Option<u16>,
-    pub user: Option<String>,
-    pub identity_file: Option<PathBuf>,
-    pub known_hosts_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum StoreSpec {
-    /// A passphrase file on this host: `.new` staged, atomic rename, `.prev` kept.
-    File(FileStore),
-    AwsSecretsManager(AwsSecretsManager),
-    GcpSecretManager(GcpSecretManager),
-    Vercel(VercelEnv),
-    VpsFile(VpsFile),
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileStore {
-    pub path: PathBuf,
-    /// Octal string, default `"0600"`.
-    pub mode: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct AwsSecretsManager {
-    pub secret_id: String,
-    pub region: Option<String>,
-    pub endpoint: Option<String>,
-    pub profile: Option<String>,
-    pub json_key: Option<String>,
-    /// How long one attempt of a request may take (default `"10s"`).
-    pub timeout: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct GcpSecretManager {
-    /// `projects/P/secrets/S`
-    pub secret: String,
-    pub endpoint: Option<String>,
-    /// The alias apps read (never `latest`), default `current`.
-    pub alias: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct VercelEnv {
-    pub project: String,
-    pub team_id: Option<String>,
-    pub key: String,
-    pub target: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct VpsFile {
-    pub hosts: Vec<HostEntry>,
-    pub path: String,
-    pub owner: Option<String>,
-    pub group: Option<String>,
-    pub mode: Option<String>,
-    #[serde(default)]
-    pub sudo: bool,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum RestartSpec {
-    /// Runs an argv per target; never given the passphrase.
-    Command(CommandRestart),
-    Kubernetes(Kubernetes),
-    Ecs(Ecs),
-    CloudRun(CloudRun),
-    Fly(Fly),
-    Systemd(Systemd),
-    Vercel(VercelRedeploy),
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct CommandRestart {
-    pub targets: Vec<CommandTarget>,
-    /// Run targets at once instead of in order.
-    #[serde(default)]
-    pub parallel: bool,
-    /// Per target, default `"2m"`.
-    pub timeout: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct CommandTarget {
-    pub name: String,
-    pub argv: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Kubernetes {
-    pub context: Option<String>,
-    pub namespace: String,
-    pub deployments: Vec<String>,
-    pub timeout: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Ecs {
-    pub cluster: String,
-    pub services: Vec<String>,
-    pub region: Option<String>,
-    pub endpoint: Option<String>,
-    pub profile: Option<String>,
-    pub timeout: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct CloudRun {
-    /// `projects/P/locations/L/services/S`
-    pub service: String,
-    pub endpoint: Option<String>,
-    pub timeout: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Fly {
-    pub app: String,
-    pub process_group: Option<String>,
-    pub timeout: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Systemd {
-    #[serde(default)]
-    pub hosts: Vec<HostEntry>,
-    #[serde(default)]
-    pub local: bool,
-    pub units: Vec<String>,
-    pub mode: Option<SystemdMode>,
-    pub batch_size: Option<usize>,
-    pub pause: Option<String>,
-    pub settle: Option<String>,
-    #[serde(default)]
-    pub sudo: bool,
-    pub timeout: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum SystemdMode {
-    Parallel,
-    Rolling,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct VercelRedeploy {
-    pub project: String,
-    pub team_id: Option<String>,
-    pub timeout: Option<String>,
-}
-
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VerifySection {
@@ -373,32 +197,6 @@ pub struct NotifySection {
     /// Commands run after the run with the JSON summary on stdin.
     #[serde(default)]
     pub command: Vec<String>,
-}
-
-impl StoreSpec {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            StoreSpec::File(_) => "file",
-            StoreSpec::AwsSecretsManager(_) => "aws_secrets_manager",
-            StoreSpec::GcpSecretManager(_) => "gcp_secret_manager",
-            StoreSpec::Vercel(_) => "vercel",
-            StoreSpec::VpsFile(_) => "vps_file",
-        }
-    }
-}
-
-impl RestartSpec {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            RestartSpec::Command(_) => "command",
-            RestartSpec::Kubernetes(_) => "kubernetes",
-            RestartSpec::Ecs(_) => "ecs",
-            RestartSpec::CloudRun(_) => "cloud_run",
-            RestartSpec::Fly(_) => "fly",
-            RestartSpec::Systemd(_) => "systemd",
-            RestartSpec::Vercel(_) => "vercel",
-        }
-    }
 }
 
 /// A source written either as a bare keyword or as a table with exactly one key.

@@ -4,6 +4,7 @@ use super::model::*;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use vsync_orchestrate_api::{Finding, Severity as AdapterSeverity};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
@@ -96,9 +97,19 @@ pub(super) fn from_toml_error(file: &Path, source: &str, e: &toml::de::Error) ->
         line_col(source, key_line.unwrap_or(s.start))
     });
     let mut out = msg.clone();
-    if (msg.starts_with("unknown field") || msg.starts_with("unknown variant"))
-        && backticked.len() > 1
-    {
+    let mut at = at;
+    if msg.starts_with("unknown variant") && !backticked.is_empty() {
+        // A type this tree knows but this build leaves out names its feature; any
+        // other is a typo of one of every known type.
+        if let Some(why) = crate::adapters::not_built(backticked[0]) {
+            out = why;
+        } else {
+            let known: Vec<&str> = crate::adapters::known().map(|(t, _, _)| t).collect();
+            if let Some(s) = nearest(backticked[0], known) {
+                out = format!("{msg}; did you mean `{s}`?");
+            }
+        }
+    } else if msg.starts_with("unknown field") && backticked.len() > 1 {
         if let Some(s) = nearest(backticked[0], backticked[1..].iter().copied()) {
             out = format!("{msg}; did you mean `{s}`?");
         }
@@ -110,8 +121,53 @@ pub(super) fn from_toml_error(file: &Path, source: &str, e: &toml::de::Error) ->
         out = "expected a string, { env = \"VAR\" } or { file = \"path\" }".into();
     } else if msg.contains("untagged enum HostEntry") {
         out = "a host is \"name\" or { host = \"name\", port = 22, user = \"…\", identity_file = \"…\", known_hosts_file = \"…\" }".into();
+    } else if let (Some(value), Some(span)) = (
+        quoted_value(&msg),
+        e.span()
+            .filter(|s| source.get(s.clone()).is_some_and(|t| t.contains('\n'))),
+    ) {
+        // A value the adapter's type refused (a duration, a mode): serde names the
+        // value, not the key, and tagged tables report the whole table; find the
+        // key that holds the value.
+        if let Some((key, offset)) = find_value_key(source, span.start, span.end, value) {
+            at = Some(line_col(source, offset));
+            out = if msg.contains("expected a duration") {
+                format!("{key}: {value:?} is not a duration like \"90s\", \"5m\" or \"80d\"")
+            } else if msg.starts_with(&key) {
+                msg.clone()
+            } else {
+                format!("{key}: {msg}")
+            };
+        }
     }
     Problem::error(file, at, out)
+}
+
+/// The first `"…"`-quoted value in a serde message.
+fn quoted_value(msg: &str) -> Option<&str> {
+    let start = msg.find('"')? + 1;
+    let len = msg[start..].find('"')?;
+    Some(&msg[start..start + len])
+}
+
+/// The key (and its line's offset) whose value is the string `value`, between
+/// `from` and `to`.
+fn find_value_key(source: &str, from: usize, to: usize, value: &str) -> Option<(String, usize)> {
+    let mut offset = source[..from.min(source.len())]
+        .rfind('\n')
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    let quoted = format!("\"{value}\"");
+    for line in source[offset..to.max(from).min(source.len())].split_inclusive('\n') {
+        let t = line.trim_start();
+        if let Some((k, v)) = t.split_once('=') {
+            if v.contains(&quoted) {
+                return Some((k.trim().to_owned(), offset + (line.len() - t.len())));
+            }
+        }
+        offset += line.len();
+    }
+    None
 }
 
 /// Byte offset of the first line at or after `from` that assigns `key`.
@@ -148,6 +204,28 @@ fn locate(source: &str, section: &str, key: &str) -> Option<(usize, usize)> {
             return Some(line_col(source, offset + (line.len() - t.len())));
         }
         offset += line.len();
+    }
+    None
+}
+
+/// Where `key = ` appears inside the n-th `[[name]]` table.
+fn locate_in_table(source: &str, name: &str, n: usize, key: &str) -> Option<(usize, usize)> {
+    let (line, _) = locate_table(source, name, n)?;
+    let start: usize = source
+        .split_inclusive('\n')
+        .take(line - 1)
+        .map(str::len)
+        .sum();
+    let mut offset = start;
+    for (i, l) in source[start..].split_inclusive('\n').enumerate() {
+        let t = l.trim_start();
+        if i > 0 && t.starts_with('[') {
+            return None;
+        }
+        if t.starts_with(key) && t[key.len()..].trim_start().starts_with('=') {
+            return Some(line_col(source, offset + (l.len() - t.len())));
+        }
+        offset += l.len();
     }
     None
 }
@@ -193,23 +271,6 @@ impl Checker<'_> {
         if let Some(s) = v {
             if let Err(e) = parse_duration(s) {
                 self.err(at, format!("{what}: {e}"));
-            }
-        }
-    }
-    fn mode(&mut self, at: Option<(usize, usize)>, v: &Option<String>) {
-        if let Some(m) = v {
-            match u32::from_str_radix(m, 8) {
-                Ok(bits) if bits & 0o007 != 0 => self.err(
-                    at,
-                    format!(
-                        "mode {m} gives others access to the passphrase; use \"0600\" or \"0640\""
-                    ),
-                ),
-                Ok(bits) if bits <= 0o777 => {}
-                _ => self.err(
-                    at,
-                    format!("mode {m:?} is not an octal file mode like \"0600\""),
-                ),
             }
         }
     }
@@ -352,80 +413,40 @@ pub(super) fn check(file: &Path, source: &str, plan: &Plan) -> Vec<Problem> {
     if plan.stores.is_empty() {
         c.err(None, "no [[store]]: at least one secret store must receive the new passphrase, or apps cannot boot after rotation");
     }
-    for (i, s) in plan.stores.iter().enumerate() {
-        let at = locate_table(source, "store", i);
-        match s {
-            StoreSpec::File(f) => {
-                c.mode(at, &f.mode);
-                if !f.path.is_absolute() {
-                    c.warn(
-                        at,
-                        format!(
-                            "file store path {} is relative to the working directory",
-                            f.path.display()
-                        ),
-                    );
-                }
+    let mut seen: Vec<(String, String)> = Vec::new();
+    let mut adapter = |c: &mut Checker,
+                       table: &str,
+                       i: usize,
+                       findings: Vec<Finding>,
+                       targets: Vec<String>| {
+        let at = locate_table(source, table, i);
+        for f in findings {
+            let where_ = f
+                .key
+                .as_deref()
+                .and_then(|k| locate_in_table(source, table, i, k))
+                .or(at);
+            match f.severity {
+                AdapterSeverity::Error => c.err(where_, f.message),
+                _ => c.warn(where_, f.message),
             }
-            StoreSpec::VpsFile(f) => {
-                c.mode(at, &f.mode);
-                if f.hosts.is_empty() {
-                    c.err(at, "vps_file needs at least one host");
-                }
-                if !f.path.starts_with('/') {
-                    c.err(at, format!("vps_file path {:?} must be absolute", f.path));
-                }
-            }
-            StoreSpec::GcpSecretManager(g) => {
-                if g.alias.as_deref() == Some("latest") {
-                    c.err(at, "alias \"latest\" cannot be staged: apps must read an alias such as \"current\"");
-                }
-            }
-            StoreSpec::AwsSecretsManager(a) => c.duration(at, "timeout", &a.timeout),
-            StoreSpec::Vercel(_) => {}
         }
+        let me = format!("[[{table}]] #{}", i + 1);
+        for t in targets {
+            if let Some((_, first)) = seen.iter().find(|(s, _)| *s == t) {
+                c.err(at, format!("{t} is already written by {first}: two tables must not name the same target"));
+            } else {
+                seen.push((t, me.clone()));
+            }
+        }
+    };
+    for (i, s) in plan.stores.iter().enumerate() {
+        let cfg = s.config();
+        adapter(&mut c, "store", i, cfg.check(), cfg.targets());
     }
     for (i, r) in plan.restarts.iter().enumerate() {
-        let at = locate_table(source, "restart", i);
-        match r {
-            RestartSpec::Command(cmd) => {
-                c.duration(at, "timeout", &cmd.timeout);
-                if cmd.targets.is_empty() {
-                    c.err(at, "a command restarter needs at least one target");
-                }
-                let mut names = std::collections::BTreeSet::new();
-                for t in &cmd.targets {
-                    if t.argv.is_empty() {
-                        c.err(at, format!("target {:?} has an empty argv", t.name));
-                    }
-                    if !names.insert(&t.name) {
-                        c.err(at, format!("target name {:?} appears twice", t.name));
-                    }
-                }
-            }
-            RestartSpec::Systemd(s) => {
-                c.duration(at, "timeout", &s.timeout);
-                c.duration(at, "pause", &s.pause);
-                c.duration(at, "settle", &s.settle);
-                if s.hosts.is_empty() != s.local {
-                    c.err(
-                        at,
-                        "systemd needs hosts = [...] or local = true (one of them)",
-                    );
-                }
-                if s.units.is_empty() {
-                    c.err(at, "systemd needs at least one unit");
-                }
-                if s.batch_size == Some(0) {
-                    c.err(at, "batch_size must be at least 1");
-                }
-            }
-            RestartSpec::Kubernetes(k) => c.duration(at, "timeout", &k.timeout),
-            RestartSpec::Ecs(e) => c.duration(at, "timeout", &e.timeout),
-            RestartSpec::CloudRun(r) => c.duration(at, "timeout", &r.timeout),
-            RestartSpec::Fly(f) => c.duration(at, "timeout", &f.timeout),
-            RestartSpec::Vercel(v) => c.duration(at, "timeout", &v.timeout),
-        }
+        let cfg = r.config();
+        adapter(&mut c, "restart", i, cfg.check(), cfg.targets());
     }
     let vt = |k| locate(source, "verify", k);
     c.duration(vt("timeout"), "verify.timeout", &plan.verify.timeout);

@@ -1,17 +1,21 @@
 //! The contract between the vsync-orchestrate engine and every platform adapter.
 //!
 //! Adapters depend on this crate only, so the engine can drive any secret store or
-//! restarter without naming a cloud, and every adapter can be held to the same
-//! behaviour by [`conformance`].
+//! restarter without naming a cloud. The behaviour every adapter is held to lives in
+//! the dev-only `vsync-orchestrate-testkit` crate, not here: production builds carry
+//! no test code.
 
+mod build_context;
 pub mod child_env;
-pub mod conformance;
+mod config;
 mod error;
 mod passphrase;
 mod traits;
 mod types;
 
 pub use async_trait::async_trait;
+pub use build_context::BuildContext;
+pub use config::{FileMode, Finding, RestarterConfig, Severity, StoreConfig};
 pub use error::{Error, ErrorKind, Result};
 pub use passphrase::Passphrase;
 pub use traits::{Restarter, SecretStore};

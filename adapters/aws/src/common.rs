@@ -1,49 +1,11 @@
-//! What both AWS adapters share: loading the credential chain and turning SDK errors
-//! into the engine's error kinds without leaking response bodies.
+//! What both AWS adapters share: turning SDK errors into the engine's error kinds
+//! without leaking response bodies. (The credential chain is `vsync-orchestrate-aws-auth`,
+//! shared with the S3 vault.)
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use vsync_orchestrate_api::{Error, ErrorKind, Result};
+use vsync_orchestrate_api::{Error, ErrorKind};
 
-/// Loads the standard chain, with the plan's overrides applied on top.
-pub(crate) async fn load_sdk_config(
-    region: Option<&str>,
-    endpoint: Option<&str>,
-    profile: Option<&str>,
-) -> Result<SdkConfig> {
-    check_endpoint(endpoint)?;
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
-    if let Some(p) = profile {
-        if p.trim().is_empty() {
-            return Err(Error::invalid_config("profile is empty"));
-        }
-        loader = loader.profile_name(p);
-    }
-    if let Some(r) = region {
-        loader = loader.region(Region::new(r.to_owned()));
-    }
-    if let Some(e) = endpoint {
-        loader = loader.endpoint_url(e);
-    }
-    let sdk = loader.load().await;
-    if sdk.region().is_none() {
-        return Err(Error::invalid_config(
-            "no AWS region: set `region` in the plan, AWS_REGION, or a region in the profile",
-        ));
-    }
-    Ok(sdk)
-}
-
-pub(crate) fn check_endpoint(endpoint: Option<&str>) -> Result<()> {
-    match endpoint {
-        Some(e) if !(e.starts_with("http://") || e.starts_with("https://")) => {
-            Err(Error::invalid_config(format!(
-                "endpoint `{e}` must start with http:// or https://"
-            )))
-        }
-        _ => Ok(()),
-    }
-}
+pub(crate) use vsync_orchestrate_aws_auth::check_endpoint;
 
 /// How an `InvalidParameterException` / `InvalidRequestException` should be read.
 /// On a compare-and-swap call they mean "the label is not where you said": a conflict.
@@ -174,12 +136,5 @@ mod tests {
             kind_for("ClientException", 400, BadInput),
             ErrorKind::Failed
         );
-    }
-
-    #[test]
-    fn endpoint_needs_a_scheme() {
-        assert!(check_endpoint(Some("127.0.0.1:5000")).is_err());
-        assert!(check_endpoint(Some("http://127.0.0.1:5000")).is_ok());
-        assert!(check_endpoint(None).is_ok());
     }
 }

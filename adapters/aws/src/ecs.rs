@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use aws_sdk_ecs::types::{DeploymentControllerType, DeploymentRolloutState, Service};
 use aws_sdk_ecs::Client;
 use vsync_orchestrate_api::{
-    async_trait, Error, ErrorKind, Preflight, RestartContext, Restarter, Result, Rollout,
-    RolloutOutcome, Target,
+    async_trait, Error, ErrorKind, Preflight, RestartContext, Restarter, RestarterCapabilities,
+    Result, Rollout, RolloutOutcome, Target,
 };
 
-use crate::common::{load_sdk_config, sdk_error, InvalidMeans};
+use crate::common::{sdk_error, InvalidMeans};
 
 const KIND: &str = "ecs";
 
@@ -22,22 +22,43 @@ type Started = (String, Option<String>);
 const DESCRIBE_BATCH: usize = 10;
 
 /// The plan's `[[restart]] type = "ecs"` table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct EcsConfig {
     /// Name or ARN of the cluster.
     pub cluster: String,
     /// Names or ARNs of the services, restarted together and waited on together.
     pub services: Vec<String>,
     /// Overrides the region from the environment or profile.
+    #[serde(default)]
     pub region: Option<String>,
     /// For emulators and VPC endpoints; normally unset.
+    #[serde(default)]
     pub endpoint: Option<String>,
     /// A named profile from the shared config (SSO, assume-role, credential_process).
+    #[serde(default)]
     pub profile: Option<String>,
-    /// How often `wait` asks ECS for progress. Rollouts take minutes; a few seconds
-    /// keeps well inside the DescribeServices rate limit.
+    /// How long the rollout may take (default 10 minutes).
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// How often `wait` asks ECS for progress (default 10 s). Rollouts take
+    /// minutes; a few seconds keeps well inside the DescribeServices rate limit.
+    #[serde(default = "EcsConfig::default_poll", with = "humantime_serde")]
     pub poll_interval: Duration,
 }
+
+impl EcsConfig {
+    pub const DEFAULT_POLL: Duration = Duration::from_secs(10);
+
+    fn default_poll() -> Duration {
+        Self::DEFAULT_POLL
+    }
+}
+
+/// Tags on the service that carry "this run already forced deployment D" across
+/// processes: ECS's UpdateService takes no idempotency token.
+const TAG_RUN: &str = "vsync-orchestrate:run";
+const TAG_DEPLOYMENT: &str = "vsync-orchestrate:deployment";
 
 /// ECS services restarted with `forceNewDeployment`, so tasks start again and resolve
 /// their secrets (`AWSCURRENT`) anew.
@@ -66,10 +87,12 @@ impl EcsRestarter {
     /// Resolves credentials and region through the standard chain with the plan's
     /// `profile`, `region` and `endpoint` applied.
     pub async fn new(cfg: EcsConfig) -> Result<Self> {
-        let sdk = load_sdk_config(
-            cfg.region.as_deref(),
-            cfg.endpoint.as_deref(),
+        crate::common::check_endpoint(cfg.endpoint.as_deref())?;
+        let ctx = vsync_orchestrate_api::BuildContext::new();
+        let sdk = vsync_orchestrate_aws_auth::sdk_config(
+            &ctx,
             cfg.profile.as_deref(),
+            cfg.region.as_deref(),
         )
         .await?;
         Self::from_sdk_config(cfg, &sdk)
@@ -119,6 +142,7 @@ impl EcsRestarter {
                 .describe_services()
                 .cluster(&self.cfg.cluster)
                 .set_services(Some(chunk.iter().map(|s| s.to_string()).collect()))
+                .include(aws_sdk_ecs::types::ServiceField::Tags)
                 .send()
                 .await
                 .map_err(|e| ecs_error("DescribeServices", e))
@@ -145,6 +169,46 @@ impl EcsRestarter {
             }
         }
         Ok(found)
+    }
+}
+
+/// The deployment this run already forced on `svc`, if its marker says so and
+/// that deployment still exists.
+fn marked(run: &str, svc: &Service) -> Option<Started> {
+    let tag = |k: &str| {
+        svc.tags()
+            .iter()
+            .find(|t| t.key() == Some(k))
+            .and_then(|t| t.value())
+    };
+    if tag(TAG_RUN) != Some(run) {
+        return None;
+    }
+    let id = tag(TAG_DEPLOYMENT)?;
+    svc.deployments()
+        .iter()
+        .any(|d| d.id() == Some(id))
+        .then(|| (id.to_owned(), None))
+}
+
+impl EcsRestarter {
+    /// Records on the service that `run` forced `deployment`, so a restart of the
+    /// same run from another process (after a crash before the journal was
+    /// written) finds it instead of forcing another. A crash between UpdateService
+    /// and this call still forces a second deployment on retry: harmless, the
+    /// tasks just restart twice.
+    async fn mark(&self, service_arn: &str, run: &str, deployment: &str) -> Result<()> {
+        let tag = |k: &str, v: &str| aws_sdk_ecs::types::Tag::builder().key(k).value(v).build();
+        self.client
+            .tag_resource()
+            .resource_arn(service_arn)
+            .tags(tag(TAG_RUN, run))
+            .tags(tag(TAG_DEPLOYMENT, deployment))
+            .send()
+            .await
+            .map_err(|e| ecs_error("TagResource", e))
+            .map_err(|e| self.ctx(e))?;
+        Ok(())
     }
 }
 
@@ -276,6 +340,12 @@ fn progress(name: &str, deployment_id: &str, svc: &Service) -> Progress {
 
 #[async_trait]
 impl Restarter for EcsRestarter {
+    /// A forced deployment cannot be called back; ECS's own circuit breaker is what
+    /// stops a bad one.
+    fn capabilities(&self) -> RestarterCapabilities {
+        RestarterCapabilities::default()
+    }
+
     fn describe(&self) -> Target {
         Target::new(
             KIND,
@@ -310,9 +380,17 @@ impl Restarter for EcsRestarter {
         let run = &ctx.run;
         let mut deployments = BTreeMap::new();
         let mut arns = BTreeMap::new();
+        let names: Vec<&str> = self.cfg.services.iter().map(String::as_str).collect();
+        let current = self.describe_services(&names).await?;
         for name in &self.cfg.services {
             let key = (run.as_str().to_owned(), name.clone());
-            let known = self.started.lock().expect("poisoned").get(&key).cloned();
+            let known = self
+                .started
+                .lock()
+                .expect("poisoned")
+                .get(&key)
+                .cloned()
+                .or_else(|| marked(run.as_str(), &current[name.as_str()]));
             if let Some((id, arn)) = known {
                 deployments.insert(name.clone(), id);
                 if let Some(arn) = arn {
@@ -349,6 +427,9 @@ impl Restarter for EcsRestarter {
             let arn = svc.current_service_deployment().map(str::to_owned);
             if let Some(arn) = &arn {
                 arns.insert(name.clone(), arn.clone());
+            }
+            if let Some(service_arn) = svc.service_arn() {
+                self.mark(service_arn, run.as_str(), &id).await?;
             }
             self.started
                 .lock()

@@ -10,6 +10,7 @@
 //! are rebuilt from the service's error code and message only.
 
 mod common;
+mod config;
 mod ecs;
 mod json_member;
 mod secrets_manager;
@@ -20,4 +21,4 @@ pub use secrets_manager::{SecretsManagerConfig, SecretsManagerStore};
 /// Re-exported so callers of the `from_sdk_config` constructors can share one loaded
 /// credential chain (one SSO sign-in, one profile resolution) among adapters without
 /// naming an `aws-config` version of their own.
-pub use aws_config::SdkConfig;
+pub use vsync_orchestrate_aws_auth::aws_config::SdkConfig;

@@ -7,10 +7,10 @@ use aws_sdk_secretsmanager::Client;
 use sha2::{Digest, Sha256};
 use vsync_orchestrate_api::{
     async_trait, Error, ErrorKind, Passphrase, Preflight, Result, RunId, SecretStore, Staged,
-    Target,
+    StoreCapabilities, Target,
 };
 
-use crate::common::{load_sdk_config, sdk_error, InvalidMeans};
+use crate::common::{sdk_error, InvalidMeans};
 use crate::json_member;
 
 const CURRENT: &str = "AWSCURRENT";
@@ -19,22 +19,28 @@ const PREVIOUS: &str = "AWSPREVIOUS";
 const KIND: &str = "aws_secrets_manager";
 
 /// The plan's `[[store]] type = "aws_secrets_manager"` table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct SecretsManagerConfig {
     /// Name or ARN. An ARN is needed for a secret in another account.
     pub secret_id: String,
     /// Overrides the region from the environment or profile.
+    #[serde(default)]
     pub region: Option<String>,
     /// For emulators and VPC endpoints; normally unset.
+    #[serde(default)]
     pub endpoint: Option<String>,
     /// A named profile from the shared config (SSO, assume-role, credential_process).
+    #[serde(default)]
     pub profile: Option<String>,
     /// When set, the secret is a JSON object and only this member is the passphrase;
     /// every other member is kept byte for byte.
+    #[serde(default)]
     pub json_key: Option<String>,
-    /// How long one attempt of a request may take (default 10 s): without it a
-    /// stalled activation would hold the window open for as long as the TCP
-    /// connection lives.
+    /// How long one attempt of a request may take (default 10 s; the plan's
+    /// `timeout`): without it a stalled activation would hold the window open for
+    /// as long as the TCP connection lives.
+    #[serde(default, rename = "timeout", with = "humantime_serde")]
     pub attempt_timeout: Option<std::time::Duration>,
 }
 
@@ -93,10 +99,12 @@ impl SecretsManagerStore {
     /// `profile`, `region` and `endpoint` applied) and builds the client once, so
     /// preflight warms the same connections activate later uses.
     pub async fn new(cfg: SecretsManagerConfig) -> Result<Self> {
-        let sdk = load_sdk_config(
-            cfg.region.as_deref(),
-            cfg.endpoint.as_deref(),
+        crate::common::check_endpoint(cfg.endpoint.as_deref())?;
+        let ctx = vsync_orchestrate_api::BuildContext::new();
+        let sdk = vsync_orchestrate_aws_auth::sdk_config(
+            &ctx,
             cfg.profile.as_deref(),
+            cfg.region.as_deref(),
         )
         .await?;
         Self::from_sdk_config(cfg, &sdk)
@@ -292,6 +300,11 @@ enum Selector<'a> {
 
 #[async_trait]
 impl SecretStore for SecretsManagerStore {
+    /// Every version can be read back by its stage or id (`GetSecretValue`).
+    fn capabilities(&self) -> StoreCapabilities {
+        StoreCapabilities::ALL
+    }
+
     fn describe(&self) -> Target {
         Target::new(KIND, &self.cfg.secret_id)
     }

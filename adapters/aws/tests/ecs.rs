@@ -12,17 +12,19 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ecs::types::{
     ContainerDefinition, DeploymentController, DeploymentControllerType, LaunchType,
 };
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use vsync_orchestrate_api::{ErrorKind, RestartContext, Restarter, RolloutOutcome, RunId};
+use vsync_orchestrate_api::{
+    async_trait, ErrorKind, RestartContext, Restarter, RolloutOutcome, RunId,
+};
 use vsync_orchestrate_aws::{EcsConfig, EcsRestarter};
+use vsync_orchestrate_testkit::fake_http::{FakeHttp, Response};
+use vsync_orchestrate_testkit::restarter::{RestartTarget, RestarterFixture, Scenario};
 
 fn config(cluster: &str, services: &[&str], endpoint: &str) -> EcsConfig {
     EcsConfig {
@@ -31,6 +33,7 @@ fn config(cluster: &str, services: &[&str], endpoint: &str) -> EcsConfig {
         region: Some("us-east-1".into()),
         endpoint: Some(endpoint.to_owned()),
         profile: None,
+        timeout: None,
         poll_interval: Duration::from_millis(20),
     }
 }
@@ -148,6 +151,7 @@ enum Script {
 
 struct FakeService {
     name: String,
+    tags: Vec<Value>,
     script: Script,
     controller: &'static str,
     deployments: Vec<Value>,
@@ -181,6 +185,7 @@ impl FakeState {
             name.to_owned(),
             FakeService {
                 name: name.into(),
+                tags: vec![],
                 script,
                 controller,
                 deployments: vec![first],
@@ -192,6 +197,21 @@ impl FakeState {
     fn handle(&mut self, target: &str, body: &Value) -> (u16, Value) {
         let op = target.rsplit('.').next().unwrap_or("").to_owned();
         *self.calls.entry(op.clone()).or_default() += 1;
+        if op == "TagResource" {
+            let arn = body["resourceArn"].as_str().unwrap_or("");
+            let name = arn.rsplit('/').next().unwrap_or("");
+            let Some(s) = self.services.get_mut(name) else {
+                return (
+                    400,
+                    json!({"__type": "InvalidParameterException", "message": "no such resource"}),
+                );
+            };
+            for t in body["tags"].as_array().cloned().unwrap_or_default() {
+                s.tags.retain(|x| x["key"] != t["key"]);
+                s.tags.push(t);
+            }
+            return (200, json!({}));
+        }
         if body["cluster"] != "c1" {
             return (
                 400,
@@ -294,6 +314,7 @@ impl FakeService {
             },
             "currentServiceDeployment": format!("{ARN}:service-deployment/c1/{}/x", self.name),
             "deployments": self.deployments,
+            "tags": self.tags,
         })
     }
 }
@@ -315,83 +336,88 @@ fn deployment(id: &str, status: &str, rollout: &str, running: i32) -> Value {
     })
 }
 
-/// Starts the fake on a free loopback port; returns its endpoint and state.
-async fn fake_ecs(services: &[&str]) -> (String, Arc<Mutex<FakeState>>) {
-    let state = Arc::new(Mutex::new(FakeState::default()));
+/// Starts the fake on the testkit's fake HTTP server (AWS JSON 1.1: every call is a
+/// POST to `/` named by `X-Amz-Target`).
+async fn fake_ecs(services: &[&str]) -> FakeHttp<FakeState> {
+    let mut state = FakeState::default();
     for s in services {
-        state.lock().unwrap().add(s);
+        state.add(s);
     }
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let st = state.clone();
-    tokio::spawn(async move {
-        while let Ok((sock, _)) = listener.accept().await {
-            tokio::spawn(serve_connection(sock, st.clone()));
-        }
-    });
-    (format!("http://{addr}"), state)
+    FakeHttp::builder(state)
+        .route("POST", "/", |req, st: &mut FakeState| {
+            let target = req.header("x-amz-target").unwrap_or_default();
+            assert!(
+                target.starts_with("AmazonEC2ContainerServiceV20141113."),
+                "unexpected target {target}"
+            );
+            let (status, reply) = st.handle(target, &req.json());
+            Response::json(status, &reply)
+                .header("content-type", "application/x-amz-json-1.1")
+                .header("x-amzn-requestid", "fake")
+        })
+        .start()
+        .await
 }
 
-/// HTTP/1.1 with keep-alive, just enough for the SDK's client.
-async fn serve_connection(mut sock: TcpStream, state: Arc<Mutex<FakeState>>) {
-    let mut buf = Vec::new();
-    loop {
-        let head_end = loop {
-            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break p + 4;
-            }
-            let mut chunk = [0u8; 4096];
-            match sock.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
+async fn fake_restarter(services: &[&str]) -> (EcsRestarter, FakeHttp<FakeState>) {
+    let fake = fake_ecs(services).await;
+    let sdk = common::test_sdk_config(&fake.url()).await;
+    let r = EcsRestarter::from_sdk_config(config("c1", services, &fake.url()), &sdk).unwrap();
+    (r, fake)
+}
+
+// ---------------------------------------------------------------------------------
+// The restarter suite, on the fake.
+
+struct FakeEcs;
+struct FakeTarget {
+    fake: FakeHttp<FakeState>,
+    service: String,
+}
+
+#[async_trait]
+impl RestarterFixture for FakeEcs {
+    async fn target(&self, scenario: Scenario) -> Box<dyn RestartTarget> {
+        let prefix = match scenario {
+            Scenario::Healthy => "ok",
+            Scenario::Failing => "fail",
+            Scenario::Stalling => "stuck",
         };
-        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-        let header = |name: &str| {
-            head.lines().find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.trim()
-                    .eq_ignore_ascii_case(name)
-                    .then(|| v.trim().to_owned())
-            })
-        };
-        let len: usize = header("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        while buf.len() < head_end + len {
-            let mut chunk = [0u8; 4096];
-            match sock.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let body: Value =
-            serde_json::from_slice(&buf[head_end..head_end + len]).unwrap_or(Value::Null);
-        buf.drain(..head_end + len);
-        let target = header("x-amz-target").unwrap_or_default();
-        assert!(
-            target.starts_with("AmazonEC2ContainerServiceV20141113."),
-            "unexpected target {target}"
-        );
-        let (status, reply) = state.lock().unwrap().handle(&target, &body);
-        let reply = reply.to_string();
-        let resp = format!(
-            "HTTP/1.1 {status} {}\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-RequestId: fake\r\nContent-Length: {}\r\n\r\n{reply}",
-            if status == 200 { "OK" } else { "Bad Request" },
-            reply.len()
-        );
-        if sock.write_all(resp.as_bytes()).await.is_err() {
-            return;
-        }
+        let service = format!("{prefix}-suite");
+        let fake = fake_ecs(&[&service]).await;
+        Box::new(FakeTarget { fake, service })
+    }
+
+    fn healthy_within(&self) -> Duration {
+        Duration::from_secs(10)
     }
 }
 
-async fn fake_restarter(services: &[&str]) -> (EcsRestarter, Arc<Mutex<FakeState>>) {
-    let (endpoint, state) = fake_ecs(services).await;
-    let sdk = common::test_sdk_config(&endpoint).await;
-    let r = EcsRestarter::from_sdk_config(config("c1", services, &endpoint), &sdk).unwrap();
-    (r, state)
+#[async_trait]
+impl RestartTarget for FakeTarget {
+    async fn open(&self) -> Arc<dyn Restarter> {
+        let sdk = common::test_sdk_config(&self.fake.url()).await;
+        Arc::new(
+            EcsRestarter::from_sdk_config(config("c1", &[&self.service], &self.fake.url()), &sdk)
+                .unwrap(),
+        )
+    }
+
+    async fn starts(&self) -> usize {
+        self.fake
+            .state()
+            .calls
+            .get("UpdateService")
+            .copied()
+            .unwrap_or(0) as usize
+    }
 }
+
+async fn fake() -> Option<FakeEcs> {
+    Some(FakeEcs)
+}
+
+vsync_orchestrate_testkit::restarter_suite!(fake());
 
 fn soon() -> Instant {
     Instant::now() + Duration::from_secs(10)
@@ -408,7 +434,7 @@ async fn fake_rollouts_complete_after_progress() {
         rollout
     );
     assert_eq!(
-        state.lock().unwrap().calls["UpdateService"],
+        state.state().calls["UpdateService"],
         2,
         "a retried restart forced again"
     );
@@ -424,14 +450,14 @@ async fn fake_rollouts_complete_after_progress() {
         other => panic!("{other:?}"),
     }
     assert!(
-        state.lock().unwrap().calls["DescribeServices"] >= 3,
+        state.state().calls["DescribeServices"] >= 3,
         "did not poll progress"
     );
 }
 
 #[tokio::test]
 async fn fake_failed_rollout_reports_the_reason() {
-    let (r, _) = fake_restarter(&["ok-api", "fail-api"]).await;
+    let (r, _fake) = fake_restarter(&["ok-api", "fail-api"]).await;
     let rollout = r
         .restart(&RestartContext::new(RunId("run-2".into())))
         .await
@@ -449,7 +475,7 @@ async fn fake_failed_rollout_reports_the_reason() {
 
 #[tokio::test]
 async fn fake_rollback_is_a_failure_not_a_steady_service() {
-    let (r, _) = fake_restarter(&["rollback-api"]).await;
+    let (r, _fake) = fake_restarter(&["rollback-api"]).await;
     let rollout = r
         .restart(&RestartContext::new(RunId("run-3".into())))
         .await
@@ -462,7 +488,7 @@ async fn fake_rollback_is_a_failure_not_a_steady_service() {
 
 #[tokio::test]
 async fn fake_stalled_rollout_times_out_and_bad_targets_are_refused() {
-    let (r, _) = fake_restarter(&["stuck-api"]).await;
+    let (r, _fake) = fake_restarter(&["stuck-api"]).await;
     let rollout = r
         .restart(&RestartContext::new(RunId("run-4".into())))
         .await
@@ -475,15 +501,16 @@ async fn fake_stalled_rollout_times_out_and_bad_targets_are_refused() {
     assert!(matches!(out, RolloutOutcome::TimedOut { .. }), "{out:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
 
-    let (cd, _) = fake_restarter(&["codedeploy-api"]).await;
+    let (cd, _fake_cd) = fake_restarter(&["codedeploy-api"]).await;
     assert_eq!(
         cd.preflight().await.unwrap_err().kind(),
         ErrorKind::Unsupported
     );
 
-    let (endpoint, _) = fake_ecs(&["ok-x"]).await;
-    let sdk = common::test_sdk_config(&endpoint).await;
-    let wrong = EcsRestarter::from_sdk_config(config("other", &["ok-x"], &endpoint), &sdk).unwrap();
+    let fake = fake_ecs(&["ok-x"]).await;
+    let sdk = common::test_sdk_config(&fake.url()).await;
+    let wrong =
+        EcsRestarter::from_sdk_config(config("other", &["ok-x"], &fake.url()), &sdk).unwrap();
     assert_eq!(
         wrong.preflight().await.unwrap_err().kind(),
         ErrorKind::NotFound

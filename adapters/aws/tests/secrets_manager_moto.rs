@@ -7,9 +7,36 @@
 mod common;
 
 use aws_sdk_secretsmanager::Client;
-use vsync_orchestrate_api::conformance::{check_store, StoreCheck};
-use vsync_orchestrate_api::{ErrorKind, Passphrase, RunId, SecretStore};
+use std::sync::Arc;
+use vsync_orchestrate_api::{async_trait, ErrorKind, Passphrase, RunId, SecretStore};
 use vsync_orchestrate_aws::{SecretsManagerConfig, SecretsManagerStore};
+use vsync_orchestrate_testkit::store::{SeededStore, StoreFixture};
+
+struct Moto;
+
+#[async_trait]
+impl StoreFixture for Moto {
+    async fn seed(&self, initial: &Passphrase) -> Box<dyn SeededStore> {
+        Box::new(Fixture::new("suite", initial.expose()).await.expect("moto"))
+    }
+}
+
+#[async_trait]
+impl SeededStore for Fixture {
+    async fn open(&self) -> Arc<dyn SecretStore> {
+        Arc::new(self.store(None).await)
+    }
+
+    async fn app_view(&self) -> Option<Passphrase> {
+        Some(Passphrase::new(Fixture::app_view(self).await))
+    }
+}
+
+async fn moto() -> Option<Moto> {
+    common::moto_endpoint().map(|_| Moto)
+}
+
+vsync_orchestrate_testkit::store_suite!(moto());
 
 struct Fixture {
     raw: Client,
@@ -72,24 +99,6 @@ impl Fixture {
             .unwrap();
         d.version_ids_to_stages().map_or(0, |m| m.len())
     }
-}
-
-#[tokio::test]
-async fn conformance_suite_passes() {
-    let initial = "initial-vsync-passphrase-3kQ9";
-    let Some(fx) = Fixture::new("conf", initial).await else {
-        return;
-    };
-    let store = fx.store(None).await;
-    let check = StoreCheck {
-        initial: Passphrase::from(initial),
-        readable: true,
-        run_prefix: common::unique("run"),
-    };
-    let last = check_store(&store, &check)
-        .await
-        .unwrap_or_else(|v| panic!("{v}"));
-    assert_eq!(fx.app_view().await, last.expose());
 }
 
 #[tokio::test]

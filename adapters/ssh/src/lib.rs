@@ -25,12 +25,16 @@
 //! ```
 
 mod config;
+mod plan;
 mod shell;
 mod systemd;
 mod vps_file;
 
 pub use config::{
     HostKeyPolicy, HostSpec, RestartMode, SshOptions, SystemdConfig, Transport, VpsFileConfig,
+};
+pub use plan::{
+    HostEntry, HostKeyPolicyName, HostTable, SshTable, SystemdMode, SystemdTable, VpsFileTable,
 };
 pub use systemd::{SystemdRestarter, KIND as SYSTEMD_KIND};
 pub use vps_file::{VpsFileStore, KIND as VPS_FILE_KIND};

@@ -68,26 +68,33 @@ pub(crate) fn shells(
     match transport {
         Transport::Local => Ok(vec![Arc::new(LocalShell::new(opts.command_timeout))]),
         Transport::Ssh(hosts) => {
-            if hosts.is_empty() {
-                return Err(Error::invalid_config(
-                    "no hosts given for the ssh transport",
-                ));
-            }
-            let mut seen = std::collections::HashSet::new();
-            let mut out: Vec<Arc<dyn RemoteShell>> = Vec::new();
-            for h in hosts {
-                validate_host(h)?;
-                if !seen.insert((h.host.clone(), h.port, h.user.clone())) {
-                    return Err(Error::invalid_config(format!(
-                        "host {} is listed twice",
-                        h.label()
-                    )));
-                }
-                out.push(Arc::new(SshShell::new(h.clone(), opts.clone())));
-            }
-            Ok(out)
+            check_hosts(hosts)?;
+            Ok(hosts
+                .iter()
+                .map(|h| Arc::new(SshShell::new(h.clone(), opts.clone())) as Arc<dyn RemoteShell>)
+                .collect())
         }
     }
+}
+
+/// Static checks of a host list: at least one, each valid, none twice.
+pub(crate) fn check_hosts(hosts: &[HostSpec]) -> Result<()> {
+    if hosts.is_empty() {
+        return Err(Error::invalid_config(
+            "no hosts given for the ssh transport",
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for h in hosts {
+        validate_host(h)?;
+        if !seen.insert((h.host.clone(), h.port, h.user.clone())) {
+            return Err(Error::invalid_config(format!(
+                "host {} is listed twice",
+                h.label()
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn validate_host(h: &HostSpec) -> Result<()> {

@@ -466,6 +466,11 @@ impl SystemdRestarter {
 
 #[async_trait::async_trait]
 impl Restarter for SystemdRestarter {
+    /// A restart systemd already began cannot be called back: no `cancel`.
+    fn capabilities(&self) -> vsync_orchestrate_api::RestarterCapabilities {
+        vsync_orchestrate_api::RestarterCapabilities::default()
+    }
+
     fn describe(&self) -> Target {
         Target::new(
             KIND,

@@ -324,6 +324,11 @@ impl VpsFileStore {
 
 #[async_trait::async_trait]
 impl SecretStore for VpsFileStore {
+    /// The file is read back over the same connection (`cat`, on stdout).
+    fn capabilities(&self) -> vsync_orchestrate_api::StoreCapabilities {
+        vsync_orchestrate_api::StoreCapabilities::ALL
+    }
+
     fn describe(&self) -> Target {
         Target::new(
             KIND,
@@ -601,7 +606,7 @@ fn fingerprint(staged: &Staged, label: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-fn validate_path(p: &str) -> Result<()> {
+pub(crate) fn validate_path(p: &str) -> Result<()> {
     let name = p.rsplit('/').next().unwrap_or("");
     if !p.starts_with('/')
         || p.ends_with('/')
@@ -618,7 +623,7 @@ fn validate_path(p: &str) -> Result<()> {
     Ok(())
 }
 
-fn valid_account(v: &str) -> bool {
+pub(crate) fn valid_account(v: &str) -> bool {
     !v.is_empty()
         && !v.starts_with('-')
         && v.len() <= 64

@@ -1,9 +1,39 @@
 //! The vps_file store with the local transport: same scripts, on this machine.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use vsync_orchestrate_api::conformance::{check_store, StoreCheck};
-use vsync_orchestrate_api::{ErrorKind, Passphrase, RunId, SecretStore};
+use std::sync::Arc;
+use vsync_orchestrate_api::{async_trait, ErrorKind, Passphrase, RunId, SecretStore};
 use vsync_orchestrate_ssh::{Transport, VpsFileConfig, VpsFileStore};
+use vsync_orchestrate_testkit::store::{SeededStore, StoreFixture};
+
+struct LocalFiles;
+struct SeededLocal(tempfile::TempDir);
+
+#[async_trait]
+impl StoreFixture for LocalFiles {
+    async fn seed(&self, initial: &Passphrase) -> Box<dyn SeededStore> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("passphrase"),
+            format!("{}\r\n", initial.expose()),
+        )
+        .unwrap();
+        Box::new(SeededLocal(dir))
+    }
+}
+
+#[async_trait]
+impl SeededStore for SeededLocal {
+    async fn open(&self) -> Arc<dyn SecretStore> {
+        Arc::new(store_in(self.0.path()))
+    }
+}
+
+async fn local_files() -> Option<LocalFiles> {
+    Some(LocalFiles)
+}
+
+vsync_orchestrate_testkit::store_suite!(local_files());
 
 const INITIAL: &str = "local-initial-Yc3pW0";
 
@@ -19,7 +49,7 @@ fn is_root() -> bool {
 }
 
 #[tokio::test]
-async fn local_store_passes_conformance() {
+async fn local_store_applies_mode_and_owner_and_keeps_prev() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("passphrase"), format!("{INITIAL}\r\n")).unwrap();
     let mut cfg = VpsFileConfig::new(
@@ -32,14 +62,9 @@ async fn local_store_passes_conformance() {
         cfg.group = Some("nogroup".into());
     }
     let store = VpsFileStore::new(cfg).unwrap();
-    let check = StoreCheck {
-        initial: Passphrase::from(INITIAL),
-        readable: true,
-        run_prefix: "local".into(),
-    };
-    let last = check_store(&store, &check)
-        .await
-        .unwrap_or_else(|v| panic!("{v}"));
+    let last = Passphrase::from("local-activated-Tn5Wq2");
+    let staged = store.stage(&last, &RunId("l".into())).await.unwrap();
+    store.activate(&staged).await.unwrap();
     let f = dir.path().join("passphrase");
     assert_eq!(std::fs::read_to_string(&f).unwrap(), last.expose());
     let meta = std::fs::metadata(&f).unwrap();

@@ -5,15 +5,74 @@ mod common;
 
 use common::{dead_port, gid_of, ssh_env, uid_of};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use vsync_orchestrate_api::conformance::{check_store, StoreCheck};
-use vsync_orchestrate_api::{ErrorKind, Passphrase, RunId, SecretStore};
+use std::sync::Arc;
+use vsync_orchestrate_api::{async_trait, ErrorKind, Passphrase, RunId, SecretStore};
 use vsync_orchestrate_ssh::{Transport, VpsFileConfig, VpsFileStore};
+use vsync_orchestrate_testkit::store::{SeededStore, StoreFixture};
 
 const INITIAL: &str = "initial-value-Rk29sLq0";
 
+/// Two real hosts, through sudo: the suite's checks see one store over both.
+struct SshHosts(common::SshEnv);
+struct SeededHosts {
+    hosts: Vec<vsync_orchestrate_ssh::HostSpec>,
+    wd: common::WorkDir,
+}
+
+#[async_trait]
+impl StoreFixture for SshHosts {
+    async fn seed(&self, initial: &Passphrase) -> Box<dyn SeededStore> {
+        let wd = self.0.workdir(&common::unique("suite"));
+        for dir in wd.local.iter().take(2) {
+            std::fs::write(dir.join("passphrase"), format!("{}\n", initial.expose())).unwrap();
+        }
+        Box::new(SeededHosts {
+            hosts: vec![self.0.host(0), self.0.host(1)],
+            wd,
+        })
+    }
+}
+
+#[async_trait]
+impl SeededStore for SeededHosts {
+    async fn open(&self) -> Arc<dyn SecretStore> {
+        let mut cfg = VpsFileConfig::new(
+            Transport::Ssh(self.hosts.clone()),
+            self.wd.remote_file("passphrase"),
+        );
+        cfg.sudo = true;
+        Arc::new(VpsFileStore::new(cfg).unwrap())
+    }
+}
+
+/// Stage and activate a new value from `INITIAL`, checking what the store reads.
+async fn rotate(store: &VpsFileStore, tag: &str) -> Passphrase {
+    assert!(store
+        .read_current()
+        .await
+        .unwrap()
+        .unwrap()
+        .same_as(&Passphrase::from(INITIAL)));
+    let new = Passphrase::from(format!("rotated-{tag}-Kd72Lq0Zp").as_str());
+    let staged = store
+        .stage(&new, &RunId(common::unique(tag)))
+        .await
+        .unwrap();
+    store.activate(&staged).await.unwrap();
+    assert!(store.read_current().await.unwrap().unwrap().same_as(&new));
+    new
+}
+
+async fn ssh_hosts() -> Option<SshHosts> {
+    ssh_env(&vsync_orchestrate_testkit::service::current_test()).map(SshHosts)
+}
+
+vsync_orchestrate_testkit::store_suite!(ssh_hosts());
+
 #[tokio::test]
-async fn store_passes_conformance_over_ssh_with_sudo() {
-    let Some(env) = ssh_env("store_passes_conformance_over_ssh_with_sudo") else {
+async fn activation_over_ssh_with_sudo_keeps_prev_and_leaves_no_temp_files() {
+    let Some(env) = ssh_env("activation_over_ssh_with_sudo_keeps_prev_and_leaves_no_temp_files")
+    else {
         return;
     };
     let wd = env.workdir("conformance");
@@ -25,14 +84,12 @@ async fn store_passes_conformance_over_ssh_with_sudo() {
     );
     cfg.sudo = true;
     let store = VpsFileStore::new(cfg).unwrap();
-    let check = StoreCheck {
-        initial: Passphrase::from(INITIAL),
-        readable: true,
-        run_prefix: common::unique("ssh"),
-    };
-    let last = check_store(&store, &check)
+    let last = Passphrase::from("activated-over-ssh-Pq81Lz");
+    let staged = store
+        .stage(&last, &RunId(common::unique("ssh")))
         .await
-        .unwrap_or_else(|v| panic!("{v}"));
+        .unwrap();
+    store.activate(&staged).await.unwrap();
 
     let dir = &wd.local[0];
     assert_eq!(
@@ -82,14 +139,7 @@ async fn fans_out_to_every_host_with_owner_group_and_mode() {
     );
     assert!(pre.warnings.is_empty(), "{:?}", pre.warnings);
 
-    let check = StoreCheck {
-        initial: Passphrase::from(INITIAL),
-        readable: true,
-        run_prefix: common::unique("fan"),
-    };
-    let last = check_store(&store, &check)
-        .await
-        .unwrap_or_else(|v| panic!("{v}"));
+    let last = rotate(&store, "fan").await;
 
     let (uid, gid) = (uid_of(&env.user), gid_of("nogroup"));
     for d in &wd.local {
@@ -255,14 +305,7 @@ async fn without_sudo_the_login_user_needs_the_directory() {
         wd.remote_file("passphrase"),
     ))
     .unwrap();
-    let check = StoreCheck {
-        initial: Passphrase::from(INITIAL),
-        readable: true,
-        run_prefix: common::unique("nosudo"),
-    };
-    check_store(&store, &check)
-        .await
-        .unwrap_or_else(|v| panic!("{v}"));
+    rotate(&store, "nosudo").await;
     let meta = std::fs::metadata(wd.local[0].join("passphrase")).unwrap();
     assert_eq!(meta.uid(), uid);
     assert_eq!(meta.permissions().mode() & 0o7777, 0o600);

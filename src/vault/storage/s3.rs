@@ -80,7 +80,22 @@ impl S3Storage {
             loader = loader.http_client(http_client_without_roots());
         }
         let sdk = loader.load().await;
-        let mut b = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(opts.path_style);
+        Self::from_sdk_config(&sdk, opts)
+    }
+
+    /// On an already loaded credential chain (the plan's, shared with its AWS
+    /// adapters); the attempt timeout is set on this client.
+    pub fn from_sdk_config(sdk: &aws_config::SdkConfig, opts: &S3Options) -> S3Storage {
+        let mut b = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(opts.path_style)
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(
+                        opts.attempt_timeout.unwrap_or(Duration::from_secs(20)),
+                    )
+                    .build(),
+            );
         if let Some(e) = &opts.endpoint {
             b = b.endpoint_url(e);
         }

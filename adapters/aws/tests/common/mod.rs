@@ -12,22 +12,11 @@ use aws_sdk_secretsmanager::config::Credentials;
 /// The moto server the tests run against. `None` means "skip": only on a developer's
 /// machine; in CI (`CI=true`) a missing moto is a failure, never a silent pass.
 pub fn moto_endpoint() -> Option<String> {
-    match std::env::var("VSYNC_TEST_MOTO_ENDPOINT") {
-        Ok(v) if !v.trim().is_empty() => Some(v.trim().to_owned()),
-        _ => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!(
-                    "VSYNC_TEST_MOTO_ENDPOINT is not set but CI=true: the moto server must be \
-                     running for these tests (see .ci/services/10-moto.sh)"
-                );
-            }
-            eprintln!(
-                "skipping: VSYNC_TEST_MOTO_ENDPOINT is not set (start moto_server and export \
-                 its http://127.0.0.1:PORT to run this test)"
-            );
-            None
-        }
-    }
+    vsync_orchestrate_testkit::service::env_or_skip(
+        &vsync_orchestrate_testkit::service::current_test(),
+        &["VSYNC_TEST_MOTO_ENDPOINT"],
+    )
+    .map(|mut v| v.remove(0))
 }
 
 /// An `SdkConfig` with static credentials pointing at `endpoint`, independent of the

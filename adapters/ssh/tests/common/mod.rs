@@ -9,30 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use vsync_orchestrate_ssh::HostSpec;
 
 fn need(test: &str, vars: &[&str]) -> Option<Vec<String>> {
-    let got: Vec<Option<String>> = vars
-        .iter()
-        .map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
-        .collect();
-    if got.iter().all(Option::is_some) {
-        return Some(got.into_iter().map(Option::unwrap).collect());
-    }
-    let missing: Vec<&str> = vars
-        .iter()
-        .zip(&got)
-        .filter(|(_, g)| g.is_none())
-        .map(|(v, _)| *v)
-        .collect();
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "{test}: CI=true but {} unset: .ci/run must start the service",
-            missing.join(", ")
-        );
-    }
-    eprintln!(
-        "SKIPPED {test}: {} unset (run .ci/services/*.sh, see .ci/run)",
-        missing.join(", ")
-    );
-    None
+    vsync_orchestrate_testkit::service::env_or_skip(test, vars)
 }
 
 pub fn unique(name: &str) -> String {

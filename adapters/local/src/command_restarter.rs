@@ -2,15 +2,14 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use vsync_orchestrate_api::{
-    async_trait, Error, Preflight, RestartContext, Restarter, Result, Rollout, RolloutOutcome,
-    RunId, Target,
+    async_trait, Error, Preflight, RestartContext, Restarter, RestarterCapabilities, Result,
+    Rollout, RolloutOutcome, RunId, Target,
 };
 
-#[derive(Debug, Clone)]
-pub struct CommandTargetSpec {
-    pub name: String,
-    pub argv: Vec<String>,
-}
+pub use crate::config::CommandTarget as CommandTargetSpec;
+
+/// The plan's `type` tag.
+pub const KIND: &str = "command";
 
 /// Restarts by running a command per target (a script, `docker restart`, a
 /// supervisor's CLI). The passphrase is never given to it: not in argv, not in
@@ -36,10 +35,10 @@ impl CommandRestarter {
         t: &CommandTargetSpec,
         run: &RunId,
         deadline: Instant,
-    ) -> std::result::Result<(), String> {
-        let budget = self
-            .timeout
-            .min(deadline.saturating_duration_since(Instant::now()));
+    ) -> std::result::Result<(), Miss> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let budget = self.timeout.min(left);
+        let fail = |m: String| Miss::Failed(m);
         let mut cmd = tokio::process::Command::new(&t.argv[0]);
         vsync_orchestrate_api::child_env::scrub_tokio(&mut cmd);
         let mut child = cmd
@@ -51,7 +50,7 @@ impl CommandRestarter {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| format!("{}: cannot start {:?}: {e}", t.name, t.argv[0]))?;
+            .map_err(|e| fail(format!("{}: cannot start {:?}: {e}", t.name, t.argv[0])))?;
         let mut stderr = child.stderr.take().expect("piped");
         let mut err_text = Vec::new();
         let res = tokio::time::timeout(budget, async {
@@ -67,17 +66,32 @@ impl CommandRestarter {
         match res {
             Err(_) => {
                 let _ = child.kill().await;
-                Err(format!(
+                let m = format!(
                     "{}: timed out after {}",
                     t.name,
                     humantime::format_duration(budget)
-                ))
+                );
+                // The rollout's deadline is not the command failing: it may still
+                // have been about to succeed, and `resume` can wait again.
+                Err(if left <= self.timeout {
+                    Miss::Deadline(m)
+                } else {
+                    Miss::Failed(m)
+                })
             }
-            Ok(Err(e)) => Err(format!("{}: {e}", t.name)),
+            Ok(Err(e)) => Err(fail(format!("{}: {e}", t.name))),
             Ok(Ok(st)) if st.success() => Ok(()),
-            Ok(Ok(st)) => Err(format!("{}: exited with {st}: {}", t.name, tail())),
+            Ok(Ok(st)) => Err(fail(format!("{}: exited with {st}: {}", t.name, tail()))),
         }
     }
+}
+
+/// Why one target did not finish.
+enum Miss {
+    /// It failed, or took longer than its own `timeout`.
+    Failed(String),
+    /// The rollout's deadline came first.
+    Deadline(String),
 }
 
 fn resolvable(cmd: &str) -> bool {
@@ -99,13 +113,18 @@ fn resolvable(cmd: &str) -> bool {
 impl Restarter for CommandRestarter {
     fn describe(&self) -> Target {
         Target::new(
-            "command",
+            KIND,
             self.targets
                 .iter()
                 .map(|t| t.name.as_str())
                 .collect::<Vec<_>>()
                 .join(", "),
         )
+    }
+
+    /// A command cannot be stopped half-way in any meaningful sense: no `cancel`.
+    fn capabilities(&self) -> RestarterCapabilities {
+        RestarterCapabilities::default()
     }
 
     async fn preflight(&self) -> Result<Preflight> {
@@ -142,7 +161,7 @@ impl Restarter for CommandRestarter {
     }
 
     async fn wait(&self, rollout: &Rollout, deadline: Instant) -> Result<RolloutOutcome> {
-        let failures: Vec<String> = if self.parallel {
+        let failures: Vec<Miss> = if self.parallel {
             let runs = self
                 .targets
                 .iter()
@@ -162,14 +181,22 @@ impl Restarter for CommandRestarter {
             }
             f
         };
-        Ok(if failures.is_empty() {
+        let timed_out = failures.iter().any(|m| matches!(m, Miss::Deadline(_)));
+        let text = failures
+            .into_iter()
+            .map(|m| match m {
+                Miss::Failed(s) | Miss::Deadline(s) => s,
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        Ok(if text.is_empty() {
             RolloutOutcome::Done {
                 detail: format!("{} target(s) restarted", self.targets.len()),
             }
+        } else if timed_out {
+            RolloutOutcome::TimedOut { detail: text }
         } else {
-            RolloutOutcome::Failed {
-                reason: failures.join("; "),
-            }
+            RolloutOutcome::Failed { reason: text }
         })
     }
 }

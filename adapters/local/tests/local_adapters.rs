@@ -1,15 +1,17 @@
-//! The `file` store and the `command` restarter: the shared conformance suite,
-//! file modes, and what a restart command does and does not receive.
+//! The `file` store and the `command` restarter: both suites, file modes, and what
+//! a restart command does and does not receive.
 
-mod support;
-
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vsync_orchestrate::api::conformance::{check_store, StoreCheck};
-use vsync_orchestrate::api::{
-    Passphrase, RestartContext, Restarter, RolloutOutcome, RunId, SecretStore,
+use vsync_orchestrate_api::{
+    async_trait, ErrorKind, Passphrase, RestartContext, Restarter, RolloutOutcome, RunId,
+    SecretStore,
 };
-use vsync_orchestrate::local::{CommandRestarter, CommandTargetSpec, FileStore};
+use vsync_orchestrate_local::{CommandRestarter, CommandTargetSpec, FileStore};
+use vsync_orchestrate_testkit::restarter::{RestartTarget, RestarterFixture, Scenario};
+use vsync_orchestrate_testkit::store::{SeededStore, StoreFixture};
 
 const INITIAL: &str = "initial-file-passphrase-0123";
 
@@ -17,21 +19,116 @@ fn mode(p: &std::path::Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
+fn write_0600(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+// ---------------------------------------------------------------------------------
+// The suites.
+
+struct Files;
+struct SeededFile(tempfile::TempDir);
+
+#[async_trait]
+impl StoreFixture for Files {
+    async fn seed(&self, initial: &Passphrase) -> Box<dyn SeededStore> {
+        let dir = tempfile::tempdir().unwrap();
+        write_0600(
+            &dir.path().join("passphrase"),
+            &format!("{}\n", initial.expose()),
+        );
+        Box::new(SeededFile(dir))
+    }
+}
+
+#[async_trait]
+impl SeededStore for SeededFile {
+    async fn open(&self) -> Arc<dyn SecretStore> {
+        Arc::new(FileStore::new(self.0.path().join("passphrase"), 0o600))
+    }
+}
+
+async fn files() -> Option<Files> {
+    Some(Files)
+}
+
+vsync_orchestrate_testkit::store_suite!(files());
+
+struct Commands;
+struct CommandTarget {
+    _dir: tempfile::TempDir,
+    count: PathBuf,
+    script: String,
+}
+
+#[async_trait]
+impl RestarterFixture for Commands {
+    async fn target(&self, scenario: Scenario) -> Box<dyn RestartTarget> {
+        let dir = tempfile::tempdir().unwrap();
+        let count = dir.path().join("starts");
+        let then = match scenario {
+            Scenario::Healthy => "exit 0",
+            Scenario::Failing => "echo app failed to boot >&2; exit 3",
+            Scenario::Stalling => "exec sleep 30",
+        };
+        let script = format!("echo started >> '{}'; {then}", count.display());
+        Box::new(CommandTarget {
+            _dir: dir,
+            count,
+            script,
+        })
+    }
+
+    fn healthy_within(&self) -> Duration {
+        Duration::from_secs(20)
+    }
+}
+
+#[async_trait]
+impl RestartTarget for CommandTarget {
+    async fn open(&self) -> Arc<dyn Restarter> {
+        Arc::new(CommandRestarter::new(
+            vec![target("app", &self.script)],
+            false,
+            Duration::from_secs(60),
+        ))
+    }
+
+    async fn starts(&self) -> usize {
+        std::fs::read_to_string(&self.count)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    }
+}
+
+async fn commands() -> Option<Commands> {
+    Some(Commands)
+}
+
+vsync_orchestrate_testkit::restarter_suite!(commands());
+
+// ---------------------------------------------------------------------------------
+// What the suites do not cover.
+
 #[tokio::test]
-async fn file_store_passes_the_conformance_suite() {
+async fn file_store_keeps_the_previous_file_and_applies_the_mode() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("passphrase");
-    support::write_0600(&path, &format!("{INITIAL}\n"));
+    write_0600(&path, &format!("{INITIAL}\n"));
     let store = FileStore::new(&path, 0o640);
-    let check = StoreCheck {
-        initial: Passphrase::from(INITIAL),
-        readable: true,
-        run_prefix: "file".into(),
-    };
-    let last = check_store(&store, &check)
-        .await
-        .unwrap_or_else(|v| panic!("{v}"));
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), last.expose());
+    let new = Passphrase::from("the-next-passphrase-0123456789");
+    let staged = store.stage(&new, &RunId("r1".into())).await.unwrap();
+    store.activate(&staged).await.unwrap();
+    store.tidy(&staged).await.unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), new.expose());
     assert_eq!(
         mode(&path),
         0o640,
@@ -57,7 +154,7 @@ async fn file_store_passes_the_conformance_suite() {
 async fn a_stage_replaced_by_someone_else_is_a_conflict_not_an_activation() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("passphrase");
-    support::write_0600(&path, INITIAL);
+    write_0600(&path, INITIAL);
     let store = FileStore::new(&path, 0o600);
     let staged = store
         .stage(
@@ -67,12 +164,12 @@ async fn a_stage_replaced_by_someone_else_is_a_conflict_not_an_activation() {
         .await
         .unwrap();
     std::fs::remove_file(dir.path().join("passphrase.new")).unwrap();
-    support::write_0600(
+    write_0600(
         &dir.path().join("passphrase.new"),
         "theirs-0123456789abcdef",
     );
     let e = store.activate(&staged).await.unwrap_err();
-    assert_eq!(e.kind(), vsync_orchestrate::api::ErrorKind::Conflict);
+    assert_eq!(e.kind(), ErrorKind::Conflict);
     assert_eq!(std::fs::read_to_string(&path).unwrap(), INITIAL);
     assert!(!e.chain().contains("theirs") && !e.chain().contains("ours"));
 }
@@ -82,7 +179,7 @@ async fn preflight_names_a_missing_file() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::new(dir.path().join("nope"), 0o600);
     let e = store.preflight().await.unwrap_err();
-    assert_eq!(e.kind(), vsync_orchestrate::api::ErrorKind::NotFound);
+    assert_eq!(e.kind(), ErrorKind::NotFound);
     assert!(e.chain().contains("nope"), "{}", e.chain());
 }
 

@@ -1,0 +1,145 @@
+//! The plan tables of this crate's adapters: `[[store]] type = "file"` and
+//! `[[restart]] type = "command"`.
+
+use crate::{CommandRestarter, FileStore};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use vsync_orchestrate_api::{
+    async_trait, BuildContext, FileMode, Finding, Restarter, RestarterConfig, Result, SecretStore,
+    StoreConfig,
+};
+
+/// `[[store]] type = "file"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileStoreConfig {
+    /// The file apps read through `VSYNC_PASSPHRASE_FILE`.
+    pub path: PathBuf,
+    /// The staged (and so the activated) file's mode; default `"0600"`.
+    #[serde(default)]
+    pub mode: FileMode,
+}
+
+#[async_trait]
+impl StoreConfig for FileStoreConfig {
+    fn check(&self) -> Vec<Finding> {
+        let mut out: Vec<Finding> = self.mode.check("mode").into_iter().collect();
+        if !self.path.is_absolute() {
+            out.push(Finding::warning(
+                Some("path"),
+                format!(
+                    "file store path {} is relative to the working directory",
+                    self.path.display()
+                ),
+            ));
+        }
+        if self.path.file_name().is_none() {
+            out.push(Finding::error(
+                Some("path"),
+                format!("file store path {} names no file", self.path.display()),
+            ));
+        }
+        out
+    }
+
+    /// Relative paths are resolved against the working directory, so `./p` and
+    /// `p` are one file.
+    fn identity(&self) -> String {
+        let p = std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone());
+        format!("{}:{}", crate::file_store::KIND, p.display())
+    }
+
+    async fn build(&self, _ctx: &BuildContext) -> Result<Arc<dyn SecretStore>> {
+        Ok(Arc::new(FileStore::new(
+            self.path.clone(),
+            self.mode.bits(),
+        )))
+    }
+}
+
+/// One `targets = [{ name, argv }]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandTarget {
+    pub name: String,
+    pub argv: Vec<String>,
+}
+
+/// `[[restart]] type = "command"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandRestarterConfig {
+    pub targets: Vec<CommandTarget>,
+    /// Run targets at once instead of in order.
+    #[serde(default)]
+    pub parallel: bool,
+    /// Per target, default 2 minutes. When set it is also the deadline of the whole
+    /// rollout (default 10 minutes), as it always was.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+}
+
+impl CommandRestarterConfig {
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+    fn per_target(&self) -> Duration {
+        self.timeout.unwrap_or(Self::DEFAULT_TIMEOUT)
+    }
+}
+
+#[async_trait]
+impl RestarterConfig for CommandRestarterConfig {
+    fn check(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        if self.targets.is_empty() {
+            out.push(Finding::error(
+                Some("targets"),
+                "a command restarter needs at least one target",
+            ));
+        }
+        let mut names = BTreeSet::new();
+        for t in &self.targets {
+            if t.argv.is_empty() {
+                out.push(Finding::error(
+                    Some("targets"),
+                    format!("target {:?} has an empty argv", t.name),
+                ));
+            }
+            if !names.insert(&t.name) {
+                out.push(Finding::error(
+                    Some("targets"),
+                    format!("target name {:?} appears twice", t.name),
+                ));
+            }
+        }
+        if self.timeout.is_some_and(|t| t.is_zero()) {
+            out.push(Finding::error(Some("timeout"), "timeout must be positive"));
+        }
+        out
+    }
+
+    fn identity(&self) -> String {
+        let names: Vec<&str> = self.targets.iter().map(|t| t.name.as_str()).collect();
+        format!("{}:{}", crate::command_restarter::KIND, names.join(","))
+    }
+
+    /// Commands are not exclusive resources: two tables may run the same script.
+    fn targets(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn timeout(&self) -> Duration {
+        self.timeout.unwrap_or(Duration::from_secs(600))
+    }
+
+    async fn build(&self, _ctx: &BuildContext) -> Result<Arc<dyn Restarter>> {
+        Ok(Arc::new(CommandRestarter::new(
+            self.targets.clone(),
+            self.parallel,
+            self.per_target(),
+        )))
+    }
+}
