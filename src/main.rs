@@ -5,6 +5,7 @@ use vsync_orchestrate::commands;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    vsync_orchestrate::report::log::init(cli.verbose, cli.log_format);
     // Before any thread exists: environment changes are only safe single-threaded.
     commands::capture_secret_env(&cli);
     let rt = tokio::runtime::Builder::new_multi_thread()
