@@ -9,10 +9,16 @@ pub enum Output {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "vsync-orchestrate",
-    version,
+    version = env!("VSYNC_ORCHESTRATE_VERSION"),
     about = "Rotate the passphrase of a vsync vault end to end: stage, rotate, activate, restart, verify.",
     after_help = crate::engine::Exit::help_table()
 )]
@@ -32,13 +38,32 @@ pub struct Cli {
     /// $XDG_STATE_HOME/vsync-orchestrate).
     #[arg(long, global = true, env = "VSYNC_ORCHESTRATE_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+
+    /// Log on stderr: -v info, -vv debug, -vvv trace (RUST_LOG overrides). Without
+    /// it only warnings are logged; the progress display is separate.
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// `json` writes one structured log object per line.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// After `run`, write Prometheus metrics here (node-exporter's textfile
+    /// collector): last success, generation, window, last exit code, per env.
+    #[arg(long, global = true)]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Rotate: preflight, stage, rotate, activate, restart, verify.
+    /// Rotate: preflight, stage, rotate, activate, restart, verify. Several plans
+    /// (one per environment) run side by side, each under its own vault lock.
     Run {
-        plan: PathBuf,
+        #[arg(required = true)]
+        plans: Vec<PathBuf>,
+        /// How many plans run at once.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        parallel: u16,
         /// Rotate even when [schedule] min_age says it is not due.
         #[arg(long)]
         force: bool,
@@ -91,6 +116,10 @@ pub enum Command {
         #[arg(long)]
         port: u16,
     },
+    /// Shell completions, to stdout.
+    Completions { shell: clap_complete::Shell },
+    /// The man page (roff), to stdout.
+    Man,
     /// Restart one demo app (the demo plan's `command` restarter runs this).
     #[command(hide = true)]
     DemoCtl {

@@ -14,12 +14,15 @@ pub fn install_interrupt_handler() {
 /// Takes the values of `{ env = … }` passphrase sources out of the environment
 /// before any thread or child process exists. `main` calls it first thing.
 pub fn capture_secret_env(cli: &Cli) {
-    let plan = match &cli.command {
-        Command::Run { plan, .. } | Command::Plan { plan } | Command::Resume { plan } => plan,
+    let plans: Vec<&std::path::PathBuf> = match &cli.command {
+        Command::Run { plans, .. } => plans.iter().collect(),
+        Command::Plan { plan } | Command::Resume { plan } => vec![plan],
         _ => return,
     };
-    if let Ok(loaded) = plan::load(plan) {
-        engine::secrets::capture_env(&loaded.plan);
+    for p in plans {
+        if let Ok(loaded) = plan::load(p) {
+            engine::secrets::capture_env(&loaded.plan);
+        }
     }
 }
 
@@ -75,21 +78,11 @@ pub async fn dispatch(cli: &Cli) -> u8 {
     let progress = Progress::new();
     match &cli.command {
         Command::Run {
-            plan,
+            plans,
+            parallel,
             force,
             clean_stale,
-        } => {
-            let Ok(loaded) = load(cli, plan) else {
-                return Exit::PlanInvalid.code();
-            };
-            let mut opts = options(cli, &loaded);
-            opts.force = *force;
-            opts.clean_stale = *clean_stale;
-            let s = engine::run(&loaded, &opts, &progress, false).await;
-            let code = emit(cli, &s);
-            notify(&loaded, &s).await;
-            code
-        }
+        } => run(cli, plans, *parallel, *force, *clean_stale, &progress).await,
         Command::Plan { plan } => {
             let Ok(loaded) = load(cli, plan) else {
                 return Exit::PlanInvalid.code();
@@ -144,6 +137,26 @@ pub async fn dispatch(cli: &Cli) -> u8 {
             }
         },
         Command::DemoApp { port } => crate::demo::app::run(*port).await,
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(
+                *shell,
+                &mut cmd,
+                "vsync-orchestrate",
+                &mut std::io::stdout(),
+            );
+            0
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("writing the man page: {e}");
+                    Exit::BadInput.code()
+                }
+            }
+        }
         Command::DemoCtl { action, dir, app } => {
             if action == "stop" {
                 crate::demo::ctl::stop(dir, *app);
@@ -162,6 +175,87 @@ pub async fn dispatch(cli: &Cli) -> u8 {
                     1
                 }
             }
+        }
+    }
+}
+
+/// `run PLAN…`: one plan as before; several side by side (see `fleet`).
+async fn run(
+    cli: &Cli,
+    plans: &[std::path::PathBuf],
+    parallel: u16,
+    force: bool,
+    clean_stale: bool,
+    progress: &Progress,
+) -> u8 {
+    let mut ready = Vec::new();
+    let mut invalid = Vec::new();
+    for p in plans {
+        match load(cli, p) {
+            Ok(loaded) => {
+                let mut opts = options(cli, &loaded);
+                opts.force = force;
+                opts.clean_stale = clean_stale;
+                ready.push((loaded, opts));
+            }
+            Err(code) => invalid.push((p.clone(), code)),
+        }
+    }
+    if plans.len() == 1 {
+        let Some((loaded, opts)) = ready.pop() else {
+            return Exit::PlanInvalid.code();
+        };
+        let s = engine::run(&loaded, &opts, progress, false).await;
+        let code = emit(cli, &s);
+        notify(&loaded, &s).await;
+        write_metrics(cli, std::slice::from_ref(&s));
+        return code;
+    }
+    let json = cli.output == Output::Json;
+    let notifies: std::collections::HashMap<std::path::PathBuf, LoadedPlan> = ready
+        .iter()
+        .map(|(l, _)| (l.path.clone(), l.clone()))
+        .collect();
+    let outcomes = crate::fleet::run_all(ready, parallel as usize, move |o| {
+        o.summary.print_human();
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string(&o.summary).expect("summary serialises")
+            );
+        }
+    })
+    .await;
+    for o in &outcomes {
+        if let Some(l) = notifies.get(&o.plan) {
+            notify(l, &o.summary).await;
+        }
+    }
+    let summaries: Vec<Summary> = outcomes.iter().map(|o| o.summary.clone()).collect();
+    write_metrics(cli, &summaries);
+    eprintln!();
+    eprintln!(
+        "{} plan(s): {} ran, {} invalid",
+        plans.len(),
+        outcomes.len(),
+        invalid.len()
+    );
+    eprint!("{}", crate::fleet::table(&outcomes));
+    for (p, _) in &invalid {
+        eprintln!("  invalid plan, not run: {}", p.display());
+    }
+    crate::fleet::worst(
+        outcomes
+            .iter()
+            .map(|o| o.summary.exit_code)
+            .chain(invalid.iter().map(|(_, c)| *c)),
+    )
+}
+
+fn write_metrics(cli: &Cli, runs: &[Summary]) {
+    if let Some(path) = &cli.metrics_file {
+        if let Err(e) = crate::report::metrics::write(path, runs) {
+            eprintln!("warning: writing metrics to {}: {e}", path.display());
         }
     }
 }
@@ -260,11 +354,30 @@ async fn status(cli: &Cli, loaded: &LoadedPlan) -> u8 {
             cells.join(", ")
         }
     );
+    let age = rotation_age(&st);
+    let overdue = match (&loaded.plan.schedule, age) {
+        (Some(sched), Some(age)) => crate::plan::parse_duration(&sched.min_age)
+            .ok()
+            .map(|min| age >= min),
+        // Never rotated (by a tool that records it) and on a schedule: due now.
+        (Some(_), None) => Some(true),
+        (None, _) => None,
+    };
     eprintln!(
-        "rotated   {}",
-        st.rotated_at
-            .as_deref()
-            .unwrap_or("never (by a tool that records it)")
+        "rotated   {}{}",
+        match (&st.rotated_at, age) {
+            (Some(at), Some(age)) => format!(
+                "{at} ({} ago)",
+                humantime::format_duration(std::time::Duration::from_secs(age.as_secs()))
+            ),
+            (Some(at), None) => at.clone(),
+            (None, _) => "never (by a tool that records it)".into(),
+        },
+        match (overdue, &loaded.plan.schedule) {
+            (Some(true), Some(s)) => format!("; DUE: schedule.min_age is {}", s.min_age),
+            (Some(false), Some(s)) => format!("; not due yet (schedule.min_age {})", s.min_age),
+            _ => String::new(),
+        }
     );
     match &lock {
         Some(l) => eprintln!(
@@ -295,6 +408,8 @@ async fn status(cli: &Cli, loaded: &LoadedPlan) -> u8 {
                 "lock": lock,
                 "stores": stores.iter().map(|(t, ok, d)| serde_json::json!({"target": t, "ok": ok, "detail": d})).collect::<Vec<_>>(),
                 "last_run": last.map(|j| serde_json::json!({"run_id": j.run_id, "phase": j.phase, "exit_code": j.exit_code})),
+                "rotation_age_seconds": age.map(|a| a.as_secs()),
+                "overdue": overdue,
             }))
             .expect("serialises")
         );
@@ -304,6 +419,16 @@ async fn status(cli: &Cli, loaded: &LoadedPlan) -> u8 {
     } else {
         Exit::PreflightFailed.code()
     }
+}
+
+/// How long ago the vault was last rotated, by its counter cell or pointer meta.
+fn rotation_age(st: &crate::vault::VaultStatus) -> Option<std::time::Duration> {
+    let at = st
+        .rotated_at
+        .as_deref()
+        .or(st.pointer_meta.get("rotated-at").map(String::as_str))?;
+    let t = humantime::parse_rfc3339(at).ok()?;
+    std::time::SystemTime::now().duration_since(t).ok()
 }
 
 async fn audit(cli: &Cli, loaded: &LoadedPlan, limit: usize) -> u8 {

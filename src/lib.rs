@@ -5,6 +5,7 @@ pub mod cli;
 pub mod commands;
 pub mod demo;
 pub mod engine;
+pub mod fleet;
 pub mod local;
 pub mod plan;
 pub mod report;

@@ -9,6 +9,7 @@ fn main() -> ExitCode {
     // rustls cannot pick and panics at the first handshake.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
+    vsync_orchestrate::report::log::init(cli.verbose, cli.log_format);
     // Before any thread exists: environment changes are only safe single-threaded.
     commands::capture_secret_env(&cli);
     let rt = tokio::runtime::Builder::new_multi_thread()

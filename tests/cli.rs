@@ -416,3 +416,144 @@ fn child_processes_never_inherit_a_passphrase_variable() {
         );
     }
 }
+
+/// Logs at every level, text and JSON, hold no passphrase — old or new — and the
+/// JSON lines carry the run id.
+#[test]
+fn logs_at_every_level_hold_no_secret() {
+    let demo = Demo::setup(1);
+    let dir = demo.dir.path().canonicalize().unwrap();
+    let mut secrets = vec![std::fs::read_to_string(dir.join("passphrase")).unwrap()];
+    for (args, rust_log) in [
+        (vec!["-v"], None),
+        (vec!["-vv"], None),
+        (vec!["-vvv", "--log-format", "json"], None),
+        (vec![], Some("trace")),
+    ] {
+        let mut cmd = bin();
+        cmd.args(["run", "--yes"]).args(&args).arg(&demo.plan);
+        match rust_log {
+            Some(l) => cmd.env("RUST_LOG", l),
+            None => cmd.env_remove("RUST_LOG"),
+        };
+        let out = cmd.output().unwrap();
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        secrets.push(std::fs::read_to_string(dir.join("passphrase")).unwrap());
+        for s in &secrets {
+            assert!(
+                !stderr.contains(s.trim()) && !stdout.contains(s.trim()),
+                "{args:?} {rust_log:?}: a passphrase reached the logs"
+            );
+        }
+        assert!(
+            stderr.contains("INFO") || stderr.contains("\"level\":\"INFO\""),
+            "{args:?} {rust_log:?}: no log lines at all"
+        );
+        if args.contains(&"json") {
+            let line = stderr
+                .lines()
+                .find(|l| l.starts_with('{') && l.contains("staged as"))
+                .expect("a JSON log line for the stage row");
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert!(v["run"].as_str().is_some_and(|r| r.len() > 10), "{line}");
+            assert_eq!(v["phase"], "stage", "{line}");
+            assert_eq!(v["span"]["slot"], "store.1", "{line}");
+        }
+    }
+}
+
+/// `--metrics-file` writes a Prometheus textfile a real parser reads, keeps other
+/// environments' series, and `status` says how old the rotation is and whether it
+/// is due.
+#[test]
+fn metrics_file_and_status_age() {
+    let demo = Demo::setup(1);
+    let dir = demo.dir.path().canonicalize().unwrap();
+    let metrics = dir.join("vsync.prom");
+    std::fs::write(
+        &metrics,
+        "# HELP vsync_orchestrate_last_exit_code x\n# TYPE vsync_orchestrate_last_exit_code gauge\nvsync_orchestrate_last_exit_code{env=\"other\"} 15\n",
+    )
+    .unwrap();
+    let with_schedule =
+        std::fs::read_to_string(&demo.plan).unwrap() + "\n[schedule]\nmin_age = \"30d\"\n";
+    std::fs::write(&demo.plan, with_schedule).unwrap();
+    let out = bin()
+        .args(["run", "--yes", "--metrics-file"])
+        .arg(&metrics)
+        .arg(&demo.plan)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
+    let body = std::fs::read_to_string(&metrics).unwrap();
+    let parsed = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    let value = |name: &str, env: &str| {
+        parsed
+            .samples
+            .iter()
+            .find(|s| s.metric == name && s.labels.get("env") == Some(env))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+    };
+    assert_eq!(
+        value("vsync_orchestrate_last_exit_code", "demo"),
+        Some(0.0),
+        "{body}"
+    );
+    assert_eq!(
+        value("vsync_orchestrate_generation", "demo"),
+        Some(1.0),
+        "{body}"
+    );
+    assert!(value("vsync_orchestrate_window_seconds", "demo").unwrap() < 1.0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let last = value("vsync_orchestrate_last_success_timestamp_seconds", "demo").unwrap();
+    assert!((now - last).abs() < 120.0, "{body}");
+    assert_eq!(
+        value("vsync_orchestrate_last_exit_code", "other"),
+        Some(15.0),
+        "another env's series was lost"
+    );
+
+    let st = bin()
+        .args(["status", "--output", "json"])
+        .arg(&demo.plan)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(v["overdue"], false, "{v}");
+    assert!(v["rotation_age_seconds"].as_u64().unwrap() < 120);
+    assert!(text(&st).1.contains("not due yet"), "{}", text(&st).1);
+}
+
+/// `--version` names the commit; completions and the man page come from the CLI.
+#[test]
+fn version_completions_and_man_page() {
+    let v = bin().arg("--version").output().unwrap();
+    let line = text(&v).0;
+    let has_commit = regex::Regex::new(r"\(([0-9a-f]{12}|unknown commit)\)")
+        .unwrap()
+        .is_match(&line);
+    assert!(has_commit, "{line}");
+    let c = bin().args(["completions", "bash"]).output().unwrap();
+    let comp = text(&c).0;
+    assert!(
+        comp.contains("vsync-orchestrate")
+            && comp.contains("resume")
+            && comp.contains("--state-dir")
+    );
+    let m = bin().arg("man").output().unwrap();
+    let man = text(&m).0;
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH"),
+        "{}",
+        &man[..200.min(man.len())]
+    );
+    assert!(man.contains("resume"));
+}

@@ -156,8 +156,15 @@ endpoint = "{ep}"
     );
     assert_eq!(current(&client, &secret_id).await, OLD);
 
-    let (code, stdout, stderr) = run(&["run", "--yes", "--output", "json"], &plan, &ep);
+    // At TRACE every crate logs, the AWS SDK included: still no passphrase (below).
+    let (code, stdout, stderr) = run_env(
+        &["run", "--yes", "--output", "json"],
+        &plan,
+        &ep,
+        &[("RUST_LOG", "trace")],
+    );
     assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("TRACE"), "no trace logs at RUST_LOG=trace");
     let s: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(
         (s["gen_before"].as_u64(), s["gen_after"].as_u64()),

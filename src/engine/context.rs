@@ -19,6 +19,8 @@ pub(crate) struct Ctx<'a> {
     journal: Option<Journal>,
     pub run: RunId,
     pub dry_run: bool,
+    /// The log span of the current phase.
+    span: tracing::Span,
 }
 
 impl<'a> Ctx<'a> {
@@ -42,6 +44,7 @@ impl<'a> Ctx<'a> {
             p,
             s,
             journal: None,
+            span: crate::report::log::phase_span(&run, "start"),
             run,
             dry_run: false,
         }
@@ -49,6 +52,10 @@ impl<'a> Ctx<'a> {
 
     /// Every renderer gets every event.
     pub fn emit(&mut self, e: Event) {
+        if let Event::Phase { step, .. } = &e {
+            self.span = crate::report::log::phase_span(&self.run, step.as_str());
+        }
+        crate::report::log::event(&self.run, &self.span, &e);
         self.p.render(&e);
         self.s.apply(&e);
         if let (Event::Journal(je), Some(j)) = (&e, self.journal.as_mut()) {

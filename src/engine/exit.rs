@@ -71,6 +71,31 @@ impl Exit {
         }
     }
 
+    /// How urgent an outcome is, most urgent first: when several runs (or several
+    /// things in one run) end differently, the most urgent code is the one reported.
+    pub fn urgency(self) -> u8 {
+        match self {
+            Exit::WindowOpen => 0,
+            Exit::Interrupted => 1,
+            Exit::RestartFailed => 2,
+            Exit::VerifyFailed => 3,
+            Exit::AuditFailed => 4,
+            Exit::StageFailed => 5,
+            Exit::PointerSwap => 6,
+            Exit::UploadFailed => 7,
+            Exit::PreflightFailed => 8,
+            Exit::LockHeld => 9,
+            Exit::BadInput => 10,
+            Exit::VaultNotFound => 11,
+            Exit::PlanInvalid => 12,
+            Exit::Ok => 13,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Exit> {
+        Exit::ALL.into_iter().find(|e| e.code() == code)
+    }
+
     pub fn from_rotate_code(code: u8) -> Exit {
         match code {
             0 => Exit::Ok,

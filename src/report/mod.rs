@@ -1,6 +1,9 @@
 //! What the operator sees: progress lines on stderr while the run goes, a summary
 //! at the end, and one JSON object on stdout with `--output json`.
 
+pub mod log;
+pub mod metrics;
+
 use crate::engine::events::Event;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -17,6 +20,8 @@ pub struct Progress {
     quiet: bool,
     /// Tests read what an operator would have seen.
     captured: Option<Arc<Mutex<String>>>,
+    /// `[env] ` when several plans run at once and their lines interleave.
+    prefix: String,
 }
 
 impl Default for Progress {
@@ -47,6 +52,7 @@ impl Progress {
             tty: std::io::stderr().is_terminal(),
             quiet: false,
             captured: None,
+            prefix: String::new(),
         }
     }
 
@@ -59,6 +65,7 @@ impl Progress {
                 tty: false,
                 quiet: false,
                 captured: Some(buf.clone()),
+                prefix: String::new(),
             },
             buf,
         )
@@ -71,13 +78,29 @@ impl Progress {
             tty: false,
             quiet: true,
             captured: None,
+            prefix: String::new(),
         }
+    }
+
+    /// Every line starts with `prefix` (the env, when plans run side by side).
+    pub fn prefixed(mut self, prefix: impl Into<String>) -> Progress {
+        self.prefix = prefix.into();
+        // Interleaved lines from several runs: no live redraw.
+        self.tty = false;
+        self
     }
 
     fn emit(&self, s: &str) {
         if self.quiet {
             return;
         }
+        let owned;
+        let s = if self.prefix.is_empty() {
+            s
+        } else {
+            owned = format!("{}{s}", self.prefix);
+            &owned
+        };
         if let Some(buf) = &self.captured {
             let mut b = buf.lock().unwrap_or_else(|e| e.into_inner());
             b.push_str(s);
