@@ -1,50 +1,42 @@
 //! Health checks: the documented `/healthz` bodies of vsync apps
 //! (`{"status":"fresh","gen":N}`, `stale`, `unknown`), polled over HTTP(S).
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
 use std::time::{Duration, Instant};
 
+/// The health-check client: the project's one HTTP stack (`vsync-orchestrate-http`),
+/// without credentials. Redirects are answers (a health URL that redirects is
+/// misconfigured), and only the first 64 KiB of a body is read.
 #[derive(Clone)]
 pub struct Http {
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    client: vsync_orchestrate_http::Client,
 }
+
+/// Health bodies are a few bytes; anything longer is not one.
+const MAX_BODY: usize = 64 * 1024;
 
 impl Http {
     pub fn new() -> Http {
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .unwrap_or_else(|_| {
-                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(no_roots())
-            })
-            .https_or_http()
-            .enable_http1()
-            .build();
         Http {
-            client: Client::builder(TokioExecutor::new()).build(https),
+            client: vsync_orchestrate_http::Client::builder()
+                .max_body(MAX_BODY)
+                .build()
+                // Only a TLS set-up the client itself preconfigures can fail here.
+                .expect("the health-check HTTP client"),
         }
     }
 
-    /// GET with a timeout; the body is capped at 64 KiB.
+    /// GET with a timeout; the body is capped at 64 KiB. The error says what went
+    /// wrong without repeating the URL (callers print it beside).
     pub async fn get(&self, url: &str, timeout: Duration) -> Result<(u16, String), String> {
-        let uri: hyper::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
-        let fut = async {
-            let resp = self.client.get(uri).await.map_err(|e| format!("{e}"))?;
-            let status = resp.status().as_u16();
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?
-                .to_bytes();
-            let body = String::from_utf8_lossy(&body[..body.len().min(65536)]).into_owned();
-            Ok((status, body))
-        };
-        tokio::time::timeout(timeout, fut)
+        let r = self
+            .client
+            .get(url)
+            .what("")
+            .timeout(timeout)
+            .send()
             .await
-            .map_err(|_| format!("no answer within {}", humantime::format_duration(timeout)))?
+            .map_err(|e| e.message().to_owned())?;
+        Ok((r.status(), r.text()))
     }
 }
 
@@ -52,18 +44,6 @@ impl Default for Http {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// Where the system has no CA bundle, https health URLs fail with a clear error
-/// instead of the whole tool refusing to start.
-fn no_roots() -> rustls::ClientConfig {
-    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("default protocol versions")
-    .with_root_certificates(rustls::RootCertStore::empty())
-    .with_no_client_auth()
 }
 
 /// What one answer said.
@@ -200,5 +180,83 @@ pub async fn wait_fresh(
             interval
         })
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vsync_orchestrate_testkit::fake_http::{FakeHttp, Fault, Response, When};
+
+    /// An app whose generation the test moves on.
+    async fn app() -> FakeHttp<u64> {
+        FakeHttp::builder(0u64)
+            .route("GET", "/healthz", |_, gen: &mut u64| {
+                Response::json(200, &serde_json::json!({ "status": "fresh", "gen": *gen }))
+            })
+            .route("GET", "/broken", |_, _| {
+                Response::text(500, "WrongPassphraseError: cannot open the vault")
+            })
+            .start()
+            .await
+    }
+
+    #[tokio::test]
+    async fn get_classifies_answers_and_failures() {
+        let a = app().await;
+        let http = Http::new();
+        let url = format!("{}/healthz", a.url());
+        let (status, body) = http.get(&url, Duration::from_secs(2)).await.unwrap();
+        assert_eq!(classify(status, &body), Answer::Fresh { gen: 0 });
+        let (status, body) = http
+            .get(&format!("{}/broken", a.url()), Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert_eq!(classify(status, &body), Answer::WrongPassphrase);
+
+        a.inject(When::any(), Fault::Delay(Duration::from_secs(3)));
+        let e = http
+            .get(&url, Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert_eq!(e, "no answer within 200ms");
+        a.inject(When::any(), Fault::CutBefore);
+        let e = http.get(&url, Duration::from_secs(2)).await.unwrap_err();
+        assert!(!e.contains(&url), "the caller names the URL: {e}");
+    }
+
+    #[tokio::test]
+    async fn wait_fresh_needs_samples_in_a_row_at_the_wanted_generation() {
+        let a = app().await;
+        let http = Http::new();
+        let url = format!("{}/healthz", a.url());
+        *a.state() = 1;
+        // One failing answer in the middle restarts the streak.
+        a.inject(When::any(), Fault::Status(503));
+        let r = wait_fresh(
+            &http,
+            &url,
+            1,
+            3,
+            Duration::from_millis(20),
+            Instant::now() + Duration::from_secs(5),
+        )
+        .await;
+        assert!(r.ok && r.samples == 3, "{r:?}");
+        assert_eq!(r.last, Answer::Fresh { gen: 1 });
+        assert!(a.requests().len() >= 4);
+
+        // Still on the old generation at the deadline: not ok, the last answer kept.
+        let r = wait_fresh(
+            &http,
+            &url,
+            2,
+            1,
+            Duration::from_millis(50),
+            Instant::now() + Duration::from_millis(400),
+        )
+        .await;
+        assert!(!r.ok, "{r:?}");
+        assert_eq!(r.last, Answer::Fresh { gen: 1 });
     }
 }
