@@ -55,7 +55,8 @@ impl fmt::Display for HostSpec {
 pub enum Transport {
     /// On each of these hosts over SSH, one multiplexed master connection per host.
     Ssh(Vec<HostSpec>),
-    /// On this machine (`/bin/sh -c` with the same fixed scripts).
+    /// On this machine: `systemd` runs its `systemctl` commands here; `vps_file`
+    /// writes the file from this process with the `file` store's staged-file core.
     Local,
 }
 
@@ -116,7 +117,9 @@ pub struct VpsFileConfig {
     pub group: Option<String>,
     /// File mode; `None` means 0600.
     pub mode: Option<u32>,
-    /// Run every command as `sudo -n /bin/sh -c <script>` (never prompts).
+    /// Run every command as `sudo -n /bin/sh -c <script>` (never prompts). On the
+    /// local transport, where nothing runs through a shell, only a process that is
+    /// already root can honour it; otherwise building the store fails (`InvalidConfig`).
     pub sudo: bool,
     /// SSH transport options (ignored for [`Transport::Local`]).
     pub ssh: SshOptions,

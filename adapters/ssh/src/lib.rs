@@ -7,8 +7,11 @@
 //!   allowed), parallel or rolling, confirmed by new InvocationIDs, unchanged
 //!   NRestarts and a settle period; failures quote the unit's journal.
 //!
-//! Both run their commands either over SSH ([`Transport::Ssh`]) or on this machine
-//! ([`Transport::Local`]). SSH uses the system `ssh` client (through the `openssh`
+//! Both work over SSH ([`Transport::Ssh`]) or on this machine ([`Transport::Local`]).
+//! Locally, `systemd` runs the same `systemctl` commands here, and `vps_file` uses
+//! the staged-file core of the `file` store in this process (one implementation of
+//! stage, rename and `.prev` on this host; `sudo` is refused there unless the process
+//! is root). SSH uses the system `ssh` client (through the `openssh`
 //! crate), so `~/.ssh/config`, ProxyJump, ssh-agent and known_hosts behave as with a
 //! plain `ssh`; host keys are checked strictly by default; `preflight` opens one
 //! multiplexed master connection per host and every later step reuses it.
@@ -29,6 +32,7 @@ mod plan;
 mod shell;
 mod systemd;
 mod vps_file;
+mod vps_local;
 
 pub use config::{
     HostKeyPolicy, HostSpec, RestartMode, SshOptions, SystemdConfig, Transport, VpsFileConfig,

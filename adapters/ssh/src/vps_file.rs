@@ -1,8 +1,9 @@
 //! The `vps_file` secret store: the passphrase as a file (default mode 0600) on one or
 //! more hosts, staged as `<path>.new` and switched with one rename per host.
 
-use crate::config::VpsFileConfig;
+use crate::config::{Transport, VpsFileConfig};
 use crate::shell::{self, sudo_refused, with_sudo, Output, RemoteShell};
+use crate::vps_local::{self, LocalFile};
 use futures_util::future::join_all;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -10,6 +11,9 @@ use std::sync::Arc;
 use vsync_orchestrate_api::{
     Error, ErrorKind, Passphrase, Preflight, Result, RunId, SecretStore, Staged, Target,
 };
+// What a passphrase file can hold and give back unchanged: one rule for the `file`
+// store and both transports of this one.
+use vsync_orchestrate_local::staged_file::check_value;
 use zeroize::Zeroizing;
 
 /// The plan's `type` tag.
@@ -152,11 +156,28 @@ pub struct VpsFileStore {
     chown: String,
     sudo: bool,
     hosts: Vec<Arc<dyn RemoteShell>>,
+    /// The local transport: the file is handled in this process by the staged-file
+    /// core the `file` store uses, not by the scripts (`hosts` is then empty).
+    local: Option<LocalFile>,
 }
 
 impl VpsFileStore {
     /// Validates `cfg` and prepares (does not open) the connections.
+    ///
+    /// With [`Transport::Local`], `sudo = true` is an `InvalidConfig` error unless
+    /// this process is root: the file is written from here, not by `sudo`.
     pub fn new(cfg: VpsFileConfig) -> Result<Self> {
+        if cfg.transport == Transport::Local {
+            let mut store = Self::with_shells(cfg.clone(), Vec::new())?;
+            store.local = Some(LocalFile::new(
+                &cfg.path,
+                cfg.mode.unwrap_or(0o600),
+                cfg.owner.as_deref(),
+                cfg.group.as_deref(),
+                cfg.sudo,
+            )?);
+            return Ok(store);
+        }
         let shells = shell::shells(&cfg.transport, &cfg.ssh)?;
         Self::with_shells(cfg, shells)
     }
@@ -195,11 +216,15 @@ impl VpsFileStore {
             chown,
             sudo: cfg.sudo,
             hosts,
+            local: None,
         })
     }
 
     /// The hosts, as named in messages (`host`, `host:port` or `localhost`).
     pub fn hosts(&self) -> Vec<String> {
+        if self.local.is_some() {
+            return vec![vps_local::LABEL.to_owned()];
+        }
         self.hosts.iter().map(|h| h.label().to_string()).collect()
     }
 
@@ -337,6 +362,9 @@ impl SecretStore for VpsFileStore {
     }
 
     async fn preflight(&self) -> Result<Preflight> {
+        if let Some(l) = &self.local {
+            return l.preflight();
+        }
         // Open every master connection first, concurrently: later steps reuse them.
         let connected = self.each(|h| h.connect()).await;
         let failed: Vec<_> = connected
@@ -421,6 +449,9 @@ impl SecretStore for VpsFileStore {
     }
 
     async fn read_current(&self) -> Result<Option<Passphrase>> {
+        if let Some(l) = &self.local {
+            return l.read_current().map(Some);
+        }
         let results = self.each(|h| self.read_value(h)).await;
         let mut ok = Vec::new();
         let mut errs = Vec::new();
@@ -442,6 +473,9 @@ impl SecretStore for VpsFileStore {
 
     async fn stage(&self, new: &Passphrase, run: &RunId) -> Result<Staged> {
         check_value(new)?;
+        if let Some(l) = &self.local {
+            return l.stage(new, run, self.describe());
+        }
         let mut input = Zeroizing::new(Vec::with_capacity(66 + new.expose().len()));
         input.extend_from_slice(new.sha256_hex().as_bytes());
         input.push(b'\n');
@@ -506,10 +540,16 @@ impl SecretStore for VpsFileStore {
     }
 
     async fn read_staged(&self, staged: &Staged) -> Result<Passphrase> {
+        if let Some(l) = &self.local {
+            return l.read_staged(staged);
+        }
         self.staged_everywhere(staged).await.map(|(v, _)| v)
     }
 
     async fn activate(&self, staged: &Staged) -> Result<()> {
+        if let Some(l) = &self.local {
+            return l.activate(staged);
+        }
         // Normally one round: each host renames the file whose fingerprint stage
         // recorded. Without recorded fingerprints (a hand-made Staged, a host added
         // since), first read `.new` everywhere and insist every host holds the same.
@@ -565,6 +605,9 @@ impl SecretStore for VpsFileStore {
     }
 
     async fn discard(&self, staged: &Staged) -> Result<()> {
+        if let Some(l) = &self.local {
+            return l.discard(staged);
+        }
         let results = self
             .each(|h| async move {
                 let fp = fingerprint(staged, h.label()).unwrap_or_default();
@@ -593,6 +636,19 @@ impl SecretStore for VpsFileStore {
             ));
         }
         Ok(())
+    }
+
+    /// A kill while keeping `.prev` can leave a temp copy behind on this host; the
+    /// scripts over SSH clean theirs up with a trap.
+    async fn tidy(&self, _staged: &Staged) -> Result<()> {
+        if let Some(l) = &self.local {
+            l.tidy();
+        }
+        Ok(())
+    }
+
+    fn activate_hint(&self, _staged: &Staged) -> Option<String> {
+        self.local.as_ref().map(LocalFile::activate_hint)
     }
 }
 
@@ -629,22 +685,6 @@ pub(crate) fn valid_account(v: &str) -> bool {
         && v.len() <= 64
         && v.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '$'))
-}
-
-/// What the store can write and read back unchanged.
-fn check_value(p: &Passphrase) -> Result<()> {
-    let s = p.expose();
-    if s.is_empty() {
-        return Err(Error::invalid_config(
-            "refusing to stage an empty passphrase",
-        ));
-    }
-    if s.ends_with(['\r', '\n', '\t', ' ']) || s.contains('\0') {
-        return Err(Error::invalid_config(
-            "the passphrase ends with whitespace or contains NUL, which readers of the file would not get back",
-        ));
-    }
-    Ok(())
 }
 
 /// File content to a passphrase: trailing CR, LF, TAB and space are stripped, as the

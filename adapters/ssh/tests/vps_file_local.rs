@@ -1,4 +1,5 @@
-//! The vps_file store with the local transport: same scripts, on this machine.
+//! The vps_file store with the local transport: the `file` store's staged-file core,
+//! in this process.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::sync::Arc;
@@ -160,4 +161,53 @@ async fn missing_directory_and_bad_values_are_clear_errors() {
     assert_eq!(e.kind(), ErrorKind::InvalidConfig);
     let e = store.read_current().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound, "{}", e.chain());
+}
+
+#[tokio::test]
+async fn sudo_is_refused_on_the_local_transport_unless_already_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = VpsFileConfig::new(
+        Transport::Local,
+        dir.path().join("passphrase").to_str().unwrap(),
+    );
+    cfg.sudo = true;
+    match VpsFileStore::new(cfg) {
+        Ok(_) => assert!(
+            is_root(),
+            "sudo on the local transport accepted for a non-root process"
+        ),
+        Err(e) => {
+            assert!(!is_root(), "root can write the file itself: {}", e.chain());
+            assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+            assert!(
+                e.message().contains("sudo = true cannot be honoured"),
+                "{}",
+                e.message()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_missing_file_is_a_warning_and_activate_creates_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(dir.path());
+    let p = store.preflight().await.unwrap();
+    assert!(
+        p.warnings.iter().any(|w| w.contains("does not exist yet")),
+        "{p:?}"
+    );
+    let new = Passphrase::from("created-by-activate-555");
+    let staged = store.stage(&new, &RunId("c".into())).await.unwrap();
+    store.activate(&staged).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("passphrase")).unwrap(),
+        new.expose()
+    );
+    assert!(!dir.path().join("passphrase.prev").exists());
+    let hint = store.activate_hint(&staged).unwrap();
+    assert!(
+        hint.contains("passphrase.new") && !hint.contains(new.expose()),
+        "{hint}"
+    );
 }
