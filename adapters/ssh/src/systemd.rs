@@ -16,6 +16,32 @@ use vsync_orchestrate_api::{
 /// The plan's `type` tag.
 pub const KIND: &str = "systemd";
 
+/// The restart marker: the rollout's plan (units, InvocationIDs before, batches),
+/// written on every host before the first unit is restarted, so a `restart` with
+/// the same run id from a fresh process (after a crash between starting the rollout
+/// and journaling it) finds the rollout instead of restarting the units again.
+///
+/// It lives under the login user's state directory, never a shared one like `/tmp`
+/// where another user could plant a marker and make a restart look done. Runs as
+/// the login user (no sudo): `$1` is the key, `$2` `read` or `write` (the plan on
+/// stdin). Markers older than a week are removed when a new one is written.
+const MARKER: &str = r#"set -eu
+d="${XDG_STATE_HOME:-${HOME:?}/.local/state}/vsync-orchestrate/systemd"; k=$1
+case "$2" in
+read)
+  [ -f "$d/$k.json" ] || exit 3
+  exec cat -- "$d/$k.json" ;;
+write)
+  mkdir -p -m 700 -- "$d"
+  t=$(mktemp -- "$d/.$k.XXXXXX")
+  trap 'rm -f -- "$t"' EXIT
+  cat >"$t"
+  mv -f -- "$t" "$d/$k.json"
+  trap - EXIT
+  find "$d" -name '*.json' -mtime +7 -exec rm -f -- {} + 2>/dev/null || true ;;
+esac
+"#;
+
 /// Restarts systemd units on one or more hosts and waits until each is
 /// `active (running)` with a new InvocationID and unchanged NRestarts for the
 /// settle period. A unit that fails or enters `auto-restart` is a failure, reported
@@ -418,6 +444,106 @@ impl SystemdRestarter {
             .collect())
     }
 
+    /// The marker's name for `run` on this restarter: a digest of the run id, the
+    /// unit patterns, the hosts and the mode, so two `[[restart]]` tables of one run
+    /// on one host never share a marker.
+    fn marker_key(&self, run: &str) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for part in [
+            run.to_owned(),
+            self.units.join("\n"),
+            self.hosts().join("\n"),
+            format!("{:?}", self.mode),
+        ] {
+            h.update(part.as_bytes());
+            h.update([0u8]);
+        }
+        h.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// The plan of a rollout an earlier `restart` of this run started, from the first
+    /// host that holds its marker. `None` when no host has one.
+    async fn find_marker(&self, key: &str) -> Result<Option<Plan>> {
+        let results = join_all(self.hosts.iter().map(|h| async move {
+            let o = h
+                .exec(
+                    &["/bin/sh", "-c", MARKER, "vsync-orchestrate", key, "read"],
+                    None,
+                )
+                .await?;
+            match o.code {
+                Some(0) => Ok(serde_json::from_slice::<Plan>(&o.stdout).ok()),
+                Some(3) => Ok(None),
+                _ => Err(Error::failed(format!(
+                    "reading the restart marker on {}: {}",
+                    h.label(),
+                    o.stderr_line()
+                ))),
+            }
+        }))
+        .await;
+        let labels = self.hosts();
+        let mut errs = Vec::new();
+        for (label, r) in labels.iter().zip(results) {
+            match r {
+                // Only a plan for exactly these hosts: anything else is not ours.
+                Ok(Some(plan)) if plan.units.iter().all(|u| labels.contains(&u.host)) => {
+                    return Ok(Some(plan))
+                }
+                Ok(_) => {}
+                Err(e) => errs.push((label.clone(), e)),
+            }
+        }
+        if errs.is_empty() {
+            Ok(None)
+        } else {
+            // A host that cannot say whether it holds a marker cannot prove the
+            // rollout has not started.
+            let n = self.hosts.len() - errs.len();
+            Err(combine_errors("reading the restart marker", errs, n))
+        }
+    }
+
+    async fn write_marker(&self, key: &str, plan: &Plan) -> Result<()> {
+        let json = serde_json::to_vec(plan)
+            .map_err(|e| Error::failed("recording the rollout").with_source(e))?;
+        let json = &json[..];
+        let results = join_all(self.hosts.iter().map(|h| async move {
+            let o = h
+                .exec(
+                    &["/bin/sh", "-c", MARKER, "vsync-orchestrate", key, "write"],
+                    Some(json),
+                )
+                .await?;
+            if o.success() {
+                Ok(())
+            } else {
+                Err(Error::failed(format!(
+                    "writing the restart marker on {}: {}",
+                    h.label(),
+                    o.stderr_line()
+                )))
+            }
+        }))
+        .await;
+        let errs: Vec<(String, Error)> = self
+            .hosts()
+            .into_iter()
+            .zip(results)
+            .filter_map(|(l, r)| r.err().map(|e| (l, e)))
+            .collect();
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            let n = self.hosts.len() - errs.len();
+            Err(combine_errors("writing the restart marker", errs, n))
+        }
+    }
+
     async fn make_plan(&self) -> Result<Plan> {
         let results = join_all(self.hosts.iter().map(|h| async move {
             let units = self.expand(h.as_ref()).await?;
@@ -564,14 +690,28 @@ impl Restarter for SystemdRestarter {
         })
     }
 
+    /// Idempotent per run id across processes: the marker written before the first
+    /// restart tells a fresh instance which rollout this run started; it then only
+    /// restarts the units of the first batch that still run their old invocation.
     async fn restart(&self, ctx: &RestartContext) -> Result<Rollout> {
         let run = &ctx.run;
         let mut started = self.started.lock().await;
         if let Some(r) = started.get(run.as_str()) {
             return Ok(r.clone());
         }
-        let plan = self.make_plan().await?;
-        self.restart_batch(&plan, 0, false).await?;
+        let key = self.marker_key(run.as_str());
+        let plan = match self.find_marker(&key).await? {
+            Some(plan) => {
+                self.restart_batch(&plan, 0, true).await?;
+                plan
+            }
+            None => {
+                let plan = self.make_plan().await?;
+                self.write_marker(&key, &plan).await?;
+                self.restart_batch(&plan, 0, false).await?;
+                plan
+            }
+        };
         let rollout = Rollout {
             target: self.describe(),
             run: run.clone(),

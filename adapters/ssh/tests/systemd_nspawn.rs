@@ -1,16 +1,148 @@
 //! The systemd restarter against a real systemd booted in systemd-nspawn
-//! (`.ci/services/30-nspawn.sh`), reached over its own sshd on 127.0.0.1.
+//! (`.ci/services/30-nspawn.sh`), reached over its own sshd on 127.0.0.1: the
+//! testkit's restarter suite on units this file installs in the container, then
+//! what the suite does not cover (globs, rolling batches, the journal in a failure,
+//! the vps_file store and the restarter together).
 
 mod common;
 
-use common::nspawn_env;
+use common::{nspawn_env, NspawnEnv};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vsync_orchestrate_api::{
-    ErrorKind, Passphrase, RestartContext, Restarter, RolloutOutcome, RunId, SecretStore,
+    async_trait, ErrorKind, Passphrase, RestartContext, Restarter, RolloutOutcome, RunId,
+    SecretStore,
 };
 use vsync_orchestrate_ssh::{
     RestartMode, SystemdConfig, SystemdRestarter, Transport, VpsFileConfig, VpsFileStore,
 };
+use vsync_orchestrate_testkit::restarter::{RestartTarget, RestarterFixture, Scenario};
+
+// ---------------------------------------------------------------------------------
+// The restarter suite.
+
+/// Units for the suite, one instance per target, installed at runtime (under /run,
+/// gone at the container's next boot): each start appends a line to a counter file,
+/// which is how the suite's "starts" are counted by systemd itself.
+const SUITE_UNITS: &str = r#"set -eu
+mkdir -p /run/systemd/system /run/vsync-suite
+cat >/run/systemd/system/vsync-suite-ok@.service <<'UNIT'
+[Unit]
+Description=vsync-orchestrate restarter suite, healthy %i
+
+[Service]
+Type=simple
+ExecStartPre=/bin/sh -c 'echo start >>/run/vsync-suite/%i.starts'
+ExecStart=/bin/sleep infinity
+UNIT
+cat >/run/systemd/system/vsync-suite-bad@.service <<'UNIT'
+[Unit]
+Description=vsync-orchestrate restarter suite, failing %i
+
+[Service]
+Type=simple
+ExecStartPre=/bin/sh -c 'echo start >>/run/vsync-suite/%i.starts'
+ExecStart=/bin/sh -c 'echo "vsync-suite-bad %i: cannot read the vault" >&2; exit 1'
+UNIT
+systemctl daemon-reload
+echo installed
+"#;
+
+struct Nspawn(Arc<NspawnEnv>);
+
+struct SuiteUnit {
+    env: Arc<NspawnEnv>,
+    unit: String,
+    instance: String,
+    scenario: Scenario,
+    /// Starts before the check began (a healthy unit is started once to be running).
+    base: usize,
+}
+
+impl SuiteUnit {
+    fn count(&self) -> usize {
+        self.env
+            .ssh(&format!(
+                "cat /run/vsync-suite/{}.starts 2>/dev/null || true",
+                self.instance
+            ))
+            .lines()
+            .count()
+    }
+}
+
+impl Drop for SuiteUnit {
+    fn drop(&mut self) {
+        self.env.ssh(&format!(
+            "systemctl stop {0}; systemctl reset-failed {0}; rm -f /run/vsync-suite/{1}.starts",
+            self.unit, self.instance
+        ));
+    }
+}
+
+#[async_trait]
+impl RestarterFixture for Nspawn {
+    async fn target(&self, scenario: Scenario) -> Box<dyn RestartTarget> {
+        static INSTALL: std::sync::Once = std::sync::Once::new();
+        INSTALL.call_once(|| {
+            let out = self.0.ssh(SUITE_UNITS);
+            assert!(
+                out.contains("installed"),
+                "installing the suite's units: {out}"
+            );
+        });
+        let instance = vsync_orchestrate_testkit::unique("suite");
+        let template = match scenario {
+            Scenario::Failing => "vsync-suite-bad",
+            Scenario::Healthy | Scenario::Stalling => "vsync-suite-ok",
+        };
+        let unit = format!("{template}@{instance}.service");
+        if scenario != Scenario::Failing {
+            self.0.ssh(&format!("systemctl start {unit}"));
+            assert_eq!(self.0.prop(&unit, "SubState"), "running", "{unit}");
+        }
+        let mut t = SuiteUnit {
+            env: self.0.clone(),
+            unit,
+            instance,
+            scenario,
+            base: 0,
+        };
+        t.base = t.count();
+        Box::new(t)
+    }
+}
+
+#[async_trait]
+impl RestartTarget for SuiteUnit {
+    /// A stalling rollout, on a real systemd: the unit restarts, but the settle
+    /// period is longer than any deadline the suite gives, so it never counts as done.
+    async fn open(&self) -> Arc<dyn Restarter> {
+        let settle = match self.scenario {
+            Scenario::Stalling => Duration::from_secs(3600),
+            _ => Duration::from_secs(1),
+        };
+        Arc::new(restarter(
+            &self.env,
+            &[&self.unit],
+            RestartMode::Parallel,
+            settle,
+        ))
+    }
+
+    async fn starts(&self) -> usize {
+        self.count() - self.base
+    }
+}
+
+async fn nspawn() -> Option<Nspawn> {
+    nspawn_env(&vsync_orchestrate_testkit::service::current_test()).map(|e| Nspawn(Arc::new(e)))
+}
+
+vsync_orchestrate_testkit::restarter_suite!(nspawn());
+
+// ---------------------------------------------------------------------------------
+// Beyond the suite.
 
 /// The tests share the container's units: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -18,7 +150,7 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const DEMO: [&str; 3] = ["demo@a.service", "demo@b.service", "demo@c.service"];
 
 fn restarter(
-    env: &common::NspawnEnv,
+    env: &NspawnEnv,
     units: &[&str],
     mode: RestartMode,
     settle: Duration,
@@ -50,13 +182,9 @@ async fn glob_restart_yields_new_invocation_ids() {
         assert!(pre.detail.contains(u), "{}", pre.detail);
     }
     let before: Vec<String> = DEMO.iter().map(|u| env.prop(u, "InvocationID")).collect();
+    // (Restarting the same run again is the suite's idempotency check.)
     let run = RunId(common::unique("glob"));
-    let rollout = r.restart(&RestartContext::new(run.clone())).await.unwrap();
-    assert_eq!(
-        r.restart(&RestartContext::new(run.clone())).await.unwrap(),
-        rollout,
-        "restart is idempotent per run"
-    );
+    let rollout = r.restart(&RestartContext::new(run)).await.unwrap();
     let out = r
         .wait(&rollout, Instant::now() + Duration::from_secs(60))
         .await
