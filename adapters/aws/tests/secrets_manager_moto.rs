@@ -10,6 +10,7 @@ use aws_sdk_secretsmanager::Client;
 use std::sync::Arc;
 use vsync_orchestrate_api::{async_trait, ErrorKind, Passphrase, RunId, SecretStore};
 use vsync_orchestrate_aws::{SecretsManagerConfig, SecretsManagerStore};
+use vsync_orchestrate_testkit::fake_http::{FakeHttp, Response};
 use vsync_orchestrate_testkit::store::{SeededStore, StoreFixture};
 
 struct Moto;
@@ -267,37 +268,33 @@ async fn preflight_reports_a_missing_secret_as_not_found() {
 }
 
 /// FAKE, not moto: moto's RotateSecret wants an existing Lambda function, so a rotation-
-/// enabled secret is served by a one-request stand-in answering DescribeSecret in the
-/// AWS JSON 1.1 shape.
+/// enabled secret is served by the testkit's fake HTTP server answering DescribeSecret in
+/// the AWS JSON 1.1 shape.
 #[tokio::test]
 async fn fake_preflight_refuses_a_secret_with_managed_rotation() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let mut req = Vec::new();
-            let mut chunk = [0u8; 4096];
-            while let Ok(n) = sock.read(&mut chunk).await {
-                req.extend_from_slice(&chunk[..n]);
-                if n == 0 || req.ends_with(b"}") {
-                    break;
-                }
+    let fake = FakeHttp::builder(())
+        .route("POST", "/", |r, _| {
+            if r.header("x-amz-target") != Some("secretsmanager.DescribeSecret") {
+                return Response::json(
+                    400,
+                    &serde_json::json!({ "__type": "UnknownOperationException" }),
+                );
             }
-            let head = String::from_utf8_lossy(&req).to_ascii_lowercase();
-            assert!(
-                head.contains("x-amz-target: secretsmanager.describesecret"),
-                "{head}"
-            );
-            let body = r#"{"ARN":"arn:aws:secretsmanager:us-east-1:123456789012:secret:rot-AbCdEf","Name":"rot","RotationEnabled":true,"RotationLambdaARN":"arn:aws:lambda:us-east-1:123456789012:function:rotator","VersionIdsToStages":{"v1":["AWSCURRENT"]}}"#;
-            let resp = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
-        }
-    });
-    let sdk = common::test_sdk_config(&endpoint).await;
+            Response::json(
+                200,
+                &serde_json::json!({
+                    "ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:rot-AbCdEf",
+                    "Name": "rot",
+                    "RotationEnabled": true,
+                    "RotationLambdaARN": "arn:aws:lambda:us-east-1:123456789012:function:rotator",
+                    "VersionIdsToStages": { "v1": ["AWSCURRENT"] },
+                }),
+            )
+            .header("content-type", "application/x-amz-json-1.1")
+        })
+        .start()
+        .await;
+    let sdk = common::test_sdk_config(&fake.url()).await;
     let cfg = SecretsManagerConfig {
         secret_id: "rot".into(),
         region: None,
@@ -314,4 +311,11 @@ async fn fake_preflight_refuses_a_secret_with_managed_rotation() {
         "{}",
         err.message()
     );
+    // Preflight read the secret's description and wrote nothing.
+    let targets: Vec<String> = fake
+        .requests()
+        .iter()
+        .map(|r| r.header("x-amz-target").unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(targets, ["secretsmanager.DescribeSecret"], "{targets:?}");
 }
