@@ -4,7 +4,7 @@
 use crate::{CommandRestarter, FileStore};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use vsync_orchestrate_api::{
@@ -45,11 +45,16 @@ impl StoreConfig for FileStoreConfig {
         out
     }
 
-    /// Relative paths are resolved against the working directory, so `./p` and
-    /// `p` are one file.
+    /// One name per file however it is spelt: relative paths are resolved against
+    /// the working directory (`./p` and `p`), and the directory is resolved as the
+    /// file system has it (`/etc/vsync/../vsync/p`, a symlinked directory) where it
+    /// exists; elsewhere `..` is removed lexically.
     fn identity(&self) -> String {
-        let p = std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone());
-        format!("{}:{}", crate::file_store::KIND, p.display())
+        format!(
+            "{}:{}",
+            crate::file_store::KIND,
+            canonical_file(&self.path).display()
+        )
     }
 
     async fn build(&self, _ctx: &BuildContext) -> Result<Arc<dyn SecretStore>> {
@@ -66,6 +71,29 @@ impl StoreConfig for FileStoreConfig {
 pub struct CommandTarget {
     pub name: String,
     pub argv: Vec<String>,
+}
+
+/// The file at `path` as one canonical path, without requiring the file itself to
+/// exist (it may be created by the first activation).
+fn canonical_file(path: &Path) -> PathBuf {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let (Some(dir), Some(name)) = (abs.parent(), abs.file_name()) else {
+        return abs;
+    };
+    if let Ok(dir) = std::fs::canonicalize(dir) {
+        return dir.join(name);
+    }
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// `[[restart]] type = "command"`.
@@ -141,5 +169,43 @@ impl RestarterConfig for CommandRestarterConfig {
             self.parallel,
             self.per_target(),
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(path: &Path) -> String {
+        FileStoreConfig {
+            path: path.to_path_buf(),
+            mode: FileMode::default(),
+        }
+        .identity()
+    }
+
+    #[test]
+    fn one_file_spelt_two_ways_has_one_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("vsync");
+        std::fs::create_dir(&sub).unwrap();
+        assert_eq!(
+            identity(&sub.join("passphrase")),
+            identity(&dir.path().join("vsync/../vsync/./passphrase"))
+        );
+        std::os::unix::fs::symlink(&sub, dir.path().join("link")).unwrap();
+        assert_eq!(
+            identity(&sub.join("passphrase")),
+            identity(&dir.path().join("link/passphrase"))
+        );
+        // Where the directory does not exist (yet), `..` is removed lexically.
+        assert_eq!(
+            identity(Path::new("/nonexistent-vsync-dir/a/../b/passphrase")),
+            "file:/nonexistent-vsync-dir/b/passphrase"
+        );
+        assert_ne!(
+            identity(&sub.join("passphrase")),
+            identity(&sub.join("passphrase2"))
+        );
     }
 }
