@@ -121,14 +121,10 @@ pub(super) fn from_toml_error(file: &Path, source: &str, e: &toml::de::Error) ->
         out = "expected a string, { env = \"VAR\" } or { file = \"path\" }".into();
     } else if msg.contains("untagged enum HostEntry") {
         out = "a host is \"name\" or { host = \"name\", port = 22, user = \"…\", identity_file = \"…\", known_hosts_file = \"…\" }".into();
-    } else if let (Some(value), Some(span)) = (
-        quoted_value(&msg),
-        e.span()
-            .filter(|s| source.get(s.clone()).is_some_and(|t| t.contains('\n'))),
-    ) {
-        // A value the adapter's type refused (a duration, a mode): serde names the
-        // value, not the key, and tagged tables report the whole table; find the
-        // key that holds the value.
+    } else if let (Some(value), Some(span)) = (quoted_value(&msg), e.span()) {
+        // A value a type refused (a duration, a mode, a number given as a string):
+        // serde names the value, not the key, and tagged tables report the whole
+        // table; find the key that holds the value, on its line or in the table.
         if let Some((key, offset)) = find_value_key(source, span.start, span.end, value) {
             at = Some(line_col(source, offset));
             out = if msg.contains("expected a duration") {
