@@ -59,6 +59,8 @@ async fn sandbox() -> Sandbox {
         ),
     )
     .unwrap();
+    // The tool never creates a missing vault directory; the bench seeds a new one.
+    std::fs::create_dir_all(dir.path().join("vault")).unwrap();
     let loaded = vsync_orchestrate::plan::load(&path).unwrap();
     let vault = build::vault(&loaded.plan).await.unwrap();
     let content = SeedContent::Json {
