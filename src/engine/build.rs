@@ -122,6 +122,8 @@ pub async fn vault(plan: &plan::Plan) -> Result<Vault, BuildError> {
 
 /// The vault, sharing `ctx`'s AWS credential chain with the plan's adapters.
 pub async fn vault_in(plan: &plan::Plan, ctx: &BuildContext) -> Result<Vault, BuildError> {
+    #[cfg(not(feature = "s3"))]
+    let _ = ctx;
     let v = &plan.vault;
     let storage: Arc<dyn storage::Storage> = match (&v.dir, &v.bucket) {
         (Some(dir), _) => Arc::new(

@@ -14,7 +14,6 @@
 
 mod activate;
 pub mod build;
-#[cfg(feature = "aws")]
 mod context;
 pub mod events;
 pub mod exit;

@@ -26,7 +26,9 @@ pub const KIND: &str = "systemd";
 /// the login user (no sudo): `$1` is the key, `$2` `read` or `write` (the plan on
 /// stdin). Markers older than a week are removed when a new one is written.
 const MARKER: &str = r#"set -eu
-d="${XDG_STATE_HOME:-${HOME:?}/.local/state}/vsync-orchestrate/systemd"; k=$1
+h=${HOME:-$(getent passwd "$(id -u)" 2>/dev/null | cut -d: -f6)}
+[ -n "${XDG_STATE_HOME:-}$h" ] || { echo "HOME is not set: no place for the restart marker" >&2; exit 1; }
+d="${XDG_STATE_HOME:-$h/.local/state}/vsync-orchestrate/systemd"; k=$1
 case "$2" in
 read)
   [ -f "$d/$k.json" ] || exit 3
