@@ -74,11 +74,13 @@ registry! {
         File = "file", "local", vsync_orchestrate_local::FileStoreConfig;
         AwsSecretsManager = "aws_secrets_manager", "aws", vsync_orchestrate_aws::SecretsManagerConfig;
         VpsFile = "vps_file", "ssh", vsync_orchestrate_ssh::VpsFileTable;
+        GcpSecretManager = "gcp_secret_manager", "gcp", vsync_orchestrate_gcp::SecretManagerConfig;
     }
     restarters {
         Command = "command", "local", vsync_orchestrate_local::CommandRestarterConfig;
         Ecs = "ecs", "aws", vsync_orchestrate_aws::EcsConfig;
         Systemd = "systemd", "ssh", vsync_orchestrate_ssh::SystemdTable;
+        CloudRun = "cloud_run", "gcp", vsync_orchestrate_gcp::CloudRunConfig;
     }
 }
 
