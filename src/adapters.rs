@@ -79,6 +79,7 @@ registry! {
         Command = "command", "local", vsync_orchestrate_local::CommandRestarterConfig;
         Ecs = "ecs", "aws", vsync_orchestrate_aws::EcsConfig;
         Systemd = "systemd", "ssh", vsync_orchestrate_ssh::SystemdTable;
+        Kubernetes = "kubernetes", "kubernetes", vsync_orchestrate_kubernetes::KubernetesConfig;
     }
 }
 

@@ -369,7 +369,7 @@ impl KubernetesRestarter {
                 context: self.cfg.context.clone(),
                 ..Default::default()
             };
-            let loaded = match &self.cfg.kubeconfig {
+            let loaded = match self.cfg.kubeconfig.as_deref().map(expand_home) {
                 Some(path) => {
                     let kc = Kubeconfig::read_from(path).map_err(|e| {
                         Error::invalid_config(format!("kubeconfig {}: {e}", path.display()))
@@ -1004,6 +1004,14 @@ impl KubernetesRestarter {
         }
         warnings.dedup();
         Ok(warnings)
+    }
+}
+
+/// `~/x` as the shell would read it: plans are written by people.
+fn expand_home(p: &std::path::Path) -> std::path::PathBuf {
+    match (p.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => std::path::Path::new(&home).join(rest),
+        _ => p.to_owned(),
     }
 }
 
