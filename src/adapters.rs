@@ -81,6 +81,7 @@ registry! {
         Ecs = "ecs", "aws", vsync_orchestrate_aws::EcsConfig;
         Systemd = "systemd", "ssh", vsync_orchestrate_ssh::SystemdTable;
         CloudRun = "cloud_run", "gcp", vsync_orchestrate_gcp::CloudRunConfig;
+        Kubernetes = "kubernetes", "kubernetes", vsync_orchestrate_kubernetes::KubernetesConfig;
     }
 }
 

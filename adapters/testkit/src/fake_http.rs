@@ -5,6 +5,11 @@
 //! The Kubernetes, GCP, Vercel and Fly fakes are meant to be built on it, as the ECS
 //! fake is; it replaces the hand-written HTTP parsers the first tests had.
 //!
+//! A handler answers at once, holding the state's lock, so it cannot wait for the
+//! state to change. Long-lived answers (a Kubernetes watch) use
+//! [`Response::streaming`] instead: the handler keeps the [`StreamSender`] in the
+//! state, and whatever later changes the state writes to it.
+//!
 //! ```no_run
 //! # use vsync_orchestrate_testkit::fake_http::{FakeHttp, Response, Fault, When};
 //! # async fn demo() {
@@ -20,15 +25,18 @@
 //! ```
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http_body_util::BodyExt;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// A request as the handler and the log see it.
 #[derive(Debug, Clone)]
@@ -74,14 +82,52 @@ pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Set by [`Response::streaming`]: the rest of the body comes from its sender.
+    stream: Option<Streamed>,
+}
+
+/// The receiving half of a streamed body, taken once when the answer is sent.
+#[derive(Debug, Clone)]
+struct Streamed(Arc<Mutex<Option<mpsc::UnboundedReceiver<Vec<u8>>>>>);
+
+/// Writes the rest of a [`Response::streaming`] body, chunk by chunk, as the state
+/// changes. Dropping every clone ends the response; a client that went away makes
+/// [`StreamSender::send`] return false, so the state can forget it.
+#[derive(Debug, Clone)]
+pub struct StreamSender(mpsc::UnboundedSender<Vec<u8>>);
+
+impl StreamSender {
+    /// Queues `chunk` for the client; false once the client has gone.
+    pub fn send(&self, chunk: impl Into<Vec<u8>>) -> bool {
+        self.0.send(chunk.into()).is_ok()
+    }
+
+    /// Whether the client has gone (the connection closed).
+    pub fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
 }
 
 impl Response {
+    /// A response sent without a length: `body` (often empty) first, then every
+    /// chunk given to the returned sender until it is dropped.
+    pub fn streaming(status: u16, content_type: &str) -> (Response, StreamSender) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let r = Response {
+            status,
+            headers: vec![("content-type".into(), content_type.to_owned())],
+            body: Vec::new(),
+            stream: Some(Streamed(Arc::new(Mutex::new(Some(rx))))),
+        };
+        (r, StreamSender(tx))
+    }
+
     pub fn json(status: u16, body: &serde_json::Value) -> Response {
         Response {
             status,
             headers: vec![("content-type".into(), "application/json".into())],
             body: body.to_string().into_bytes(),
+            stream: None,
         }
     }
 
@@ -90,6 +136,7 @@ impl Response {
             status,
             headers: vec![("content-type".into(), "text/plain".into())],
             body: body.as_bytes().to_vec(),
+            stream: None,
         }
     }
 
@@ -331,6 +378,45 @@ impl std::fmt::Display for Cut {
 
 impl std::error::Error for Cut {}
 
+/// An answer's body: all of it at once (with a length), or a first part followed by
+/// the chunks of a [`StreamSender`] (chunked).
+struct Body {
+    first: Option<Bytes>,
+    rest: Option<mpsc::UnboundedReceiver<Vec<u8>>>,
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let Some(first) = self.first.take().filter(|b| !b.is_empty()) {
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        match self.rest.as_mut() {
+            None => Poll::Ready(None),
+            Some(rx) => rx
+                .poll_recv(cx)
+                .map(|chunk| chunk.map(|c| Ok(Frame::data(Bytes::from(c))))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_none() && self.first.as_ref().is_none_or(|b| b.is_empty())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match (&self.rest, &self.first) {
+            (None, Some(b)) => SizeHint::with_exact(b.len() as u64),
+            (None, None) => SizeHint::with_exact(0),
+            (Some(_), _) => SizeHint::default(),
+        }
+    }
+}
+
 fn take_fault<S>(shared: &Shared<S>, req: &Request) -> Option<Fault> {
     let mut faults = shared.faults.lock().unwrap_or_else(|e| e.into_inner());
     let i = faults
@@ -347,7 +433,7 @@ fn take_fault<S>(shared: &Shared<S>, req: &Request) -> Option<Fault> {
 async fn serve<S>(
     shared: Arc<Shared<S>>,
     req: hyper::Request<Incoming>,
-) -> Result<hyper::Response<Full<Bytes>>, Cut> {
+) -> Result<hyper::Response<Body>, Cut> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map_err(|_| Cut)?.to_bytes().to_vec();
     let mut request = Request {
@@ -410,8 +496,14 @@ async fn serve<S>(
     for (k, v) in &answer.headers {
         b = b.header(k, v);
     }
-    Ok(b.body(Full::new(Bytes::from(answer.body)))
-        .expect("a valid response"))
+    let rest = answer
+        .stream
+        .and_then(|s| s.0.lock().unwrap_or_else(|e| e.into_inner()).take());
+    Ok(b.body(Body {
+        first: Some(Bytes::from(answer.body)),
+        rest,
+    })
+    .expect("a valid response"))
 }
 
 #[cfg(test)]
@@ -489,6 +581,32 @@ mod tests {
         assert!(raw(&f.url(), &get("/items/a"))
             .await
             .starts_with("HTTP/1.1 503"));
+    }
+
+    #[tokio::test]
+    async fn streamed_answers_follow_the_state() {
+        let f = FakeHttp::builder(Vec::<StreamSender>::new())
+            .route("GET", "/watch", |_, watchers: &mut Vec<StreamSender>| {
+                let (r, tx) = Response::streaming(200, "application/json");
+                tx.send("first\n");
+                watchers.push(tx);
+                r
+            })
+            .start()
+            .await;
+        let url = f.url();
+        let reader = tokio::spawn(async move { raw(&url, &get("/watch")).await });
+        while f.state().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(f.state()[0].send("second\n"));
+        f.state().clear(); // the state forgets the watcher: the answer ends
+        let text = reader.await.unwrap();
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(text
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"));
+        assert!(text.contains("first") && text.contains("second"), "{text}");
     }
 
     #[tokio::test]

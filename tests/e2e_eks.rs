@@ -1,0 +1,164 @@
+//! `plans/aws-eks.toml` end to end: the real binary runs the example plan with its
+//! S3 vault and Secrets Manager store on moto and its Kubernetes restarter on the
+//! fake API server (a kubeconfig whose context is the plan's EKS context). Only what
+//! is specific to this machine is changed: the bucket and secret names, the moto
+//! endpoint, a cheap key derivation, no health URLs (no apps run here; the fake's
+//! controller completes the rollouts).
+
+#![cfg(all(feature = "kubernetes", feature = "aws", feature = "s3"))]
+
+mod support;
+
+use aws_sdk_secretsmanager as sm;
+use vsync_orchestrate::api::Passphrase;
+use vsync_orchestrate::vault::{KdfParams, Layout, LayoutChoice, SeedContent, Vault};
+use vsync_orchestrate_kubernetes_fake::{kubeconfig, FakeCluster, Res};
+
+const OLD: &str = "eks-old-passphrase-0123456789";
+const SALT: &str = "EksSaltEksSaltEksSalt0123";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_eks_example_plan_runs_end_to_end() {
+    let Some(ep) = support::moto_endpoint() else {
+        return;
+    };
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/aws-eks.toml"),
+    )
+    .unwrap();
+    let mut plan: toml::Table = example.parse().unwrap();
+    let prefix = plan["vault"]["prefix"].as_str().unwrap().to_owned();
+    let restart = plan["restart"][0].as_table().unwrap().clone();
+    let context = restart["context"].as_str().unwrap().to_owned();
+    let namespace = restart["namespace"].as_str().unwrap().to_owned();
+    let deployments: Vec<String> = restart["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().to_owned())
+        .collect();
+    let json_key = plan["store"][0]["json_key"].as_str().unwrap().to_owned();
+    let profile = plan["store"][0]["profile"].as_str().unwrap().to_owned();
+
+    // The vault and the secret, on moto.
+    let (bucket, storage) = support::moto_bucket(&ep).await;
+    let vault = Vault::new(
+        storage.clone(),
+        &prefix,
+        KdfParams::new(SALT, 2000),
+        LayoutChoice::Auto,
+    );
+    vault
+        .seed(
+            Layout::Cli,
+            &Passphrase::from(OLD),
+            &SeedContent::Files(vec![("infra/vault/prod/.env.prod".into(), b"A=1\n".to_vec())]),
+        )
+        .await
+        .unwrap();
+    let client = sm::Client::from_conf(
+        sm::Config::builder()
+            .behavior_version(sm::config::BehaviorVersion::latest())
+            .region(sm::config::Region::new("us-east-1"))
+            .endpoint_url(&ep)
+            .credentials_provider(sm::config::Credentials::new("testing", "testing", None, None, "test"))
+            .build(),
+    );
+    let secret_id = support::unique("prod/myapp/config");
+    client
+        .create_secret()
+        .name(&secret_id)
+        .secret_string(serde_json::json!({ &json_key: OLD, "LOG_LEVEL": "info" }).to_string())
+        .send()
+        .await
+        .unwrap();
+
+    // The cluster, named by the plan's own context.
+    let cluster = FakeCluster::start().await;
+    for d in &deployments {
+        cluster.state().add_deployment(&namespace, d, 2);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig_path = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig_path,
+        kubeconfig(&[(&context, &cluster.url())], &namespace, &context),
+    )
+    .unwrap();
+    // The plan's AWS profile, pointing at moto's test credentials.
+    let aws_config = dir.path().join("aws-config");
+    std::fs::write(
+        &aws_config,
+        format!("[profile {profile}]\nregion = us-east-1\naws_access_key_id = testing\naws_secret_access_key = testing\n"),
+    )
+    .unwrap();
+
+    plan.insert(
+        "state_dir".into(),
+        dir.path().join("state").display().to_string().into(),
+    );
+    let v = plan["vault"].as_table_mut().unwrap();
+    v.insert("bucket".into(), bucket.into());
+    v.insert("endpoint".into(), ep.clone().into());
+    v.insert("iterations".into(), 2000.into());
+    plan["store"].as_array_mut().unwrap()[0]
+        .as_table_mut()
+        .unwrap()
+        .insert("secret_id".into(), secret_id.clone().into());
+    plan.remove("verify");
+    let plan_path = dir.path().join("aws-eks.toml");
+    std::fs::write(&plan_path, toml::to_string(&plan).unwrap()).unwrap();
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vsync-orchestrate"))
+        .args(["run", "--yes", "--output", "json"])
+        .arg(&plan_path)
+        .env("KUBECONFIG", &kubeconfig_path)
+        .env("AWS_CONFIG_FILE", &aws_config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("no-credentials"))
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_ENDPOINT_URL", &ep)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("VSYNC_SALT", SALT)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}\n{stdout}");
+    let s: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!((s["gen_before"].as_u64(), s["gen_after"].as_u64()), (Some(0), Some(1)));
+    assert!(stderr.contains("kubernetes"), "{stderr}");
+
+    // The store holds the new passphrase in its JSON member; the rest is kept.
+    let current: serde_json::Value = serde_json::from_str(
+        client
+            .get_secret_value()
+            .secret_id(&secret_id)
+            .version_stage("AWSCURRENT")
+            .send()
+            .await
+            .unwrap()
+            .secret_string()
+            .unwrap(),
+    )
+    .unwrap();
+    let new = current[&json_key].as_str().unwrap().to_owned();
+    assert_ne!(new, OLD);
+    assert_eq!(current["LOG_LEVEL"], "info");
+    assert!(!stdout.contains(&new) && !stderr.contains(&new) && !stderr.contains(OLD));
+    assert_eq!(vault.open(&Passphrase::new(new)).await.unwrap().gen, 1);
+
+    // Each deployment was restarted once, by this run, and rolled out.
+    let run_id = s["run_id"].as_str().unwrap().to_owned();
+    let state = cluster.state();
+    for d in &deployments {
+        assert_eq!(state.patch_count(Res::Deployments, &namespace, d), 1, "{d}");
+        let dep = state.deployment(&namespace, d);
+        let ann = dep.spec.unwrap().template.metadata.unwrap().annotations.unwrap();
+        assert_eq!(ann[vsync_orchestrate_kubernetes::RUN_ANNOTATION], run_id);
+        let st = dep.status.unwrap();
+        assert_eq!((st.updated_replicas, st.available_replicas), (Some(2), Some(2)));
+    }
+}
