@@ -75,8 +75,13 @@ pub(crate) enum PointerReadError {
     Corrupt(VaultError),
 }
 
+/// A failed read in the libraries' terms: an object over the size cap is content
+/// (`BundleCorruptError`); anything else is the store (`S3UnreachableError`).
 fn unreachable(e: StorageError) -> VaultError {
-    VaultError::new(VaultErrorKind::S3Unreachable, e.to_string())
+    match e.kind {
+        StorageErrorKind::TooLarge => VaultError::corrupt(e.to_string()),
+        _ => VaultError::new(VaultErrorKind::S3Unreachable, e.to_string()),
+    }
 }
 
 /// `kv` and decoded `assets` of a runtime-layout bundle.
@@ -163,7 +168,12 @@ impl Vault {
             .storage
             .get(&self.key(layout.pointer_name()))
             .await
-            .map_err(PointerReadError::Storage)?
+            .map_err(|e| match e.kind {
+                StorageErrorKind::TooLarge => {
+                    PointerReadError::Corrupt(VaultError::corrupt(e.to_string()))
+                }
+                _ => PointerReadError::Storage(e),
+            })?
         else {
             return Ok(None);
         };
