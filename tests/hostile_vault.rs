@@ -309,6 +309,18 @@ async fn hostile_directory_vaults_give_the_upstream_class_and_write_nothing() {
         &CORRUPT,
     ));
 
+    let c = runtime().await;
+    let key = "k".repeat(1 << 20);
+    c.write(
+        &c.bundle(Layout::Runtime),
+        encrypt(OLD, format!(r#"{{"kv":{{"{key}":1}}}}"#).as_bytes()),
+    );
+    seen.push(check(
+        "runtime bundle with a 1 MiB key holding a number",
+        &c,
+        &CORRUPT,
+    ));
+
     let c = cli().await;
     c.write(
         &c.bundle(Layout::Cli),

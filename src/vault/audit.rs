@@ -152,7 +152,7 @@ pub fn appended(existing: &[u8], row: &str) -> Result<Vec<u8>, String> {
         .unwrap_or_default();
     if back.len() != rows.len() + 2 || back.last() != Some(&want) {
         return Err(unusable(
-            "it ends inside a quoted field, so an appended row would not be a row",
+            "an appended row would not read back as a row of its own: an unterminated quoted field",
         ));
     }
     Ok(body)

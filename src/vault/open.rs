@@ -2,7 +2,7 @@
 
 use super::counter::Counter;
 use super::crypto::{self, Key};
-use super::error::{VaultError, VaultErrorKind};
+use super::error::{excerpt, VaultError, VaultErrorKind};
 use super::layout::{self, Detected, Layout, COUNTER_CELLS};
 use super::seal;
 use super::stamp::Stamp;
@@ -101,7 +101,7 @@ pub fn parse_json_bundle(bytes: &[u8]) -> Result<JsonBundle, VaultError> {
                 v.as_str()
                     .map(|s| (k.clone(), s.to_owned()))
                     .ok_or_else(|| {
-                        VaultError::corrupt(format!("{what} value {k:?} is not a string"))
+                        VaultError::corrupt(format!("{what} value {} is not a string", excerpt(k)))
                     })
             })
             .collect::<Result<BTreeMap<_, _>, _>>()
@@ -125,7 +125,7 @@ pub fn parse_json_bundle(bytes: &[u8]) -> Result<JsonBundle, VaultError> {
             base64::engine::general_purpose::STANDARD
                 .decode(v)
                 .map(|b| (k.clone(), b))
-                .map_err(|_| VaultError::corrupt(format!("asset {k:?} is not base64")))
+                .map_err(|_| VaultError::corrupt(format!("asset {} is not base64", excerpt(&k))))
         })
         .collect::<Result<_, _>>()?;
     Ok((kv, assets))

@@ -38,7 +38,7 @@ impl Stamp {
         if !ok {
             return Err(format!(
                 "{} is not a YYYYMMDD-HHMMSS stamp",
-                quoted_prefix(s)
+                super::error::excerpt(s)
             ));
         }
         let stamp = Stamp(s.to_owned());
@@ -98,16 +98,6 @@ impl Stamp {
 
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-/// `s` quoted for a message, cut after 40 characters: what fails to parse may be a
-/// pointer of any size written by anyone, and must not become a message of any size.
-fn quoted_prefix(s: &str) -> String {
-    const SHOWN: usize = 40;
-    match s.char_indices().nth(SHOWN) {
-        None => format!("{s:?}"),
-        Some((cut, _)) => format!("{:?}… ({} bytes)", &s[..cut], s.len()),
     }
 }
 
