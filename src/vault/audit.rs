@@ -27,47 +27,135 @@ pub fn audit_key(repo: &str, env: &str) -> String {
     format!("{repo}/{}/audit.csv", env.to_lowercase())
 }
 
-/// RFC 4180 subset: quote only when needed, double inner quotes.
-pub fn quote(field: &str) -> String {
-    if field.contains(['"', ',', '\n', '\r']) {
-        format!("\"{}\"", field.replace('"', "\"\""))
-    } else {
-        field.to_owned()
-    }
+/// The largest audit log read into memory. The log only grows (every upstream
+/// push and pull appends a row), so it gets more room than a vault object
+/// ([`super::storage::MAX_OBJECT_BYTES`]); past it the row is not appended (exit 4,
+/// the manual row is printed) rather than reading an unbounded object.
+pub const MAX_LOG_BYTES: u64 = 64 << 20;
+
+/// One row of the log: (column, value) pairs in header order.
+pub type Row = Vec<(String, String)>;
+
+/// The writer upstream's rows match byte for byte: `,` between fields, `\n` after a
+/// row, a field quoted only when it holds `"`, `,`, LF or CR, inner quotes doubled.
+fn csv_writer() -> csv::WriterBuilder {
+    let mut b = csv::WriterBuilder::new();
+    b.delimiter(b',')
+        .quote(b'"')
+        .double_quote(true)
+        .quote_style(csv::QuoteStyle::Necessary)
+        .terminator(csv::Terminator::Any(b'\n'));
+    b
 }
 
-/// One CSV line into fields (quoted fields may hold commas and doubled quotes).
-pub fn parse_line(line: &str) -> Vec<String> {
-    let mut fields = Vec::new();
-    let mut cur = String::new();
-    let mut chars = line.chars().peekable();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            (true, '"') => quoted = false,
-            (false, '"') if cur.is_empty() => quoted = true,
-            (false, ',') => fields.push(std::mem::take(&mut cur)),
-            (_, c) => cur.push(c),
-        }
+/// Fields joined as one CSV line, without the line end.
+fn encode_row(fields: &[&str]) -> String {
+    let mut w = csv_writer().from_writer(Vec::new());
+    w.write_record(fields)
+        .expect("writing CSV into memory cannot fail");
+    let mut bytes = w.into_inner().expect("writing CSV into memory cannot fail");
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
     }
-    fields.push(cur);
-    fields
+    String::from_utf8(bytes).expect("CSV of UTF-8 fields is UTF-8")
 }
 
-/// The audit log as (column → value) rows, mapped by header name like upstream readers.
-pub fn parse(text: &str) -> Vec<Vec<(String, String)>> {
-    let mut lines = text.lines().filter(|l| !l.is_empty());
-    let Some(header) = lines.next() else {
-        return Vec::new();
-    };
-    let names = parse_line(header);
-    lines
-        .map(|l| names.iter().cloned().zip(parse_line(l)).collect())
+/// A reader with RFC 4180 quoting (quoted fields may hold `,`, `""` and line ends),
+/// LF, CRLF or CR line ends, blank lines skipped, and rows of any length: upstream
+/// readers map columns by header name and columns may only be added on the right.
+fn csv_reader(bytes: &[u8]) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .quoting(true)
+        .double_quote(true)
+        .from_reader(bytes)
+}
+
+/// Every record of a log (the header first), or the first CSV error.
+fn records(bytes: &[u8]) -> Result<Vec<Vec<String>>, String> {
+    csv_reader(bytes)
+        .records()
+        .map(|r| {
+            r.map(|rec| rec.iter().map(str::to_owned).collect())
+                .map_err(|e| e.to_string())
+        })
         .collect()
+}
+
+fn to_rows(mut recs: Vec<Vec<String>>) -> Vec<Row> {
+    if recs.is_empty() {
+        return Vec::new();
+    }
+    let names = recs.remove(0);
+    recs.into_iter()
+        .map(|r| names.iter().cloned().zip(r).collect())
+        .collect()
+}
+
+/// The audit log as (column → value) rows, mapped by header name like upstream
+/// readers. Lenient, for display: a log that stops parsing yields the rows before it.
+pub fn parse(text: &str) -> Vec<Row> {
+    let recs: Vec<Vec<String>> = csv_reader(text.as_bytes())
+        .records()
+        .map_while(Result::ok)
+        .map(|rec| rec.iter().map(str::to_owned).collect())
+        .collect();
+    to_rows(recs)
+}
+
+/// Why an existing log is not appended to: rewriting bytes we cannot read would
+/// destroy them (and someone's evidence), and a row appended to something that is
+/// not the upstream log is a row no reader finds.
+fn unusable(detail: impl std::fmt::Display) -> String {
+    format!(
+        "BundleCorruptError: the audit log is not an upstream audit.csv ({detail}); it was left exactly as it is"
+    )
+}
+
+/// The existing log's rows, strictly: UTF-8, well-formed CSV, and a header that
+/// starts with the upstream columns. `Ok(None)`: empty or whitespace only, which
+/// is rewritten as a fresh log (header + row).
+pub fn parse_strict(bytes: &[u8]) -> Result<Option<Vec<Row>>, String> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| unusable(format!("not UTF-8 at byte {}", e.valid_up_to())))?;
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let recs = records(bytes).map_err(unusable)?;
+    let header = recs.first().map(Vec::as_slice).unwrap_or(&[]);
+    if header.len() < COLUMNS.len() || header[..COLUMNS.len()] != COLUMNS {
+        return Err(unusable("its first line is not the upstream header"));
+    }
+    Ok(Some(to_rows(recs)))
+}
+
+/// The new body of the log with `row` appended, or why the log is left alone.
+/// Appending is byte-preserving (the existing bytes are kept as they are, a
+/// missing final line end added), and the result is read back: `row` must be a
+/// record of its own at the end, which it would not be after an unterminated
+/// quoted field.
+pub fn appended(existing: &[u8], row: &str) -> Result<Vec<u8>, String> {
+    let Some(rows) = parse_strict(existing)? else {
+        return Ok(format!("{HEADER}\n{row}\n").into_bytes());
+    };
+    let mut body = existing.to_vec();
+    if !body.ends_with(b"\n") {
+        body.push(b'\n');
+    }
+    body.extend_from_slice(row.as_bytes());
+    body.push(b'\n');
+    let back = records(&body).map_err(unusable)?;
+    let want: Vec<String> = records(row.as_bytes())
+        .ok()
+        .and_then(|mut r| r.pop())
+        .unwrap_or_default();
+    if back.len() != rows.len() + 2 || back.last() != Some(&want) {
+        return Err(unusable(
+            "an appended row would not read back as a row of its own: an unterminated quoted field",
+        ));
+    }
+    Ok(body)
 }
 
 /// The meta cell of a rotate row: user keys first, then `event`, `gen`, `prev_gen`
@@ -189,7 +277,7 @@ fn local_ip() -> String {
 
 /// A complete row, without the trailing newline.
 pub fn rotate_row(ts: &str, version_ts: &str, origin: &Origin, meta: &str) -> String {
-    [
+    encode_row(&[
         ts,
         "rotate",
         version_ts,
@@ -200,11 +288,7 @@ pub fn rotate_row(ts: &str, version_ts: &str, origin: &Origin, meta: &str) -> St
         &origin.version,
         "",
         meta,
-    ]
-    .iter()
-    .map(|f| quote(f))
-    .collect::<Vec<_>>()
-    .join(",")
+    ])
 }
 
 /// What `append` did.
@@ -219,6 +303,9 @@ pub enum Appended {
 /// If-None-Match attempts, unless the log already holds one (resume must not append
 /// it twice; the check reads the same object the append needs anyway). Unlike
 /// upstream, a 403 is an error: an audit row silently not written is an audit gap.
+/// So is a log that is not an upstream `audit.csv` (binary, not CSV, another
+/// header, over [`MAX_LOG_BYTES`]): it is never rewritten, and the row is not
+/// appended.
 pub async fn append(
     storage: &dyn Storage,
     key: &str,
@@ -227,25 +314,22 @@ pub async fn append(
 ) -> Result<Appended, StorageError> {
     let mut last = None;
     for _ in 0..ATTEMPTS {
-        let (body, cond) = match storage.get(key).await? {
-            None => (format!("{HEADER}\n{row}\n"), PutCondition::IfAbsent),
+        let (body, cond) = match storage.get_limited(key, MAX_LOG_BYTES).await? {
+            None => (
+                format!("{HEADER}\n{row}\n").into_bytes(),
+                PutCondition::IfAbsent,
+            ),
             Some(obj) => {
-                let mut text = String::from_utf8_lossy(&obj.body).into_owned();
-                if has_rotate_row(&text, version_ts) {
+                if has_rotate_row(&String::from_utf8_lossy(&obj.body), version_ts) {
                     return Ok(Appended::AlreadyPresent);
                 }
-                if !text.is_empty() && !text.ends_with('\n') {
-                    text.push('\n');
-                }
-                text.push_str(row);
-                text.push('\n');
-                (text, PutCondition::IfMatch(obj.etag))
+                let body = appended(&obj.body, row).map_err(|why| {
+                    StorageError::new(StorageErrorKind::Other, "append", key, why)
+                })?;
+                (body, PutCondition::IfMatch(obj.etag))
             }
         };
-        match storage
-            .put(key, body.into_bytes(), cond, &Meta::new())
-            .await
-        {
+        match storage.put(key, body, cond, &Meta::new()).await {
             Ok(_) => return Ok(Appended::Written),
             Err(e) if e.kind == StorageErrorKind::PreconditionFailed => last = Some(e),
             Err(e) => return Err(e),
@@ -301,6 +385,176 @@ mod tests {
         assert_eq!(parsed.len(), 1);
         assert_eq!(parsed[0][9].1, meta);
         assert_eq!(parsed[0][3].1, "ops-laptop.local");
+    }
+
+    fn origin() -> Origin {
+        Origin {
+            hostname: "h".into(),
+            local_ip: "10.0.0.1".into(),
+            os_user: "u".into(),
+            git_email: "u@example.com".into(),
+            version: "v".into(),
+        }
+    }
+
+    /// Upstream's `src/audit.ts` rule, restated (wire format §8.3), as an oracle.
+    fn upstream_quote(field: &str) -> String {
+        if field.contains(['"', ',', '\n', '\r']) {
+            format!("\"{}\"", field.replace('"', "\"\""))
+        } else {
+            field.to_owned()
+        }
+    }
+
+    #[test]
+    fn rows_equal_upstream_join_of_quoted_fields() {
+        let alphabet = ["", "a", ",", "\"", "\n", "\r", " ", "x\"y", "é", "\\", "'"];
+        for a in alphabet {
+            for b in alphabet {
+                let field = format!("{a}{b}{a}");
+                let o = Origin {
+                    hostname: field.clone(),
+                    ..origin()
+                };
+                let row = rotate_row("ts", "20260101-000000", &o, &field);
+                let want = [
+                    "ts",
+                    "rotate",
+                    "20260101-000000",
+                    &field,
+                    "10.0.0.1",
+                    "u",
+                    "u@example.com",
+                    "v",
+                    "",
+                    &field,
+                ]
+                .map(upstream_quote)
+                .join(",");
+                assert_eq!(row, want, "{field:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn quoting_matches_upstream_field_by_field() {
+        // Upstream quotes a field only when it holds `"`, `,`, LF or CR; empty stays empty.
+        let cases = [
+            ("plain", "plain"),
+            ("", ""),
+            ("a,b", "\"a,b\""),
+            ("say \"hi\"", "\"say \"\"hi\"\"\""),
+            ("two\nlines", "\"two\nlines\""),
+            ("cr\rhere", "\"cr\rhere\""),
+            ("crlf\r\n", "\"crlf\r\n\""),
+            (" spaced ", " spaced "),
+            ("tab\there", "tab\there"),
+            ("#hash;semi", "#hash;semi"),
+            ("ünïcödé", "ünïcödé"),
+        ];
+        for (field, want) in cases {
+            assert_eq!(upstream_quote(field), want, "the oracle itself");
+            let row = rotate_row("t", "s", &origin(), field);
+            let meta_cell = row.splitn(10, ',').nth(9).unwrap();
+            assert_eq!(meta_cell, want, "field {field:?}");
+            // And it reads back as the same field, whatever it holds.
+            let rows = parse(&format!("{HEADER}\n{row}\n"));
+            assert_eq!(rows.len(), 1, "{field:?}");
+            assert_eq!(rows[0][9], ("meta".into(), field.into()), "{field:?}");
+        }
+    }
+
+    #[test]
+    fn meta_with_commas_quotes_and_newlines_round_trips() {
+        let meta = rotate_meta(
+            &[
+                ("note".into(), "line one,\nline \"two\"\r\nthree".into()),
+                ("k,ey".into(), "v".into()),
+            ],
+            7,
+            6,
+        );
+        let row = rotate_row(
+            "2026-05-23T11:42:07.512Z",
+            "20260523-114207",
+            &origin(),
+            &meta,
+        );
+        let log = format!("{HEADER}\n{row}\n");
+        let rows = parse(&log);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0][9].1, meta);
+        assert_eq!(rows[0][2].1, "20260523-114207");
+        assert!(has_rotate_row(&log, "20260523-114207"));
+        // A second row after it is still a row of its own.
+        let again = appended(
+            log.as_bytes(),
+            &rotate_row("t2", "20260523-114208", &origin(), ""),
+        )
+        .unwrap();
+        let rows = parse(std::str::from_utf8(&again).unwrap());
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1][2].1, "20260523-114208");
+    }
+
+    #[test]
+    fn reads_crlf_a_last_row_without_newline_and_blank_lines() {
+        let crlf = format!("{HEADER}\r\n2026,push,20260101-000000,h,,u,,0.17.0,1.3.0,\r\n\r\n2026,pull,20260101-000001,h,,u,,0.17.0,1.3.0,\"{{\"\"a\"\":\"\"b\"\"}}\"");
+        let rows = parse(&crlf);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0][1].1, "push");
+        assert_eq!(rows[1][1].1, "pull");
+        assert_eq!(rows[1][9].1, r#"{"a":"b"}"#);
+        assert_eq!(rows[0][9].1, "", "no stray CR in the last field");
+        // Appending keeps every existing byte and adds the missing line end first.
+        let row = rotate_row("t", "20260101-000002", &origin(), "");
+        let body = appended(crlf.as_bytes(), &row).unwrap();
+        assert!(body.starts_with(crlf.as_bytes()));
+        assert_eq!(&body[crlf.len()..], format!("\n{row}\n").as_bytes());
+        assert_eq!(parse(std::str::from_utf8(&body).unwrap()).len(), 3);
+    }
+
+    #[test]
+    fn a_header_only_log_and_an_empty_one() {
+        assert!(parse(&format!("{HEADER}\n")).is_empty());
+        assert!(parse(HEADER).is_empty());
+        assert!(parse("").is_empty());
+        let row = rotate_row("t", "20260101-000000", &origin(), "");
+        for existing in [format!("{HEADER}\n"), HEADER.to_owned()] {
+            let body = appended(existing.as_bytes(), &row).unwrap();
+            assert_eq!(body, format!("{HEADER}\n{row}\n").into_bytes());
+        }
+        // Empty (or whitespace) is a log nobody started: header first.
+        for existing in ["", "\n", "  \r\n"] {
+            let body = appended(existing.as_bytes(), &row).unwrap();
+            assert_eq!(
+                body,
+                format!("{HEADER}\n{row}\n").into_bytes(),
+                "{existing:?}"
+            );
+        }
+        // Columns added on the right by a newer upstream are kept.
+        let wider = format!("{HEADER},extra\n");
+        assert!(appended(wider.as_bytes(), &row).is_ok());
+    }
+
+    #[test]
+    fn a_log_that_is_not_an_audit_csv_is_left_alone() {
+        let row = rotate_row("t", "20260101-000000", &origin(), "");
+        let garbage: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
+        let unterminated = format!("{HEADER}\n2026,push,x,h,,u,,v,,\"{{open\n");
+        let cases: [(&str, &[u8]); 4] = [
+            ("binary", &garbage),
+            ("another header", b"a,b,c\n1,2,3\n"),
+            ("unterminated quote", unterminated.as_bytes()),
+            ("header cut short", b"ts,action,version_ts\n"),
+        ];
+        for (what, existing) in cases {
+            let e = appended(existing, &row).unwrap_err();
+            assert!(e.starts_with("BundleCorruptError: "), "{what}: {e}");
+        }
+        // Lenient reading for display never fails.
+        let _ = parse(&String::from_utf8_lossy(&garbage));
     }
 
     #[test]

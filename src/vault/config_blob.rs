@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 
 pub const PREFIX: &str = "vsync-cfg-v1:";
+/// The most decompressed JSON a blob may hold. A real one is a few hundred bytes;
+/// without a bound, a blob of a few kilobytes can gunzip to gigabytes.
+pub const MAX_JSON_BYTES: u64 = 64 << 10;
 
 /// The bootstrap blob's JSON, in the key order `runtime-token` writes.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,8 +64,14 @@ pub fn decode(blob: &str) -> Result<VsyncConfig, VaultError> {
         .map_err(|e| corrupt(format!("VSYNC_CONFIG body is not base64url: {e}")))?;
     let mut json = Vec::new();
     flate2::read::GzDecoder::new(&gz[..])
+        .take(MAX_JSON_BYTES + 1)
         .read_to_end(&mut json)
         .map_err(|e| corrupt(format!("VSYNC_CONFIG body is not gzip: {e}")))?;
+    if json.len() as u64 > MAX_JSON_BYTES {
+        return Err(corrupt(format!(
+            "VSYNC_CONFIG decompresses to more than {MAX_JSON_BYTES} bytes"
+        )));
+    }
     let value: serde_json::Value = serde_json::from_slice(&json)
         .map_err(|e| corrupt(format!("VSYNC_CONFIG is not JSON: {e}")))?;
     let obj = value

@@ -55,3 +55,14 @@ impl VaultError {
         Self::new(VaultErrorKind::BundleCorrupt, detail)
     }
 }
+
+/// `s` quoted for a message, cut after 40 characters: what fails to parse may be
+/// vault content of any size written by anyone, and must not become a message (and
+/// a summary, and a journal entry) of any size. A 40 MiB pointer once did.
+pub(crate) fn excerpt(s: &str) -> String {
+    const SHOWN: usize = 40;
+    match s.char_indices().nth(SHOWN) {
+        None => format!("{s:?}"),
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &s[..cut], s.len()),
+    }
+}

@@ -11,6 +11,8 @@ pub mod config_blob;
 pub mod counter;
 pub mod crypto;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod layout;
 pub mod lookup;
 mod open;

@@ -2,7 +2,7 @@
 
 use super::counter::Counter;
 use super::crypto::{self, Key};
-use super::error::{VaultError, VaultErrorKind};
+use super::error::{excerpt, VaultError, VaultErrorKind};
 use super::layout::{self, Detected, Layout, COUNTER_CELLS};
 use super::seal;
 use super::stamp::Stamp;
@@ -75,8 +75,13 @@ pub(crate) enum PointerReadError {
     Corrupt(VaultError),
 }
 
+/// A failed read in the libraries' terms: an object over the size cap is content
+/// (`BundleCorruptError`); anything else is the store (`S3UnreachableError`).
 fn unreachable(e: StorageError) -> VaultError {
-    VaultError::new(VaultErrorKind::S3Unreachable, e.to_string())
+    match e.kind {
+        StorageErrorKind::TooLarge => VaultError::corrupt(e.to_string()),
+        _ => VaultError::new(VaultErrorKind::S3Unreachable, e.to_string()),
+    }
 }
 
 /// `kv` and decoded `assets` of a runtime-layout bundle.
@@ -96,7 +101,7 @@ pub fn parse_json_bundle(bytes: &[u8]) -> Result<JsonBundle, VaultError> {
                 v.as_str()
                     .map(|s| (k.clone(), s.to_owned()))
                     .ok_or_else(|| {
-                        VaultError::corrupt(format!("{what} value {k:?} is not a string"))
+                        VaultError::corrupt(format!("{what} value {} is not a string", excerpt(k)))
                     })
             })
             .collect::<Result<BTreeMap<_, _>, _>>()
@@ -120,7 +125,7 @@ pub fn parse_json_bundle(bytes: &[u8]) -> Result<JsonBundle, VaultError> {
             base64::engine::general_purpose::STANDARD
                 .decode(v)
                 .map(|b| (k.clone(), b))
-                .map_err(|_| VaultError::corrupt(format!("asset {k:?} is not base64")))
+                .map_err(|_| VaultError::corrupt(format!("asset {} is not base64", excerpt(&k))))
         })
         .collect::<Result<_, _>>()?;
     Ok((kv, assets))
@@ -163,7 +168,12 @@ impl Vault {
             .storage
             .get(&self.key(layout.pointer_name()))
             .await
-            .map_err(PointerReadError::Storage)?
+            .map_err(|e| match e.kind {
+                StorageErrorKind::TooLarge => {
+                    PointerReadError::Corrupt(VaultError::corrupt(e.to_string()))
+                }
+                _ => PointerReadError::Storage(e),
+            })?
         else {
             return Ok(None);
         };

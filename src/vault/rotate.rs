@@ -6,7 +6,7 @@
 use super::audit::{self, Origin};
 use super::counter::Counter;
 use super::crypto::{self, Key};
-use super::error::VaultError;
+use super::error::{VaultError, VaultErrorKind};
 use super::layout::{self, Detected, Layout, COUNTER_CELLS};
 use super::open::PointerReadError;
 use super::seal;
@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 /// Why a rotation stopped. Each maps to the runbook's exit code (design §3).
 #[derive(Debug, thiserror::Error)]
 pub enum RotateError {
-    #[error("vault not found: no pointer (`latest` or `manifest`) at {0}")]
+    #[error("ManifestNotFoundError: vault not found: no pointer (`latest` or `manifest`, or an empty one) at {0}")]
     VaultNotFound(String),
     #[error("both layouts exist at {0} (`latest` and `manifest`); set vault.layout = \"cli\" or \"runtime\" to choose which one to rotate")]
     AmbiguousLayout(String),
@@ -30,7 +30,11 @@ pub enum RotateError {
     PointerCorrupt { key: String, source: VaultError },
     #[error("the old passphrase does not open the live bundle {key}: {source}")]
     OldPassphrase { key: String, source: VaultError },
-    #[error("{key} decrypts with the old passphrase, but its embedded stamp {embedded} differs from the pointer's {pointer} (upstream `vsync rotate-passphrase` leaves bundles like this); set accept_unsealed = true under [vault] to re-seal it during this rotation")]
+    /// The live bundle is missing, oversized or not a bundle: a fact about the
+    /// vault, not about the passphrase, so it is not reported as one.
+    #[error("the live bundle {key} cannot be used: {source}")]
+    BundleUnusable { key: String, source: VaultError },
+    #[error("BundleCorruptError: {key} decrypts with the old passphrase, but its embedded stamp {embedded} differs from the pointer's {pointer} (upstream `vsync rotate-passphrase` leaves bundles like this); set accept_unsealed = true under [vault] to re-seal it during this rotation")]
     Unsealed {
         key: String,
         embedded: Stamp,
@@ -38,7 +42,7 @@ pub enum RotateError {
     },
     #[error("BundleCorruptError: the pointer names stamp {0}, the last one a YYYYMMDD-HHMMSS stamp can express, so a rotation has no later stamp to write; point the vault at a real version first")]
     StampExhausted(Stamp),
-    #[error("the counter cell {key} is malformed ({detail}); fix or remove it before rotating")]
+    #[error("BundleCorruptError: the counter cell {key} is malformed ({detail}); fix or remove it before rotating")]
     MalformedCounter { key: String, detail: String },
     #[error("{0}")]
     Invalid(String),
@@ -61,6 +65,7 @@ impl RotateError {
             | RotateError::Read(_)
             | RotateError::PointerCorrupt { .. }
             | RotateError::OldPassphrase { .. }
+            | RotateError::BundleUnusable { .. }
             | RotateError::Unsealed { .. }
             | RotateError::StampExhausted(_)
             | RotateError::Invalid(_) => 1,
@@ -199,7 +204,17 @@ impl Vault {
         let mut gen_key = String::new();
         for name in COUNTER_CELLS {
             let key = self.key(name);
-            if let Some(obj) = self.storage.get(&key).await.map_err(RotateError::Read)? {
+            let cell = match self.storage.get(&key).await {
+                Ok(cell) => cell,
+                Err(e) if e.kind == StorageErrorKind::TooLarge => {
+                    return Err(RotateError::MalformedCounter {
+                        key,
+                        detail: e.message,
+                    })
+                }
+                Err(e) => return Err(RotateError::Read(e)),
+            };
+            if let Some(obj) = cell {
                 let c =
                     Counter::parse(&obj.body).map_err(|detail| RotateError::MalformedCounter {
                         key: key.clone(),
@@ -218,19 +233,29 @@ impl Vault {
                 detail: format!("gen {gen} is the largest there is and cannot be incremented"),
             })?;
         let bundle_key = self.key(&layout.bundle_name(&stamp));
-        let envelope = self
-            .storage
-            .get(&bundle_key)
-            .await
-            .map_err(RotateError::Read)?
-            .ok_or_else(|| RotateError::OldPassphrase {
-                key: bundle_key.clone(),
-                source: VaultError::corrupt("the bundle the pointer names does not exist"),
-            })?;
-        let key = Key::derive(old, &self.kdf);
-        let fail = |source| RotateError::OldPassphrase {
+        let unusable = |source| RotateError::BundleUnusable {
             key: bundle_key.clone(),
             source,
+        };
+        let envelope = match self.storage.get(&bundle_key).await {
+            Ok(Some(obj)) => obj,
+            Ok(None) => {
+                return Err(unusable(VaultError::corrupt(
+                    "the bundle the pointer names does not exist (torn bucket)",
+                )))
+            }
+            Err(e) if e.kind == StorageErrorKind::TooLarge => {
+                return Err(unusable(VaultError::corrupt(e.message)))
+            }
+            Err(e) => return Err(RotateError::Read(e)),
+        };
+        let key = Key::derive(old, &self.kdf);
+        let fail = |source: VaultError| match source.kind {
+            VaultErrorKind::WrongPassphrase => RotateError::OldPassphrase {
+                key: bundle_key.clone(),
+                source,
+            },
+            _ => unusable(source),
         };
         let plaintext = crypto::decrypt(&key, &envelope.body).map_err(fail)?;
         match layout {

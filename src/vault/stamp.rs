@@ -36,7 +36,10 @@ impl Stamp {
                 .enumerate()
                 .all(|(i, c)| i == 8 || c.is_ascii_digit());
         if !ok {
-            return Err(format!("{s:?} is not a YYYYMMDD-HHMMSS stamp"));
+            return Err(format!(
+                "{} is not a YYYYMMDD-HHMMSS stamp",
+                super::error::excerpt(s)
+            ));
         }
         let stamp = Stamp(s.to_owned());
         stamp
@@ -133,6 +136,11 @@ mod tests {
             "no stamp after the last one"
         );
         assert!(Stamp::parse("2026052-1142011").is_err());
+        // What does not parse is quoted in a bounded excerpt, whatever its size.
+        let huge = "2".repeat(1 << 20);
+        let e = Stamp::parse(&huge).unwrap_err();
+        assert!(e.len() < 100 && e.contains("(1048576 bytes)"), "{e}");
+        assert!(Stamp::parse("ééééééééééééééééééééééééééééééééééééééééééééé").is_err());
         assert!(Stamp::parse("20261399-114201").is_err());
     }
 }

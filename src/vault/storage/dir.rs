@@ -113,24 +113,49 @@ impl DirStorage {
         self.root.join(META_DIR).join(format!("{key}.json"))
     }
 
-    fn read_sidecar(&self, key: &str, body: &[u8]) -> Sidecar {
+    fn sidecar(&self, key: &str) -> Option<Sidecar> {
         fs::read(self.sidecar_path(key))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_else(|| Sidecar {
-                etag: content_etag(body),
-                meta: Meta::new(),
-            })
     }
 
-    fn get_sync(&self, key: &str) -> Result<Option<Object>, StorageError> {
+    fn read_sidecar(&self, key: &str, body: &[u8]) -> Sidecar {
+        self.sidecar(key).unwrap_or_else(|| Sidecar {
+            etag: content_etag(body),
+            meta: Meta::new(),
+        })
+    }
+
+    /// The ETag of an existing object without reading it into memory (a file of
+    /// any size may be put there by hand); `None` when it does not exist.
+    fn etag_of(&self, key: &str, path: &Path) -> std::io::Result<Option<String>> {
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::EISDIR) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if file.metadata()?.is_dir() {
+            return Ok(None);
+        }
+        if let Some(side) = self.sidecar(key) {
+            return Ok(Some(side.etag));
+        }
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        std::io::copy(&mut std::io::BufReader::new(file), &mut hasher)?;
+        Ok(Some(hex16(&hasher.finalize())))
+    }
+
+    fn get_sync(&self, key: &str, limit: u64) -> Result<Option<Object>, StorageError> {
         let path = self.path("get", key)?;
         if self.missing() {
             return Ok(None);
         }
         let _lock = Flock::take(&self.root, false).map_err(|e| io_err("get", key, e))?;
-        match fs::read(&path) {
-            Ok(body) => {
+        match read_limited(&path, limit) {
+            Ok(Err(size)) => Err(StorageError::too_large("get", key, size, limit)),
+            Ok(Ok(body)) => {
                 let side = self.read_sidecar(key, &body);
                 Ok(Some(Object {
                     body,
@@ -161,11 +186,9 @@ impl DirStorage {
             ));
         }
         let _lock = Flock::take(&self.root, true).map_err(|e| io_err("put", key, e))?;
-        let existing = match fs::read(&path) {
-            Ok(b) => Some(self.read_sidecar(key, &b).etag),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io_err("put", key, e)),
-        };
+        let existing = self
+            .etag_of(key, &path)
+            .map_err(|e| io_err("put", key, e))?;
         match (cond, &existing) {
             (PutCondition::IfAbsent, Some(_)) => {
                 return Err(StorageError::new(
@@ -212,13 +235,14 @@ impl DirStorage {
             return Ok(());
         }
         let _lock = Flock::take(&self.root, true).map_err(|e| io_err("delete", key, e))?;
-        let body = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(io_err("delete", key, e)),
+        let Some(etag) = self
+            .etag_of(key, &path)
+            .map_err(|e| io_err("delete", key, e))?
+        else {
+            return Ok(());
         };
         if let Some(want) = if_match {
-            if self.read_sidecar(key, &body).etag != super::unquote(want) {
+            if etag != super::unquote(want) {
                 return Err(StorageError::new(
                     StorageErrorKind::PreconditionFailed,
                     "delete",
@@ -268,11 +292,31 @@ impl DirStorage {
     }
 }
 
+/// The file's bytes, or `Err(size)` when it holds more than `limit` (read at most
+/// `limit + 1` bytes: the size on disk may change under us).
+fn read_limited(path: &Path, limit: u64) -> std::io::Result<Result<Vec<u8>, u64>> {
+    use std::io::Read;
+    let f = File::open(path)?;
+    let len = f.metadata()?.len();
+    if len > limit {
+        return Ok(Err(len));
+    }
+    let mut body = Vec::with_capacity(len as usize);
+    f.take(limit.saturating_add(1)).read_to_end(&mut body)?;
+    if body.len() as u64 > limit {
+        return Ok(Err(body.len() as u64));
+    }
+    Ok(Ok(body))
+}
+
 /// An ETag for a file written by something other than this backend.
 fn content_etag(body: &[u8]) -> String {
     use sha2::Digest;
-    let d = sha2::Sha256::digest(body);
-    d[..16].iter().map(|b| format!("{b:02x}")).collect()
+    hex16(&sha2::Sha256::digest(body))
+}
+
+fn hex16(digest: &[u8]) -> String {
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Temp file in the same directory, fsync, rename: readers see the old or the new
@@ -307,13 +351,22 @@ impl Storage for DirStorage {
         format!("dir:{}", self.root.display())
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Object>, StorageError> {
+    async fn get_limited(&self, key: &str, limit: u64) -> Result<Option<Object>, StorageError> {
         let (s, k) = (self.clone(), key.to_owned());
-        blocking(move || s.get_sync(&k)).await
+        blocking(move || s.get_sync(&k, limit)).await
     }
 
     async fn head(&self, key: &str) -> Result<Option<String>, StorageError> {
-        Ok(self.get(key).await?.map(|o| o.etag))
+        let (s, k) = (self.clone(), key.to_owned());
+        blocking(move || {
+            let path = s.path("head", &k)?;
+            if s.missing() {
+                return Ok(None);
+            }
+            let _lock = Flock::take(&s.root, false).map_err(|e| io_err("head", &k, e))?;
+            s.etag_of(&k, &path).map_err(|e| io_err("head", &k, e))
+        })
+        .await
     }
 
     async fn put(
@@ -351,4 +404,40 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .expect("storage task panicked")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reads_are_bounded_and_head_reads_no_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = DirStorage::new(dir.path()).unwrap();
+        std::fs::write(dir.path().join("small"), b"0123456789").unwrap();
+        // A file put there by hand, with no sidecar: larger than the limit.
+        std::fs::write(dir.path().join("big"), vec![7u8; 4096]).unwrap();
+        assert_eq!(
+            s.get_limited("small", 10).await.unwrap().unwrap().body,
+            b"0123456789"
+        );
+        let e = s.get_limited("small", 9).await.unwrap_err();
+        assert_eq!(e.kind, StorageErrorKind::TooLarge, "{e}");
+        let e = s.get_limited("big", 4095).await.unwrap_err();
+        assert_eq!(e.kind, StorageErrorKind::TooLarge, "{e}");
+        assert!(e.to_string().contains("4096 bytes"), "{e}");
+        assert!(s.get_limited("missing", 1).await.unwrap().is_none());
+        // head and conditional writes work on objects of any size, streaming.
+        let etag = s.head("big").await.unwrap().unwrap();
+        assert_eq!(etag, content_etag(&[7u8; 4096]));
+        s.put(
+            "big",
+            b"x".to_vec(),
+            PutCondition::IfMatch(etag),
+            &Meta::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.get("big").await.unwrap().unwrap().body, b"x");
+    }
 }

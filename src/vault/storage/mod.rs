@@ -44,8 +44,17 @@ pub enum StorageErrorKind {
     PreconditionFailed,
     Permission,
     Unavailable,
+    /// Larger than the read allows ([`MAX_OBJECT_BYTES`] unless a caller says
+    /// otherwise): refused before its body is read into memory.
+    TooLarge,
     Other,
 }
+
+/// The largest object `get` reads: bundles, pointers, counters and the lock all
+/// come from a bucket many hands can write, and an object of any size must not
+/// become a read of any size. A vsync bundle is a zip of an env folder or a small
+/// JSON, far below this; a larger one is refused as `BundleCorruptError`.
+pub const MAX_OBJECT_BYTES: u64 = 32 << 20;
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{op} {key}: {message}")]
@@ -57,6 +66,15 @@ pub struct StorageError {
 }
 
 impl StorageError {
+    pub fn too_large(op: &'static str, key: &str, size: u64, limit: u64) -> Self {
+        StorageError::new(
+            StorageErrorKind::TooLarge,
+            op,
+            key,
+            format!("object of {size} bytes or more, over the {limit}-byte limit; not read"),
+        )
+    }
+
     pub fn new(
         kind: StorageErrorKind,
         op: &'static str,
@@ -76,7 +94,14 @@ impl StorageError {
 pub trait Storage: Send + Sync + fmt::Debug {
     /// `s3://bucket` or `dir:/path`, for messages.
     fn describe(&self) -> String;
-    async fn get(&self, key: &str) -> Result<Option<Object>, StorageError>;
+    /// The object, or `None` when it does not exist; at most [`MAX_OBJECT_BYTES`].
+    async fn get(&self, key: &str) -> Result<Option<Object>, StorageError> {
+        self.get_limited(key, MAX_OBJECT_BYTES).await
+    }
+    /// Like `get` with another bound: a larger object is a
+    /// [`StorageErrorKind::TooLarge`] error, found out without holding more than
+    /// `limit` bytes of it in memory.
+    async fn get_limited(&self, key: &str, limit: u64) -> Result<Option<Object>, StorageError>;
     /// ETag of an object, without reading its body.
     async fn head(&self, key: &str) -> Result<Option<String>, StorageError>;
     /// Returns the new ETag.

@@ -177,7 +177,7 @@ impl Storage for S3Storage {
         format!("s3://{}", self.bucket)
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Object>, StorageError> {
+    async fn get_limited(&self, key: &str, limit: u64) -> Result<Option<Object>, StorageError> {
         let out = match self
             .client
             .get_object()
@@ -196,20 +196,33 @@ impl Storage for S3Storage {
                 };
             }
         };
+        // Refused on the declared length before reading the body, and again while
+        // streaming in case the length was absent or wrong.
+        let declared = out.content_length().and_then(|l| u64::try_from(l).ok());
+        if let Some(len) = declared.filter(|l| *l > limit) {
+            return Err(StorageError::too_large("get", key, len, limit));
+        }
         let etag = out.e_tag().map(unquote).unwrap_or_default();
         let meta: Meta = out
             .metadata()
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default();
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| {
+        let mut stream = out.body;
+        let mut body = Vec::with_capacity(declared.unwrap_or(0) as usize);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
                 StorageError::new(StorageErrorKind::Unavailable, "get", key, e.to_string())
-            })?
-            .into_bytes()
-            .to_vec();
+            })?;
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(StorageError::too_large(
+                    "get",
+                    key,
+                    (body.len() + chunk.len()) as u64,
+                    limit,
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
         Ok(Some(Object { body, etag, meta }))
     }
 
