@@ -389,6 +389,39 @@ async fn status(cli: &Cli, loaded: &LoadedPlan) -> u8 {
     for (t, ok, d) in &stores {
         eprintln!("store     {} {t} — {d}", if *ok { "✓" } else { "✗" });
     }
+    // Which generations have a sealed break-glass copy: this machine's journals
+    // and the objects under the vault prefix.
+    let mut escrowed: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
+    for (_, j) in Journal::all(&opts.state_dir) {
+        if let (true, Some(e)) = (j.vault == vault.describe(), &j.escrow) {
+            if e.local.exists() {
+                escrowed
+                    .entry(e.generation)
+                    .or_default()
+                    .push(e.local.display().to_string());
+            }
+        }
+    }
+    if let Ok(keys) = vault
+        .storage
+        .list(&vault.key(".vsync-orchestrate/escrow/"))
+        .await
+    {
+        for k in keys {
+            let gen = k
+                .rsplit('/')
+                .next()
+                .and_then(|n| n.strip_prefix("gen-"))
+                .and_then(|n| n.split('-').next())
+                .and_then(|g| g.parse::<u64>().ok());
+            if let Some(g) = gen {
+                escrowed.entry(g).or_default().push(k);
+            }
+        }
+    }
+    for (g, copies) in &escrowed {
+        eprintln!("escrow    gen {g}: {}", copies.join(", "));
+    }
     if let Some(j) = &last {
         eprintln!(
             "last run  {} — {:?}{}",
@@ -409,6 +442,7 @@ async fn status(cli: &Cli, loaded: &LoadedPlan) -> u8 {
                 "stores": stores.iter().map(|(t, ok, d)| serde_json::json!({"target": t, "ok": ok, "detail": d})).collect::<Vec<_>>(),
                 "last_run": last.map(|j| serde_json::json!({"run_id": j.run_id, "phase": j.phase, "exit_code": j.exit_code})),
                 "rotation_age_seconds": age.map(|a| a.as_secs()),
+                "escrow": escrowed.iter().map(|(g, c)| serde_json::json!({"generation": g, "copies": c})).collect::<Vec<_>>(),
                 "overdue": overdue,
             }))
             .expect("serialises")

@@ -92,4 +92,5 @@ pub enum JournalEvent {
     RolloutStarted(RolloutEntry),
     RolloutFinished { slot: usize, ok: bool },
     Note(String),
+    Escrow(super::escrow::EscrowRecord),
 }

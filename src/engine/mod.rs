@@ -15,6 +15,7 @@
 mod activate;
 pub mod build;
 mod context;
+pub mod escrow;
 pub mod events;
 pub mod exit;
 mod failure;
@@ -169,6 +170,14 @@ async fn runbook(cx: &mut Ctx<'_>, r: Ready) -> Summary {
         Ok(k) => k,
         Err(f) => return cx.fail(f),
     };
+    if let Some(section) = cx.loaded.plan.escrow.clone() {
+        if let Err(f) = escrow::write(cx, &r.vault, &r.new, &section, r.inspection.next_gen).await {
+            cx.reach(Phase::Aborted);
+            let lock = keeper.stop().await;
+            stage::release(cx, &r.vault, lock).await;
+            return cx.fail(f);
+        }
+    }
     let staged = match stage::run(cx, &r.stores, &r.new).await {
         Ok(staged) => staged,
         Err((staged, failure)) => {

@@ -27,6 +27,9 @@ pub struct Plan {
     pub schedule: Option<ScheduleSection>,
     #[serde(default)]
     pub notify: Option<NotifySection>,
+    /// A sealed copy of every new passphrase for the security team (off unless set).
+    #[serde(default)]
+    pub escrow: Option<EscrowSection>,
     /// Where journals live (default `$XDG_STATE_HOME/vsync-orchestrate`).
     #[serde(default)]
     pub state_dir: Option<PathBuf>,
@@ -197,6 +200,21 @@ pub struct NotifySection {
     /// Commands run after the run with the JSON summary on stdin.
     #[serde(default)]
     pub command: Vec<String>,
+}
+
+/// Break-glass escrow: before anything is staged, the new passphrase is encrypted
+/// with age to these public keys and written beside the journal (and, with
+/// `vault_copy`, under the vault prefix), so a store that loses the value cannot
+/// lose the passphrase. Only the holders of the matching identities can open it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscrowSection {
+    /// `age1…` X25519 recipients (the security team's public keys).
+    pub age_recipients: Vec<String>,
+    /// Also write the sealed copy to `<prefix>.vsync-orchestrate/escrow/` in the
+    /// vault, with `If-None-Match: *`.
+    #[serde(default)]
+    pub vault_copy: bool,
 }
 
 /// A source written either as a bare keyword or as a table with exactly one key.

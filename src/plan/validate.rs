@@ -458,6 +458,17 @@ pub(super) fn check(file: &Path, source: &str, plan: &Plan) -> Vec<Problem> {
     if plan.verify.samples == Some(0) {
         c.err(vt("samples"), "verify.samples must be at least 1");
     }
+    if let Some(e) = &plan.escrow {
+        let at = locate(source, "escrow", "age_recipients");
+        if e.age_recipients.is_empty() {
+            c.err(at, "escrow.age_recipients is empty: name at least one age1… public key, or remove [escrow]");
+        }
+        for r in &e.age_recipients {
+            if let Err(why) = crate::engine::escrow::parse_recipient(r) {
+                c.err(at, format!("escrow.age_recipients: {why}"));
+            }
+        }
+    }
     if let Some(s) = &plan.schedule {
         if let Err(e) = parse_duration(&s.min_age) {
             c.err(

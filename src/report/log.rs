@@ -123,6 +123,9 @@ pub fn event(run: &RunId, span: &tracing::Span, e: &Event) {
                 tracing::debug!(run = %run, slot, ok, "journal: rollout finished")
             }
             JournalEvent::Note(n) => tracing::debug!(run = %run, "journal: {n}"),
+            JournalEvent::Escrow(r) => {
+                tracing::info!(run = %run, generation = r.generation, local = %r.local.display(), "escrow written")
+            }
         },
     }
 }

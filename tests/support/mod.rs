@@ -3,6 +3,7 @@
 
 pub mod fakes;
 pub mod fault_proxy;
+pub mod nspawn;
 pub mod sandbox;
 
 use std::sync::Arc;
