@@ -33,7 +33,11 @@ fn decrypt(identity: &std::path::Path, sealed: &[u8]) -> String {
         .arg(&file)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -44,7 +48,11 @@ async fn the_new_passphrase_is_sealed_before_staging_and_only_the_identity_opens
     }
     let keys = tempfile::tempdir().unwrap();
     let identity = keys.path().join("security-team.txt");
-    let gen = Command::new("age-keygen").arg("-o").arg(&identity).output().unwrap();
+    let gen = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&identity)
+        .output()
+        .unwrap();
     assert!(gen.status.success());
     let recipient = String::from_utf8(
         Command::new("age-keygen")
@@ -72,10 +80,16 @@ async fn the_new_passphrase_is_sealed_before_staging_and_only_the_identity_opens
 
     // Beside the journal, 0600, armored, and it opens to exactly the new passphrase.
     let dir = sb.dir.path().join("state/escrow");
-    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(files.len(), 1, "{files:?}");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let sealed = std::fs::read(&files[0]).unwrap();
     assert!(String::from_utf8_lossy(&sealed).starts_with("-----BEGIN AGE ENCRYPTED FILE-----"));
     assert_eq!(decrypt(&identity, &sealed), new);
@@ -89,7 +103,13 @@ async fn the_new_passphrase_is_sealed_before_staging_and_only_the_identity_opens
         .unwrap();
     assert_eq!(keys_in_vault.len(), 1, "{keys_in_vault:?}");
     assert!(keys_in_vault[0].contains("gen-1-"), "{keys_in_vault:?}");
-    let remote = sb.vault.storage.get(&keys_in_vault[0]).await.unwrap().unwrap();
+    let remote = sb
+        .vault
+        .storage
+        .get(&keys_in_vault[0])
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(decrypt(&identity, &remote.body), new);
 
     // Nothing in the clear anywhere in the state directory or the vault.
@@ -140,5 +160,8 @@ fn a_bad_recipient_is_refused_by_validate() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(10), "{err}");
-    assert!(err.contains("plan.toml:11:1") && err.contains("not an age X25519 public key"), "{err}");
+    assert!(
+        err.contains("plan.toml:11:1") && err.contains("not an age X25519 public key"),
+        "{err}"
+    );
 }

@@ -41,10 +41,9 @@ pub fn parse_recipient(s: &str) -> Result<age::x25519::Recipient, String> {
 
 /// The passphrase encrypted to every recipient, ASCII-armored.
 fn seal(new: &Passphrase, recipients: &[age::x25519::Recipient]) -> Result<Vec<u8>, String> {
-    let encryptor = age::Encryptor::with_recipients(
-        recipients.iter().map(|r| r as &dyn age::Recipient),
-    )
-    .map_err(|e| format!("age: {e}"))?;
+    let encryptor =
+        age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+            .map_err(|e| format!("age: {e}"))?;
     let mut out = Vec::new();
     let armor = age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
         .map_err(|e| format!("age armor: {e}"))?;
@@ -61,7 +60,9 @@ fn seal(new: &Passphrase, recipients: &[age::x25519::Recipient]) -> Result<Vec<u
 
 /// The object key of a generation's sealed copy under the vault prefix.
 pub fn remote_key(vault: &Vault, generation: u64, run: &str) -> String {
-    vault.key(&format!(".vsync-orchestrate/escrow/gen-{generation}-{run}.age"))
+    vault.key(&format!(
+        ".vsync-orchestrate/escrow/gen-{generation}-{run}.age"
+    ))
 }
 
 /// Seals `new` and writes every copy; the run stops (nothing staged) if any fails.
@@ -130,6 +131,9 @@ pub(super) async fn write(
         t.elapsed(),
     );
     cx.record(JournalEvent::Escrow(record));
-    cx.checkpoint()
-        .map_err(|e| Failure::Preflight(format!("cannot write the journal ({e}); nothing was staged")))
+    cx.checkpoint().map_err(|e| {
+        Failure::Preflight(format!(
+            "cannot write the journal ({e}); nothing was staged"
+        ))
+    })
 }

@@ -61,6 +61,18 @@ pub struct RunOptions {
     pub lock_ttl: Duration,
     /// Remove staged versions abandoned by an earlier run before preflight.
     pub clean_stale: bool,
+    /// Sees every event (the plan's notifications).
+    pub observer: Option<Observers>,
+}
+
+/// What else sees the engine's events besides the renderers.
+#[derive(Clone)]
+pub struct Observers(pub std::sync::Arc<dyn crate::notify::Observer>);
+
+impl std::fmt::Debug for Observers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observers")
+    }
 }
 
 impl RunOptions {
@@ -71,6 +83,7 @@ impl RunOptions {
             force: false,
             lock_ttl: Duration::from_secs(3600),
             clean_stale: false,
+            observer: None,
         }
     }
 }

@@ -469,6 +469,28 @@ pub(super) fn check(file: &Path, source: &str, plan: &Plan) -> Vec<Problem> {
             }
         }
     }
+    if let Some(n) = &plan.notify {
+        if n.command.is_empty() && n.slack.is_none() && n.webhook.is_none() {
+            c.warn(
+                locate(source, "", "[notify]"),
+                "[notify] names no command, slack or webhook: nothing will be sent",
+            );
+        }
+        if n.on.is_empty() {
+            c.warn(
+                locate(source, "notify", "on"),
+                "notify.on is empty: nothing will be sent (default: start, success, failure, window_open)",
+            );
+        }
+        if n.timeout
+            .is_some_and(|t| t.is_zero() || t > std::time::Duration::from_secs(300))
+        {
+            c.err(
+                locate(source, "notify", "timeout"),
+                "notify.timeout must be between 1ms and 5m: a notification never holds a rotation up for long",
+            );
+        }
+    }
     if let Some(s) = &plan.schedule {
         if let Err(e) = parse_duration(&s.min_age) {
             c.err(

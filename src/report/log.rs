@@ -101,6 +101,7 @@ pub fn event(run: &RunId, span: &tracing::Span, e: &Event) {
             }
         }
         Event::PlannedWrites(w) => tracing::debug!(run = %run, writes = w.len(), "planned writes"),
+        Event::AuditRow(_) => tracing::debug!(run = %run, "audit row appended"),
         Event::ManualAuditRow(_) => {
             tracing::warn!(run = %run, "the audit row must be appended by hand")
         }

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod demo;
 pub mod fakes;
 pub mod fault_proxy;
 pub mod nspawn;
