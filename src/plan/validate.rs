@@ -50,8 +50,12 @@ impl fmt::Display for Problem {
     }
 }
 
-fn line_col(source: &str, offset: usize) -> (usize, usize) {
-    let before = &source[..offset.min(source.len())];
+pub(super) fn line_col(source: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(source.len());
+    while !source.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &source[..offset];
     let line = before.matches('\n').count() + 1;
     let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
     (line, col)
@@ -97,7 +101,9 @@ pub(super) fn from_toml_error(file: &Path, source: &str, e: &toml::de::Error) ->
         line_col(source, key_line.unwrap_or(s.start))
     });
     let mut out = msg.clone();
-    let mut at = at;
+    // A whole-document error (a missing top-level key) has no span: the document
+    // starts at 1:1.
+    let mut at = at.or(Some((1, 1)));
     if msg.starts_with("unknown variant") && !backticked.is_empty() {
         // A type this tree knows but this build leaves out names its feature; any
         // other is a typo of one of every known type.
@@ -134,9 +140,22 @@ pub(super) fn from_toml_error(file: &Path, source: &str, e: &toml::de::Error) ->
             } else {
                 format!("{key}: {msg}")
             };
+            if is_passphrase_key(&key) {
+                out = super::model::redact_strings(&out);
+            }
         }
     }
+    if msg.contains("PassphraseSection") || msg.contains("struct Generate") {
+        // `passphrase = "…"`, `generate = "…"`: the string may be the passphrase.
+        out = super::model::redact_strings(&out);
+    }
     Problem::error(file, at, out)
+}
+
+/// Keys whose string value may be a passphrase written into the plan by mistake.
+fn is_passphrase_key(key: &str) -> bool {
+    let key = key.rsplit('.').next().unwrap_or(key).trim_matches('"');
+    ["passphrase", "old", "new", "generate"].contains(&key)
 }
 
 /// The first `"…"`-quoted value in a serde message.
@@ -182,8 +201,33 @@ fn find_key_line(source: &str, from: usize, key: &str) -> Option<usize> {
     None
 }
 
-/// Where `key = ` first appears after the header `[section]` (best effort).
+/// Where `key = ` first appears after the header `[section]` (best effort); when
+/// it is not there (an inline table, a dotted key), where the section is.
 fn locate(source: &str, section: &str, key: &str) -> Option<(usize, usize)> {
+    locate_key(source, section, key).or_else(|| locate_section(source, section))
+}
+
+/// `[section]`, or the line that assigns `section = { … }` or `section.key = …`.
+fn locate_section(source: &str, section: &str) -> Option<(usize, usize)> {
+    let name = section.trim_matches(|c| c == '[' || c == ']');
+    if name.is_empty() {
+        return None;
+    }
+    if let Some(i) = source.find(&format!("[{name}]")) {
+        return Some(line_col(source, i));
+    }
+    let mut offset = 0;
+    for line in source.split_inclusive('\n') {
+        let t = line.trim_start();
+        if t.starts_with(name) && matches!(t[name.len()..].trim_start().chars().next(), Some('=' | '.')) {
+            return Some(line_col(source, offset + (line.len() - t.len())));
+        }
+        offset += line.len();
+    }
+    None
+}
+
+fn locate_key(source: &str, section: &str, key: &str) -> Option<(usize, usize)> {
     if key.starts_with('[') {
         return source.find(key).map(|i| line_col(source, i));
     }
@@ -240,10 +284,26 @@ fn locate_table(source: &str, name: &str, n: usize) -> Option<(usize, usize)> {
     Some(line_col(source, from - header.len()))
 }
 
+fn too_long(what: &str, given: &str, max: Duration) -> String {
+    format!(
+        "{what}: {given:?} is absurdly long: at most {}",
+        humantime::format_duration(max)
+    )
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("{s:?} is not a duration like \"90s\", \"5m\" or \"80d\": {e}"))
 }
+
+/// Longer than this is not a timeout or a polling interval but a hang.
+pub const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
+/// A rotation due less often than every ten years would never be due.
+pub const MAX_MIN_AGE: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// PBKDF2 iterations: vsync uses 600000; far more makes every derivation take minutes.
+pub const MAX_ITERATIONS: u32 = 10_000_000;
+/// Consecutive fresh answers per health URL.
+pub const MAX_SAMPLES: u32 = 1000;
 
 struct Checker<'a> {
     file: &'a Path,
@@ -263,10 +323,14 @@ impl Checker<'_> {
             message: msg.into(),
         });
     }
-    fn duration(&mut self, at: Option<(usize, usize)>, what: &str, v: &Option<String>) {
+    /// A duration that parses, is positive and is at most `max`.
+    fn duration(&mut self, at: Option<(usize, usize)>, what: &str, v: &Option<String>, max: Duration) {
         if let Some(s) = v {
-            if let Err(e) = parse_duration(s) {
-                self.err(at, format!("{what}: {e}"));
+            match parse_duration(s) {
+                Err(e) => self.err(at, format!("{what}: {e}")),
+                Ok(d) if d.is_zero() => self.err(at, format!("{what} must be positive")),
+                Ok(d) if d > max => self.err(at, too_long(what, s, max)),
+                Ok(_) => {}
             }
         }
     }
@@ -277,6 +341,12 @@ pub(super) fn check(file: &Path, source: &str, plan: &Plan) -> Vec<Problem> {
         file,
         problems: Vec::new(),
     };
+    if let Some(d) = plan.state_dir.as_ref().filter(|d| !d.is_absolute()) {
+        c.err(
+            locate(source, "", "state_dir"),
+            format!("state_dir {} is relative (and `~` is not expanded): write an absolute path, so `resume` from another directory finds the journal", d.display()),
+        );
+    }
     let env_ok = plan
         .env
         .chars()
@@ -327,11 +397,23 @@ pub(super) fn check(file: &Path, source: &str, plan: &Plan) -> Vec<Problem> {
         1 => {}
         _ => c.err(vat("salt"), "set only one of vault.salt, vault.config and vault.cli_config"),
     }
-    c.duration(vat("timeout"), "vault.timeout", &v.timeout);
+    c.duration(vat("timeout"), "vault.timeout", &v.timeout, MAX_WAIT);
     if v.iterations == Some(0) {
         c.err(
             vat("iterations"),
             "vault.iterations must be positive (vsync uses 600000)",
+        );
+    }
+    if let Some(n) = v.iterations.filter(|n| *n > MAX_ITERATIONS) {
+        c.err(
+            vat("iterations"),
+            format!("vault.iterations {n} is absurd: every key derivation would take minutes (vsync uses 600000; at most {MAX_ITERATIONS})"),
+        );
+    }
+    if let Some(d) = v.dir.as_ref().filter(|d| !d.is_absolute()) {
+        c.err(
+            vat("dir"),
+            format!("vault.dir {} is relative: write an absolute path, so `resume` from another directory finds the same vault", d.display()),
         );
     }
     if v.endpoint.is_some() && v.bucket.is_none() {
@@ -407,7 +489,7 @@ pub(super) fn check(file: &Path, source: &str, plan: &Plan) -> Vec<Problem> {
     }
 
     if plan.stores.is_empty() {
-        c.err(None, "no [[store]]: at least one secret store must receive the new passphrase, or apps cannot boot after rotation");
+        c.err(Some((1, 1)), "no [[store]]: at least one secret store must receive the new passphrase, or apps cannot boot after rotation");
     }
     let mut seen: Vec<(String, String)> = Vec::new();
     let mut adapter = |c: &mut Checker,
@@ -442,11 +524,16 @@ pub(super) fn check(file: &Path, source: &str, plan: &Plan) -> Vec<Problem> {
     }
     for (i, r) in plan.restarts.iter().enumerate() {
         let cfg = r.config();
-        adapter(&mut c, "restart", i, cfg.check(), cfg.targets());
+        let mut findings = cfg.check();
+        if r.timeout() > MAX_WAIT {
+            let given = humantime::format_duration(r.timeout()).to_string();
+            findings.push(Finding::error(Some("timeout"), too_long("timeout", &given, MAX_WAIT)));
+        }
+        adapter(&mut c, "restart", i, findings, cfg.targets());
     }
     let vt = |k| locate(source, "verify", k);
-    c.duration(vt("timeout"), "verify.timeout", &plan.verify.timeout);
-    c.duration(vt("interval"), "verify.interval", &plan.verify.interval);
+    c.duration(vt("timeout"), "verify.timeout", &plan.verify.timeout, MAX_WAIT);
+    c.duration(vt("interval"), "verify.interval", &plan.verify.interval, MAX_WAIT);
     for u in &plan.verify.health {
         if !(u.starts_with("http://") || u.starts_with("https://")) {
             c.err(
@@ -458,16 +545,27 @@ pub(super) fn check(file: &Path, source: &str, plan: &Plan) -> Vec<Problem> {
     if plan.verify.samples == Some(0) {
         c.err(vt("samples"), "verify.samples must be at least 1");
     }
+    if let Some(n) = plan.verify.samples.filter(|n| *n > MAX_SAMPLES) {
+        c.err(
+            vt("samples"),
+            format!("verify.samples {n} is absurd: at most {MAX_SAMPLES}"),
+        );
+    }
     if let Some(s) = &plan.schedule {
-        if let Err(e) = parse_duration(&s.min_age) {
-            c.err(
-                locate(source, "schedule", "min_age"),
-                format!("schedule.min_age: {e}"),
-            );
+        let at = locate(source, "schedule", "min_age");
+        match parse_duration(&s.min_age) {
+            Err(e) => c.err(at, format!("schedule.min_age: {e}")),
+            Ok(d) if d > MAX_MIN_AGE => c.err(at, too_long("schedule.min_age", &s.min_age, MAX_MIN_AGE)),
+            Ok(_) => {}
         }
     }
     if plan.restarts.is_empty() {
         c.warn(None, "no [[restart]]: apps keep running with the passphrase in memory and pick up the new one only when they next boot");
+    }
+    // Every problem has a place: one this best-effort search could not find is
+    // reported at the top of the file rather than nowhere.
+    for p in &mut c.problems {
+        p.at.get_or_insert((1, 1));
     }
     c.problems
 }
