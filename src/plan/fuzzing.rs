@@ -25,7 +25,7 @@ pub fn plan_load(data: &[u8]) {
             for p in &e.problems {
                 assert_eq!(p.severity, Severity::Error, "{p}");
                 assert_eq!(p.file, path, "{p}");
-                assert!(!p.message.trim().is_empty(), "a problem without a reason");
+                assert!(!p.message.trim().is_empty(), "a problem without a reason: {p:?} for {:?}", String::from_utf8_lossy(data));
                 let shown = p.to_string();
                 assert!(shown.starts_with(PATH), "{shown}");
                 match e.kind {

@@ -6,7 +6,10 @@ mod model;
 mod validate;
 
 pub use model::*;
-pub use validate::{parse_duration, Problem, Severity};
+pub use validate::{
+    parse_duration, Problem, Severity, MAX_ITERATIONS, MAX_MESSAGE, MAX_MIN_AGE, MAX_PROBLEMS,
+    MAX_SAMPLES, MAX_WAIT,
+};
 
 use std::path::{Path, PathBuf};
 
