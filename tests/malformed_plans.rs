@@ -25,18 +25,30 @@ const EXPECT: &[(&str, &str, Option<&str>)] = &[
     ("syntax-missing-equals.toml", "expected `.`, `=`", None),
     ("syntax-unclosed-header.toml", "invalid table header", None),
     ("syntax-unclosed-array.toml", "invalid array", None),
-    ("syntax-unclosed-inline-table.toml", "invalid inline table", None),
+    (
+        "syntax-unclosed-inline-table.toml",
+        "invalid inline table",
+        None,
+    ),
     ("syntax-bare-value.toml", "invalid string", None),
     ("syntax-bad-escape.toml", "invalid escape sequence", None),
     ("syntax-trailing-garbage.toml", "expected newline", None),
-    ("syntax-multiline-inline-table.toml", "invalid inline table", None),
+    (
+        "syntax-multiline-inline-table.toml",
+        "invalid inline table",
+        None,
+    ),
     ("syntax-bad-number.toml", "invalid integer", None),
     ("syntax-integer-overflow.toml", "number too large", None),
     ("syntax-bad-date.toml", "expected newline", None),
     ("syntax-control-char.toml", "invalid basic string", None),
     ("syntax-nul-byte.toml", "expected newline", None),
     ("syntax-header-with-value.toml", "expected newline", None),
-    ("syntax-array-of-tables-typo.toml", "invalid table header", None),
+    (
+        "syntax-array-of-tables-typo.toml",
+        "invalid table header",
+        None,
+    ),
     ("syntax-unicode-key.toml", "expected `.`, `=`", None),
     ("syntax-only-equals.toml", "invalid key", None),
     ("syntax-key-at-eof.toml", "a value is missing", None),
@@ -46,84 +58,260 @@ const EXPECT: &[(&str, &str, Option<&str>)] = &[
     ("missing-env.toml", "missing field `env`", None),
     ("missing-vault.toml", "missing field `vault`", None),
     ("store-missing-type.toml", "missing field `type`", None),
-    ("command-target-missing-argv.toml", "missing field `argv`", None),
+    (
+        "command-target-missing-argv.toml",
+        "missing field `argv`",
+        None,
+    ),
     // duplicates
-    ("duplicate-table-vault.toml", "invalid table header: duplicate key `vault`", None),
+    (
+        "duplicate-table-vault.toml",
+        "invalid table header: duplicate key `vault`",
+        None,
+    ),
     ("duplicate-key-top.toml", "duplicate key `env`", None),
     ("duplicate-key-vault.toml", "duplicate key `prefix`", None),
     ("duplicate-key-inline.toml", "duplicate key `env`", None),
-    ("duplicate-table-verify.toml", "duplicate key `verify`", None),
-    ("duplicate-store-as-table.toml", "duplicate key `store`", None),
-    ("duplicate-dotted-and-table.toml", "duplicate key `passphrase`", None),
-    ("duplicate-store-target.toml", "already written by [[store]] #1", None),
+    (
+        "duplicate-table-verify.toml",
+        "duplicate key `verify`",
+        None,
+    ),
+    (
+        "duplicate-store-as-table.toml",
+        "duplicate key `store`",
+        None,
+    ),
+    (
+        "duplicate-dotted-and-table.toml",
+        "duplicate key `passphrase`",
+        None,
+    ),
+    (
+        "duplicate-store-target.toml",
+        "already written by [[store]] #1",
+        None,
+    ),
     ("duplicate-command-target-name.toml", "appears twice", None),
     // unknown keys, at every level
-    ("unknown-top-level-key.toml", "unknown field `enviroment`", None),
+    (
+        "unknown-top-level-key.toml",
+        "unknown field `enviroment`",
+        None,
+    ),
     ("unknown-table-lock.toml", "unknown field `lock`", None),
     ("unknown-vault-key.toml", "unknown field `bukcet`", None),
-    ("unknown-passphrase-key.toml", "unknown field `rotate_every`", None),
-    ("unknown-old-source-key.toml", "unknown key `enviroment`", None),
+    (
+        "unknown-passphrase-key.toml",
+        "unknown field `rotate_every`",
+        None,
+    ),
+    (
+        "unknown-old-source-key.toml",
+        "unknown key `enviroment`",
+        None,
+    ),
     ("unknown-new-source-key.toml", "unknown key `random`", None),
     ("unknown-generate-key.toml", "unknown field `charset`", None),
-    ("unknown-salt-source-key.toml", "unknown key `variable`", None),
+    (
+        "unknown-salt-source-key.toml",
+        "unknown key `variable`",
+        None,
+    ),
     ("unknown-config-source-key.toml", "unknown key `path`", None),
-    ("source-two-keys-salt.toml", "`env` and `file` are both set", None),
+    (
+        "source-two-keys-salt.toml",
+        "`env` and `file` are both set",
+        None,
+    ),
     ("source-empty-table.toml", "an empty table", None),
     ("unknown-store-file-key.toml", "unknown field `owner`", None),
-    ("unknown-store-aws-key.toml", "unknown field `secretid`", Some("aws")),
-    ("unknown-store-gcp-key.toml", "unknown field `project_id`", Some("gcp")),
-    ("unknown-store-vps-file-key.toml", "unknown field `permissions`", Some("ssh")),
+    (
+        "unknown-store-aws-key.toml",
+        "unknown field `secretid`",
+        Some("aws"),
+    ),
+    (
+        "unknown-store-gcp-key.toml",
+        "unknown field `project_id`",
+        Some("gcp"),
+    ),
+    (
+        "unknown-store-vps-file-key.toml",
+        "unknown field `permissions`",
+        Some("ssh"),
+    ),
     ("unknown-store-vps-host-key.toml", "a host is", Some("ssh")),
-    ("unknown-store-type.toml", "unknown variant `hashicorp_vault`", None),
-    ("unknown-restart-command-key.toml", "unknown field `retries`", None),
-    ("unknown-restart-command-target-key.toml", "unknown field `cwd`", None),
-    ("unknown-restart-systemd-key.toml", "unknown field `restart_mode`", Some("ssh")),
-    ("unknown-restart-ecs-key.toml", "unknown field `force`", Some("aws")),
-    ("unknown-restart-kubernetes-key.toml", "unknown field `replicas`", Some("kubernetes")),
-    ("unknown-restart-cloud-run-key.toml", "unknown field `zone`", Some("gcp")),
+    (
+        "unknown-store-type.toml",
+        "unknown variant `hashicorp_vault`",
+        None,
+    ),
+    (
+        "unknown-restart-command-key.toml",
+        "unknown field `retries`",
+        None,
+    ),
+    (
+        "unknown-restart-command-target-key.toml",
+        "unknown field `cwd`",
+        None,
+    ),
+    (
+        "unknown-restart-systemd-key.toml",
+        "unknown field `restart_mode`",
+        Some("ssh"),
+    ),
+    (
+        "unknown-restart-ecs-key.toml",
+        "unknown field `force`",
+        Some("aws"),
+    ),
+    (
+        "unknown-restart-kubernetes-key.toml",
+        "unknown field `replicas`",
+        Some("kubernetes"),
+    ),
+    (
+        "unknown-restart-cloud-run-key.toml",
+        "unknown field `zone`",
+        Some("gcp"),
+    ),
     ("unknown-restart-type.toml", "unknown variant `nomad`", None),
     ("unknown-verify-key.toml", "unknown field `retries`", None),
     ("unknown-schedule-key.toml", "unknown field `every`", None),
-    ("unknown-notify-key.toml", "unknown field `slack_webhook`", None),
+    (
+        "unknown-notify-key.toml",
+        "unknown field `slack_webhook`",
+        None,
+    ),
     // wrong types
-    ("wrong-type-env.toml", "invalid type: integer `42`, expected a string", None),
-    ("wrong-type-vault-string.toml", "expected struct VaultSection", None),
-    ("wrong-type-iterations-float.toml", "invalid type: floating point", None),
+    (
+        "wrong-type-env.toml",
+        "invalid type: integer `42`, expected a string",
+        None,
+    ),
+    (
+        "wrong-type-vault-string.toml",
+        "expected struct VaultSection",
+        None,
+    ),
+    (
+        "wrong-type-iterations-float.toml",
+        "invalid type: floating point",
+        None,
+    ),
     ("wrong-type-audit.toml", "expected a boolean", None),
     ("wrong-type-store-table.toml", "expected a sequence", None),
     ("wrong-type-health.toml", "expected a sequence", None),
     ("wrong-type-samples-negative.toml", "expected u32", None),
     ("wrong-type-length-string.toml", "expected usize", None),
     ("wrong-type-old-number.toml", "passphrase.old must be", None),
-    ("wrong-type-mode-number.toml", "write the mode as an octal string", None),
+    (
+        "wrong-type-mode-number.toml",
+        "write the mode as an octal string",
+        None,
+    ),
     ("wrong-type-argv-string.toml", "expected a sequence", None),
     ("wrong-type-parallel.toml", "expected a boolean", None),
     ("wrong-type-meta-value.toml", "expected a string", None),
     ("wrong-type-checksum.toml", "unknown variant `always`", None),
     ("wrong-type-layout.toml", "unknown variant `sideways`", None),
-    ("wrong-type-command-string.toml", "passphrase.old.command", None),
-    ("wrong-type-type-number.toml", "expected variant identifier", None),
+    (
+        "wrong-type-command-string.toml",
+        "passphrase.old.command",
+        None,
+    ),
+    (
+        "wrong-type-type-number.toml",
+        "expected variant identifier",
+        None,
+    ),
     // literal secrets: refused, and never repeated (SECRETS below)
-    ("literal-secret-old.toml", "a plan never contains a passphrase", None),
-    ("literal-secret-new.toml", "a plan never contains a passphrase", None),
+    (
+        "literal-secret-old.toml",
+        "a plan never contains a passphrase",
+        None,
+    ),
+    (
+        "literal-secret-new.toml",
+        "a plan never contains a passphrase",
+        None,
+    ),
     ("literal-secret-value-key.toml", "unknown key `value`", None),
-    ("literal-secret-passphrase-string.toml", "expected struct PassphraseSection", None),
-    ("literal-secret-generate-string.toml", "passphrase.new.generate", None),
+    (
+        "literal-secret-passphrase-string.toml",
+        "expected struct PassphraseSection",
+        None,
+    ),
+    (
+        "literal-secret-generate-string.toml",
+        "passphrase.new.generate",
+        None,
+    ),
     ("literal-secret-env-array.toml", "passphrase.old.env", None),
-    ("literal-secret-vault-key.toml", "unknown field `passphrase`", None),
-    ("literal-secret-old-number.toml", "passphrase.old must be", None),
+    (
+        "literal-secret-vault-key.toml",
+        "unknown field `passphrase`",
+        None,
+    ),
+    (
+        "literal-secret-old-number.toml",
+        "passphrase.old must be",
+        None,
+    ),
     // absurd durations and sizes
-    ("absurd-vault-timeout.toml", "vault.timeout: \"999999y\" is absurdly long: at most \"24h\"", None),
-    ("absurd-verify-timeout-overflow.toml", "is not a duration", None),
-    ("absurd-verify-interval-negative.toml", "is not a duration", None),
-    ("absurd-verify-interval-unit.toml", "is not a duration", None),
-    ("absurd-verify-samples.toml", "verify.samples 4000000000 is absurd", None),
-    ("absurd-schedule-min-age.toml", "schedule.min_age: \"999999y\" is absurdly long", None),
-    ("absurd-restart-timeout.toml", "timeout: 999999years is absurdly long: at most \"24h\"", None),
-    ("absurd-restart-timeout-zero.toml", "timeout must be positive", None),
-    ("absurd-iterations-high.toml", "vault.iterations 4294967295 is absurd", None),
+    (
+        "absurd-vault-timeout.toml",
+        "vault.timeout: \"999999y\" is absurdly long: at most \"24h\"",
+        None,
+    ),
+    (
+        "absurd-verify-timeout-overflow.toml",
+        "is not a duration",
+        None,
+    ),
+    (
+        "absurd-verify-interval-negative.toml",
+        "is not a duration",
+        None,
+    ),
+    (
+        "absurd-verify-interval-unit.toml",
+        "is not a duration",
+        None,
+    ),
+    (
+        "absurd-verify-samples.toml",
+        "verify.samples 4000000000 is absurd",
+        None,
+    ),
+    (
+        "absurd-schedule-min-age.toml",
+        "schedule.min_age: \"999999y\" is absurdly long",
+        None,
+    ),
+    (
+        "absurd-restart-timeout.toml",
+        "timeout: 999999years is absurdly long: at most \"24h\"",
+        None,
+    ),
+    (
+        "absurd-restart-timeout-zero.toml",
+        "timeout must be positive",
+        None,
+    ),
+    (
+        "absurd-iterations-high.toml",
+        "vault.iterations 4294967295 is absurd",
+        None,
+    ),
     ("absurd-iterations-overflow.toml", "expected u32", None),
-    ("absurd-iterations-zero.toml", "vault.iterations must be positive", None),
+    (
+        "absurd-iterations-zero.toml",
+        "vault.iterations must be positive",
+        None,
+    ),
     ("absurd-iterations-negative.toml", "expected u32", None),
     ("absurd-length-zero.toml", "0 characters is too short", None),
     ("absurd-length-one.toml", "1 characters is too short", None),
@@ -132,12 +320,24 @@ const EXPECT: &[(&str, &str, Option<&str>)] = &[
     ("absurd-length-negative.toml", "expected usize", None),
     ("absurd-note-long.toml", "longer than 1024", None),
     ("absurd-mode-setuid.toml", "not an octal file mode", None),
-    ("absurd-mode-world-readable.toml", "gives others access", None),
+    (
+        "absurd-mode-world-readable.toml",
+        "gives others access",
+        None,
+    ),
     ("absurd-deep-nesting.toml", "recursion limit", None),
     ("absurd-long-line.toml", "vault.prefix \"aaaa", None),
     // relative paths
-    ("relative-vault-dir.toml", "vault.dir vault is relative", None),
-    ("relative-state-dir.toml", "state_dir state is relative", None),
+    (
+        "relative-vault-dir.toml",
+        "vault.dir vault is relative",
+        None,
+    ),
+    (
+        "relative-state-dir.toml",
+        "state_dir state is relative",
+        None,
+    ),
     ("relative-state-dir-tilde.toml", "`~` is not expanded", None),
     // semantic: a valid TOML document, a plan that cannot run
     ("semantic-no-store.toml", "no [[store]]", None),
@@ -145,8 +345,16 @@ const EXPECT: &[(&str, &str, Option<&str>)] = &[
     ("semantic-vault-inline.toml", "not both", None),
     ("semantic-prefix-slash.toml", "must end with \"/\"", None),
     ("semantic-env-uppercase.toml", "must match ^[a-z]", None),
-    ("semantic-health-url.toml", "must start with http:// or https://", None),
-    ("semantic-two-salts.toml", "set only one of vault.salt", None),
+    (
+        "semantic-health-url.toml",
+        "must start with http:// or https://",
+        None,
+    ),
+    (
+        "semantic-two-salts.toml",
+        "set only one of vault.salt",
+        None,
+    ),
     ("semantic-empty-command.toml", "command is empty", None),
     ("semantic-empty-argv.toml", "empty argv", None),
     // not text: each names the first byte that is not UTF-8, by line and column
@@ -198,20 +406,32 @@ fn validate(path: &Path) -> (Output, String) {
     let name = path.display();
     assert_eq!(out.status.code(), Some(10), "{name}: {stderr}");
     assert!(!stderr.contains("panicked"), "{name}: {stderr}");
-    assert!(out.stderr.len() < MAX_STDERR, "{name}: {} bytes of stderr", out.stderr.len());
-    assert!(out.stdout.is_empty(), "{name}: stdout {:?}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.stderr.len() < MAX_STDERR,
+        "{name}: {} bytes of stderr",
+        out.stderr.len()
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{name}: stdout {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(took < MAX_TIME, "{name}: took {took:?}");
     for s in SECRETS {
-        assert!(!stderr.contains(s), "{name}: the secret {s:?} was echoed: {stderr}");
+        assert!(
+            !stderr.contains(s),
+            "{name}: the secret {s:?} was echoed: {stderr}"
+        );
     }
     (out, stderr)
 }
 
 fn corpus() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(CORPUS))
-        .unwrap()
-        .map(|e| Path::new(CORPUS).join(e.unwrap().file_name()))
-        .collect();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(CORPUS))
+            .unwrap()
+            .map(|e| Path::new(CORPUS).join(e.unwrap().file_name()))
+            .collect();
     files.sort();
     files
 }
@@ -224,7 +444,10 @@ fn the_table_and_the_corpus_agree() {
         .collect();
     assert!(files.len() >= 60, "{} files", files.len());
     for f in &files {
-        assert!(EXPECT.iter().any(|(n, _, _)| n == f), "{f} has no expectation");
+        assert!(
+            EXPECT.iter().any(|(n, _, _)| n == f),
+            "{f} has no expectation"
+        );
     }
     for (n, _, _) in EXPECT {
         assert!(files.iter().any(|f| f == n), "{n} is not in {CORPUS}");
@@ -268,7 +491,11 @@ fn the_whole_corpus_at_once() {
     assert_eq!(out.status.code(), Some(10));
     let stderr = String::from_utf8_lossy(&out.stderr);
     for f in &files {
-        assert!(stderr.contains(&f.display().to_string()), "{} not named", f.display());
+        assert!(
+            stderr.contains(&f.display().to_string()),
+            "{} not named",
+            f.display()
+        );
     }
     let json = bin()
         .args(["validate", "--output", "json"])
@@ -320,7 +547,11 @@ fn paths_that_are_not_plan_files_name_the_file_and_why() {
         let (_, stderr) = validate(&path);
         let named = format!("{}: error: ", path.display());
         assert!(stderr.starts_with(&named), "{stderr}");
-        assert!(stderr.contains(why), "{}: expected {why:?} in {stderr}", path.display());
+        assert!(
+            stderr.contains(why),
+            "{}: expected {why:?} in {stderr}",
+            path.display()
+        );
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
     }
 }
@@ -332,13 +563,23 @@ fn refusals_carry_their_kind() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let kind = |p: &Path| plan::load(p).unwrap_err().kind;
     assert_eq!(kind(&root.join(CORPUS)), PlanErrorKind::Unreadable);
-    assert_eq!(kind(&root.join(CORPUS).join("binary-elf.toml")), PlanErrorKind::NotText);
-    assert_eq!(kind(&root.join(CORPUS).join("syntax-nul-byte.toml")), PlanErrorKind::Invalid);
-    assert_eq!(kind(&root.join(CORPUS).join("semantic-no-store.toml")), PlanErrorKind::Invalid);
+    assert_eq!(
+        kind(&root.join(CORPUS).join("binary-elf.toml")),
+        PlanErrorKind::NotText
+    );
+    assert_eq!(
+        kind(&root.join(CORPUS).join("syntax-nul-byte.toml")),
+        PlanErrorKind::Invalid
+    );
+    assert_eq!(
+        kind(&root.join(CORPUS).join("semantic-no-store.toml")),
+        PlanErrorKind::Invalid
+    );
     if Path::new("/dev/zero").exists() {
         assert_eq!(kind(Path::new("/dev/zero")), PlanErrorKind::TooLarge);
     }
-    let e = plan::parse_bytes(Path::new("x.toml"), &vec![b' '; plan::MAX_PLAN_BYTES + 1]).unwrap_err();
+    let e =
+        plan::parse_bytes(Path::new("x.toml"), &vec![b' '; plan::MAX_PLAN_BYTES + 1]).unwrap_err();
     assert_eq!(e.kind, PlanErrorKind::TooLarge);
 }
 
@@ -350,7 +591,9 @@ fn thousands_of_problems_are_counted_not_listed() {
     use vsync_orchestrate::plan::{MAX_PLAN_BYTES, MAX_PROBLEMS};
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("many.toml");
-    let mut plan = String::from("env = \"prod\"\n[vault]\ndir = \"/srv/v\"\nprefix = \"a/prod/\"\nsalt = \"s\"\n");
+    let mut plan = String::from(
+        "env = \"prod\"\n[vault]\ndir = \"/srv/v\"\nprefix = \"a/prod/\"\nsalt = \"s\"\n",
+    );
     let table = "[[store]]\ntype = \"file\"\npath = \"/etc/vsync/passphrase\"\nmode = \"0644\"\n";
     let n = (MAX_PLAN_BYTES - plan.len()) / table.len();
     plan.push_str(&table.repeat(n));

@@ -25,7 +25,11 @@ pub fn plan_load(data: &[u8]) {
             for p in &e.problems {
                 assert_eq!(p.severity, Severity::Error, "{p}");
                 assert_eq!(p.file, path, "{p}");
-                assert!(!p.message.trim().is_empty(), "a problem without a reason: {p:?} for {:?}", String::from_utf8_lossy(data));
+                assert!(
+                    !p.message.trim().is_empty(),
+                    "a problem without a reason: {p:?} for {:?}",
+                    String::from_utf8_lossy(data)
+                );
                 let shown = p.to_string();
                 assert!(shown.starts_with(PATH), "{shown}");
                 match e.kind {
@@ -42,7 +46,10 @@ pub fn plan_load(data: &[u8]) {
         }
         Ok(loaded) => {
             assert!(!loaded.plan.stores.is_empty(), "a plan without a store");
-            assert!(loaded.warnings.iter().all(|w| w.severity == Severity::Warning));
+            assert!(loaded
+                .warnings
+                .iter()
+                .all(|w| w.severity == Severity::Warning));
             assert_eq!(loaded.source.as_bytes(), data);
             let again = parse_bytes(path, data).expect("the same bytes load twice");
             assert_eq!(again.warnings.len(), loaded.warnings.len());

@@ -76,8 +76,14 @@ pub fn load(path: &Path) -> Result<LoadedPlan, PlanError> {
 /// has no length to check first).
 fn read_bounded(path: &Path) -> Result<Vec<u8>, PlanError> {
     use std::io::Read;
-    let unreadable =
-        |why: String| PlanError::one(PlanErrorKind::Unreadable, path, None, format!("cannot read the plan: {why}"));
+    let unreadable = |why: String| {
+        PlanError::one(
+            PlanErrorKind::Unreadable,
+            path,
+            None,
+            format!("cannot read the plan: {why}"),
+        )
+    };
     let file = std::fs::File::open(path).map_err(|e| unreadable(e.to_string()))?;
     let meta = file.metadata().map_err(|e| unreadable(e.to_string()))?;
     if meta.is_dir() {
@@ -121,7 +127,8 @@ fn not_text(path: &Path, bytes: &[u8], e: std::str::Utf8Error) -> PlanError {
     let before = std::str::from_utf8(&bytes[..good]).unwrap_or_default();
     let at = validate::line_col(before, good);
     let why = if bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]) {
-        "the plan is UTF-16 text (it starts with a UTF-16 byte-order mark); save it as UTF-8".to_owned()
+        "the plan is UTF-16 text (it starts with a UTF-16 byte-order mark); save it as UTF-8"
+            .to_owned()
     } else {
         let head = &bytes[..bytes.len().min(8192)];
         let binary = head.contains(&0) || bytes.starts_with(&[0x1f, 0x8b]);

@@ -152,7 +152,10 @@ pub(super) fn from_toml_error(file: &Path, source: &str, e: &toml::de::Error) ->
         }
     } else if msg.contains("untagged enum RawSource") {
         // A source that is neither a string nor a table: say which source it is.
-        let key = e.span().and_then(|s| key_before(source, s.start)).unwrap_or("");
+        let key = e
+            .span()
+            .and_then(|s| key_before(source, s.start))
+            .unwrap_or("");
         out = match key {
             "old" => OLD_SOURCE.to_owned(),
             "new" => NEW_SOURCE.to_owned(),
@@ -207,7 +210,12 @@ fn key_before(source: &str, offset: usize) -> Option<&str> {
         .trim_end()
         .rsplit(|c: char| c == '{' || c == ',' || c.is_whitespace())
         .next()?;
-    Some(key.rsplit('.').next().unwrap_or(key).trim_matches(|c| c == '"' || c == '\''))
+    Some(
+        key.rsplit('.')
+            .next()
+            .unwrap_or(key)
+            .trim_matches(|c| c == '"' || c == '\''),
+    )
 }
 
 /// Keys whose string value may be a passphrase written into the plan by mistake.
@@ -273,7 +281,8 @@ fn headers<'a>(source: &'a str, header: &'a str) -> impl Iterator<Item = usize> 
         let start = offset;
         offset += line.len();
         let t = line.trim_start();
-        t.starts_with(header).then(|| start + (line.len() - t.len()))
+        t.starts_with(header)
+            .then(|| start + (line.len() - t.len()))
     })
 }
 
@@ -289,7 +298,9 @@ fn locate_section(source: &str, section: &str) -> Option<(usize, usize)> {
     let mut offset = 0;
     for line in source.split_inclusive('\n') {
         let t = line.trim_start();
-        if t.starts_with(name) && matches!(t[name.len()..].trim_start().chars().next(), Some('=' | '.')) {
+        if t.starts_with(name)
+            && matches!(t[name.len()..].trim_start().chars().next(), Some('=' | '.'))
+        {
             return Some(line_col(source, offset + (line.len() - t.len())));
         }
         offset += line.len();
@@ -597,7 +608,9 @@ pub(super) fn check(file: &Path, source: &str, plan: &Plan) -> Vec<Problem> {
         let me = format!("[[{table}]] #{}", i + 1);
         for t in targets {
             if let Some(first) = seen.get(&t) {
-                let msg = format!("{t} is already written by {first}: two tables must not name the same target");
+                let msg = format!(
+                    "{t} is already written by {first}: two tables must not name the same target"
+                );
                 let where_ = if c.full() { None } else { at() };
                 c.err(where_, msg);
             } else {
@@ -647,7 +660,11 @@ pub(super) fn check(file: &Path, source: &str, plan: &Plan) -> Vec<Problem> {
             Err(e) => c.err(at, format!("schedule.min_age: {e}")),
             Ok(d) if d > MAX_MIN_AGE => c.err(
                 at,
-                too_long("schedule.min_age", &format!("{:?}", s.min_age), MAX_MIN_AGE_SHOWN),
+                too_long(
+                    "schedule.min_age",
+                    &format!("{:?}", s.min_age),
+                    MAX_MIN_AGE_SHOWN,
+                ),
             ),
             Ok(_) => {}
         }
