@@ -583,41 +583,38 @@ pub(super) fn check(file: &Path, source: &str, plan: &Plan) -> Vec<Problem> {
     }
     // Target → the table that names it first.
     let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
-    let mut adapter = |c: &mut Checker,
-                       table: &str,
-                       i: usize,
-                       findings: Vec<Finding>,
-                       targets: Vec<String>| {
-        // Located only when there is something to say, and while it is still shown:
-        // finding the n-th table reads the source again.
-        let at = || locate_table(source, table, i);
-        for f in findings {
-            let where_ = if c.full() {
-                None
-            } else {
-                f.key
-                    .as_deref()
-                    .and_then(|k| locate_in_table(source, table, i, k))
-                    .or_else(at)
-            };
-            match f.severity {
-                AdapterSeverity::Error => c.err(where_, f.message),
-                _ => c.warn(where_, f.message),
+    let mut adapter =
+        |c: &mut Checker, table: &str, i: usize, findings: Vec<Finding>, targets: Vec<String>| {
+            // Located only when there is something to say, and while it is still shown:
+            // finding the n-th table reads the source again.
+            let at = || locate_table(source, table, i);
+            for f in findings {
+                let where_ = if c.full() {
+                    None
+                } else {
+                    f.key
+                        .as_deref()
+                        .and_then(|k| locate_in_table(source, table, i, k))
+                        .or_else(at)
+                };
+                match f.severity {
+                    AdapterSeverity::Error => c.err(where_, f.message),
+                    _ => c.warn(where_, f.message),
+                }
             }
-        }
-        let me = format!("[[{table}]] #{}", i + 1);
-        for t in targets {
-            if let Some(first) = seen.get(&t) {
-                let msg = format!(
+            let me = format!("[[{table}]] #{}", i + 1);
+            for t in targets {
+                if let Some(first) = seen.get(&t) {
+                    let msg = format!(
                     "{t} is already written by {first}: two tables must not name the same target"
                 );
-                let where_ = if c.full() { None } else { at() };
-                c.err(where_, msg);
-            } else {
-                seen.insert(t, me.clone());
+                    let where_ = if c.full() { None } else { at() };
+                    c.err(where_, msg);
+                } else {
+                    seen.insert(t, me.clone());
+                }
             }
-        }
-    };
+        };
     for (i, s) in plan.stores.iter().enumerate() {
         let cfg = s.config();
         adapter(&mut c, "store", i, cfg.check(), cfg.targets());
