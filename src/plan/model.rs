@@ -340,8 +340,41 @@ fn value_as<T: serde::de::DeserializeOwned, E: serde::de::Error>(
     key: &str,
     v: toml::Value,
 ) -> Result<T, E> {
-    v.try_into::<T>()
-        .map_err(|e| E::custom(format!("{what}.{key}: {}", e.message().trim())))
+    v.try_into::<T>().map_err(|e| {
+        E::custom(format!(
+            "{what}.{key}: {}",
+            redact_strings(e.message().trim())
+        ))
+    })
+}
+
+/// serde quotes a refused string (`invalid type: string "…"`); in a passphrase
+/// source that string may be the passphrase itself, so it is never repeated.
+pub(super) fn redact_strings(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(i) = rest.find("string \"") {
+        out.push_str(&rest[..i]);
+        out.push_str("a string");
+        let mut chars = rest[i + "string \"".len()..].char_indices();
+        let start = i + "string \"".len();
+        let mut end = rest.len();
+        while let Some((j, ch)) = chars.next() {
+            match ch {
+                '\\' => {
+                    chars.next();
+                }
+                '"' => {
+                    end = start + j + 1;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 impl<'de> Deserialize<'de> for OldSource {
