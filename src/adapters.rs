@@ -19,14 +19,16 @@ macro_rules! registry {
         restarters { $($rv:ident = $rt:literal, $rf:literal, $rc:ty;)* }
     ) => {
         /// A `[[store]]` table: the adapter's own config, picked by `type`.
-        #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+        #[derive(Debug, Clone, serde::Deserialize, serde::Serialize, vsync_orchestrate_api::schemars::JsonSchema)]
+        #[schemars(crate = "vsync_orchestrate_api::schemars")]
         #[serde(tag = "type")]
         pub enum StoreSpec {
             $(#[cfg(feature = $sf)] #[serde(rename = $st)] $sv($sc),)*
         }
 
         /// A `[[restart]]` table.
-        #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+        #[derive(Debug, Clone, serde::Deserialize, serde::Serialize, vsync_orchestrate_api::schemars::JsonSchema)]
+        #[schemars(crate = "vsync_orchestrate_api::schemars")]
         #[serde(tag = "type")]
         pub enum RestartSpec {
             $(#[cfg(feature = $rf)] #[serde(rename = $rt)] $rv($rc),)*

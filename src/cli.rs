@@ -120,6 +120,8 @@ pub enum Command {
     Completions { shell: clap_complete::Shell },
     /// The man page (roff), to stdout.
     Man,
+    /// The plan's JSON Schema (for editors: taplo / Even Better TOML), to stdout.
+    Schema,
     /// Restart one demo app (the demo plan's `command` restarter runs this).
     #[command(hide = true)]
     DemoCtl {

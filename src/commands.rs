@@ -155,6 +155,10 @@ pub async fn dispatch(cli: &Cli) -> u8 {
             );
             0
         }
+        Command::Schema => {
+            println!("{}", plan::schema::pretty());
+            0
+        }
         Command::Man => {
             let cmd = <Cli as clap::CommandFactory>::command();
             match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {

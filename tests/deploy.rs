@@ -71,6 +71,7 @@ async fn systemd_timer_fires_the_tool() {
           /usr/local/bin/vsync-orchestrate-deploy-test demo-ctl stop --app 1 --dir /var/lib/vsync-deploy-test; fi; \
         rm -rf /var/lib/vsync-deploy-test /etc/vsync-orchestrate /var/lib/vsync-orchestrate \
           /var/lib/prometheus/node-exporter/vsync-orchestrate.prom /usr/local/bin/vsync-orchestrate-deploy-test; \
+        systemctl reset-failed vsync-orchestrate.service vsync-orchestrate.timer 2>/dev/null; \
         systemctl daemon-reload";
     env.ssh(cleanup);
 
@@ -113,7 +114,9 @@ async fn systemd_timer_fires_the_tool() {
     );
     env.put(
         "/etc/systemd/system/vsync-orchestrate.service.d/test.conf",
-        b"[Service]\nUser=root\n",
+        // A directory vault and a `file` store on this host are writes the
+        // unit's ProtectSystem=strict refuses unless listed, as its comment says.
+        b"[Service]\nUser=root\nReadWritePaths=/var/lib/vsync-deploy-test\n",
         "0644",
     );
     env.put(
@@ -122,7 +125,16 @@ async fn systemd_timer_fires_the_tool() {
         "0644",
     );
     env.ssh("systemd-analyze verify /etc/systemd/system/vsync-orchestrate.service /etc/systemd/system/vsync-orchestrate.timer 2>&1 | grep -v 'demo@\\|vsyncapp@' || true");
-    env.ssh("systemctl daemon-reload && systemctl start vsync-orchestrate.timer");
+    env.ssh("systemctl daemon-reload");
+    // A fresh unit: an earlier run's exit (kept by systemd) must not pass for this one.
+    assert_eq!(
+        env.prop(
+            "vsync-orchestrate.service",
+            "ExecMainExitTimestampMonotonic"
+        ),
+        "0"
+    );
+    env.ssh("systemctl start vsync-orchestrate.timer");
 
     // The timer fires; the oneshot service runs to completion.
     let began = std::time::Instant::now();

@@ -90,11 +90,12 @@ async fn the_eks_example_plan_runs_end_to_end() {
         kubeconfig(&[(&context, &cluster.url())], &namespace, &context),
     )
     .unwrap();
-    // The plan's AWS profile, pointing at moto's test credentials.
+    // The plan's AWS profile for the store and the default one for the vault (the
+    // example names no vault profile), both on moto's test credentials.
     let aws_config = dir.path().join("aws-config");
     std::fs::write(
         &aws_config,
-        format!("[profile {profile}]\nregion = us-east-1\naws_access_key_id = testing\naws_secret_access_key = testing\n"),
+        format!("[default]\nregion = us-east-1\naws_access_key_id = testing\naws_secret_access_key = testing\n\n[profile {profile}]\nregion = us-east-1\naws_access_key_id = testing\naws_secret_access_key = testing\n"),
     )
     .unwrap();
 

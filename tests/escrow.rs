@@ -161,7 +161,7 @@ fn a_bad_recipient_is_refused_by_validate() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(10), "{err}");
     assert!(
-        err.contains("plan.toml:11:1") && err.contains("not an age X25519 public key"),
+        err.contains("plan.toml:10:1") && err.contains("not an age X25519 public key"),
         "{err}"
     );
 }

@@ -5,6 +5,7 @@ pub mod fuzzing;
 mod model;
 mod validate;
 
+pub mod schema;
 pub use model::*;
 pub use validate::{
     parse_duration, Problem, Severity, MAX_ITERATIONS, MAX_MESSAGE, MAX_MIN_AGE, MAX_PROBLEMS,

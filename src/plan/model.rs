@@ -8,8 +8,10 @@ pub use crate::adapters::{RestartSpec, StoreSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use vsync_orchestrate_api::schemars::JsonSchema;
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(crate = "vsync_orchestrate_api::schemars")]
 #[serde(deny_unknown_fields)]
 pub struct Plan {
     /// Environment name (`^[a-z][a-z0-9_-]*$`), as vsync spells it.
@@ -35,7 +37,8 @@ pub struct Plan {
     pub state_dir: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(crate = "vsync_orchestrate_api::schemars")]
 #[serde(deny_unknown_fields)]
 pub struct VaultSection {
     /// S3 bucket; exactly one of `bucket` and `dir`.
@@ -77,7 +80,8 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[schemars(crate = "vsync_orchestrate_api::schemars")]
 #[serde(rename_all = "snake_case")]
 pub enum ChecksumMode {
     WhenSupported,
@@ -85,7 +89,8 @@ pub enum ChecksumMode {
 }
 
 /// A non-secret value given inline, or read from the environment or a file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[schemars(crate = "vsync_orchestrate_api::schemars", deny_unknown_fields)]
 #[serde(untagged)]
 pub enum ValueSource {
     Literal(String),
@@ -93,7 +98,8 @@ pub enum ValueSource {
     File { file: PathBuf },
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(crate = "vsync_orchestrate_api::schemars")]
 #[serde(deny_unknown_fields)]
 pub struct PassphraseSection {
     #[serde(default = "old_default")]
@@ -128,7 +134,8 @@ fn new_default() -> NewSource {
 
 /// Where the current passphrase comes from. A literal string other than the
 /// keywords is refused: a plan never contains a passphrase.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[schemars(crate = "vsync_orchestrate_api::schemars", deny_unknown_fields)]
 #[serde(untagged)]
 pub enum OldSource {
     /// `store` | `prompt` | `stdin`
@@ -144,7 +151,8 @@ pub enum OldSource {
     },
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[schemars(crate = "vsync_orchestrate_api::schemars", deny_unknown_fields)]
 #[serde(untagged)]
 pub enum NewSource {
     /// `prompt` | `stdin`
@@ -163,7 +171,8 @@ pub enum NewSource {
     },
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(crate = "vsync_orchestrate_api::schemars")]
 #[serde(deny_unknown_fields)]
 pub struct Generate {
     #[serde(default = "default_length")]
@@ -174,7 +183,8 @@ fn default_length() -> usize {
     32
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[schemars(crate = "vsync_orchestrate_api::schemars")]
 #[serde(deny_unknown_fields)]
 pub struct VerifySection {
     #[serde(default)]
@@ -187,14 +197,16 @@ pub struct VerifySection {
     pub interval: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(crate = "vsync_orchestrate_api::schemars")]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleSection {
     /// `run` exits 0 "not due" when the last rotation is younger than this.
     pub min_age: String,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(crate = "vsync_orchestrate_api::schemars")]
 #[serde(deny_unknown_fields)]
 pub struct NotifySection {
     /// Commands run after the run with the JSON summary on stdin.
@@ -216,11 +228,13 @@ pub struct NotifySection {
         with = "humantime_serde",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(with = "Option<String>")]
     pub timeout: Option<std::time::Duration>,
 }
 
 /// `[notify.slack]` / `[notify.webhook]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(crate = "vsync_orchestrate_api::schemars")]
 #[serde(deny_unknown_fields)]
 pub struct WebhookSection {
     /// The URL, from `{ env = "…" }` or `{ file = "…" }`: a webhook URL is a
@@ -229,7 +243,8 @@ pub struct WebhookSection {
 }
 
 /// The moments a notification is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[schemars(crate = "vsync_orchestrate_api::schemars")]
 #[serde(rename_all = "snake_case")]
 pub enum NotifyOn {
     /// The run is about to stage: preflight passed and a rotation is due.
@@ -264,7 +279,8 @@ impl NotifyOn {
 
 /// A credential that is not a passphrase, read from the environment or a file,
 /// never written in the plan.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[schemars(crate = "vsync_orchestrate_api::schemars", deny_unknown_fields)]
 #[serde(untagged)]
 pub enum SecretRef {
     Env { env: String },
@@ -275,7 +291,8 @@ pub enum SecretRef {
 /// with age to these public keys and written beside the journal (and, with
 /// `vault_copy`, under the vault prefix), so a store that loses the value cannot
 /// lose the passphrase. Only the holders of the matching identities can open it.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(crate = "vsync_orchestrate_api::schemars")]
 #[serde(deny_unknown_fields)]
 pub struct EscrowSection {
     /// `age1…` X25519 recipients (the security team's public keys).

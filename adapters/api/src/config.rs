@@ -153,6 +153,21 @@ impl std::str::FromStr for FileMode {
     }
 }
 
+/// A mode is written `"0600"`, `"600"` or as a number; the schema says so.
+impl schemars::JsonSchema for FileMode {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "FileMode".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "An octal file mode such as \"0600\" (owner only) or \"0640\"",
+            "type": ["string", "integer"],
+            "pattern": "^0?[0-7]{3}$"
+        })
+    }
+}
+
 impl serde::Serialize for FileMode {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         s.collect_str(self)

@@ -18,6 +18,7 @@ pub use build_context::BuildContext;
 pub use config::{FileMode, Finding, RestarterConfig, Severity, StoreConfig};
 pub use error::{Error, ErrorKind, Result};
 pub use passphrase::Passphrase;
+pub use schemars;
 pub use traits::{Restarter, SecretStore};
 pub use types::{
     ActivatedVersion, Preflight, RestartContext, RestarterCapabilities, Rollout, RolloutOutcome,

@@ -22,7 +22,16 @@ type Started = (String, Option<String>);
 const DESCRIBE_BATCH: usize = 10;
 
 /// The plan's `[[restart]] type = "ecs"` table.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    serde::Deserialize,
+    serde::Serialize,
+    vsync_orchestrate_api::schemars::JsonSchema,
+)]
+#[schemars(crate = "vsync_orchestrate_api::schemars")]
 #[serde(deny_unknown_fields)]
 pub struct EcsConfig {
     /// Name or ARN of the cluster.
@@ -40,10 +49,12 @@ pub struct EcsConfig {
     pub profile: Option<String>,
     /// How long the rollout may take (default 10 minutes).
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub timeout: Option<Duration>,
     /// How often `wait` asks ECS for progress (default 10 s). Rollouts take
     /// minutes; a few seconds keeps well inside the DescribeServices rate limit.
     #[serde(default = "EcsConfig::default_poll", with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub poll_interval: Duration,
 }
 

@@ -19,7 +19,16 @@ const PREVIOUS: &str = "AWSPREVIOUS";
 const KIND: &str = "aws_secrets_manager";
 
 /// The plan's `[[store]] type = "aws_secrets_manager"` table.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    serde::Deserialize,
+    serde::Serialize,
+    vsync_orchestrate_api::schemars::JsonSchema,
+)]
+#[schemars(crate = "vsync_orchestrate_api::schemars")]
 #[serde(deny_unknown_fields)]
 pub struct SecretsManagerConfig {
     /// Name or ARN. An ARN is needed for a secret in another account.
@@ -41,6 +50,7 @@ pub struct SecretsManagerConfig {
     /// `timeout`): without it a stalled activation would hold the window open for
     /// as long as the TCP connection lives.
     #[serde(default, rename = "timeout", with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub attempt_timeout: Option<std::time::Duration>,
 }
 

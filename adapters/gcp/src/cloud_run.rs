@@ -32,7 +32,16 @@ pub(crate) const KIND: &str = "cloud_run";
 pub const RUN_ANNOTATION: &str = "vsync-orchestrate/run-id";
 
 /// The plan's `[[restart]] type = "cloud_run"` table.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    serde::Deserialize,
+    serde::Serialize,
+    vsync_orchestrate_api::schemars::JsonSchema,
+)]
+#[schemars(crate = "vsync_orchestrate_api::schemars")]
 #[serde(deny_unknown_fields)]
 pub struct CloudRunConfig {
     /// Full resource names, `projects/P/locations/L/services/S`, restarted
@@ -46,9 +55,11 @@ pub struct CloudRunConfig {
     pub credentials: CredentialSource,
     /// How long the rollout may take (default 10 minutes).
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub timeout: Option<Duration>,
     /// How often `wait` asks for progress (default 5 s).
     #[serde(default = "CloudRunConfig::default_poll", with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub poll_interval: Duration,
 }
 

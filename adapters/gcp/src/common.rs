@@ -10,7 +10,18 @@ use tokio::sync::OnceCell;
 use vsync_orchestrate_api::{BuildContext, Error, Finding, Result};
 
 /// Where a GCP adapter gets its credentials (the plan's `credentials` key).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Deserialize,
+    serde::Serialize,
+    vsync_orchestrate_api::schemars::JsonSchema,
+)]
+#[schemars(crate = "vsync_orchestrate_api::schemars")]
 #[serde(rename_all = "snake_case")]
 pub enum CredentialSource {
     /// Application Default Credentials: `GOOGLE_APPLICATION_CREDENTIALS`, the

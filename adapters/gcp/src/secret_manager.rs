@@ -31,7 +31,16 @@ pub const PENDING_ALIAS: &str = "pending";
 pub const PREVIOUS_ALIAS: &str = "previous";
 
 /// The plan's `[[store]] type = "gcp_secret_manager"` table.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    serde::Deserialize,
+    serde::Serialize,
+    vsync_orchestrate_api::schemars::JsonSchema,
+)]
+#[schemars(crate = "vsync_orchestrate_api::schemars")]
 #[serde(deny_unknown_fields)]
 pub struct SecretManagerConfig {
     /// The full resource name, `projects/P/secrets/S` (or a regional
@@ -54,6 +63,7 @@ pub struct SecretManagerConfig {
     /// How long one attempt of a request may take (default 10 s): a stalled
     /// activation must not hold the window open.
     #[serde(default, rename = "timeout", with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub attempt_timeout: Option<Duration>,
 }
 

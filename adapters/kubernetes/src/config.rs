@@ -14,7 +14,16 @@ use vsync_orchestrate_api::{
 /// Workloads are named by kind (`deployments`, `statefulsets`, `daemonsets`), found
 /// by a label `selector`, or listed in ordered `waves` (`"deployment/api"`), each
 /// wave restarted only once the one before it has rolled out.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    serde::Deserialize,
+    serde::Serialize,
+    vsync_orchestrate_api::schemars::JsonSchema,
+)]
+#[schemars(crate = "vsync_orchestrate_api::schemars")]
 #[serde(deny_unknown_fields)]
 pub struct KubernetesConfig {
     /// A kubeconfig file; default: `$KUBECONFIG`, then `~/.kube/config`.
@@ -49,13 +58,16 @@ pub struct KubernetesConfig {
         with = "humantime_serde",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(with = "Option<String>")]
     pub timeout: Option<Duration>,
     /// How often pods of the new template are checked for crash loops (default 5 s).
     #[serde(default = "KubernetesConfig::default_poll", with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub poll_interval: Duration,
     /// How long one watch runs before the status is listed afresh (default 60 s): a
     /// watch that silently stops delivering cannot stall the wait.
     #[serde(default = "KubernetesConfig::default_resync", with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub resync: Duration,
 }
 

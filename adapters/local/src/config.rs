@@ -13,7 +13,10 @@ use vsync_orchestrate_api::{
 };
 
 /// `[[store]] type = "file"`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Deserialize, Serialize, vsync_orchestrate_api::schemars::JsonSchema,
+)]
+#[schemars(crate = "vsync_orchestrate_api::schemars")]
 #[serde(deny_unknown_fields)]
 pub struct FileStoreConfig {
     /// The file apps read through `VSYNC_PASSPHRASE_FILE`.
@@ -66,7 +69,10 @@ impl StoreConfig for FileStoreConfig {
 }
 
 /// One `targets = [{ name, argv }]` entry.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Deserialize, Serialize, vsync_orchestrate_api::schemars::JsonSchema,
+)]
+#[schemars(crate = "vsync_orchestrate_api::schemars")]
 #[serde(deny_unknown_fields)]
 pub struct CommandTarget {
     pub name: String,
@@ -97,7 +103,10 @@ fn canonical_file(path: &Path) -> PathBuf {
 }
 
 /// `[[restart]] type = "command"`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Deserialize, Serialize, vsync_orchestrate_api::schemars::JsonSchema,
+)]
+#[schemars(crate = "vsync_orchestrate_api::schemars")]
 #[serde(deny_unknown_fields)]
 pub struct CommandRestarterConfig {
     pub targets: Vec<CommandTarget>,
@@ -107,6 +116,7 @@ pub struct CommandRestarterConfig {
     /// Per target, default 2 minutes. When set it is also the deadline of the whole
     /// rollout (default 10 minutes), as it always was.
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub timeout: Option<Duration>,
 }
 

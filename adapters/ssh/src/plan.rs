@@ -17,14 +17,20 @@ use vsync_orchestrate_api::{
 };
 
 /// A host: `"name"` (an address or `~/.ssh/config` alias) or a table.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Deserialize, Serialize, vsync_orchestrate_api::schemars::JsonSchema,
+)]
+#[schemars(crate = "vsync_orchestrate_api::schemars")]
 #[serde(untagged)]
 pub enum HostEntry {
     Name(String),
     Spec(HostTable),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Deserialize, Serialize, vsync_orchestrate_api::schemars::JsonSchema,
+)]
+#[schemars(crate = "vsync_orchestrate_api::schemars")]
 #[serde(deny_unknown_fields)]
 pub struct HostTable {
     pub host: String,
@@ -50,16 +56,29 @@ impl HostEntry {
 }
 
 /// `ssh = { … }`: the SSH transport's options, shared by the table's hosts.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    Deserialize,
+    Serialize,
+    vsync_orchestrate_api::schemars::JsonSchema,
+)]
+#[schemars(crate = "vsync_orchestrate_api::schemars")]
 #[serde(deny_unknown_fields)]
 pub struct SshTable {
     /// `"strict"` (default: the key must be in known_hosts) or `"accept_new"`.
     pub host_key_policy: Option<HostKeyPolicyName>,
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub connect_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub command_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub idle_timeout: Option<Duration>,
     /// `-F FILE` instead of `~/.ssh/config`.
     pub config_file: Option<PathBuf>,
@@ -67,7 +86,17 @@ pub struct SshTable {
     pub control_directory: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Deserialize,
+    Serialize,
+    vsync_orchestrate_api::schemars::JsonSchema,
+)]
+#[schemars(crate = "vsync_orchestrate_api::schemars")]
 #[serde(rename_all = "snake_case")]
 pub enum HostKeyPolicyName {
     Strict,
@@ -124,7 +153,10 @@ fn host_targets(hosts: &[HostEntry]) -> Vec<String> {
 }
 
 /// `[[store]] type = "vps_file"`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Deserialize, Serialize, vsync_orchestrate_api::schemars::JsonSchema,
+)]
+#[schemars(crate = "vsync_orchestrate_api::schemars")]
 #[serde(deny_unknown_fields)]
 pub struct VpsFileTable {
     pub hosts: Vec<HostEntry>,
@@ -205,7 +237,18 @@ impl StoreConfig for VpsFileTable {
 }
 
 /// `mode = "parallel" | "rolling"`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Deserialize,
+    Serialize,
+    vsync_orchestrate_api::schemars::JsonSchema,
+)]
+#[schemars(crate = "vsync_orchestrate_api::schemars")]
 #[serde(rename_all = "snake_case")]
 pub enum SystemdMode {
     #[default]
@@ -214,7 +257,10 @@ pub enum SystemdMode {
 }
 
 /// `[[restart]] type = "systemd"`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Deserialize, Serialize, vsync_orchestrate_api::schemars::JsonSchema,
+)]
+#[schemars(crate = "vsync_orchestrate_api::schemars")]
 #[serde(deny_unknown_fields)]
 pub struct SystemdTable {
     #[serde(default)]
@@ -230,12 +276,15 @@ pub struct SystemdTable {
     pub batch_size: Option<usize>,
     /// Between rolling batches (default none).
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub pause: Option<Duration>,
     /// How long a restarted unit must stay up unchanged (default 10 s).
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub settle: Option<Duration>,
     /// How often unit state is polled (default 500 ms).
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub poll_interval: Option<Duration>,
     /// Journal lines quoted for a failed unit (default 10).
     pub journal_lines: Option<usize>,
@@ -243,6 +292,7 @@ pub struct SystemdTable {
     pub sudo: bool,
     /// The whole rollout (default 10 minutes).
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub timeout: Option<Duration>,
     #[serde(default)]
     pub ssh: SshTable,
