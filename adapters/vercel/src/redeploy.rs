@@ -112,13 +112,47 @@ impl Project {
     }
 }
 
+/// A deployment as `GET /v13/deployments/{id}` (`id`, `readyState`) or the v6
+/// list (`uid`, `state`) gives it; some answers carry both spellings.
+#[derive(Debug, Deserialize)]
+#[serde(from = "RawDeployment")]
+struct Deployment {
+    id: String,
+    ready_state: String,
+    url: Option<String>,
+    alias_assigned: Value,
+    alias_error: Value,
+    error_code: Option<String>,
+    error_message: Option<String>,
+    checks: Value,
+}
+
+impl From<RawDeployment> for Deployment {
+    fn from(r: RawDeployment) -> Self {
+        Deployment {
+            id: r.id.or(r.uid).unwrap_or_default(),
+            ready_state: r.ready_state.or(r.state).unwrap_or_default(),
+            url: r.url,
+            alias_assigned: r.alias_assigned,
+            alias_error: r.alias_error,
+            error_code: r.error_code,
+            error_message: r.error_message,
+            checks: r.checks,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Deployment {
-    #[serde(alias = "uid")]
-    id: String,
-    #[serde(default, alias = "state")]
-    ready_state: String,
+struct RawDeployment {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    uid: Option<String>,
+    #[serde(default)]
+    ready_state: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
     #[serde(default)]
     url: Option<String>,
     #[serde(default)]
@@ -301,7 +335,7 @@ impl VercelRedeploy {
                 None,
             )
             .await?;
-        Ok(l.deployments.into_iter().next())
+        Ok(l.deployments.into_iter().find(|d| !d.id.is_empty()))
     }
 
     async fn deployment(&self, id: &str, deadline: Instant) -> Result<Deployment> {
@@ -424,6 +458,11 @@ impl Restarter for VercelRedeploy {
                     )
                     .await
                     .map_err(|e| self.ctx(e))?;
+                if d.id.is_empty() {
+                    return Err(self.ctx(Error::failed(
+                        "redeploying production: the answer names no deployment",
+                    )));
+                }
                 rollout(d.id, Some(from))
             }
         };
