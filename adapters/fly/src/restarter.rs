@@ -708,6 +708,8 @@ impl FlyRestarter {
             .unwrap_or(DEFAULT_API_BASE)
             .trim_end_matches('/')
             .to_owned();
+        // A credential: no child process (a restart command, a hook) inherits it.
+        vsync_orchestrate_api::child_env::register(&cfg.token_env);
         Ok(FlyRestarter {
             inner: Arc::new(Inner {
                 cfg,

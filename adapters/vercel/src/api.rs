@@ -44,6 +44,8 @@ impl Api {
         token_env: &str,
         attempt_timeout: Duration,
     ) -> Api {
+        // A credential: no child process (a restart command, a hook) inherits it.
+        vsync_orchestrate_api::child_env::register(token_env);
         Api {
             base: base
                 .unwrap_or(DEFAULT_API_BASE)
