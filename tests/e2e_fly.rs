@@ -37,11 +37,22 @@ impl Demo {
     fn new() -> Demo {
         let tmp = tempfile::tempdir().unwrap();
         let out = bin()
-            .args(["demo-setup", "--apps", &APPS.to_string(), "--iterations", "2000", "--dir"])
+            .args([
+                "demo-setup",
+                "--apps",
+                &APPS.to_string(),
+                "--iterations",
+                "2000",
+                "--dir",
+            ])
             .arg(tmp.path())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Demo {
             dir: tmp.path().canonicalize().unwrap(),
             _tmp: tmp,
@@ -146,7 +157,12 @@ async fn run_rotates_the_demo_vault_and_rolls_the_fly_machines() {
         let id = st.add_machine("ams", "app", "started", Behaviour::Healthy);
         apps.insert(id, n);
     }
-    let release = st.add_machine("ams", "fly_app_release_command", "started", Behaviour::Healthy);
+    let release = st.add_machine(
+        "ams",
+        "fly_app_release_command",
+        "started",
+        Behaviour::Healthy,
+    );
     let dir = demo.dir.clone();
     let map = apps.clone();
     st.on_restart = Some(Arc::new(move |id: &str| {
@@ -182,15 +198,26 @@ async fn run_rotates_the_demo_vault_and_rolls_the_fly_machines() {
     assert_ne!(new, old);
     assert_eq!(demo.gen().await, 1);
     for text in [&stdout, &stderr] {
-        assert!(!text.contains(&new) && !text.contains(&old), "a passphrase was printed");
+        assert!(
+            !text.contains(&new) && !text.contains(&old),
+            "a passphrase was printed"
+        );
         assert!(!text.contains("fm2_"), "the token was printed");
     }
     let v: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["exit_code"], 0, "{v}");
     let st = fake.state();
     let order: Vec<&String> = st.order.iter().collect();
-    assert_eq!(order, apps.keys().collect::<Vec<_>>(), "every app machine, one by one");
-    assert_eq!(st.restarts.get(&release), None, "the release-command machine was left alone");
+    assert_eq!(
+        order,
+        apps.keys().collect::<Vec<_>>(),
+        "every app machine, one by one"
+    );
+    assert_eq!(
+        st.restarts.get(&release),
+        None,
+        "the release-command machine was left alone"
+    );
     assert!(st.leases_held().is_empty());
     let run_id = v["run_id"].as_str().unwrap_or_default().to_owned();
     for id in apps.keys() {

@@ -37,11 +37,22 @@ impl Demo {
     fn new() -> Demo {
         let tmp = tempfile::tempdir().unwrap();
         let out = bin()
-            .args(["demo-setup", "--apps", &APPS.to_string(), "--iterations", "2000", "--dir"])
+            .args([
+                "demo-setup",
+                "--apps",
+                &APPS.to_string(),
+                "--iterations",
+                "2000",
+                "--dir",
+            ])
             .arg(tmp.path())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Demo {
             dir: tmp.path().canonicalize().unwrap(),
             _tmp: tmp,
@@ -130,7 +141,7 @@ fn build_hook(dir: PathBuf) -> vercel_fake::Hook {
     })
 }
 
-fn plan(demo: &Demo, api: &str) -> PathBuf {
+fn plan(demo: &Demo, api: &str, verify_timeout: &str) -> PathBuf {
     let d = demo.dir.display();
     let health: Vec<String> = demo
         .ports()
@@ -167,7 +178,7 @@ poll_interval = "100ms"
 timeout = "60s"
 [verify]
 health = [{health}]
-timeout = "60s"
+timeout = "{verify_timeout}"
 samples = 2
 interval = "100ms"
 "#,
@@ -201,19 +212,32 @@ async fn run_rotates_a_sensitive_vercel_variable_and_redeploys_production() {
     std::fs::copy(demo.dir.join("passphrase"), demo.dir.join("old-passphrase")).unwrap();
     let mut st = VercelState::default();
     st.add_env("VSYNC_PASSPHRASE", &old, "sensitive", &["production"], None);
-    st.add_env("VSYNC_PASSPHRASE", "preview-only-value-xxxxx", "encrypted", &["preview"], None);
+    st.add_env(
+        "VSYNC_PASSPHRASE",
+        "preview-only-value-xxxxx",
+        "encrypted",
+        &["preview"],
+        None,
+    );
     st.on_build = Some(build_hook(demo.dir.clone()));
     let fake = vercel_fake::start(st).await;
-    let plan = plan(&demo, &fake.url());
+    let plan_path = plan(&demo, &fake.url(), "60s");
     assert_eq!(demo.gen().await, 0);
 
-    let (code, stdout, stderr) = run(&plan).await;
+    let (code, stdout, stderr) = run(&plan_path).await;
     assert_eq!(code, 0, "{stderr}\n{stdout}");
     let new = demo.passphrase();
     assert_ne!(new, old);
-    assert_eq!(demo.gen().await, 1, "the apps' passphrase opens the new generation");
+    assert_eq!(
+        demo.gen().await,
+        1,
+        "the apps' passphrase opens the new generation"
+    );
     for text in [&stdout, &stderr] {
-        assert!(!text.contains(&new) && !text.contains(&old), "a passphrase was printed");
+        assert!(
+            !text.contains(&new) && !text.contains(&old),
+            "a passphrase was printed"
+        );
         assert!(!text.contains(TOKEN), "the token was printed");
     }
     let v: Value = serde_json::from_str(&stdout).unwrap();
@@ -227,7 +251,10 @@ async fn run_rotates_a_sensitive_vercel_variable_and_redeploys_production() {
             .filter(|e| e["target"] == serde_json::json!(["production"]))
             .collect();
         assert_eq!(live[0]["type"], "sensitive", "it stays sensitive");
-        assert!(st.env("VSYNC_PASSPHRASE_NEXT").is_empty(), "the staged variable was removed");
+        assert!(
+            st.env("VSYNC_PASSPHRASE_NEXT").is_empty(),
+            "the staged variable was removed"
+        );
         assert_eq!(st.redeploys, 1);
         assert_eq!(
             st.env("VSYNC_PASSPHRASE")
@@ -239,11 +266,14 @@ async fn run_rotates_a_sensitive_vercel_variable_and_redeploys_production() {
     }
 
     // A second run with a build that fails: the vault and the variable rotate
-    // (T1 closes the window), the restart fails with the build's reason.
+    // (T1 closes the window), the restart fails with the build's reason (exit 15)
+    // and verify names the apps still on the old generation.
     std::fs::copy(demo.dir.join("passphrase"), demo.dir.join("old-passphrase")).unwrap();
     fake.state().build = Build::Fails;
-    let (code, stdout, stderr) = run(&plan).await;
-    assert_ne!(code, 0, "{stderr}");
+    let plan_path = plan(&demo, &fake.url(), "2s");
+    let (code, stdout, stderr) = run(&plan_path).await;
+    assert_eq!(code, 15, "{stderr}");
+    assert_eq!(fake.state().redeploys, 2);
     assert!(
         stderr.contains("BUILD_FAILED") || stdout.contains("BUILD_FAILED"),
         "{stderr}\n{stdout}"
