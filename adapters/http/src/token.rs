@@ -17,7 +17,10 @@ fn checked(t: &str, spaces: bool) -> Result<()> {
     if t.is_empty() {
         return Err(Error::invalid_config("the API token is empty"));
     }
-    if !t.chars().all(|c| c.is_ascii_graphic() || (spaces && c == ' ')) {
+    if !t
+        .chars()
+        .all(|c| c.is_ascii_graphic() || (spaces && c == ' '))
+    {
         return Err(Error::invalid_config(
             "the API token contains spaces, control or non-ASCII characters",
         ));
@@ -33,7 +36,10 @@ impl BearerToken {
         let keep = t.trim_end_matches(['\r', '\n', '\t', ' ']).len();
         t.truncate(keep);
         checked(&t, false)?;
-        Ok(BearerToken(Zeroizing::new(format!("Bearer {}", t.as_str()))))
+        Ok(BearerToken(Zeroizing::new(format!(
+            "Bearer {}",
+            t.as_str()
+        ))))
     }
 
     /// A token that is a whole `Authorization` value with its own scheme, sent
