@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzz every parser of vault content with cargo-fuzz (libFuzzer) on the stable toolchain.
+# Fuzz every parser of vault content, and the plan loader, with cargo-fuzz (libFuzzer) on the stable toolchain.
 #
 #   bash .ci/fuzz.sh                                  # CI: all targets, about 60 s in all
 #   FUZZ_SECONDS=3600 bash .ci/fuzz.sh                # an hour, split between the targets
@@ -9,7 +9,8 @@
 # to build). cargo-fuzz passes `-Z` flags to rustc (sanitizer, coverage passes), which
 # a stable rustc accepts only with RUSTC_BOOTSTRAP=1; nothing else needs a nightly.
 # The corpus grows across runs in the cache; the seeds are made afresh each run from
-# the conformance vectors (shared/test-vectors) plus a few hand-written inputs.
+# the conformance vectors (shared/test-vectors), plans/*.toml, the malformed-plan corpus
+# (tests/malformed_plans) and a few hand-written inputs.
 # A crash is saved under the cache's fuzz/artifacts/<target>/, printed with the
 # command that replays it, and fails the script.
 set -euo pipefail
@@ -19,7 +20,7 @@ CACHE="${CI_CACHE_DIR:-$ROOT/target/ci}"
 CARGO_FUZZ_VERSION=0.13.2
 FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
 VECTORS="${VSYNC_TEST_VECTORS:-$ROOT/../shared/test-vectors}"
-ALL_TARGETS=(rqe1_decrypt rqem0001_unseal vsync_config_decode counter_parse audit_parse vault_inspect)
+ALL_TARGETS=(rqe1_decrypt rqem0001_unseal vsync_config_decode counter_parse audit_parse vault_inspect plan_load)
 if [ "$#" -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
 
 log() { printf '[fuzz %5ss] %s\n' "$SECONDS" "$*"; }
@@ -79,6 +80,14 @@ seed audit_parse 'host\037user\037{"note":"q\\"uote, comma\\nnewline"}' row-fiel
 seed vault_inspect '\x15''20260523-114201\xff{"gen":2}\xffRQEM000120260523-114201PK\x05\x06' cli
 seed vault_inspect '\x2a''RQEM000120260523-114201{"gen":0}\xff{"gen":0}\xff{"kv":{"A":"b"},"assets":{"f":"aGk="}}' runtime
 seed vault_inspect '\x3f''99991231-235959\xffRQEM000120260523-114201\xff{"gen":18446744073709551615}\xff[]\xffRQE2\xff{"A":1}' both
+# plan_load: every example plan and every file of the malformed-plan corpus (the
+# directory and the 10 MB file are made by the test, not kept in the tree).
+# Files over 64 KiB are left out: libFuzzer sizes its inputs after the largest seed.
+cp plans/*.toml "$SEEDS/plan_load/"
+find tests/malformed_plans -maxdepth 1 -type f -size -64k | while read -r f; do
+  cp "$f" "$SEEDS/plan_load/malformed-${f##*/}"
+done
+seed plan_load 'env = "prod"\n[vault]\ndir = "/v"\nprefix = "a/prod/"\nsalt = "s"\n[[store]]\ntype = "file"\npath = "/p"\n' minimal
 
 # --- run ----------------------------------------------------------------------------
 per=$(( FUZZ_SECONDS / ${#TARGETS[@]} ))

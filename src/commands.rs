@@ -4,6 +4,7 @@ use crate::cli::{Cli, Command, Output};
 use crate::engine::{self, build, journal::Journal, lock::Lock, Exit, RunOptions};
 use crate::plan::{self, LoadedPlan};
 use crate::report::{Progress, Summary};
+use futures_util::future::join_all;
 use std::path::Path;
 
 /// SIGINT and SIGTERM stop the run at its next safe point (see `engine::interrupt`).
@@ -97,8 +98,15 @@ pub async fn dispatch(cli: &Cli) -> u8 {
             let Ok(loaded) = load(cli, plan) else {
                 return Exit::PlanInvalid.code();
             };
-            let s = engine::resume(&loaded, &options(cli, &loaded), &progress).await;
-            emit(cli, &s)
+            let mut opts = options(cli, &loaded);
+            let notifier = crate::notify::Notifier::from_plan(&loaded);
+            opts.observer = notifier.clone().map(|n| engine::Observers(n));
+            let s = engine::resume(&loaded, &opts, &progress).await;
+            let code = emit(cli, &s);
+            if let Some(n) = notifier {
+                n.finish(&s).await;
+            }
+            code
         }
         Command::Status { plan } => {
             let Ok(loaded) = load(cli, plan) else {
@@ -202,20 +210,27 @@ async fn run(
         }
     }
     if plans.len() == 1 {
-        let Some((loaded, opts)) = ready.pop() else {
+        let Some((loaded, mut opts)) = ready.pop() else {
             return Exit::PlanInvalid.code();
         };
+        let notifier = crate::notify::Notifier::from_plan(&loaded);
+        opts.observer = notifier.clone().map(|n| engine::Observers(n));
         let s = engine::run(&loaded, &opts, progress, false).await;
         let code = emit(cli, &s);
-        notify(&loaded, &s).await;
+        if let Some(n) = notifier {
+            n.finish(&s).await;
+        }
         write_metrics(cli, std::slice::from_ref(&s));
         return code;
     }
     let json = cli.output == Output::Json;
-    let notifies: std::collections::HashMap<std::path::PathBuf, LoadedPlan> = ready
-        .iter()
-        .map(|(l, _)| (l.path.clone(), l.clone()))
-        .collect();
+    let mut notifiers = std::collections::HashMap::new();
+    for (l, opts) in ready.iter_mut() {
+        if let Some(n) = crate::notify::Notifier::from_plan(l) {
+            opts.observer = Some(engine::Observers(n.clone()));
+            notifiers.insert(l.path.clone(), n);
+        }
+    }
     let outcomes = crate::fleet::run_all(ready, parallel as usize, move |o| {
         o.summary.print_human();
         if json {
@@ -226,11 +241,12 @@ async fn run(
         }
     })
     .await;
-    for o in &outcomes {
-        if let Some(l) = notifies.get(&o.plan) {
-            notify(l, &o.summary).await;
-        }
-    }
+    join_all(outcomes.iter().filter_map(|o| {
+        notifiers
+            .get(&o.plan)
+            .map(|n| async move { n.finish(&o.summary).await })
+    }))
+    .await;
     let summaries: Vec<Summary> = outcomes.iter().map(|o| o.summary.clone()).collect();
     write_metrics(cli, &summaries);
     eprintln!();
@@ -389,6 +405,39 @@ async fn status(cli: &Cli, loaded: &LoadedPlan) -> u8 {
     for (t, ok, d) in &stores {
         eprintln!("store     {} {t} — {d}", if *ok { "✓" } else { "✗" });
     }
+    // Which generations have a sealed break-glass copy: this machine's journals
+    // and the objects under the vault prefix.
+    let mut escrowed: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
+    for (_, j) in Journal::all(&opts.state_dir) {
+        if let (true, Some(e)) = (j.vault == vault.describe(), &j.escrow) {
+            if e.local.exists() {
+                escrowed
+                    .entry(e.generation)
+                    .or_default()
+                    .push(e.local.display().to_string());
+            }
+        }
+    }
+    if let Ok(keys) = vault
+        .storage
+        .list(&vault.key(".vsync-orchestrate/escrow/"))
+        .await
+    {
+        for k in keys {
+            let gen = k
+                .rsplit('/')
+                .next()
+                .and_then(|n| n.strip_prefix("gen-"))
+                .and_then(|n| n.split('-').next())
+                .and_then(|g| g.parse::<u64>().ok());
+            if let Some(g) = gen {
+                escrowed.entry(g).or_default().push(k);
+            }
+        }
+    }
+    for (g, copies) in &escrowed {
+        eprintln!("escrow    gen {g}: {}", copies.join(", "));
+    }
     if let Some(j) = &last {
         eprintln!(
             "last run  {} — {:?}{}",
@@ -409,6 +458,7 @@ async fn status(cli: &Cli, loaded: &LoadedPlan) -> u8 {
                 "stores": stores.iter().map(|(t, ok, d)| serde_json::json!({"target": t, "ok": ok, "detail": d})).collect::<Vec<_>>(),
                 "last_run": last.map(|j| serde_json::json!({"run_id": j.run_id, "phase": j.phase, "exit_code": j.exit_code})),
                 "rotation_age_seconds": age.map(|a| a.as_secs()),
+                "escrow": escrowed.iter().map(|(g, c)| serde_json::json!({"generation": g, "copies": c})).collect::<Vec<_>>(),
                 "overdue": overdue,
             }))
             .expect("serialises")
@@ -485,34 +535,4 @@ async fn audit(cli: &Cli, loaded: &LoadedPlan, limit: usize) -> u8 {
         );
     }
     0
-}
-
-/// `[notify] command`: each command gets the JSON summary on stdin.
-async fn notify(loaded: &LoadedPlan, s: &Summary) {
-    let Some(n) = &loaded.plan.notify else { return };
-    if n.command.is_empty() {
-        return;
-    }
-    let body = serde_json::to_vec(s).expect("serialises");
-    let mut cmd = tokio::process::Command::new(&n.command[0]);
-    crate::api::child_env::scrub_tokio(&mut cmd);
-    let child = cmd
-        .args(&n.command[1..])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn();
-    match child {
-        Ok(mut c) => {
-            if let Some(mut stdin) = c.stdin.take() {
-                use tokio::io::AsyncWriteExt;
-                let _ = stdin.write_all(&body).await;
-            }
-            match c.wait().await {
-                Ok(st) if st.success() => {}
-                Ok(st) => eprintln!("notify: {:?} exited with {st}", n.command[0]),
-                Err(e) => eprintln!("notify: {e}"),
-            }
-        }
-        Err(e) => eprintln!("notify: cannot run {:?}: {e}", n.command[0]),
-    }
 }

@@ -7,6 +7,7 @@ pub mod demo;
 pub mod engine;
 pub mod fleet;
 pub mod local;
+pub mod notify;
 pub mod plan;
 pub mod report;
 pub mod vault;

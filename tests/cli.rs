@@ -5,6 +5,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use support::demo::Demo;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_vsync-orchestrate"));
@@ -130,44 +131,6 @@ fn validate_output() {
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["exit_code"], 10);
     assert_eq!(v["plans"].as_array().unwrap().len(), fixtures.len());
-}
-
-struct Demo {
-    dir: tempfile::TempDir,
-    plan: PathBuf,
-    apps: u32,
-}
-
-impl Demo {
-    fn setup(apps: u32) -> Demo {
-        let dir = tempfile::tempdir().unwrap();
-        let out = bin()
-            .args([
-                "demo-setup",
-                "--apps",
-                &apps.to_string(),
-                "--iterations",
-                "2000",
-                "--dir",
-            ])
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out).1);
-        let plan = PathBuf::from(text(&out).0.trim());
-        Demo { dir, plan, apps }
-    }
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        for n in 1..=self.apps {
-            let _ = bin()
-                .args(["demo-ctl", "stop", "--app", &n.to_string(), "--dir"])
-                .arg(self.dir.path())
-                .output();
-        }
-    }
 }
 
 #[test]

@@ -52,7 +52,10 @@ async fn the_eks_example_plan_runs_end_to_end() {
         .seed(
             Layout::Cli,
             &Passphrase::from(OLD),
-            &SeedContent::Files(vec![("infra/vault/prod/.env.prod".into(), b"A=1\n".to_vec())]),
+            &SeedContent::Files(vec![(
+                "infra/vault/prod/.env.prod".into(),
+                b"A=1\n".to_vec(),
+            )]),
         )
         .await
         .unwrap();
@@ -61,7 +64,9 @@ async fn the_eks_example_plan_runs_end_to_end() {
             .behavior_version(sm::config::BehaviorVersion::latest())
             .region(sm::config::Region::new("us-east-1"))
             .endpoint_url(&ep)
-            .credentials_provider(sm::config::Credentials::new("testing", "testing", None, None, "test"))
+            .credentials_provider(sm::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
             .build(),
     );
     let secret_id = support::unique("prod/myapp/config");
@@ -114,7 +119,10 @@ async fn the_eks_example_plan_runs_end_to_end() {
         .arg(&plan_path)
         .env("KUBECONFIG", &kubeconfig_path)
         .env("AWS_CONFIG_FILE", &aws_config)
-        .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("no-credentials"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.path().join("no-credentials"),
+        )
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")
         .env_remove("AWS_PROFILE")
@@ -128,7 +136,10 @@ async fn the_eks_example_plan_runs_end_to_end() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}\n{stdout}");
     let s: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!((s["gen_before"].as_u64(), s["gen_after"].as_u64()), (Some(0), Some(1)));
+    assert_eq!(
+        (s["gen_before"].as_u64(), s["gen_after"].as_u64()),
+        (Some(0), Some(1))
+    );
     assert!(stderr.contains("kubernetes"), "{stderr}");
 
     // The store holds the new passphrase in its JSON member; the rest is kept.
@@ -156,9 +167,19 @@ async fn the_eks_example_plan_runs_end_to_end() {
     for d in &deployments {
         assert_eq!(state.patch_count(Res::Deployments, &namespace, d), 1, "{d}");
         let dep = state.deployment(&namespace, d);
-        let ann = dep.spec.unwrap().template.metadata.unwrap().annotations.unwrap();
+        let ann = dep
+            .spec
+            .unwrap()
+            .template
+            .metadata
+            .unwrap()
+            .annotations
+            .unwrap();
         assert_eq!(ann[vsync_orchestrate_kubernetes::RUN_ANNOTATION], run_id);
         let st = dep.status.unwrap();
-        assert_eq!((st.updated_replicas, st.available_replicas), (Some(2), Some(2)));
+        assert_eq!(
+            (st.updated_replicas, st.available_replicas),
+            (Some(2), Some(2))
+        );
     }
 }

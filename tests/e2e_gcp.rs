@@ -108,15 +108,23 @@ fn new_revision_hook(dir: PathBuf, secrets: Arc<FakeHttp<SmState>>) -> run::Hook
         if secret != SECRET_ID {
             return Err(format!("unexpected secret reference {secret}"));
         }
-        let value = secrets.state().value(SECRET, version).ok_or_else(|| {
-            format!("secret {SECRET} version {version} is not accessible")
-        })?;
+        let value = secrets
+            .state()
+            .value(SECRET, version)
+            .ok_or_else(|| format!("secret {SECRET} version {version} is not accessible"))?;
         support::write_0600(&dir.join("passphrase"), &value);
         (1..=APPS).try_for_each(|n| restart_app(&dir, n))
     })
 }
 
-fn plan_text(dir: &Path, bucket: &str, moto: &str, sm_url: &str, run_url: &str, ports: &[u16]) -> String {
+fn plan_text(
+    dir: &Path,
+    bucket: &str,
+    moto: &str,
+    sm_url: &str,
+    run_url: &str,
+    ports: &[u16],
+) -> String {
     let health: Vec<String> = ports
         .iter()
         .map(|p| format!("\"http://127.0.0.1:{p}/healthz\""))
@@ -157,7 +165,12 @@ interval = "100ms"
 }
 
 /// Runs the binary off the runtime's threads, so the fakes keep answering.
-async fn cli(args: &[&str], plan: &Path, moto: &str, env: &[(&str, &str)]) -> (i32, String, String) {
+async fn cli(
+    args: &[&str],
+    plan: &Path,
+    moto: &str,
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
     let mut cmd = bin();
     cmd.args(args)
         .arg(plan)
@@ -243,7 +256,14 @@ async fn run_rotates_secret_manager_and_rolls_cloud_run_under_live_apps() {
     let plan = dir.join("plan.toml");
     std::fs::write(
         &plan,
-        plan_text(&dir, &bucket, &moto, &secrets.url(), &cloud_run.url(), &apps.ports),
+        plan_text(
+            &dir,
+            &bucket,
+            &moto,
+            &secrets.url(),
+            &cloud_run.url(),
+            &apps.ports,
+        ),
     )
     .unwrap();
 
@@ -251,11 +271,26 @@ async fn run_rotates_secret_manager_and_rolls_cloud_run_under_live_apps() {
     let objects = storage.list("").await.unwrap();
     let (code, stdout, stderr) = cli(&["plan", "--output", "json"], &plan, &moto, &[]).await;
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("pins vsync-passphrase to version 1"), "{stderr}");
-    assert_eq!(storage.list("").await.unwrap(), objects, "the dry run wrote to S3");
+    assert!(
+        stderr.contains("pins vsync-passphrase to version 1"),
+        "{stderr}"
+    );
+    assert_eq!(
+        storage.list("").await.unwrap(),
+        objects,
+        "the dry run wrote to S3"
+    );
     assert_eq!(secrets.state().secret(SECRET).versions.len(), 1);
-    assert_eq!(secrets.state().secret(SECRET).etag, 1, "the dry run moved an alias");
-    assert_eq!(cloud_run.state().updates(SERVICE), 0, "the dry run restarted");
+    assert_eq!(
+        secrets.state().secret(SECRET).etag,
+        1,
+        "the dry run moved an alias"
+    );
+    assert_eq!(
+        cloud_run.state().updates(SERVICE),
+        0,
+        "the dry run restarted"
+    );
     assert!(!stdout.contains(OLD) && !stderr.contains(OLD));
 
     // The rotation, at TRACE (every crate logs): still no passphrase anywhere.
@@ -268,15 +303,29 @@ async fn run_rotates_secret_manager_and_rolls_cloud_run_under_live_apps() {
     .await;
     assert_eq!(code, 0, "{stderr}");
     let s: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!((s["gen_before"].as_u64(), s["gen_after"].as_u64()), (Some(0), Some(1)));
-    assert!(s["health"].as_array().unwrap().iter().all(|h| h["ok"] == true), "{stdout}");
+    assert_eq!(
+        (s["gen_before"].as_u64(), s["gen_after"].as_u64()),
+        (Some(0), Some(1))
+    );
+    assert!(
+        s["health"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["ok"] == true),
+        "{stdout}"
+    );
     let new = secrets.state().value(SECRET, "current").unwrap();
     assert_ne!(new, OLD);
     {
         let st = secrets.state();
         let aliases = &st.secret(SECRET).aliases;
         assert_eq!(
-            (aliases.get("current"), aliases.get("previous"), aliases.get("pending")),
+            (
+                aliases.get("current"),
+                aliases.get("previous"),
+                aliases.get("pending")
+            ),
             (Some(&2), Some(&1), None)
         );
     }
@@ -287,11 +336,20 @@ async fn run_rotates_secret_manager_and_rolls_cloud_run_under_live_apps() {
         s["run_id"]
     );
     assert_eq!(cloud_run.state().updates(SERVICE), 1);
-    assert_eq!(std::fs::read_to_string(dir.join("passphrase")).unwrap(), new);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("passphrase")).unwrap(),
+        new
+    );
     for text in [&stdout, &stderr] {
-        assert!(!text.contains(&new) && !text.contains(OLD), "a passphrase was printed");
+        assert!(
+            !text.contains(&new) && !text.contains(OLD),
+            "a passphrase was printed"
+        );
     }
-    assert_eq!(vault.open(&Passphrase::new(new.clone())).await.unwrap().gen, 1);
+    assert_eq!(
+        vault.open(&Passphrase::new(new.clone())).await.unwrap().gen,
+        1
+    );
 
     // The same service on the alias instead of a pin: the restart changes no
     // reference, and the apps still come back on what `current` serves.
@@ -301,14 +359,18 @@ async fn run_rotates_secret_manager_and_rolls_cloud_run_under_live_apps() {
         svc["template"]["containers"][0]["env"][0]["valueSource"]["secretKeyRef"]["version"] =
             json!("current");
     }
-    let (code, stdout, stderr) = cli(&["run", "--yes", "--output", "json"], &plan, &moto, &[]).await;
+    let (code, stdout, stderr) =
+        cli(&["run", "--yes", "--output", "json"], &plan, &moto, &[]).await;
     assert_eq!(code, 0, "{stderr}");
     let s: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(s["gen_after"], 2);
     assert_eq!(pinned_version(&cloud_run), json!("current"));
     let newer = secrets.state().value(SECRET, "current").unwrap();
     assert_ne!(newer, new);
-    assert_eq!(std::fs::read_to_string(dir.join("passphrase")).unwrap(), newer);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("passphrase")).unwrap(),
+        newer
+    );
     assert!(!stdout.contains(&newer) && !stderr.contains(&newer));
     drop(apps);
 }

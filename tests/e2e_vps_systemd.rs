@@ -12,10 +12,12 @@
 
 mod support;
 
+use support::nspawn::{env, Env};
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use vsync_orchestrate::api::Passphrase;
 use vsync_orchestrate::vault::config_blob::{self, VsyncConfig};
@@ -49,140 +51,15 @@ Restart=on-failure
 RestartSec=1
 ";
 
-struct Env {
-    moto: String,
-    port: u16,
-    user: String,
-    key: PathBuf,
-    known_hosts: PathBuf,
-}
-
-/// The services `.ci/run` starts; a skip on a developer machine, a failure under CI.
-fn env(test: &str) -> Option<Env> {
-    let vars = [
-        "VSYNC_TEST_MOTO_ENDPOINT",
-        "VSYNC_TEST_NSPAWN_SSH_PORT",
-        "VSYNC_TEST_NSPAWN_SSH_USER",
-        "VSYNC_TEST_NSPAWN_SSH_KEY",
-        "VSYNC_TEST_NSPAWN_KNOWN_HOSTS",
-    ];
-    let got: Vec<Option<String>> = vars
-        .iter()
-        .map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
-        .collect();
-    let missing: Vec<&str> = vars
-        .iter()
-        .zip(&got)
-        .filter(|(_, g)| g.is_none())
-        .map(|(v, _)| *v)
-        .collect();
-    if !missing.is_empty() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!(
-                "{test}: CI=true but {} unset: .ci/run must start moto and the nspawn container",
-                missing.join(", ")
-            );
-        }
-        eprintln!(
-            "skipped {test}: {} unset (run .ci/run, or start .ci/services/10-moto.sh and 30-nspawn.sh)",
-            missing.join(", ")
-        );
-        return None;
-    }
-    let v: Vec<String> = got.into_iter().map(Option::unwrap).collect();
-    Some(Env {
-        moto: v[0].clone(),
-        port: v[1].parse().expect("VSYNC_TEST_NSPAWN_SSH_PORT"),
-        user: v[2].clone(),
-        key: v[3].clone().into(),
-        known_hosts: v[4].clone().into(),
-    })
-}
-
-impl Env {
-    fn ssh_command(&self, script: &str) -> Command {
-        let mut c = Command::new("ssh");
-        c.arg("-i")
-            .arg(&self.key)
-            .args(["-p", &self.port.to_string()])
-            .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
-            .args(["-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10"])
-            .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
-            .arg(format!("{}@127.0.0.1", self.user))
-            .arg(script);
-        c
-    }
-
-    /// Runs a shell script in the container; stdin gets `input`.
-    fn ssh_raw(&self, script: &str, input: &[u8]) -> Output {
-        let mut child = self
-            .ssh_command(script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ssh");
-        let mut stdin = child.stdin.take().unwrap();
-        let input = input.to_vec();
-        let writer = std::thread::spawn(move || {
-            let _ = stdin.write_all(&input);
-        });
-        let out = child.wait_with_output().expect("ssh");
-        writer.join().unwrap();
-        out
-    }
-
-    /// Runs a shell script in the container and returns its stdout; panics on failure.
-    fn ssh(&self, script: &str) -> String {
-        let out = self.ssh_raw(script, b"");
-        assert!(
-            out.status.success(),
-            "in the container: {script}\nexit {:?}\nstdout: {}\nstderr: {}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Writes a file in the container atomically with `mode`.
-    fn put(&self, path: &str, body: &[u8], mode: &str) {
-        let script = format!(
-            "set -e; umask 077; mkdir -p \"$(dirname {path})\"; cat >{path}.e2e-tmp; chmod {mode} {path}.e2e-tmp; mv -f {path}.e2e-tmp {path}"
-        );
-        let out = self.ssh_raw(&script, body);
-        assert!(
-            out.status.success(),
-            "writing {path} in the container: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// A file's bytes in the container, or None when it does not exist.
-    fn get(&self, path: &str) -> Option<String> {
-        let out = self.ssh(&format!(
-            "if [ -e {path} ]; then printf y; cat {path}; else printf n; fi"
-        ));
-        out.strip_prefix('y').map(str::to_owned)
-    }
-
-    fn prop(&self, unit: &str, prop: &str) -> String {
-        self.ssh(&format!("systemctl show -p {prop} --value {unit}"))
-            .trim()
-            .to_owned()
-    }
-
-    /// The host spec as the plan spells it.
-    fn host_toml(&self) -> String {
-        format!(
-            "{{ host = \"127.0.0.1\", port = {}, user = {}, identity_file = {}, known_hosts_file = {} }}",
-            self.port,
-            q(&self.user),
-            q(&self.key.display().to_string()),
-            q(&self.known_hosts.display().to_string())
-        )
-    }
+/// The host spec as the plan spells it.
+fn host_toml(env: &Env) -> String {
+    format!(
+        "{{ host = \"127.0.0.1\", port = {}, user = {}, identity_file = {}, known_hosts_file = {} }}",
+        env.port,
+        q(&env.user),
+        q(&env.key.display().to_string()),
+        q(&env.known_hosts.display().to_string())
+    )
 }
 
 fn q(s: &str) -> String {
@@ -380,7 +257,7 @@ async fn seed_vault(env: &Env, old: &str) -> TestVault {
 }
 
 fn plan_text(env: &Env, dir: &Path, tv: &TestVault, apps: &Apps, old: &str) -> String {
-    let host = env.host_toml();
+    let host = host_toml(env);
     let units: Vec<String> = apps.units().iter().map(|u| q(u)).collect();
     let health: Vec<String> = apps.urls().iter().map(|u| q(u)).collect();
     format!(

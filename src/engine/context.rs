@@ -56,6 +56,9 @@ impl<'a> Ctx<'a> {
             self.span = crate::report::log::phase_span(&self.run, step.as_str());
         }
         crate::report::log::event(&self.run, &self.span, &e);
+        if let Some(o) = &self.opts.observer {
+            o.0.event(self.run.as_str(), &e);
+        }
         self.p.render(&e);
         self.s.apply(&e);
         if let (Event::Journal(je), Some(j)) = (&e, self.journal.as_mut()) {

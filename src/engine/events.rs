@@ -78,6 +78,8 @@ pub enum Event {
     PlannedWrites(Vec<String>),
     /// The audit row the operator must append by hand (exit 4).
     ManualAuditRow(String),
+    /// The audit row this rotation appended (or found already there).
+    AuditRow(String),
     Journal(JournalEvent),
 }
 
@@ -92,4 +94,5 @@ pub enum JournalEvent {
     RolloutStarted(RolloutEntry),
     RolloutFinished { slot: usize, ok: bool },
     Note(String),
+    Escrow(super::escrow::EscrowRecord),
 }

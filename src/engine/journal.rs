@@ -99,6 +99,9 @@ pub struct Journal {
     pub exit_code: Option<u8>,
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Where the sealed copy of this run's new passphrase went, if the plan asks.
+    #[serde(default)]
+    pub escrow: Option<super::escrow::EscrowRecord>,
 }
 
 /// `$XDG_STATE_HOME/vsync-orchestrate` or `~/.local/state/vsync-orchestrate`.
@@ -135,6 +138,7 @@ impl Journal {
             timings_ms: Default::default(),
             exit_code: None,
             notes: vec![],
+            escrow: None,
         }
     }
 
@@ -257,6 +261,7 @@ impl Journal {
                 }
             }
             JournalEvent::Note(n) => self.notes.push(n.clone()),
+            JournalEvent::Escrow(r) => self.escrow = Some(r.clone()),
         }
     }
 

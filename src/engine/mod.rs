@@ -15,6 +15,7 @@
 mod activate;
 pub mod build;
 mod context;
+pub mod escrow;
 pub mod events;
 pub mod exit;
 mod failure;
@@ -60,6 +61,18 @@ pub struct RunOptions {
     pub lock_ttl: Duration,
     /// Remove staged versions abandoned by an earlier run before preflight.
     pub clean_stale: bool,
+    /// Sees every event (the plan's notifications).
+    pub observer: Option<Observers>,
+}
+
+/// What else sees the engine's events besides the renderers.
+#[derive(Clone)]
+pub struct Observers(pub std::sync::Arc<dyn crate::notify::Observer>);
+
+impl std::fmt::Debug for Observers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observers")
+    }
 }
 
 impl RunOptions {
@@ -70,6 +83,7 @@ impl RunOptions {
             force: false,
             lock_ttl: Duration::from_secs(3600),
             clean_stale: false,
+            observer: None,
         }
     }
 }
@@ -169,6 +183,14 @@ async fn runbook(cx: &mut Ctx<'_>, r: Ready) -> Summary {
         Ok(k) => k,
         Err(f) => return cx.fail(f),
     };
+    if let Some(section) = cx.loaded.plan.escrow.clone() {
+        if let Err(f) = escrow::write(cx, &r.vault, &r.new, &section, r.inspection.next_gen).await {
+            cx.reach(Phase::Aborted);
+            let lock = keeper.stop().await;
+            stage::release(cx, &r.vault, lock).await;
+            return cx.fail(f);
+        }
+    }
     let staged = match stage::run(cx, &r.stores, &r.new).await {
         Ok(staged) => staged,
         Err((staged, failure)) => {

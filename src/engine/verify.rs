@@ -58,6 +58,9 @@ pub(super) async fn bookkeeping(
         }
     );
     let ok = finished.exit_code() == 0;
+    if let Some(row) = &finished.audit_row {
+        cx.emit(Event::AuditRow(row.trim_end().to_owned()));
+    }
     cx.row(
         Step::Activate,
         "bookkeeping",

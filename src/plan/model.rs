@@ -27,6 +27,9 @@ pub struct Plan {
     pub schedule: Option<ScheduleSection>,
     #[serde(default)]
     pub notify: Option<NotifySection>,
+    /// A sealed copy of every new passphrase for the security team (off unless set).
+    #[serde(default)]
+    pub escrow: Option<EscrowSection>,
     /// Where journals live (default `$XDG_STATE_HOME/vsync-orchestrate`).
     #[serde(default)]
     pub state_dir: Option<PathBuf>,
@@ -197,6 +200,90 @@ pub struct NotifySection {
     /// Commands run after the run with the JSON summary on stdin.
     #[serde(default)]
     pub command: Vec<String>,
+    /// A Slack incoming webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slack: Option<WebhookSection>,
+    /// Any HTTPS endpoint that takes a JSON `POST` (see the README's "Notifications").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookSection>,
+    /// Which moments are sent (default all four).
+    #[serde(default = "NotifyOn::all")]
+    pub on: Vec<NotifyOn>,
+    /// How long one delivery may take, command or webhook (default 10 s): a
+    /// notification never holds a rotation up for longer.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// `[notify.slack]` / `[notify.webhook]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    /// The URL, from `{ env = "…" }` or `{ file = "…" }`: a webhook URL is a
+    /// credential (anyone holding it can post), so a plan never holds it.
+    pub url: SecretRef,
+}
+
+/// The moments a notification is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyOn {
+    /// The run is about to stage: preflight passed and a rotation is due.
+    Start,
+    /// The vault is on the new generation and every store serves it.
+    Success,
+    /// The run stopped; what a human must do now.
+    Failure,
+    /// The run ended with the window open or its outcome unknown (exit 14).
+    WindowOpen,
+}
+
+impl NotifyOn {
+    pub fn all() -> Vec<NotifyOn> {
+        vec![
+            NotifyOn::Start,
+            NotifyOn::Success,
+            NotifyOn::Failure,
+            NotifyOn::WindowOpen,
+        ]
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyOn::Start => "start",
+            NotifyOn::Success => "success",
+            NotifyOn::Failure => "failure",
+            NotifyOn::WindowOpen => "window_open",
+        }
+    }
+}
+
+/// A credential that is not a passphrase, read from the environment or a file,
+/// never written in the plan.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum SecretRef {
+    Env { env: String },
+    File { file: PathBuf },
+}
+
+/// Break-glass escrow: before anything is staged, the new passphrase is encrypted
+/// with age to these public keys and written beside the journal (and, with
+/// `vault_copy`, under the vault prefix), so a store that loses the value cannot
+/// lose the passphrase. Only the holders of the matching identities can open it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscrowSection {
+    /// `age1…` X25519 recipients (the security team's public keys).
+    pub age_recipients: Vec<String>,
+    /// Also write the sealed copy to `<prefix>.vsync-orchestrate/escrow/` in the
+    /// vault, with `If-None-Match: *`.
+    #[serde(default)]
+    pub vault_copy: bool,
 }
 
 /// A source written either as a bare keyword or as a table with exactly one key.
@@ -253,8 +340,41 @@ fn value_as<T: serde::de::DeserializeOwned, E: serde::de::Error>(
     key: &str,
     v: toml::Value,
 ) -> Result<T, E> {
-    v.try_into::<T>()
-        .map_err(|e| E::custom(format!("{what}.{key}: {}", e.message().trim())))
+    v.try_into::<T>().map_err(|e| {
+        E::custom(format!(
+            "{what}.{key}: {}",
+            redact_strings(e.message().trim())
+        ))
+    })
+}
+
+/// serde quotes a refused string (`invalid type: string "…"`); in a passphrase
+/// source that string may be the passphrase itself, so it is never repeated.
+pub(super) fn redact_strings(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(i) = rest.find("string \"") {
+        out.push_str(&rest[..i]);
+        out.push_str("a string");
+        let mut chars = rest[i + "string \"".len()..].char_indices();
+        let start = i + "string \"".len();
+        let mut end = rest.len();
+        while let Some((j, ch)) = chars.next() {
+            match ch {
+                '\\' => {
+                    chars.next();
+                }
+                '"' => {
+                    end = start + j + 1;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 impl<'de> Deserialize<'de> for OldSource {
@@ -318,6 +438,29 @@ impl<'de> Deserialize<'de> for ValueSource {
                         env: value_as(WHAT, &k, v)?,
                     },
                     _ => ValueSource::File {
+                        file: value_as(WHAT, &k, v)?,
+                    },
+                })
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const WHAT: &str = "url";
+        match RawSource::deserialize(d)? {
+            RawSource::Keyword(_) => Err(serde::de::Error::custom(
+                "url: a webhook URL is a credential and never written in a plan; \
+                 give `{ env = \"NAME\" }` or `{ file = \"/path\" }`",
+            )),
+            RawSource::Table(t) => {
+                let (k, v) = one_key::<D::Error>(WHAT, t, &["env", "file"])?;
+                Ok(match k.as_str() {
+                    "env" => SecretRef::Env {
+                        env: value_as(WHAT, &k, v)?,
+                    },
+                    _ => SecretRef::File {
                         file: value_as(WHAT, &k, v)?,
                     },
                 })

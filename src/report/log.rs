@@ -101,6 +101,7 @@ pub fn event(run: &RunId, span: &tracing::Span, e: &Event) {
             }
         }
         Event::PlannedWrites(w) => tracing::debug!(run = %run, writes = w.len(), "planned writes"),
+        Event::AuditRow(_) => tracing::debug!(run = %run, "audit row appended"),
         Event::ManualAuditRow(_) => {
             tracing::warn!(run = %run, "the audit row must be appended by hand")
         }
@@ -123,6 +124,9 @@ pub fn event(run: &RunId, span: &tracing::Span, e: &Event) {
                 tracing::debug!(run = %run, slot, ok, "journal: rollout finished")
             }
             JournalEvent::Note(n) => tracing::debug!(run = %run, "journal: {n}"),
+            JournalEvent::Escrow(r) => {
+                tracing::info!(run = %run, generation = r.generation, local = %r.local.display(), "escrow written")
+            }
         },
     }
 }

@@ -246,6 +246,9 @@ pub struct Summary {
     pub warnings: Vec<String>,
     pub next_steps: Vec<String>,
     pub manual_audit_row: Option<String>,
+    /// The audit.csv row this rotation appended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_row: Option<String>,
     pub journal: Option<String>,
 }
 
@@ -261,6 +264,7 @@ impl Summary {
                 self.phases_ms.insert(step.as_str().into(), ms(*took));
             }
             Event::Window(w) => self.window_ms = Some(ms(*w)),
+            Event::AuditRow(r) => self.audit_row = Some(r.clone()),
             Event::T2(t) => self.t2_ms = Some(ms(*t)),
             Event::Facts(f) => {
                 let keep = |mine: &mut Option<String>, new: &Option<String>| {

@@ -152,6 +152,8 @@ pub enum AuditOutcome {
 #[derive(Debug, Clone)]
 pub struct Finished {
     pub gen_after: u64,
+    /// The rotate row appended to audit.csv (or found there), as written.
+    pub audit_row: Option<String>,
     pub audit: AuditOutcome,
     /// Counter cells that could not be written (the rotation is live regardless).
     pub counter_errors: Vec<String>,
@@ -429,6 +431,7 @@ impl Vault {
                 counter_errors.push(format!("{key}: {e}"));
             }
         }
+        let mut audit_row = None;
         let audit = match audit_spec {
             None => AuditOutcome::Disabled,
             Some(spec) => {
@@ -440,7 +443,10 @@ impl Vault {
                     &meta,
                 );
                 match audit::append(&*self.storage, &spec.key, &row, new_stamp.as_str()).await {
-                    Ok(audit::Appended::Written) => AuditOutcome::Written,
+                    Ok(audit::Appended::Written) => {
+                        audit_row = Some(row);
+                        AuditOutcome::Written
+                    }
                     Ok(audit::Appended::AlreadyPresent) => AuditOutcome::AlreadyPresent,
                     Err(e) => AuditOutcome::Failed {
                         key: spec.key.clone(),
@@ -452,6 +458,7 @@ impl Vault {
         };
         Finished {
             gen_after,
+            audit_row,
             audit,
             counter_errors,
         }

@@ -1,8 +1,10 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod demo;
 pub mod fakes;
 pub mod fault_proxy;
+pub mod nspawn;
 pub mod sandbox;
 
 use std::sync::Arc;

@@ -371,7 +371,7 @@ impl KubernetesRestarter {
             };
             let loaded = match self.cfg.kubeconfig.as_deref().map(expand_home) {
                 Some(path) => {
-                    let kc = Kubeconfig::read_from(path).map_err(|e| {
+                    let kc = Kubeconfig::read_from(&path).map_err(|e| {
                         Error::invalid_config(format!("kubeconfig {}: {e}", path.display()))
                     })?;
                     kube::Config::from_custom_kubeconfig(kc, &opts).await
