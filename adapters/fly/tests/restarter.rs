@@ -354,7 +354,7 @@ async fn batches_process_groups_and_rate_limits() {
     let r = FlyRestarter::new(c).unwrap();
     let rollout = r.restart(&ctx("run-worker")).await.unwrap();
     assert!(r.wait(&rollout, soon()).await.unwrap().is_done());
-    assert_eq!(fake.state().order, [worker.clone()]);
+    assert_eq!(fake.state().order, std::slice::from_ref(&worker));
 
     let mut c = config(&fake);
     c.batch_size = 2;
