@@ -77,6 +77,7 @@ registry! {
         AwsSecretsManager = "aws_secrets_manager", "aws", vsync_orchestrate_aws::SecretsManagerConfig;
         VpsFile = "vps_file", "ssh", vsync_orchestrate_ssh::VpsFileTable;
         GcpSecretManager = "gcp_secret_manager", "gcp", vsync_orchestrate_gcp::SecretManagerConfig;
+        Vercel = "vercel", "vercel", vsync_orchestrate_vercel::VercelStoreConfig;
     }
     restarters {
         Command = "command", "local", vsync_orchestrate_local::CommandRestarterConfig;
@@ -84,6 +85,8 @@ registry! {
         Systemd = "systemd", "ssh", vsync_orchestrate_ssh::SystemdTable;
         CloudRun = "cloud_run", "gcp", vsync_orchestrate_gcp::CloudRunConfig;
         Kubernetes = "kubernetes", "kubernetes", vsync_orchestrate_kubernetes::KubernetesConfig;
+        VercelRedeploy = "vercel", "vercel", vsync_orchestrate_vercel::VercelRedeployConfig;
+        Fly = "fly", "fly", vsync_orchestrate_fly::FlyConfig;
     }
 }
 

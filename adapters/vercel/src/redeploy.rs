@@ -1,0 +1,552 @@
+//! The `vercel` restarter: an environment variable reaches only new deployments,
+//! so the current production deployment is redeployed exactly as `vercel
+//! redeploy` does (`POST /v13/deployments` with its id, target production, meta
+//! `action = redeploy`) and followed until it is READY with the production alias
+//! assigned. The deployment's meta carries the run id: a restart of the same run,
+//! from another process, finds it instead of building again.
+//!
+//! After an Instant Rollback Vercel stops assigning the production domains to new
+//! deployments until one is promoted; preflight explains it and refuses, unless
+//! the plan says `promote = true`, in which case the redeployed build is promoted
+//! when it is ready (`POST /v10/projects/{id}/promote/{deployment}`).
+
+use crate::api::{seg, Api, DEFAULT_TOKEN_ENV};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use vsync_orchestrate_api::{
+    async_trait, Error, Preflight, RestartContext, Restarter, Result, Rollout, RolloutOutcome,
+    Target,
+};
+use vsync_orchestrate_http::Method;
+
+/// The deployment meta key that carries the run id.
+pub const RUN_META: &str = "vsyncRunId";
+
+/// The plan's `[[restart]] type = "vercel"` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VercelRedeployConfig {
+    /// The project's name or id.
+    pub project: String,
+    #[serde(default)]
+    pub team_id: Option<String>,
+    #[serde(default = "VercelRedeployConfig::default_token_env")]
+    pub token_env: String,
+    #[serde(default)]
+    pub api_base: Option<String>,
+    /// After an Instant Rollback, promote the redeployed build to production.
+    #[serde(default)]
+    pub promote: bool,
+    /// How long the build and alias may take (default 15 minutes).
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// How often `wait` asks (default 5 s).
+    #[serde(
+        default = "VercelRedeployConfig::default_poll",
+        with = "humantime_serde"
+    )]
+    pub poll_interval: Duration,
+}
+
+impl VercelRedeployConfig {
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(900);
+    pub const DEFAULT_POLL: Duration = Duration::from_secs(5);
+
+    fn default_token_env() -> String {
+        DEFAULT_TOKEN_ENV.to_owned()
+    }
+    fn default_poll() -> Duration {
+        Self::DEFAULT_POLL
+    }
+
+    pub fn new(project: impl Into<String>) -> Self {
+        VercelRedeployConfig {
+            project: project.into(),
+            team_id: None,
+            token_env: Self::default_token_env(),
+            api_base: None,
+            promote: false,
+            timeout: None,
+            poll_interval: Self::DEFAULT_POLL,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Project {
+    id: String,
+    name: String,
+    #[serde(default)]
+    targets: Value,
+    #[serde(default)]
+    last_rollback_target: Value,
+    #[serde(default)]
+    last_alias_request: Value,
+}
+
+impl Project {
+    fn production(&self) -> Option<&str> {
+        self.targets["production"]["id"].as_str()
+    }
+
+    /// Whether production is pinned by an Instant Rollback (new deployments do
+    /// not get the production domains), in words.
+    fn rolled_back(&self) -> Option<String> {
+        let req = &self.last_alias_request;
+        if req["type"] == "rollback" {
+            return Some(format!(
+                "production was rolled back to {}",
+                req["toDeploymentId"]
+                    .as_str()
+                    .unwrap_or("an earlier deployment")
+            ));
+        }
+        if self.last_rollback_target.is_object() {
+            return Some("production is in an Instant Rollback state".to_owned());
+        }
+        None
+    }
+}
+
+/// A deployment as `GET /v13/deployments/{id}` (`id`, `readyState`) or the v6
+/// list (`uid`, `state`) gives it; some answers carry both spellings.
+#[derive(Debug, Deserialize)]
+#[serde(from = "RawDeployment")]
+struct Deployment {
+    id: String,
+    ready_state: String,
+    url: Option<String>,
+    alias_assigned: Value,
+    alias_error: Value,
+    error_code: Option<String>,
+    error_message: Option<String>,
+    checks: Value,
+}
+
+impl From<RawDeployment> for Deployment {
+    fn from(r: RawDeployment) -> Self {
+        Deployment {
+            id: r.id.or(r.uid).unwrap_or_default(),
+            ready_state: r.ready_state.or(r.state).unwrap_or_default(),
+            url: r.url,
+            alias_assigned: r.alias_assigned,
+            alias_error: r.alias_error,
+            error_code: r.error_code,
+            error_message: r.error_message,
+            checks: r.checks,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawDeployment {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    uid: Option<String>,
+    #[serde(default)]
+    ready_state: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    alias_assigned: Value,
+    #[serde(default)]
+    alias_error: Value,
+    #[serde(default)]
+    error_code: Option<String>,
+    #[serde(default)]
+    error_message: Option<String>,
+    #[serde(default)]
+    checks: Value,
+}
+
+#[derive(Deserialize)]
+struct DeploymentList {
+    #[serde(default)]
+    deployments: Vec<Deployment>,
+}
+
+/// What the rollout record carries besides the deployment id.
+#[derive(Debug, Clone, Default, serde::Serialize, Deserialize)]
+struct Record {
+    project_id: String,
+    /// The deployment that was redeployed.
+    #[serde(default)]
+    from: Option<String>,
+    /// The redeployed build is promoted when ready (Instant Rollback + `promote`).
+    #[serde(default)]
+    promote: bool,
+}
+
+/// Redeploys a Vercel project's production deployment.
+pub struct VercelRedeploy {
+    cfg: VercelRedeployConfig,
+    api: Api,
+    started: Mutex<HashMap<String, Rollout>>,
+}
+
+impl std::fmt::Debug for VercelRedeploy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VercelRedeploy")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        _ => true,
+    }
+}
+
+enum Progress {
+    Done(String),
+    Failed(String),
+    Waiting(String),
+}
+
+fn judge(d: &Deployment, promote_pending: bool) -> Progress {
+    let name = d
+        .url
+        .as_deref()
+        .map(|u| format!("{} ({u})", d.id))
+        .unwrap_or_else(|| d.id.clone());
+    if d.alias_error.is_object() {
+        return Progress::Failed(format!(
+            "deployment {name}: the production alias failed: {}{}",
+            d.alias_error["code"].as_str().unwrap_or("error"),
+            d.alias_error["message"]
+                .as_str()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        ));
+    }
+    if d.checks["deployment-alias"]["state"] == "failed" {
+        return Progress::Failed(format!(
+            "deployment {name}: the deployment-alias check failed"
+        ));
+    }
+    match d.ready_state.as_str() {
+        "ERROR" => Progress::Failed(format!(
+            "deployment {name} failed{}{}",
+            d.error_code
+                .as_deref()
+                .map(|c| format!(" ({c})"))
+                .unwrap_or_default(),
+            d.error_message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        )),
+        "CANCELED" => Progress::Failed(format!(
+            "deployment {name} was canceled before it was ready"
+        )),
+        "READY" if truthy(&d.alias_assigned) => Progress::Done(format!(
+            "deployment {name} READY, production alias assigned"
+        )),
+        "READY" if promote_pending => Progress::Waiting(format!(
+            "deployment {name} READY, to be promoted to production"
+        )),
+        "READY" => Progress::Waiting(format!(
+            "deployment {name} READY, waiting for the production alias"
+        )),
+        s if d.error_code.as_deref() == Some("BUILD_FAILED") => {
+            Progress::Failed(format!("deployment {name}: the build failed ({s})"))
+        }
+        "" => Progress::Waiting(format!("deployment {name}: no state yet")),
+        s => Progress::Waiting(format!("deployment {name} {s}")),
+    }
+}
+
+impl VercelRedeploy {
+    pub fn new(cfg: VercelRedeployConfig) -> Result<Self> {
+        if let Some(f) = crate::config::redeploy_findings(&cfg)
+            .into_iter()
+            .find(|f| f.severity == vsync_orchestrate_api::Severity::Error)
+        {
+            return Err(Error::invalid_config(format!("vercel: {}", f.message)));
+        }
+        let api = Api::new(
+            cfg.api_base.as_deref(),
+            cfg.team_id.as_deref(),
+            &cfg.token_env,
+            Duration::from_secs(30),
+        );
+        Ok(VercelRedeploy {
+            cfg,
+            api,
+            started: Mutex::default(),
+        })
+    }
+
+    fn ctx(&self, e: Error) -> Error {
+        e.context(format!("vercel {}", self.cfg.project))
+    }
+
+    async fn project(&self) -> Result<Project> {
+        self.api
+            .json(
+                Method::GET,
+                &format!("/v9/projects/{}", seg(&self.cfg.project)),
+                &[],
+                None,
+                "reading the project",
+                None,
+            )
+            .await
+    }
+
+    fn rollback_refusal(&self, why: &str) -> Error {
+        Error::unsupported(format!(
+            "{why}: after an Instant Rollback Vercel assigns the production domains to no \
+             new deployment until one is promoted, so a redeploy would build with the new \
+             passphrase and serve nothing. Promote a deployment (or undo the rollback) in \
+             the dashboard first, or set `promote = true` to have the redeployed build \
+             promoted to production when it is ready"
+        ))
+    }
+
+    async fn find(&self, project_id: &str, run: &str) -> Result<Option<Deployment>> {
+        let meta = format!("meta-{RUN_META}");
+        let l: DeploymentList = self
+            .api
+            .json(
+                Method::GET,
+                "/v6/deployments",
+                &[
+                    ("projectId", project_id),
+                    ("target", "production"),
+                    (meta.as_str(), run),
+                    ("limit", "5"),
+                ],
+                None,
+                "looking for this run's deployment",
+                None,
+            )
+            .await?;
+        Ok(l.deployments.into_iter().find(|d| !d.id.is_empty()))
+    }
+
+    async fn deployment(&self, id: &str, deadline: Instant) -> Result<Deployment> {
+        self.api
+            .json(
+                Method::GET,
+                &format!("/v13/deployments/{}", seg(id)),
+                &[],
+                None,
+                "reading the deployment",
+                Some(deadline),
+            )
+            .await
+    }
+
+    async fn promote(&self, rec: &Record, id: &str, deadline: Instant) -> Result<()> {
+        let resp = self
+            .api
+            .call(
+                Method::POST,
+                &format!("/v10/projects/{}/promote/{}", seg(&rec.project_id), seg(id)),
+                &[],
+                None,
+                "promoting the deployment to production",
+                Some(deadline),
+            )
+            .await?;
+        // 409: a promotion of it is already under way.
+        if resp.status() == 409 {
+            return Ok(());
+        }
+        resp.error_for_status()?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Restarter for VercelRedeploy {
+    fn describe(&self) -> Target {
+        Target::new(
+            crate::store::KIND,
+            format!("{} (redeploy)", self.cfg.project),
+        )
+    }
+
+    async fn preflight(&self) -> Result<Preflight> {
+        let p = self.project().await.map_err(|e| self.ctx(e))?;
+        let Some(prod) = p.production() else {
+            return Err(self.ctx(Error::not_found(
+                "the project has no production deployment to redeploy",
+            )));
+        };
+        let mut warnings = Vec::new();
+        if let Some(why) = p.rolled_back() {
+            if !self.cfg.promote {
+                return Err(self.ctx(self.rollback_refusal(&why)));
+            }
+            warnings.push(format!(
+                "{why}: the redeployed build will be promoted to production (promote = true)"
+            ));
+        }
+        let state = p.targets["production"]["readyState"]
+            .as_str()
+            .map(|s| format!(", {s}"))
+            .unwrap_or_default();
+        Ok(Preflight {
+            detail: format!("{} ({}): production is {prod}{state}", p.name, p.id),
+            warnings,
+        })
+    }
+
+    async fn restart(&self, ctx: &RestartContext) -> Result<Rollout> {
+        let run = ctx.run.as_str();
+        if let Some(r) = self.started.lock().expect("poisoned").get(run) {
+            return Ok(r.clone());
+        }
+        let p = self.project().await.map_err(|e| self.ctx(e))?;
+        let rollback = p.rolled_back();
+        let promote = rollback.is_some() && self.cfg.promote;
+        let rollout = |id: String, from: Option<String>| Rollout {
+            target: self.describe(),
+            run: ctx.run.clone(),
+            id,
+            extra: json!(Record {
+                project_id: p.id.clone(),
+                from,
+                promote,
+            }),
+        };
+        let found = self.find(&p.id, run).await.map_err(|e| self.ctx(e))?;
+        let r = match found {
+            Some(d) => rollout(d.id, None),
+            None => {
+                if let Some(why) = &rollback {
+                    if !self.cfg.promote {
+                        return Err(self.ctx(self.rollback_refusal(why)));
+                    }
+                }
+                let Some(from) = p.production().map(str::to_owned) else {
+                    return Err(self.ctx(Error::not_found(
+                        "the project has no production deployment to redeploy",
+                    )));
+                };
+                // What `vercel redeploy` sends.
+                let body = json!({
+                    "name": p.name,
+                    "deploymentId": from,
+                    "target": "production",
+                    "meta": { "action": "redeploy", RUN_META: run },
+                });
+                let d: Deployment = self
+                    .api
+                    .json(
+                        Method::POST,
+                        "/v13/deployments",
+                        &[("forceNew", "1")],
+                        Some(&body),
+                        "redeploying production",
+                        None,
+                    )
+                    .await
+                    .map_err(|e| self.ctx(e))?;
+                if d.id.is_empty() {
+                    return Err(self.ctx(Error::failed(
+                        "redeploying production: the answer names no deployment",
+                    )));
+                }
+                rollout(d.id, Some(from))
+            }
+        };
+        self.started
+            .lock()
+            .expect("poisoned")
+            .insert(run.to_owned(), r.clone());
+        Ok(r)
+    }
+
+    async fn wait(&self, rollout: &Rollout, deadline: Instant) -> Result<RolloutOutcome> {
+        let rec: Record = serde_json::from_value(rollout.extra.clone()).unwrap_or_default();
+        let mut promoted = false;
+        let mut last = String::from("no answer yet");
+        loop {
+            let mut pause = self.cfg.poll_interval;
+            match self.deployment(&rollout.id, deadline).await {
+                Ok(d) => {
+                    let promote_pending = rec.promote && !promoted;
+                    match judge(&d, promote_pending) {
+                        Progress::Done(detail) => return Ok(RolloutOutcome::Done { detail }),
+                        Progress::Failed(reason) => return Ok(RolloutOutcome::Failed { reason }),
+                        Progress::Waiting(w) => {
+                            if d.ready_state == "READY" && promote_pending {
+                                match self.promote(&rec, &d.id, deadline).await {
+                                    Ok(()) => promoted = true,
+                                    Err(e) if e.is_temporary() => {
+                                        pause = e.wait_hint().unwrap_or(pause)
+                                    }
+                                    Err(e) => return Err(self.ctx(e)),
+                                }
+                            }
+                            last = w;
+                        }
+                    }
+                }
+                // A blip while polling is not a failed rollout.
+                Err(e) if e.is_temporary() => {
+                    pause = e.wait_hint().unwrap_or(pause);
+                    last = format!("{last} (last poll: {e})");
+                }
+                Err(e) => return Err(self.ctx(e)),
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(RolloutOutcome::TimedOut { detail: last });
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dep(v: Value) -> Deployment {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn states_are_judged() {
+        let ok =
+            dep(json!({"id": "dpl_1", "readyState": "READY", "aliasAssigned": 1700000000000u64}));
+        assert!(matches!(judge(&ok, false), Progress::Done(_)));
+        let no_alias = dep(json!({"id": "dpl_1", "readyState": "READY", "aliasAssigned": null}));
+        assert!(matches!(judge(&no_alias, false), Progress::Waiting(_)));
+        let err = dep(
+            json!({"uid": "dpl_2", "state": "ERROR", "errorCode": "BUILD_FAILED", "errorMessage": "Command \"npm run build\" exited with 1"}),
+        );
+        match judge(&err, false) {
+            Progress::Failed(r) => assert!(
+                r.contains("BUILD_FAILED") && r.contains("exited with 1"),
+                "{r}"
+            ),
+            _ => panic!(),
+        }
+        let alias = dep(
+            json!({"id": "dpl_3", "readyState": "READY", "aliasError": {"code": "DOMAIN_VERIFICATION", "message": "not verified"}}),
+        );
+        assert!(
+            matches!(judge(&alias, false), Progress::Failed(r) if r.contains("DOMAIN_VERIFICATION"))
+        );
+        let canceled = dep(json!({"id": "dpl_4", "readyState": "CANCELED"}));
+        assert!(matches!(judge(&canceled, false), Progress::Failed(r) if r.contains("canceled")));
+    }
+}
