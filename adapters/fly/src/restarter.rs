@@ -28,7 +28,16 @@ const NOT_SERVING: &[&str] = &[
 ];
 
 /// The plan's `[[restart]] type = "fly"` table.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Deserialize,
+    serde::Serialize,
+    vsync_orchestrate_api::schemars::JsonSchema,
+)]
+#[schemars(crate = "vsync_orchestrate_api::schemars")]
 #[serde(deny_unknown_fields)]
 pub struct FlyConfig {
     /// The Fly app.
@@ -51,17 +60,21 @@ pub struct FlyConfig {
     pub include_stopped: bool,
     /// How long the whole rolling restart may take (default 15 minutes).
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub timeout: Option<Duration>,
     /// How often a machine's state and checks are read (default 2 s).
     #[serde(default = "FlyConfig::default_poll", with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub poll_interval: Duration,
     /// The lease on each machine (default 5 minutes): longer than one machine's
     /// restart and checks.
     #[serde(default = "FlyConfig::default_lease", with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub lease_ttl: Duration,
     /// How long a check may stay critical after the machine started before the
     /// machine counts as failed (default 60 s).
     #[serde(default = "FlyConfig::default_grace", with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub check_grace: Duration,
 }
 

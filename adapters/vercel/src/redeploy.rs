@@ -26,7 +26,16 @@ use vsync_orchestrate_http::Method;
 pub const RUN_META: &str = "vsyncRunId";
 
 /// The plan's `[[restart]] type = "vercel"` table.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Deserialize,
+    serde::Serialize,
+    vsync_orchestrate_api::schemars::JsonSchema,
+)]
+#[schemars(crate = "vsync_orchestrate_api::schemars")]
 #[serde(deny_unknown_fields)]
 pub struct VercelRedeployConfig {
     /// The project's name or id.
@@ -42,12 +51,14 @@ pub struct VercelRedeployConfig {
     pub promote: bool,
     /// How long the build and alias may take (default 15 minutes).
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub timeout: Option<Duration>,
     /// How often `wait` asks (default 5 s).
     #[serde(
         default = "VercelRedeployConfig::default_poll",
         with = "humantime_serde"
     )]
+    #[schemars(with = "String")]
     pub poll_interval: Duration,
 }
 

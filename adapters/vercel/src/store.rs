@@ -38,7 +38,18 @@ fn active_marker(run: &RunId) -> String {
 }
 
 /// A Vercel environment (`target`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Deserialize,
+    serde::Serialize,
+    vsync_orchestrate_api::schemars::JsonSchema,
+)]
+#[schemars(crate = "vsync_orchestrate_api::schemars")]
 #[serde(rename_all = "snake_case")]
 pub enum VercelTarget {
     #[default]
@@ -58,7 +69,16 @@ impl VercelTarget {
 }
 
 /// The plan's `[[store]] type = "vercel"` table.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Deserialize,
+    serde::Serialize,
+    vsync_orchestrate_api::schemars::JsonSchema,
+)]
+#[schemars(crate = "vsync_orchestrate_api::schemars")]
 #[serde(deny_unknown_fields)]
 pub struct VercelStoreConfig {
     /// The project's name or id (`prj_…`).
@@ -89,6 +109,7 @@ pub struct VercelStoreConfig {
     pub api_base: Option<String>,
     /// One request attempt (default 30 s).
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub timeout: Option<Duration>,
 }
 
