@@ -10,6 +10,8 @@
 
 #![cfg(all(feature = "fly", feature = "local"))]
 
+mod support;
+
 #[path = "../adapters/fly/tests/fake/mod.rs"]
 mod fly_fake;
 
@@ -17,99 +19,20 @@ use fly_fake::{Behaviour, FlyState, APP, TOKEN};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
-use vsync_orchestrate::api::Passphrase;
+use support::demo::{bin, Demo};
 
 const APPS: u32 = 2;
 const TOKEN_ENV: &str = "VSYNC_E2E_FLY_TOKEN";
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vsync-orchestrate"))
-}
-
-struct Demo {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-}
-
-impl Demo {
-    fn new() -> Demo {
-        let tmp = tempfile::tempdir().unwrap();
-        let out = bin()
-            .args([
-                "demo-setup",
-                "--apps",
-                &APPS.to_string(),
-                "--iterations",
-                "2000",
-                "--dir",
-            ])
-            .arg(tmp.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Demo {
-            dir: tmp.path().canonicalize().unwrap(),
-            _tmp: tmp,
-        }
-    }
-
-    fn passphrase(&self) -> String {
-        std::fs::read_to_string(self.dir.join("passphrase")).unwrap()
-    }
-
-    fn ports(&self) -> Vec<u16> {
-        (1..=APPS)
-            .map(|n| {
-                std::fs::read_to_string(self.dir.join(format!("apps/app-{n}.port")))
-                    .unwrap()
-                    .trim()
-                    .parse()
-                    .unwrap()
-            })
-            .collect()
-    }
-
-    async fn gen(&self) -> u64 {
-        let cfg = vsync_orchestrate::vault::config_blob::decode(
-            &std::fs::read_to_string(self.dir.join("vsync-config")).unwrap(),
-        )
-        .unwrap();
-        let vault = vsync_orchestrate::vault::bootstrap::vault_for(&cfg)
-            .await
-            .unwrap();
-        vault
-            .open(&Passphrase::from_file_contents(self.passphrase()))
-            .await
-            .expect("the passphrase file opens the vault")
-            .gen
-    }
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        for n in 1..=APPS {
-            let _ = bin()
-                .args(["demo-ctl", "stop", "--app", &n.to_string(), "--dir"])
-                .arg(&self.dir)
-                .output();
-        }
-    }
-}
-
 fn plan(demo: &Demo, api: &str) -> PathBuf {
-    let d = demo.dir.display();
+    let d = demo.root.display();
     let health: Vec<String> = demo
         .ports()
         .iter()
         .map(|p| format!("\"http://127.0.0.1:{p}/healthz\""))
         .collect();
-    let path = demo.dir.join("fly-plan.toml");
+    let path = demo.root.join("fly-plan.toml");
     std::fs::write(
         &path,
         format!(
@@ -148,7 +71,7 @@ interval = "100ms"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_rotates_the_demo_vault_and_rolls_the_fly_machines() {
-    let demo = Demo::new();
+    let demo = Demo::setup(APPS);
     let old = demo.passphrase();
     // One machine per demo app, plus a release-command machine never restarted.
     let mut st = FlyState::default();
@@ -163,7 +86,7 @@ async fn run_rotates_the_demo_vault_and_rolls_the_fly_machines() {
         "started",
         Behaviour::Healthy,
     );
-    let dir = demo.dir.clone();
+    let dir = demo.root.clone();
     let map = apps.clone();
     st.on_restart = Some(Arc::new(move |id: &str| {
         let n = map.get(id).ok_or("unknown machine")?;

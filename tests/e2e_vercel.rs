@@ -11,97 +11,19 @@
 
 #![cfg(feature = "vercel")]
 
+mod support;
+
 #[path = "../adapters/vercel/tests/fake/mod.rs"]
 mod vercel_fake;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
+use support::demo::{bin, Demo};
 use vercel_fake::{Build, VercelState, PROJECT, TEAM, TOKEN};
-use vsync_orchestrate::api::Passphrase;
 
 const APPS: u32 = 2;
 const TOKEN_ENV: &str = "VSYNC_E2E_VERCEL_TOKEN";
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vsync-orchestrate"))
-}
-
-struct Demo {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-}
-
-impl Demo {
-    fn new() -> Demo {
-        let tmp = tempfile::tempdir().unwrap();
-        let out = bin()
-            .args([
-                "demo-setup",
-                "--apps",
-                &APPS.to_string(),
-                "--iterations",
-                "2000",
-                "--dir",
-            ])
-            .arg(tmp.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Demo {
-            dir: tmp.path().canonicalize().unwrap(),
-            _tmp: tmp,
-        }
-    }
-
-    fn passphrase(&self) -> String {
-        std::fs::read_to_string(self.dir.join("passphrase")).unwrap()
-    }
-
-    fn ports(&self) -> Vec<u16> {
-        (1..=APPS)
-            .map(|n| {
-                std::fs::read_to_string(self.dir.join(format!("apps/app-{n}.port")))
-                    .unwrap()
-                    .trim()
-                    .parse()
-                    .unwrap()
-            })
-            .collect()
-    }
-
-    /// The generation the current passphrase file opens.
-    async fn gen(&self) -> u64 {
-        let cfg = vsync_orchestrate::vault::config_blob::decode(
-            &std::fs::read_to_string(self.dir.join("vsync-config")).unwrap(),
-        )
-        .unwrap();
-        let vault = vsync_orchestrate::vault::bootstrap::vault_for(&cfg)
-            .await
-            .unwrap();
-        vault
-            .open(&Passphrase::from_file_contents(self.passphrase()))
-            .await
-            .expect("the passphrase file opens the vault")
-            .gen
-    }
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        for n in 1..=APPS {
-            let _ = bin()
-                .args(["demo-ctl", "stop", "--app", &n.to_string(), "--dir"])
-                .arg(&self.dir)
-                .output();
-        }
-    }
-}
 
 /// A Vercel build: the deployment's apps boot with the production value of
 /// VSYNC_PASSPHRASE as it is now.
@@ -142,13 +64,13 @@ fn build_hook(dir: PathBuf) -> vercel_fake::Hook {
 }
 
 fn plan(demo: &Demo, api: &str, verify_timeout: &str) -> PathBuf {
-    let d = demo.dir.display();
+    let d = demo.root.display();
     let health: Vec<String> = demo
         .ports()
         .iter()
         .map(|p| format!("\"http://127.0.0.1:{p}/healthz\""))
         .collect();
-    let path = demo.dir.join("vercel-plan.toml");
+    let path = demo.root.join("vercel-plan.toml");
     std::fs::write(
         &path,
         format!(
@@ -207,9 +129,13 @@ async fn run(plan: &Path) -> (i32, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_rotates_a_sensitive_vercel_variable_and_redeploys_production() {
-    let demo = Demo::new();
+    let demo = Demo::setup(APPS);
     let old = demo.passphrase();
-    std::fs::copy(demo.dir.join("passphrase"), demo.dir.join("old-passphrase")).unwrap();
+    std::fs::copy(
+        demo.root.join("passphrase"),
+        demo.root.join("old-passphrase"),
+    )
+    .unwrap();
     let mut st = VercelState::default();
     st.add_env("VSYNC_PASSPHRASE", &old, "sensitive", &["production"], None);
     st.add_env(
@@ -219,7 +145,7 @@ async fn run_rotates_a_sensitive_vercel_variable_and_redeploys_production() {
         &["preview"],
         None,
     );
-    st.on_build = Some(build_hook(demo.dir.clone()));
+    st.on_build = Some(build_hook(demo.root.clone()));
     let fake = vercel_fake::start(st).await;
     let plan_path = plan(&demo, &fake.url(), "60s");
     assert_eq!(demo.gen().await, 0);
@@ -268,7 +194,11 @@ async fn run_rotates_a_sensitive_vercel_variable_and_redeploys_production() {
     // A second run with a build that fails: the vault and the variable rotate
     // (T1 closes the window), the restart fails with the build's reason (exit 15)
     // and verify names the apps still on the old generation.
-    std::fs::copy(demo.dir.join("passphrase"), demo.dir.join("old-passphrase")).unwrap();
+    std::fs::copy(
+        demo.root.join("passphrase"),
+        demo.root.join("old-passphrase"),
+    )
+    .unwrap();
     fake.state().build = Build::Fails;
     let plan_path = plan(&demo, &fake.url(), "2s");
     let (code, stdout, stderr) = run(&plan_path).await;

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use vsync_orchestrate::api::Passphrase;
 
 pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_vsync-orchestrate"));
@@ -13,6 +14,9 @@ pub fn bin() -> Command {
 
 pub struct Demo {
     pub dir: tempfile::TempDir,
+    /// `dir`, canonical (plans name it, apps report it).
+    pub root: PathBuf,
+    /// The plan `demo-setup` wrote.
     pub plan: PathBuf,
     pub apps: u32,
 }
@@ -39,7 +43,46 @@ impl Demo {
             String::from_utf8_lossy(&out.stderr)
         );
         let plan = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        Demo { dir, plan, apps }
+        Demo {
+            root: dir.path().canonicalize().unwrap(),
+            dir,
+            plan,
+            apps,
+        }
+    }
+
+    /// What the passphrase file holds now.
+    pub fn passphrase(&self) -> String {
+        std::fs::read_to_string(self.root.join("passphrase")).unwrap()
+    }
+
+    /// Each demo app's `/healthz` port.
+    pub fn ports(&self) -> Vec<u16> {
+        (1..=self.apps)
+            .map(|n| {
+                std::fs::read_to_string(self.root.join(format!("apps/app-{n}.port")))
+                    .unwrap()
+                    .trim()
+                    .parse()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    /// The generation the current passphrase file opens.
+    pub async fn gen(&self) -> u64 {
+        let cfg = vsync_orchestrate::vault::config_blob::decode(
+            &std::fs::read_to_string(self.root.join("vsync-config")).unwrap(),
+        )
+        .unwrap();
+        let vault = vsync_orchestrate::vault::bootstrap::vault_for(&cfg)
+            .await
+            .unwrap();
+        vault
+            .open(&Passphrase::from_file_contents(self.passphrase()))
+            .await
+            .expect("the passphrase file opens the vault")
+            .gen
     }
 }
 
