@@ -99,8 +99,7 @@ pub async fn dispatch(cli: &Cli) -> u8 {
                 return Exit::PlanInvalid.code();
             };
             let mut opts = options(cli, &loaded);
-            let notifier = crate::notify::Notifier::from_plan(&loaded);
-            opts.observer = notifier.clone().map(|n| engine::Observers(n));
+            let notifier = crate::notify::Notifier::attach(&loaded, &mut opts);
             let s = engine::resume(&loaded, &opts, &progress).await;
             let code = emit(cli, &s);
             if let Some(n) = notifier {
@@ -217,8 +216,7 @@ async fn run(
         let Some((loaded, mut opts)) = ready.pop() else {
             return Exit::PlanInvalid.code();
         };
-        let notifier = crate::notify::Notifier::from_plan(&loaded);
-        opts.observer = notifier.clone().map(|n| engine::Observers(n));
+        let notifier = crate::notify::Notifier::attach(&loaded, &mut opts);
         let s = engine::run(&loaded, &opts, progress, false).await;
         let code = emit(cli, &s);
         if let Some(n) = notifier {
@@ -230,8 +228,7 @@ async fn run(
     let json = cli.output == Output::Json;
     let mut notifiers = std::collections::HashMap::new();
     for (l, opts) in ready.iter_mut() {
-        if let Some(n) = crate::notify::Notifier::from_plan(l) {
-            opts.observer = Some(engine::Observers(n.clone()));
+        if let Some(n) = crate::notify::Notifier::attach(l, opts) {
             notifiers.insert(l.path.clone(), n);
         }
     }

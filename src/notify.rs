@@ -104,6 +104,16 @@ impl Notifier {
         }))
     }
 
+    /// The plan's notifier, set as the run's observer so it sees the start.
+    pub fn attach(
+        loaded: &LoadedPlan,
+        opts: &mut crate::engine::RunOptions,
+    ) -> Option<Arc<Notifier>> {
+        let n = Notifier::from_plan(loaded)?;
+        opts.observer = Some(crate::engine::Observers(n.clone()));
+        Some(n)
+    }
+
     fn wants(&self, on: NotifyOn) -> bool {
         self.section.on.contains(&on)
     }
@@ -150,11 +160,12 @@ impl Notifier {
     /// The end of a run or resume: its outcome to every sink and the summary to the
     /// command, then waits for every delivery (each bounded by the timeout).
     pub async fn finish(&self, s: &Summary) {
-        if let Some(on) = outcome(s) {
+        let on = outcome(s);
+        if let Some(on) = on {
             self.send(on, self.payload(on, s));
         }
         let command = async {
-            if !self.section.command.is_empty() && outcome(s).is_some_and(|o| self.wants(o)) {
+            if !self.section.command.is_empty() && on.is_some_and(|o| self.wants(o)) {
                 run_command(&self.section.command, s, self.timeout).await;
             }
         };
@@ -207,35 +218,27 @@ impl Notifier {
 
 impl Observer for Notifier {
     fn event(&self, run: &str, e: &Event) {
-        let start = {
-            let mut seen = self.seen.lock().expect("notify state");
-            match e {
-                Event::Vault(v) => seen.vault = v.clone(),
-                Event::Facts(f) => {
-                    if f.gen_before.is_some() {
-                        seen.gen_before = f.gen_before;
-                    }
-                }
-                Event::Phase {
-                    step: Step::Stage, ..
-                } if !seen.started => {
-                    seen.started = true;
-                }
-                _ => return,
+        let mut seen = self.seen.lock().expect("notify state");
+        match e {
+            Event::Vault(v) => seen.vault = v.clone(),
+            Event::Facts(f) if f.gen_before.is_some() => seen.gen_before = f.gen_before,
+            Event::Phase {
+                step: Step::Stage, ..
+            } if !seen.started => {
+                seen.started = true;
+                let start = json!({
+                    "event": NotifyOn::Start.as_str(),
+                    "env": self.env,
+                    "run_id": run,
+                    "vault": seen.vault,
+                    "gen_before": seen.gen_before,
+                    "gen_after": seen.gen_before.map(|g| g + 1),
+                });
+                drop(seen);
+                self.send(NotifyOn::Start, start);
             }
-            if !matches!(e, Event::Phase { .. }) {
-                return;
-            }
-            json!({
-                "event": NotifyOn::Start.as_str(),
-                "env": self.env,
-                "run_id": run,
-                "vault": seen.vault,
-                "gen_before": seen.gen_before,
-                "gen_after": seen.gen_before.map(|g| g + 1),
-            })
-        };
-        self.send(NotifyOn::Start, start);
+            _ => {}
+        }
     }
 }
 
