@@ -169,6 +169,76 @@ async fn activation_failure_reports_the_open_window_and_resume_closes_it() {
 }
 
 #[tokio::test]
+async fn a_stalled_activation_is_given_up_after_its_attempt_timeout_and_sent_again() {
+    let sb = Sandbox::new("").await;
+    let log = log();
+    let slow = MemStore::new("slow", OLD, &log, None);
+    // The first request stalls before it is applied; the second one answers.
+    slow.stall_activate.store(1, Ordering::SeqCst);
+    let parts = sb.parts(vec![sb.file_store(), slow.clone()], None).await;
+    let mut opts = sb.opts();
+    opts.activate_attempt = std::time::Duration::from_millis(300);
+    let shown = Shown::new();
+    let s = engine::run_with(&sb.loaded, parts, &opts, &shown.p, false).await;
+    shown.check(&s);
+    assert_eq!(s.exit_code, 0, "{}", s.outcome);
+    let new = Passphrase::new(sb.passphrase_file());
+    assert!(slow.current().same_as(&new));
+    let calls = log.lock().unwrap().clone();
+    assert_eq!(
+        calls.iter().filter(|c| *c == "slow:activate").count(),
+        2,
+        "{calls:?}"
+    );
+    let w = s.window_ms.unwrap();
+    assert!(
+        (300.0..3000.0).contains(&w),
+        "window {w} ms: one attempt timeout, then the retry"
+    );
+}
+
+#[tokio::test]
+async fn a_store_that_never_answers_keeps_the_window_open_for_the_deadline_only() {
+    for applied in [false, true] {
+        let sb = Sandbox::new("").await;
+        let log = log();
+        let hung = MemStore::new("hung", OLD, &log, None);
+        hung.stall_activate.store(usize::MAX, Ordering::SeqCst);
+        hung.stall_after_applying.store(applied, Ordering::SeqCst);
+        let parts = sb.parts(vec![sb.file_store(), hung.clone()], None).await;
+        let mut opts = sb.opts();
+        opts.activate_attempt = std::time::Duration::from_millis(200);
+        opts.activate_deadline = std::time::Duration::from_millis(1500);
+        let shown = Shown::new();
+        let t = std::time::Instant::now();
+        let s = engine::run_with(&sb.loaded, parts, &opts, &shown.p, false).await;
+        shown.check(&s);
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "the run ended {:?} after it started",
+            t.elapsed()
+        );
+        if applied {
+            // Every answer was lost but the switch happened: reading it back says so.
+            assert_eq!(s.exit_code, 0, "{}", s.outcome);
+            let w = s.window_ms.unwrap();
+            assert!((1500.0..5000.0).contains(&w), "window {w} ms");
+            assert!(
+                s.targets
+                    .iter()
+                    .any(|r| r.detail.contains("its answer was lost")),
+                "{:?}",
+                s.targets
+            );
+        } else {
+            assert_eq!(s.exit_code, Exit::WindowOpen.code(), "{}", s.outcome);
+            assert!(s.outcome.contains("memory hung"), "{}", s.outcome);
+            assert!(hung.current().same_as(&Passphrase::from(OLD)));
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_held_lock_stops_the_run_before_anything_is_staged() {
     let sb = Sandbox::new("").await;
     let other = RunId("someone-else".into());

@@ -12,10 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vsync_orchestrate_api::{Error, ErrorKind, Passphrase, SecretStore, Target};
 
-/// How long one store may take to activate, retries and read-back included. The
-/// window is open meanwhile, so a store that hangs is reported, not waited on.
-const DEADLINE: Duration = Duration::from_secs(60);
-
 struct Activated {
     slot: usize,
     target: Target,
@@ -45,7 +41,11 @@ pub(super) async fn run(
     window: Option<Window>,
 ) -> Result<(), Summary> {
     let done = cx.journal().activated.clone();
-    let results = all(stores, staged, &done, new).await;
+    let limits = Limits {
+        attempt: cx.opts.activate_attempt,
+        deadline: cx.opts.activate_deadline,
+    };
+    let results = all(stores, staged, &done, new, limits).await;
     let t1 = Instant::now();
     if let Some(Window {
         pointer_row: Some((detail, took)),
@@ -126,6 +126,16 @@ pub(super) async fn run(
     Ok(())
 }
 
+/// Every activation request has an attempt timeout (a request that stalls is
+/// given up and sent again: activation is idempotent) and every store a deadline
+/// (after which it is read back, and reported if still old). A store that hangs
+/// therefore keeps the window open for the deadline at most, not for ever.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    attempt: Duration,
+    deadline: Duration,
+}
+
 /// One concurrent round; a store whose call fails is read back before the failure
 /// is believed.
 async fn all(
@@ -133,6 +143,7 @@ async fn all(
     staged: &[StagedEntry],
     done: &[usize],
     new: Option<&Passphrase>,
+    limits: Limits,
 ) -> Vec<Activated> {
     join_all(
         staged
@@ -141,20 +152,33 @@ async fn all(
             .filter_map(|e| stores.get(e.slot).map(|s| (e, s)))
             .map(|(e, s)| async move {
                 let t = Instant::now();
-                let attempt = retry::idempotent(retry::WINDOW, || s.activate(&e.staged));
-                let res = match tokio::time::timeout(DEADLINE, attempt).await {
+                let attempts = retry::idempotent(retry::WINDOW, || async {
+                    match tokio::time::timeout(limits.attempt, s.activate(&e.staged)).await {
+                        Ok(r) => r,
+                        Err(_) => Err(Error::temporary(format!(
+                            "no answer within {} (attempt timeout)",
+                            humantime::format_duration(limits.attempt)
+                        ))),
+                    }
+                });
+                let res = match tokio::time::timeout(limits.deadline, attempts).await {
                     Ok(r) => r,
                     Err(_) => Err(Error::temporary(format!(
-                        "no answer within {}",
-                        humantime::format_duration(DEADLINE)
+                        "not activated within {} (deadline)",
+                        humantime::format_duration(limits.deadline)
                     ))),
                 };
                 let (result, read_back) = match res {
                     Ok(()) => (Ok(()), false),
-                    Err(err) => match (new, s.read_current().await) {
-                        (Some(new), Ok(Some(cur))) if cur.same_as(new) => (Ok(()), true),
-                        _ => (Err(err), false),
-                    },
+                    Err(err) => {
+                        // The answers were lost, not necessarily the writes: read back,
+                        // itself bounded by one attempt.
+                        let read = tokio::time::timeout(limits.attempt, s.read_current()).await;
+                        match (new, read) {
+                            (Some(new), Ok(Ok(Some(cur)))) if cur.same_as(new) => (Ok(()), true),
+                            _ => (Err(err), false),
+                        }
+                    }
                 };
                 Activated {
                     slot: e.slot,

@@ -63,6 +63,12 @@ pub struct RunOptions {
     pub clean_stale: bool,
     /// Sees every event (the plan's notifications).
     pub observer: Option<Observers>,
+    /// How long one activation request may go unanswered before it is given up
+    /// and tried again (it is idempotent).
+    pub activate_attempt: Duration,
+    /// How long one store may take to activate, retries included, before the
+    /// store is read back and, if still old, reported: the window is open meanwhile.
+    pub activate_deadline: Duration,
 }
 
 /// What else sees the engine's events besides the renderers.
@@ -84,6 +90,8 @@ impl RunOptions {
             lock_ttl: Duration::from_secs(3600),
             clean_stale: false,
             observer: None,
+            activate_attempt: Duration::from_secs(5),
+            activate_deadline: Duration::from_secs(20),
         }
     }
 }
@@ -173,7 +181,7 @@ async fn run_in(cx: &mut Ctx<'_>, parts: build::Parts, command: &str) -> Summary
 
 /// The README's phase table, as code: lock, stage, rotate (T0), activate (T1),
 /// then restart and verify.
-async fn runbook(cx: &mut Ctx<'_>, r: Ready) -> Summary {
+async fn runbook(cx: &mut Ctx<'_>, mut r: Ready) -> Summary {
     if interrupt::requested() {
         return cx.fail(Failure::Interrupted(
             "interrupted before anything was written".into(),
@@ -191,6 +199,7 @@ async fn runbook(cx: &mut Ctx<'_>, r: Ready) -> Summary {
             return cx.fail(f);
         }
     }
+    let new_key = r.new_key.take();
     let staged = match stage::run(cx, &r.stores, &r.new).await {
         Ok(staged) => staged,
         Err((staged, failure)) => {
@@ -200,7 +209,7 @@ async fn runbook(cx: &mut Ctx<'_>, r: Ready) -> Summary {
     if let Some(f) = should_stop(&keeper, "before the vault was touched") {
         return stop(cx, &r, &staged, keeper, Stop::before_swap(f)).await;
     }
-    let swapped = match rotate::run(cx, &r, &keeper).await {
+    let swapped = match rotate::run(cx, &r, new_key, &keeper).await {
         Ok(s) => s,
         Err(why) => return stop(cx, &r, &staged, keeper, why).await,
     };
@@ -216,9 +225,10 @@ async fn runbook(cx: &mut Ctx<'_>, r: Ready) -> Summary {
     if let Err(window_open) = activated {
         // Keep the lock: nobody else may rotate while the window is open.
         keeper.stop().await;
+        close_all(&r.stores, &r.restarters).await;
         return window_open;
     }
-    after_t1(
+    let summary = after_t1(
         cx,
         &r.vault,
         &r.stores,
@@ -229,7 +239,20 @@ async fn runbook(cx: &mut Ctx<'_>, r: Ready) -> Summary {
         keeper,
         Some(swapped.t0),
     )
-    .await
+    .await;
+    close_all(&r.stores, &r.restarters).await;
+    summary
+}
+
+/// Ends every adapter's connections at once: an SSH master closed on drop blocks
+/// until it has exited, one host after another.
+pub(crate) async fn close_all(
+    stores: &[Arc<dyn SecretStore>],
+    restarters: &[(Arc<dyn Restarter>, Duration)],
+) {
+    let stores = join_all(stores.iter().map(|s| s.close()));
+    let restarters = join_all(restarters.iter().map(|(r, _)| r.close()));
+    tokio::join!(stores, restarters);
 }
 
 /// Takes the vault's lock (renewed for as long as the run holds it) and writes the
@@ -295,7 +318,9 @@ async fn stop(
     why: Stop,
 ) -> Summary {
     let lock = keeper.stop().await;
-    stage::stop_before_t0(cx, &r.vault, &r.stores, staged, &r.new, lock, why).await
+    let summary = stage::stop_before_t0(cx, &r.vault, &r.stores, staged, &r.new, lock, why).await;
+    close_all(&r.stores, &r.restarters).await;
+    summary
 }
 
 /// The most urgent of two outcomes wins: 14, then 15, 16, 4.
@@ -332,20 +357,33 @@ async fn after_t1(
     if let Some(f) = should_stop(&keeper, "after every store was activated") {
         return stopped_after_t1(cx, keeper, f).await;
     }
-    tidy(cx, stores, staged).await;
-    let mut exit = verify::bookkeeping(
-        cx,
-        vault,
-        prepared.gen_before,
-        prepared.gen_after,
-        &prepared.new_stamp,
-        rotated_at,
-    )
-    .await;
-    if let Some(f) = should_stop(&keeper, "after every store was activated") {
-        return stopped_after_t1(cx, keeper, f).await;
+    // Rollouts are started first: tidying the stores and writing the counters and
+    // the audit row happen while the apps restart, not before (they would delay
+    // T2), and are reported once the rollouts are done.
+    let spec = verify::audit_spec(cx);
+    let bookkeeping = async {
+        let t = Instant::now();
+        let f = vault
+            .finish(
+                prepared.gen_before,
+                prepared.gen_after,
+                &prepared.new_stamp,
+                rotated_at,
+                spec.as_ref(),
+            )
+            .await;
+        (f, t.elapsed())
+    };
+    let (ended, tidied, (finished, took)) = tokio::join!(
+        restart::all(cx, restarters, staged, t0),
+        tidy(stores, staged),
+        bookkeeping
+    );
+    for w in tidied {
+        cx.warn(w);
     }
-    match restart::all(cx, restarters, staged, t0).await {
+    let mut exit = verify::report_bookkeeping(cx, prepared.gen_before, finished, took);
+    match ended {
         restart::Ended::Interrupted => {
             let f = Failure::Interrupted("interrupted while waiting for rollouts".into());
             return stopped_after_t1(cx, keeper, f).await;
@@ -396,8 +434,9 @@ async fn stopped_after_t1(cx: &mut Ctx<'_>, keeper: Keeper, why: Failure) -> Sum
     ))
 }
 
-/// Post-window housekeeping on every store, concurrently; failures are warnings.
-async fn tidy(cx: &mut Ctx<'_>, stores: &[Arc<dyn SecretStore>], staged: &[StagedEntry]) {
+/// Post-window housekeeping on every store, concurrently; failures come back as
+/// warnings.
+async fn tidy(stores: &[Arc<dyn SecretStore>], staged: &[StagedEntry]) -> Vec<String> {
     let results = join_all(staged.iter().filter_map(|e| {
         stores.get(e.slot).map(|s| async move {
             let res = retry::idempotent(retry::STEADY, || s.tidy(&e.staged)).await;
@@ -405,12 +444,11 @@ async fn tidy(cx: &mut Ctx<'_>, stores: &[Arc<dyn SecretStore>], staged: &[Stage
         })
     }))
     .await;
-    for (t, r) in results {
-        if let Err(e) = r {
-            cx.warn(format!(
-                "{t}: tidying after activation failed: {}",
-                e.chain()
-            ));
-        }
-    }
+    results
+        .into_iter()
+        .filter_map(|(t, r)| {
+            r.err()
+                .map(|e| format!("{t}: tidying after activation failed: {}", e.chain()))
+        })
+        .collect()
 }

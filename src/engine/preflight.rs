@@ -7,6 +7,7 @@ use super::events::{Event, Step, VaultFacts};
 use super::failure::Failure;
 use super::lock::{Lock, LockError};
 use super::{build, health, secrets};
+use crate::vault::crypto::Key;
 use crate::vault::{Inspection, Stamp, Vault};
 use futures_util::future::join_all;
 use std::sync::Arc;
@@ -20,6 +21,9 @@ pub(super) struct Ready {
     pub restarters: Vec<(Arc<dyn Restarter>, Duration)>,
     pub inspection: Inspection,
     pub new: Passphrase,
+    /// The new key, derived on the blocking pool while preflight talks to the
+    /// network: the rotate phase only waits for what is left of it.
+    pub new_key: Option<tokio::task::JoinHandle<Key>>,
 }
 
 /// What preflight concluded.
@@ -78,9 +82,26 @@ pub(super) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Preflig
     // With --clean-stale a store's preflight would refuse the stale version it is
     // about to lose; first prove the vault does not need it: the old passphrase
     // (what the stores serve as current) must open the live bundle.
+    // A new passphrase that needs nobody at a terminal is known now: its key (one
+    // PBKDF2, tens of milliseconds of CPU) is derived while the checks below wait
+    // on the network, instead of after them.
+    let early_new = match &cx.loaded.plan.passphrase.new {
+        source @ (crate::plan::NewSource::Generate { .. }
+        | crate::plan::NewSource::File { .. }
+        | crate::plan::NewSource::Env { .. }) => {
+            Some(secrets::new(source, &mut inputs).map_err(|e| Failure::Input(e.0))?)
+        }
+        _ => None,
+    };
+    let derive = |new: &Passphrase| {
+        let (new, kdf) = (new.clone(), vault.kdf.clone());
+        tokio::task::spawn_blocking(move || Key::derive(&new, &kdf))
+    };
+    let mut new_key = early_new.as_ref().map(derive);
+
     let mut checked: Option<(Passphrase, Inspection)> = None;
     if cx.opts.clean_stale {
-        let old = old_passphrase(cx, &parts.stores, &mut inputs).await?;
+        let old = old_passphrase(cx, &parts.stores, &[], &mut inputs).await?;
         let path = cx.loaded.path.display().to_string();
         let inspection = inspect(cx, &vault, &old).await.map_err(|f| {
             f.and(format!(
@@ -135,6 +156,11 @@ pub(super) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Preflig
     ));
     let (store_res, restart_res) = tokio::join!(store_checks, restart_checks);
     let mut failed = Vec::new();
+    // What each store's preflight read as its current value, so it is read once.
+    let known: Vec<Option<Passphrase>> = store_res
+        .iter()
+        .map(|(_, _, r, _)| r.as_ref().ok().and_then(|pf| pf.current.clone()))
+        .collect();
     for (slot, target, res, took) in store_res.into_iter().chain(restart_res) {
         match res {
             Ok(pf) => {
@@ -159,7 +185,7 @@ pub(super) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Preflig
     let (old, inspection) = match checked {
         Some(c) => c,
         None => {
-            let old = old_passphrase(cx, &parts.stores, &mut inputs).await?;
+            let old = old_passphrase(cx, &parts.stores, &known, &mut inputs).await?;
             let inspection = inspect(cx, &vault, &old).await?;
             (old, inspection)
         }
@@ -169,11 +195,14 @@ pub(super) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Preflig
     let plan = &cx.loaded.plan;
     let prompt =
         matches!(&plan.passphrase.new, crate::plan::NewSource::Keyword(k) if k == "prompt");
-    let new = if cx.dry_run && prompt {
-        secrets::generate(32)
-    } else {
-        secrets::new(&plan.passphrase.new, &mut inputs).map_err(|e| Failure::Input(e.0))?
+    let new = match early_new {
+        Some(n) => n,
+        None if cx.dry_run && prompt => secrets::generate(32),
+        None => secrets::new(&plan.passphrase.new, &mut inputs).map_err(|e| Failure::Input(e.0))?,
     };
+    if new_key.is_none() && !cx.dry_run {
+        new_key = Some(derive(&new));
+    }
     if new.same_as(&old) {
         return Err(Failure::Input(
             "the new passphrase equals the old one".into(),
@@ -194,6 +223,7 @@ pub(super) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Preflig
         restarters: parts.restarters,
         inspection,
         new,
+        new_key,
     })))
 }
 
@@ -238,14 +268,17 @@ async fn not_due(
 async fn old_passphrase(
     cx: &mut Ctx<'_>,
     stores: &[Arc<dyn SecretStore>],
+    known: &[Option<Passphrase>],
     inputs: &mut secrets::Inputs<'_>,
 ) -> Result<Passphrase, Failure> {
-    // Each store's current value, read once and concurrently.
-    let currents = join_all(
-        stores
-            .iter()
-            .map(|s| async move { (s.describe(), s.read_current().await) }),
-    )
+    // Each store's current value, read once: taken from its preflight where that
+    // read it, otherwise read now, concurrently.
+    let currents = join_all(stores.iter().enumerate().map(|(i, s)| async move {
+        match known.get(i).cloned().flatten() {
+            Some(v) => (s.describe(), Ok(Some(v))),
+            None => (s.describe(), s.read_current().await),
+        }
+    }))
     .await;
     if let Some((t, Err(e))) = currents.iter().find(|(_, r)| r.is_err()) {
         return Err(Failure::Preflight(format!(

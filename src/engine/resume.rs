@@ -253,6 +253,7 @@ pub async fn resume_with(
     .await
     {
         keeper.stop().await;
+        super::close_all(&parts.stores, &parts.restarters).await;
         return window_open;
     }
     let rotated_at = journal
@@ -260,7 +261,7 @@ pub async fn resume_with(
         .clone()
         .unwrap_or_else(|| crate::vault::stamp::iso_millis(SystemTime::now()));
     cx.record(JournalEvent::RotatedAt(rotated_at.clone()));
-    after_t1(
+    let summary = after_t1(
         &mut cx,
         vault,
         &parts.stores,
@@ -271,7 +272,9 @@ pub async fn resume_with(
         keeper,
         None,
     )
-    .await
+    .await;
+    super::close_all(&parts.stores, &parts.restarters).await;
+    summary
 }
 
 /// The new passphrase, read back from the first store that can.

@@ -9,6 +9,7 @@ use super::pointer::{self, PointerState};
 use super::preflight::Ready;
 use super::stage::Stop;
 use super::{interrupt, lock::Keeper};
+use crate::vault::crypto::Key;
 use crate::vault::{Prepared, Vault};
 use std::time::{Instant, SystemTime};
 
@@ -26,14 +27,27 @@ pub(super) struct Swapped {
     pub row: (String, std::time::Duration),
 }
 
-pub(super) async fn run(cx: &mut Ctx<'_>, r: &Ready, keeper: &Keeper) -> Result<Swapped, Stop> {
+pub(super) async fn run(
+    cx: &mut Ctx<'_>,
+    r: &Ready,
+    new_key: Option<tokio::task::JoinHandle<Key>>,
+    keeper: &Keeper,
+) -> Result<Swapped, Stop> {
     let began = Instant::now();
     cx.phase(
         Step::Rotate,
         "re-encrypt under the new passphrase, upload, swap the pointer",
     );
     let t = Instant::now();
-    let prepared = match r.vault.prepare(&r.inspection, &r.new).await {
+    // Usually derived during preflight already.
+    let key = match new_key {
+        Some(task) => match task.await {
+            Ok(k) => k,
+            Err(_) => r.vault.derive(&r.new).await,
+        },
+        None => r.vault.derive(&r.new).await,
+    };
+    let prepared = match r.vault.prepare_with_key(&r.inspection, &key).await {
         Ok(pr) => pr,
         Err(e) => {
             cx.row(

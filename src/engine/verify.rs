@@ -9,18 +9,10 @@ use crate::vault::{audit, AuditOutcome, AuditSpec, Stamp, Vault};
 use futures_util::future::join_all;
 use std::time::{Duration, Instant};
 
-/// Counters and the audit row. Returns `AuditFailed` when either was not written
-/// (the rotation is live regardless: exit 4 semantics).
-pub(super) async fn bookkeeping(
-    cx: &mut Ctx<'_>,
-    vault: &Vault,
-    gen_before: u64,
-    gen_after: u64,
-    new_stamp: &Stamp,
-    rotated_at: &str,
-) -> Exit {
+/// The audit row's key and metadata, as the plan asks for them.
+pub(super) fn audit_spec(cx: &Ctx<'_>) -> Option<AuditSpec> {
     let plan = &cx.loaded.plan;
-    let audit_spec = build::audit_key(plan).map(|key| {
+    build::audit_key(plan).map(|key| {
         let mut user_meta: Vec<(String, String)> = plan
             .passphrase
             .meta
@@ -36,17 +28,18 @@ pub(super) async fn bookkeeping(
             user_meta,
             origin: audit::Origin::of_this_machine(),
         }
-    });
-    let t = Instant::now();
-    let finished = vault
-        .finish(
-            gen_before,
-            gen_after,
-            new_stamp,
-            rotated_at,
-            audit_spec.as_ref(),
-        )
-        .await;
+    })
+}
+
+/// Reports what [`Vault::finish`] did (its row, warnings, next steps). Returns
+/// `AuditFailed` when a counter or the audit row was not written (the rotation is
+/// live regardless: exit 4 semantics).
+pub(super) fn report_bookkeeping(
+    cx: &mut Ctx<'_>,
+    gen_before: u64,
+    finished: crate::vault::Finished,
+    took: Duration,
+) -> Exit {
     let detail = format!(
         "gen {gen_before} → {} in latest.manifest and latest.meta; audit {}",
         finished.gen_after,
@@ -61,15 +54,7 @@ pub(super) async fn bookkeeping(
     if let Some(row) = &finished.audit_row {
         cx.emit(Event::AuditRow(row.trim_end().to_owned()));
     }
-    cx.row(
-        Step::Activate,
-        "bookkeeping",
-        "",
-        None,
-        ok,
-        detail,
-        t.elapsed(),
-    );
+    cx.row(Step::Activate, "bookkeeping", "", None, ok, detail, took);
     if ok {
         return Exit::Ok;
     }

@@ -28,6 +28,10 @@ pub struct MemStore {
     pub on_stage: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     /// Runs inside `activate` (between T0 and T1), e.g. to deliver a signal there.
     pub on_activate: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    /// How many activate calls never answer (a stalled request).
+    pub stall_activate: AtomicUsize,
+    /// A stalled activate applies the switch first: its answer is what is lost.
+    pub stall_after_applying: AtomicBool,
 }
 
 impl MemStore {
@@ -43,6 +47,8 @@ impl MemStore {
             seen_pointer: Mutex::new(vec![]),
             on_stage: Mutex::new(None),
             on_activate: Mutex::new(None),
+            stall_activate: AtomicUsize::new(0),
+            stall_after_applying: AtomicBool::new(false),
         })
     }
 
@@ -80,6 +86,7 @@ impl SecretStore for MemStore {
         Ok(Preflight {
             detail: "in memory".into(),
             warnings: vec![],
+            ..Default::default()
         })
     }
     async fn read_current(&self) -> Result<Option<Passphrase>> {
@@ -121,6 +128,15 @@ impl SecretStore for MemStore {
         if self.fail_activate.load(Ordering::SeqCst) > 0 {
             self.fail_activate.fetch_sub(1, Ordering::SeqCst);
             return Err(Error::permission("the fake refuses to activate"));
+        }
+        if self.stall_activate.load(Ordering::SeqCst) > 0 {
+            self.stall_activate.fetch_sub(1, Ordering::SeqCst);
+            if self.stall_after_applying.load(Ordering::SeqCst) {
+                if let Some((_, p)) = self.staged.lock().unwrap().take() {
+                    *self.current.lock().unwrap() = p;
+                }
+            }
+            std::future::pending::<()>().await;
         }
         if let Some((_, p)) = self.staged.lock().unwrap().take() {
             *self.current.lock().unwrap() = p;

@@ -56,6 +56,10 @@ pub trait SecretStore: Send + Sync {
     fn activate_hint(&self, _staged: &Staged) -> Option<String> {
         None
     }
+
+    /// Releases connections at the end of a run. The engine closes every store and
+    /// restarter at once, so hosts do not hang up one after another on drop.
+    async fn close(&self) {}
 }
 
 /// Something that restarts the apps so they boot with the new passphrase.
@@ -83,4 +87,7 @@ pub trait Restarter: Send + Sync {
     async fn cancel(&self, _rollout: &Rollout) -> Result<()> {
         Ok(())
     }
+
+    /// Releases connections at the end of a run (see [`SecretStore::close`]).
+    async fn close(&self) {}
 }

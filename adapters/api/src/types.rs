@@ -49,6 +49,10 @@ pub struct Preflight {
     pub detail: String,
     /// Things an operator should know that do not stop the run.
     pub warnings: Vec<String>,
+    /// The value apps get today, where preflight read it anyway: the engine then
+    /// does not read the store a second time. Never serialised.
+    #[serde(skip)]
+    pub current: Option<crate::Passphrase>,
 }
 
 /// A staged, not yet active, passphrase version. Recorded in the journal so that

@@ -384,6 +384,7 @@ impl Restarter for EcsRestarter {
         Ok(Preflight {
             detail: parts.join(", "),
             warnings,
+            ..Default::default()
         })
     }
 

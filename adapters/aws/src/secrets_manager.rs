@@ -347,12 +347,14 @@ impl SecretStore for SecretsManagerStore {
             ))));
         }
         let mut warnings = Vec::new();
+        let mut current = None;
         let detail = match d.labels.holder(CURRENT) {
             Some(v) => {
                 // Proves GetSecretValue and kms:Decrypt are permitted, and that json_key
-                // finds a string, before anything is written.
+                // finds a string, before anything is written; the engine uses the
+                // value instead of reading AWSCURRENT again.
                 let (raw, _) = self.get_raw(Selector::Stage(CURRENT)).await?;
-                self.passphrase_of(&raw)?;
+                current = Some(self.passphrase_of(&raw)?);
                 if d.labels.has(v, PENDING) {
                     warnings.push(format!(
                         "the current version {v} still carries AWSPENDING (a finished run's \
@@ -371,7 +373,11 @@ impl SecretStore for SecretsManagerStore {
                 "no AWSCURRENT version".to_owned()
             }
         };
-        Ok(Preflight { detail, warnings })
+        Ok(Preflight {
+            detail,
+            warnings,
+            current,
+        })
     }
 
     async fn read_current(&self) -> Result<Option<Passphrase>> {

@@ -801,6 +801,7 @@ impl Restarter for FlyRestarter {
                     .join(", ")
             ),
             warnings,
+            ..Default::default()
         })
     }
 

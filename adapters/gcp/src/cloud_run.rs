@@ -623,6 +623,7 @@ impl Restarter for CloudRunRestarter {
         Ok(Preflight {
             detail: parts.join("; "),
             warnings,
+            ..Default::default()
         })
     }
 

@@ -502,7 +502,11 @@ impl SecretStore for SecretManagerStore {
                 )
             }
         };
-        Ok(Preflight { detail, warnings })
+        Ok(Preflight {
+            detail,
+            warnings,
+            ..Default::default()
+        })
     }
 
     async fn read_current(&self) -> Result<Option<Passphrase>> {

@@ -1081,7 +1081,11 @@ impl Restarter for KubernetesRestarter {
         if waves.len() > 1 {
             detail.push_str(&format!(" in {} waves", waves.len()));
         }
-        Ok(Preflight { detail, warnings })
+        Ok(Preflight {
+            detail,
+            warnings,
+            ..Default::default()
+        })
     }
 
     async fn restart(&self, ctx: &RestartContext) -> Result<Rollout> {

@@ -147,6 +147,7 @@ impl Restarter for CommandRestarter {
                 }
             ),
             warnings: vec![],
+            ..Default::default()
         })
     }
 

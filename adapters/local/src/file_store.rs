@@ -60,6 +60,7 @@ impl SecretStore for FileStore {
         Ok(Preflight {
             detail: format!("mode {mode:04o}"),
             warnings,
+            ..Default::default()
         })
     }
 

@@ -29,6 +29,7 @@
 
 mod config;
 mod plan;
+mod sftp;
 mod shell;
 mod systemd;
 mod vps_file;

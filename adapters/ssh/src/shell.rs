@@ -56,9 +56,48 @@ pub(crate) trait RemoteShell: Send + Sync {
     /// shell-escaped for the remote shell). `stdin` is the only channel for secrets.
     async fn exec(&self, argv: &[&str], stdin: Option<&[u8]>) -> Result<Output>;
 
+    /// Starts an SFTP server on the host and speaks its first words (INIT), so a
+    /// later rename is one message to an already-running process. `Ok(None)` where
+    /// there is no remote end (this machine). With `sudo`, `sftp-server` runs as
+    /// root through the same `sudo -n /bin/sh` rule the scripts use.
+    async fn sftp(&self, _sudo: bool, _timeout: Duration) -> Result<Option<SftpSession>> {
+        Ok(None)
+    }
+
     /// Close the connection, if any.
     async fn close(&self);
 }
+
+/// An SFTP session over an SSH channel, and the process that carries it.
+pub(crate) struct SftpSession {
+    pub channel: crate::sftp::Channel<BoxWrite, BoxRead>,
+    /// Kept alive for as long as the channel is used.
+    _carrier: Box<dyn std::any::Any + Send>,
+}
+
+impl SftpSession {
+    pub fn new(
+        channel: crate::sftp::Channel<BoxWrite, BoxRead>,
+        carrier: Box<dyn std::any::Any + Send>,
+    ) -> Self {
+        SftpSession {
+            channel,
+            _carrier: carrier,
+        }
+    }
+}
+
+pub(crate) type BoxWrite = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
+pub(crate) type BoxRead = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
+
+/// Where `sftp-server` lives on the common distributions; run with `sudo` because
+/// the `sftp` subsystem would run as the login user.
+const SFTP_SERVER: &str = r#"for p in /usr/lib/openssh/sftp-server /usr/libexec/openssh/sftp-server /usr/lib/ssh/sftp-server /usr/libexec/sftp-server; do
+  [ -x "$p" ] && exec "$p"
+done
+echo "no sftp-server found" >&2
+exit 6
+"#;
 
 /// Builds the shells for a transport.
 pub(crate) fn shells(
@@ -380,6 +419,32 @@ impl RemoteShell for SshShell {
                 self.opts.command_timeout.as_secs()
             ))),
         }
+    }
+
+    async fn sftp(&self, sudo: bool, timeout: Duration) -> Result<Option<SftpSession>> {
+        let session = self.session().await?;
+        let mut cmd = if sudo {
+            let mut c = Session::to_command(session, "sudo");
+            c.args(["-n", "/bin/sh", "-c", SFTP_SERVER]);
+            c
+        } else {
+            Session::to_subsystem(session, "sftp")
+        };
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = cmd
+            .spawn()
+            .await
+            .map_err(|e| command_error(&self.label, "sftp", e))?;
+        let (Some(w), Some(r)) = (child.stdin().take(), child.stdout().take()) else {
+            return Err(Error::failed("the SFTP channel has no pipes"));
+        };
+        let channel =
+            crate::sftp::Channel::open(Box::new(w) as BoxWrite, Box::new(r) as BoxRead, timeout)
+                .await
+                .map_err(|e| e.context(format!("starting SFTP on {}", self.label)))?;
+        Ok(Some(SftpSession::new(channel, Box::new(child))))
     }
 
     async fn close(&self) {

@@ -689,6 +689,7 @@ impl Restarter for SystemdRestarter {
         Ok(Preflight {
             detail: format!("{total} units ({})", lines.join("; ")),
             warnings,
+            ..Default::default()
         })
     }
 

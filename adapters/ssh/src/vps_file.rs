@@ -28,27 +28,33 @@ pub const KIND: &str = "vps_file";
 
 const PREFLIGHT: &str = r#"set -u
 p=$1; d=$(dirname -- "$p")
-for c in mktemp sha256sum stat sync mv cp cat chmod chown dirname basename rm; do
+for c in mktemp sha256sum stat sync mv cp cat chmod chown dirname basename rm ln; do
   command -v "$c" >/dev/null 2>&1 || { echo "required command $c is missing" >&2; exit 6; }
 done
 [ -d "$d" ] || { echo "directory $d does not exist" >&2; exit 3; }
 [ -w "$d" ] && [ -x "$d" ] || { echo "directory $d is not writable by $(id -un)" >&2; exit 4; }
+if [ -e "$p.new" ]; then echo "staged present"; else echo "staged -"; fi
 if [ -f "$p" ]; then
   [ -r "$p" ] || { echo "$p is not readable by $(id -un)" >&2; exit 4; }
-  h=$(sha256sum <"$p") || exit 1
-  echo "current ${h%% *}"
+  echo "current"
+  exec cat -- "$p"
 elif [ -e "$p" ]; then
   echo "$p is not a regular file" >&2; exit 6
-else
-  echo "current -"
 fi
-if [ -e "$p.new" ]; then echo "staged present"; else echo "staged -"; fi
+echo "current -"
 "#;
 
 /// stdin: the value's SHA-256 (hex) on the first line, then the value itself.
+/// Also keeps the current file as `.<name>.prev.<run>` (a hard link: the same inode,
+/// nothing copied), so activation is the rename alone and `tidy` moves the link
+/// to `<path>.prev` after T1.
 const STAGE: &str = r#"set -eu
-p=$1; mode=$2; owner=$3; group=$4; spec=$5
-n="$p.new"; d=$(dirname -- "$p"); b=$(basename -- "$p")
+p=$1; mode=$2; owner=$3; group=$4; spec=$5; run=$6
+n="$p.new"; d=$(dirname -- "$p"); b=$(basename -- "$p"); k="$d/.$b.prev.$run"
+keep() {
+  [ -f "$p" ] || return 0
+  ln -f -- "$p" "$k" 2>/dev/null || cp -p -- "$p" "$k"
+}
 IFS= read -r want
 [ -d "$d" ] || { echo "directory $d does not exist" >&2; exit 3; }
 if [ -f "$n" ] && [ ! -L "$n" ]; then
@@ -57,6 +63,7 @@ if [ -f "$n" ] && [ ! -L "$n" ]; then
      { [ -z "$owner" ] || [ "$(stat -c %U -- "$n")" = "$owner" ] || [ "$(stat -c %u -- "$n")" = "$owner" ]; } &&
      { [ -z "$group" ] || [ "$(stat -c %G -- "$n")" = "$group" ] || [ "$(stat -c %g -- "$n")" = "$group" ]; }; then
     cat >/dev/null
+    keep
     echo "unchanged $(stat -c '%d:%i:%y' -- "$n")"
     exit 0
   fi
@@ -72,6 +79,7 @@ chmod "$mode" "$t"
 sync "$t"
 mv -fT -- "$t" "$n"
 trap - EXIT
+keep
 sync "$d" 2>/dev/null || sync
 echo "written $(stat -c '%d:%i:%y' -- "$n")"
 "#;
@@ -123,9 +131,17 @@ echo "nothing staged: $n does not exist and $p is not the staged file" >&2
 exit 3
 "#;
 
-/// args: path, the fingerprint of the staged file or "" when unknown.
+/// After T1: the link stage kept becomes `<path>.prev`. args: path, run.
+const TIDY: &str = r#"set -eu
+p=$1; d=$(dirname -- "$p"); b=$(basename -- "$p"); k="$d/.$b.prev.$2"
+if [ -e "$k" ]; then mv -fT -- "$k" "$p.prev"; fi
+sync "$d" 2>/dev/null || sync
+"#;
+
+/// args: path, the fingerprint of the staged file or "" when unknown, run.
 const DISCARD: &str = r#"set -eu
 p=$1; want=$2; n="$p.new"
+d=$(dirname -- "$p"); b=$(basename -- "$p"); rm -f -- "$d/.$b.prev.$3"
 [ -e "$n" ] || { echo absent; exit 0; }
 if [ -n "$want" ] && [ "$(stat -c '%d:%i:%y' -- "$n")" != "$want" ]; then
   echo "$n is not the file this run staged (staged again since); left in place" >&2
@@ -136,14 +152,53 @@ d=$(dirname -- "$p"); sync "$d" 2>/dev/null || true
 echo removed
 "#;
 
+/// What one host holds for a fast activation: an SFTP session opened in
+/// preflight, the directory's handle, and which staged file it is armed for.
+#[derive(Default)]
+struct Armed {
+    remote: Option<shell::SftpSession>,
+    /// The handle of the file's directory, fsync'ed right after the rename.
+    dir: Option<Vec<u8>>,
+    /// `(run, fingerprint)` of the staged file the rename is for.
+    ready: Option<(String, String)>,
+    /// The fsync sent with the rename, whose answer is read after T1.
+    fsync: Option<u32>,
+    /// A request is on the wire: a caller gave up on it (a timeout dropped its
+    /// future), so the channel's next bytes are not ours to read.
+    busy: bool,
+    /// Why there is no session, for the preflight warning.
+    why_not: Option<String>,
+}
+
+impl Armed {
+    async fn disarm(&mut self) {
+        self.ready = None;
+        self.dir = None;
+        self.fsync = None;
+        if let Some(r) = self.remote.take() {
+            if !self.busy {
+                r.channel.shutdown().await;
+            }
+        }
+        self.busy = false;
+    }
+}
+
 /// A passphrase file on one or more hosts (or on this host).
 ///
 /// * `stage` writes `<path>.new` on every host: a temp file in the same directory
 ///   (mktemp, umask 077), the value from stdin, its SHA-256 checked before anything
 ///   is renamed, chmod (default 0600), chown, sync, `mv` to `.new`. Re-staging the
 ///   same value is a no-op.
-/// * `activate` copies `<path>` to `<path>.prev` and renames `.new` over `<path>`,
-///   on all hosts concurrently; hosts where it failed are named in the error.
+/// * `activate` is one SFTP `posix-rename@openssh.com` per host, sent to an SFTP
+///   server that preflight started and stage armed, on all hosts concurrently: no
+///   process starts, locally or remotely, inside the window. The directory's fsync
+///   travels in the same message; its answer is read after T1. Where SFTP is not
+///   available (no subsystem, an instance that did not preflight, a channel that
+///   failed) a fixed script checks the fingerprint and renames; either way hosts
+///   where it failed are named in the error.
+/// * The old file is kept as `<path>.prev`: stage hard-links it under a run-specific
+///   name, `tidy` moves that link into place after T1.
 /// * Reads strip trailing CR, LF, TAB and space, as the vsync runtimes do for `_FILE`.
 ///
 /// The value only ever travels on stdin and stdout; [`Staged::extra`] holds each
@@ -159,6 +214,11 @@ pub struct VpsFileStore {
     /// The local transport: the file is handled in this process by the staged-file
     /// core the `file` store uses, not by the scripts (`hosts` is then empty).
     local: Option<LocalFile>,
+    /// Per host (by label), the armed SFTP activation; one lock per host so the
+    /// hosts' renames go out concurrently.
+    armed: BTreeMap<String, Arc<tokio::sync::Mutex<Armed>>>,
+    /// How long an SFTP request may wait for its answer.
+    sftp_timeout: std::time::Duration,
 }
 
 impl VpsFileStore {
@@ -208,6 +268,10 @@ impl VpsFileStore {
             (None, Some(g)) => format!(":{g}"),
             (None, None) => String::new(),
         };
+        let armed = hosts
+            .iter()
+            .map(|h| (h.label().to_string(), Arc::default()))
+            .collect();
         Ok(VpsFileStore {
             path: cfg.path,
             mode: format!("{mode:o}"),
@@ -217,6 +281,11 @@ impl VpsFileStore {
             sudo: cfg.sudo,
             hosts,
             local: None,
+            armed,
+            sftp_timeout: cfg
+                .ssh
+                .command_timeout
+                .min(std::time::Duration::from_secs(10)),
         })
     }
 
@@ -228,9 +297,132 @@ impl VpsFileStore {
         self.hosts.iter().map(|h| h.label().to_string()).collect()
     }
 
-    /// Closes the master connections (they are also closed on drop).
+    /// Ends the SFTP sessions, then closes the master connections, every host at
+    /// once (dropping a session closes its master synchronously, one after another).
     pub async fn close(&self) {
+        join_all(self.armed.values().map(|a| async move {
+            a.lock().await.disarm().await;
+        }))
+        .await;
         join_all(self.hosts.iter().map(|h| h.close())).await;
+    }
+
+    /// The directory of the file, as the SFTP server is asked to open it.
+    fn dir(&self) -> &str {
+        match self.path.rfind('/') {
+            Some(0) | None => "/",
+            Some(i) => &self.path[..i],
+        }
+    }
+
+    /// The run-specific name stage keeps the old file under.
+    fn keep_name(&self, run: &RunId) -> String {
+        let name = self.path.rsplit('/').next().unwrap_or("");
+        let dir = self.dir().trim_end_matches('/');
+        format!("{dir}/.{name}.prev.{}", run_tag(run))
+    }
+
+    /// Starts the SFTP server on `h` and opens the directory: everything the rename
+    /// needs, before the window.
+    async fn open_sftp(
+        &self,
+        h: &dyn RemoteShell,
+    ) -> Result<Option<(shell::SftpSession, Vec<u8>)>> {
+        let Some(mut remote) = h.sftp(self.sudo, self.sftp_timeout).await? else {
+            return Ok(None);
+        };
+        if !remote.channel.supports(crate::sftp::POSIX_RENAME) {
+            return Err(Error::unsupported(format!(
+                "the SFTP server does not offer {}",
+                crate::sftp::POSIX_RENAME
+            )));
+        }
+        if !remote.channel.supports(crate::sftp::FSYNC) {
+            return Err(Error::unsupported(format!(
+                "the SFTP server does not offer {}",
+                crate::sftp::FSYNC
+            )));
+        }
+        let dir = remote.channel.open_read(self.dir()).await?;
+        Ok(Some((remote, dir)))
+    }
+
+    /// The armed rename on one host. `None`: not armed for this staged file (use
+    /// the script); `Some(Err)`: the rename failed or its answer was lost.
+    async fn sftp_activate(&self, label: &str, run: &RunId, fp: &str) -> Option<Result<()>> {
+        let slot = self.armed.get(label)?;
+        let mut a = slot.lock().await;
+        let want = (run_tag(run), fp.to_string());
+        if a.busy || a.ready.as_ref() != Some(&want) {
+            return None;
+        }
+        let dir = a.dir.clone();
+        a.busy = true;
+        let new = format!("{}.new", self.path);
+        let remote = a.remote.as_mut()?;
+        let res = async {
+            let (rename, sync) = remote
+                .channel
+                .send_rename(&new, &self.path, dir.as_deref())
+                .await?;
+            let st = remote.channel.status(rename).await?;
+            Ok::<_, Error>((st, sync))
+        }
+        .await;
+        a.busy = false;
+        a.ready = None;
+        match res {
+            Ok((st, sync)) if st.ok() => {
+                a.fsync = sync;
+                Some(Ok(()))
+            }
+            Ok((st, _)) => {
+                a.disarm().await;
+                Some(Err(st.error(&format!(
+                    "renaming {new} over {} on {label}",
+                    self.path
+                ))))
+            }
+            Err(e) => {
+                a.remote = None;
+                a.disarm().await;
+                Some(Err(e))
+            }
+        }
+    }
+
+    /// After T1 over the armed session: the fsync's answer, the handle closed, the
+    /// kept link moved to `.prev`. `None`: no session left (use the script).
+    async fn sftp_tidy(&self, label: &str, keep: &str) -> Option<Result<()>> {
+        let slot = self.armed.get(label)?;
+        let mut a = slot.lock().await;
+        if a.busy || a.remote.is_none() {
+            return None;
+        }
+        let sync = a.fsync.take();
+        let dir = a.dir.take();
+        let prev = format!("{}.prev", self.path);
+        let remote = a.remote.as_mut()?;
+        let res = async {
+            if let Some(id) = sync {
+                let st = remote.channel.status(id).await?;
+                if !st.ok() {
+                    return Err(st.error(&format!("fsync of {}'s directory on {label}", self.path)));
+                }
+            }
+            if let Some(h) = &dir {
+                remote.channel.close_handle(h).await?;
+            }
+            let (id, _) = remote.channel.send_rename(keep, &prev, None).await?;
+            let st = remote.channel.status(id).await?;
+            if !st.ok() && st.code != 2 {
+                return Err(st.error(&format!("moving the kept file to {prev} on {label}")));
+            }
+            Ok(())
+        }
+        .await;
+        a.disarm().await;
+        Some(res)
     }
 
     async fn script(
@@ -375,34 +567,46 @@ impl SecretStore for VpsFileStore {
             let n = self.hosts.len() - failed.len();
             return Err(combine_errors("connecting", failed, n));
         }
+        // The checks and the SFTP session activation will use, on every host at once.
         let results = self
             .each(|h| async move {
-                let out = self.script(h, PREFLIGHT, &[&self.path], None).await?;
-                if !out.success() {
-                    return Err(status_error(h.label(), "preflight", &out));
+                let check = async {
+                    let out = self.script(h, PREFLIGHT, &[&self.path], None).await?;
+                    if !out.success() {
+                        return Err(status_error(h.label(), "preflight", &out));
+                    }
+                    parse_preflight(&out.stdout, h.label())
+                };
+                let (check, sftp) = tokio::join!(check, self.open_sftp(h));
+                let mut a = self.armed[h.label()].lock().await;
+                a.disarm().await;
+                match sftp {
+                    Ok(Some((remote, dir))) => {
+                        a.remote = Some(remote);
+                        a.dir = Some(dir);
+                        a.why_not = None;
+                    }
+                    Ok(None) => a.why_not = Some("no SFTP here".into()),
+                    Err(e) => a.why_not = Some(e.chain()),
                 }
-                Ok(out.stdout_text())
+                check
             })
             .await;
         let mut errs = Vec::new();
         let mut missing = Vec::new();
         let mut leftovers = Vec::new();
-        let mut by_hash: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut values: Vec<(String, Passphrase)> = Vec::new();
         let mut good = 0;
         for (label, r) in results {
             match r {
-                Ok(text) => {
+                Ok((staged, current)) => {
                     good += 1;
-                    for line in text.lines() {
-                        match line.split_once(' ') {
-                            Some(("current", "-")) => missing.push(label.clone()),
-                            Some(("current", h)) => by_hash
-                                .entry(h.to_string())
-                                .or_default()
-                                .push(label.clone()),
-                            Some(("staged", "present")) => leftovers.push(label.clone()),
-                            _ => {}
-                        }
+                    if staged {
+                        leftovers.push(label.clone());
+                    }
+                    match current {
+                        Some(v) => values.push((label, v)),
+                        None => missing.push(label),
                     }
                 }
                 Err(e) => errs.push((label, e)),
@@ -426,26 +630,47 @@ impl SecretStore for VpsFileStore {
                 leftovers.join(", ")
             ));
         }
-        if by_hash.len() > 1 {
-            let groups: Vec<String> = by_hash
-                .values()
-                .map(|v| format!("[{}]", v.join(", ")))
-                .collect();
-            warnings.push(format!(
-                "{} differs between hosts: {}",
-                self.path,
-                groups.join(" vs ")
-            ));
+        // Read once: the engine takes the current value from here when every host
+        // holds the same one, and asks `read_current` (which names the odd hosts out)
+        // otherwise.
+        let current = if missing.is_empty() {
+            match agree("the current value", values) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    warnings.push(format!("{}: {}", self.path, e.message()));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let mut scripted = Vec::new();
+        for (label, a) in &self.armed {
+            if let Some(why) = &a.lock().await.why_not {
+                scripted.push(label.clone());
+                warnings.push(format!(
+                    "{label}: activation falls back to a remote script, which starts processes inside the window ({why})"
+                ));
+            }
         }
         let n = self.hosts.len();
         let detail = format!(
-            "{} on {n} host{}: present on {}{}",
+            "{} on {n} host{}: present on {}{}; activation: {}",
             self.path,
             if n == 1 { "" } else { "s" },
             n - missing.len(),
-            if self.sudo { " (sudo -n)" } else { "" }
+            if self.sudo { " (sudo -n)" } else { "" },
+            if scripted.is_empty() {
+                "one SFTP rename per host".to_string()
+            } else {
+                format!("a remote script on {} of {n}", scripted.len())
+            }
         );
-        Ok(Preflight { detail, warnings })
+        Ok(Preflight {
+            detail,
+            warnings,
+            current,
+        })
     }
 
     async fn read_current(&self) -> Result<Option<Passphrase>> {
@@ -481,12 +706,14 @@ impl SecretStore for VpsFileStore {
         input.push(b'\n');
         input.extend_from_slice(new.expose().as_bytes());
         let input: &[u8] = &input;
+        let tag = run_tag(run);
         let args = [
             self.path.as_str(),
             self.mode.as_str(),
             self.owner.as_str(),
             self.group.as_str(),
             self.chown.as_str(),
+            tag.as_str(),
         ];
         let results = self
             .each(|h| async move {
@@ -502,6 +729,11 @@ impl SecretStore for VpsFileStore {
                 let line = text.lines().last().unwrap_or("");
                 match line.split_once(' ') {
                     Some((result @ ("written" | "unchanged"), fp)) => {
+                        // Armed: the rename now waits on the open SFTP session.
+                        let mut a = self.armed[h.label()].lock().await;
+                        if a.remote.is_some() && !a.busy {
+                            a.ready = Some((run_tag(run), fp.to_string()));
+                        }
                         Ok((result.to_string(), fp.to_string()))
                     }
                     _ => Err(Error::failed(format!(
@@ -572,6 +804,11 @@ impl SecretStore for VpsFileStore {
         let results = self
             .each(|h| async move {
                 let fp = fps.get(h.label()).map(String::as_str).unwrap_or_default();
+                // The armed rename; if it failed or its answer was lost, the script
+                // below reads the host's state and finishes or reports it.
+                if let Some(Ok(())) = self.sftp_activate(h.label(), &staged.run, fp).await {
+                    return Ok("activated".to_string());
+                }
                 let out = self.script(h, ACTIVATE, &[&self.path, fp], None).await?;
                 if !out.success() {
                     return Err(status_error(
@@ -611,7 +848,13 @@ impl SecretStore for VpsFileStore {
         let results = self
             .each(|h| async move {
                 let fp = fingerprint(staged, h.label()).unwrap_or_default();
-                let out = self.script(h, DISCARD, &[&self.path, &fp], None).await?;
+                if let Some(a) = self.armed.get(h.label()) {
+                    a.lock().await.disarm().await;
+                }
+                let tag = run_tag(&staged.run);
+                let out = self
+                    .script(h, DISCARD, &[&self.path, &fp, &tag], None)
+                    .await?;
                 if !out.success() {
                     return Err(status_error(
                         h.label(),
@@ -638,18 +881,89 @@ impl SecretStore for VpsFileStore {
         Ok(())
     }
 
-    /// A kill while keeping `.prev` can leave a temp copy behind on this host; the
-    /// scripts over SSH clean theirs up with a trap.
-    async fn tidy(&self, _staged: &Staged) -> Result<()> {
+    /// The kept link becomes `<path>.prev`, the directory's fsync is confirmed and
+    /// the SFTP sessions end. On this host: a kill while keeping `.prev` can leave
+    /// a temp copy behind, removed here.
+    async fn tidy(&self, staged: &Staged) -> Result<()> {
         if let Some(l) = &self.local {
             l.tidy();
+            return Ok(());
         }
-        Ok(())
+        let keep = self.keep_name(&staged.run);
+        let keep = &keep;
+        let tag = run_tag(&staged.run);
+        let tag = &tag;
+        let results = self
+            .each(|h| async move {
+                if let Some(r) = self.sftp_tidy(h.label(), keep).await {
+                    return r;
+                }
+                let out = self.script(h, TIDY, &[&self.path, tag], None).await?;
+                if !out.success() {
+                    return Err(status_error(
+                        h.label(),
+                        &format!("keeping {}.prev", self.path),
+                        &out,
+                    ));
+                }
+                Ok(())
+            })
+            .await;
+        let total = results.len();
+        let errs: Vec<_> = results
+            .into_iter()
+            .filter_map(|(l, r)| r.err().map(|e| (l, e)))
+            .collect();
+        if errs.is_empty() {
+            return Ok(());
+        }
+        let n = total - errs.len();
+        Err(combine_errors("tidying after activation", errs, n))
+    }
+
+    async fn close(&self) {
+        VpsFileStore::close(self).await;
     }
 
     fn activate_hint(&self, _staged: &Staged) -> Option<String> {
         self.local.as_ref().map(LocalFile::activate_hint)
     }
+}
+
+/// The run id as it appears in a file name: only `[A-Za-z0-9._-]`, at most 64.
+fn run_tag(run: &RunId) -> String {
+    run.0
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect()
+}
+
+/// The preflight script's answer: whether `.new` exists, and the current value.
+fn parse_preflight(stdout: &[u8], label: &str) -> Result<(bool, Option<Passphrase>)> {
+    let mut staged = false;
+    let mut rest = stdout;
+    while let Some(pos) = rest.iter().position(|b| *b == b'\n') {
+        let line = &rest[..pos];
+        let after = &rest[pos + 1..];
+        match line {
+            b"staged present" => staged = true,
+            b"staged -" => {}
+            b"current -" => return Ok((staged, None)),
+            b"current" => return Ok((staged, Some(to_passphrase(after, label)?))),
+            _ => break,
+        }
+        rest = after;
+    }
+    Err(Error::failed(format!(
+        "unexpected preflight output on {label}"
+    )))
 }
 
 fn fingerprint(staged: &Staged, label: &str) -> Option<String> {
@@ -852,6 +1166,241 @@ mod tests {
         }
         assert!(on_stdin);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), p.expose());
+    }
+
+    /// This machine as a host whose SFTP server is Debian's real `sftp-server` on
+    /// pipes (no SSH in between). It counts the commands it runs, and can cut the
+    /// channel before a request reaches the server (`cut`) or let the server act
+    /// and lose its answer (`mute`).
+    struct PipedSftp {
+        inner: LocalShell,
+        execs: std::sync::atomic::AtomicUsize,
+        cut: Arc<std::sync::atomic::AtomicBool>,
+        mute: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    struct Gate<T> {
+        inner: T,
+        shut: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Gate<T> {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            if self.shut.load(std::sync::atomic::Ordering::SeqCst) {
+                // The answer is lost on the way: it never arrives.
+                return std::task::Poll::Pending;
+            }
+            std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Gate<T> {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            if self.shut.load(std::sync::atomic::Ordering::SeqCst) {
+                return std::task::Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()));
+            }
+            std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+        }
+        fn poll_flush(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+        }
+        fn poll_shutdown(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl RemoteShell for PipedSftp {
+        fn label(&self) -> &str {
+            "piped"
+        }
+        async fn connect(&self) -> Result<()> {
+            Ok(())
+        }
+        async fn exec(&self, argv: &[&str], stdin: Option<&[u8]>) -> Result<Output> {
+            self.execs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.exec(argv, stdin).await
+        }
+        async fn sftp(&self, _sudo: bool, timeout: Duration) -> Result<Option<shell::SftpSession>> {
+            let path = "/usr/lib/openssh/sftp-server";
+            if !std::path::Path::new(path).exists() {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "{path} is missing (Debian package openssh-sftp-server)"
+                );
+                return Ok(None);
+            }
+            let mut child = tokio::process::Command::new(path)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap();
+            let w = Gate {
+                inner: child.stdin.take().unwrap(),
+                shut: self.cut.clone(),
+            };
+            let r = Gate {
+                inner: child.stdout.take().unwrap(),
+                shut: self.mute.clone(),
+            };
+            let ch = crate::sftp::Channel::open(
+                Box::new(w) as shell::BoxWrite,
+                Box::new(r) as shell::BoxRead,
+                timeout,
+            )
+            .await?;
+            Ok(Some(shell::SftpSession::new(ch, Box::new(child))))
+        }
+        async fn close(&self) {}
+    }
+
+    fn piped(dir: &std::path::Path) -> (VpsFileStore, Arc<PipedSftp>) {
+        let shell = Arc::new(PipedSftp {
+            inner: LocalShell::new(Duration::from_secs(30)),
+            execs: Default::default(),
+            cut: Default::default(),
+            mute: Default::default(),
+        });
+        let path = dir.join("passphrase");
+        std::fs::write(&path, "old-value-1234567890").unwrap();
+        let cfg = VpsFileConfig::new(Transport::Local, path.to_str().unwrap());
+        let mut store =
+            VpsFileStore::with_shells(cfg, vec![shell.clone() as Arc<dyn RemoteShell>]).unwrap();
+        store.sftp_timeout = Duration::from_millis(500);
+        (store, shell)
+    }
+
+    fn dot_files(dir: &std::path::Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_armed_activation_runs_no_command_and_tidy_keeps_prev() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, shell) = piped(dir.path());
+        let pre = store.preflight().await.unwrap();
+        if !pre.detail.contains("one SFTP rename per host") {
+            assert!(std::env::var_os("CI").is_none(), "{}", pre.detail);
+            return;
+        }
+        assert_eq!(
+            pre.current.as_ref().map(|p| p.expose().to_string()),
+            Some("old-value-1234567890".into()),
+            "preflight read the current value once"
+        );
+        let new = Passphrase::from("armed-new-value-Zq81");
+        let staged = store.stage(&new, &RunId("r-armed".into())).await.unwrap();
+        let before = shell.execs.load(std::sync::atomic::Ordering::SeqCst);
+        store.activate(&staged).await.unwrap();
+        assert_eq!(
+            shell.execs.load(std::sync::atomic::Ordering::SeqCst),
+            before,
+            "activation started no process: one SFTP rename"
+        );
+        let p = dir.path().join("passphrase");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), new.expose());
+        assert!(!dir.path().join("passphrase.new").exists());
+        // The old file waits under the run's name until tidy moves it to `.prev`.
+        assert_eq!(
+            dot_files(dir.path()),
+            vec![".passphrase.prev.r-armed".to_string()]
+        );
+        store.tidy(&staged).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("passphrase.prev")).unwrap(),
+            "old-value-1234567890"
+        );
+        assert!(dot_files(dir.path()).is_empty());
+        // A second activation (a retry, a resume) is a success that changes nothing.
+        store.activate(&staged).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), new.expose());
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_channel_cut_before_the_rename_falls_back_to_the_script() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, shell) = piped(dir.path());
+        if !store.preflight().await.unwrap().detail.contains("SFTP") {
+            return;
+        }
+        let new = Passphrase::from("cut-before-value-Xp20");
+        let staged = store.stage(&new, &RunId("r-cut".into())).await.unwrap();
+        shell.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        store.activate(&staged).await.unwrap();
+        let p = dir.path().join("passphrase");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), new.expose());
+        store.tidy(&staged).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("passphrase.prev")).unwrap(),
+            "old-value-1234567890"
+        );
+        assert!(dot_files(dir.path()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_rename_whose_answer_is_lost_is_read_back_as_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, shell) = piped(dir.path());
+        if !store.preflight().await.unwrap().detail.contains("SFTP") {
+            return;
+        }
+        let new = Passphrase::from("lost-answer-value-Kw55");
+        let staged = store.stage(&new, &RunId("r-lost".into())).await.unwrap();
+        shell.mute.store(true, std::sync::atomic::Ordering::SeqCst);
+        let t = std::time::Instant::now();
+        // The server renames; its answer never comes; after the timeout the script
+        // finds the staged file already in place.
+        store.activate(&staged).await.unwrap();
+        assert!(t.elapsed() >= Duration::from_millis(500));
+        let p = dir.path().join("passphrase");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), new.expose());
+        store.tidy(&staged).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("passphrase.prev")).unwrap(),
+            "old-value-1234567890"
+        );
+    }
+
+    #[tokio::test]
+    async fn discard_removes_the_kept_link_and_the_stage() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _shell) = piped(dir.path());
+        store.preflight().await.unwrap();
+        let staged = store
+            .stage(
+                &Passphrase::from("discarded-value-Lm12"),
+                &RunId("r-d".into()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(dot_files(dir.path()).len(), 1);
+        store.discard(&staged).await.unwrap();
+        assert!(dot_files(dir.path()).is_empty());
+        assert!(!dir.path().join("passphrase.new").exists());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("passphrase")).unwrap(),
+            "old-value-1234567890"
+        );
     }
 
     #[test]

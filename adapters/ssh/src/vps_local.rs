@@ -100,6 +100,7 @@ impl LocalFile {
                 u8::from(present)
             ),
             warnings,
+            ..Default::default()
         })
     }
 

@@ -60,6 +60,8 @@ async fn rotate(store: &VpsFileStore, tag: &str) -> Passphrase {
         .unwrap();
     store.activate(&staged).await.unwrap();
     assert!(store.read_current().await.unwrap().unwrap().same_as(&new));
+    // After T1 the engine tidies: the kept link becomes `.prev`.
+    store.tidy(&staged).await.unwrap();
     new
 }
 
@@ -84,12 +86,20 @@ async fn activation_over_ssh_with_sudo_keeps_prev_and_leaves_no_temp_files() {
     );
     cfg.sudo = true;
     let store = VpsFileStore::new(cfg).unwrap();
+    let pre = store.preflight().await.unwrap();
+    assert!(
+        pre.detail.contains("one SFTP rename per host"),
+        "sftp-server through sudo: {} {:?}",
+        pre.detail,
+        pre.warnings
+    );
     let last = Passphrase::from("activated-over-ssh-Pq81Lz");
     let staged = store
         .stage(&last, &RunId(common::unique("ssh")))
         .await
         .unwrap();
     store.activate(&staged).await.unwrap();
+    store.tidy(&staged).await.unwrap();
 
     let dir = &wd.local[0];
     assert_eq!(

@@ -415,6 +415,7 @@ impl Restarter for VercelRedeploy {
         Ok(Preflight {
             detail: format!("{} ({}): production is {prod}{state}", p.name, p.id),
             warnings,
+            ..Default::default()
         })
     }
 

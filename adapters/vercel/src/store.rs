@@ -500,6 +500,7 @@ impl SecretStore for VercelStore {
                 self.cfg.key, live.kind, live.id
             ),
             warnings,
+            ..Default::default()
         })
     }
 
