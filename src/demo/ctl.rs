@@ -62,9 +62,17 @@ pub fn start(dir: &Path, app: u32, port: u16) -> std::io::Result<u32> {
         .stderr(log)
         .process_group(0)
         .spawn()?;
-    std::fs::write(&f.pid, child.id().to_string())?;
-    std::fs::write(&f.port, port.to_string())?;
+    write_atomically(&f.pid, &child.id().to_string())?;
+    write_atomically(&f.port, &port.to_string())?;
     Ok(child.id())
+}
+
+/// A reader never sees the file half-written (a restart reads the port file
+/// while another may be writing it).
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
 }
 
 use std::os::unix::process::CommandExt;
@@ -128,6 +136,23 @@ pub fn wait_ready(dir: &Path, app: u32, timeout: Duration) -> Result<(), String>
 /// `demo-ctl restart`: stop, start on the same port with the files as they are
 /// now, and wait until it serves.
 pub fn restart(dir: &Path, app: u32) -> Result<(), String> {
+    // One restart of an app at a time: a run killed mid-restart leaves its
+    // `demo-ctl` running while `resume` restarts the same app.
+    let apps = dir.join("apps");
+    let _ = std::fs::create_dir_all(&apps);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(apps.join(format!("app-{app}.lock")))
+        .map_err(|e| format!("app {app}: {e}"))?;
+    // SAFETY: flock on a file descriptor this function owns; released on close.
+    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
+        return Err(format!(
+            "app {app}: cannot lock: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
     let port: u16 = std::fs::read_to_string(files(dir, app).port)
         .ok()
         .and_then(|s| s.trim().parse().ok())

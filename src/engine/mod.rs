@@ -255,25 +255,11 @@ pub(crate) async fn close_all(
     tokio::join!(stores, restarters);
 }
 
-/// Takes the vault's lock (renewed for as long as the run holds it) and writes the
-/// first journal. Nothing may be written that `resume` would not know about, so a
-/// journal that cannot be written stops the run here.
+/// Writes the first journal, then takes the vault's lock (renewed for as long as
+/// the run holds it). In that order: a run killed right after its lock landed
+/// leaves a journal naming it, so `resume` takes the lock over instead of finding
+/// a lock nobody owns. A journal that cannot be written stops the run here.
 async fn lock_and_journal(cx: &mut Ctx<'_>, r: &Ready) -> Result<Keeper, Failure> {
-    let takeover = Takeover {
-        run: None,
-        finished: Journal::finished_runs(&cx.opts.state_dir, &r.vault.describe()),
-    };
-    let lock = match Lock::acquire(&r.vault, &cx.run, cx.opts.lock_ttl, &takeover).await {
-        Ok(l) => l,
-        Err(e @ LockError::Held { .. }) => return Err(Failure::Lock(e)),
-        Err(e) => {
-            if let Err(left) = Lock::release_if_ours(&r.vault, &cx.run).await {
-                cx.warn(left.to_string());
-                cx.next_step(format!("remove the lock by hand: {}", left.remove));
-            }
-            return Err(Failure::Lock(e));
-        }
-    };
     let mut j = Journal::new(
         cx.run.clone(),
         cx.loaded
@@ -292,13 +278,36 @@ async fn lock_and_journal(cx: &mut Ctx<'_>, r: &Ready) -> Result<Keeper, Failure
     cx.open_journal(j);
     if let Err(e) = cx.checkpoint() {
         cx.drop_journal();
-        stage::release(cx, &r.vault, lock).await;
         return Err(Failure::Preflight(format!(
             "cannot write the journal in {} ({e}); nothing was written. Fix the state directory (--state-dir) and run again",
             cx.opts.state_dir.display()
         )));
     }
-    Ok(Keeper::start(&r.vault, lock, cx.opts.lock_ttl))
+    let takeover = Takeover {
+        run: None,
+        finished: Journal::finished_runs(&cx.opts.state_dir, &r.vault.describe()),
+    };
+    match Lock::acquire(&r.vault, &cx.run, cx.opts.lock_ttl, &takeover).await {
+        Ok(lock) => Ok(Keeper::start(&r.vault, lock, cx.opts.lock_ttl)),
+        Err(e) => {
+            let mut ours_left = false;
+            if !matches!(e, LockError::Held { .. }) {
+                if let Err(left) = Lock::release_if_ours(&r.vault, &cx.run).await {
+                    cx.warn(left.to_string());
+                    cx.next_step(format!("remove the lock by hand: {}", left.remove));
+                    ours_left = true;
+                }
+            }
+            if !ours_left {
+                // Nothing was written under this run: its journal is closed, and
+                // `resume` will not pick it up.
+                cx.reach(Phase::Aborted);
+                cx.checkpoint_or_warn();
+            }
+            cx.drop_journal();
+            Err(Failure::Lock(e))
+        }
+    }
 }
 
 /// A signal or a lost lock, checked between phases.
@@ -357,31 +366,40 @@ async fn after_t1(
     if let Some(f) = should_stop(&keeper, "after every store was activated") {
         return stopped_after_t1(cx, keeper, f).await;
     }
-    // Rollouts are started first: tidying the stores and writing the counters and
-    // the audit row happen while the apps restart, not before (they would delay
-    // T2), and are reported once the rollouts are done.
+    // Apps report their generation from the counter cells, so those are written
+    // first (one concurrent round trip); then the rollouts start, and tidying the
+    // stores and appending the audit row happen while the apps restart instead of
+    // delaying T2. Both are reported once the rollouts are done.
     let spec = verify::audit_spec(cx);
-    let bookkeeping = async {
-        let t = Instant::now();
-        let f = vault
-            .finish(
+    let t = Instant::now();
+    let counter_errors = vault
+        .write_counters(prepared.gen_before, prepared.gen_after, rotated_at)
+        .await;
+    let audit = async {
+        let a = vault
+            .append_audit(
                 prepared.gen_before,
                 prepared.gen_after,
                 &prepared.new_stamp,
-                rotated_at,
                 spec.as_ref(),
             )
             .await;
-        (f, t.elapsed())
+        (a, t.elapsed())
     };
-    let (ended, tidied, (finished, took)) = tokio::join!(
+    let (ended, tidied, ((audit, audit_row), took)) = tokio::join!(
         restart::all(cx, restarters, staged, t0),
         tidy(stores, staged),
-        bookkeeping
+        audit
     );
     for w in tidied {
         cx.warn(w);
     }
+    let finished = crate::vault::Finished {
+        gen_after: prepared.gen_after,
+        audit_row,
+        audit,
+        counter_errors,
+    };
     let mut exit = verify::report_bookkeeping(cx, prepared.gen_before, finished, took);
     match ended {
         restart::Ended::Interrupted => {

@@ -310,8 +310,12 @@ impl Vault {
     /// tens of milliseconds of CPU that must not stall the runtime, and that can run
     /// while the network is busy (the engine derives the new key during preflight).
     pub async fn derive(&self, p: &Passphrase) -> Key {
+        // Outside a Tokio runtime (the fuzz targets' executor) there is no pool.
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return Key::derive(p, &self.kdf);
+        };
         let (p, kdf) = (p.clone(), self.kdf.clone());
-        tokio::task::spawn_blocking(move || Key::derive(&p, &kdf))
+        rt.spawn_blocking(move || Key::derive(&p, &kdf))
             .await
             .expect("key derivation does not panic")
     }
@@ -445,14 +449,33 @@ impl Vault {
         rotated_at: &str,
         audit_spec: Option<&AuditSpec>,
     ) -> Finished {
+        let counter_errors = self.write_counters(gen_before, gen_after, rotated_at).await;
+        let (audit, audit_row) = self
+            .append_audit(gen_before, gen_after, new_stamp, audit_spec)
+            .await;
+        Finished {
+            gen_after,
+            audit_row,
+            audit,
+            counter_errors,
+        }
+    }
+
+    /// Both counter cells, concurrently (independent objects, one round trip).
+    /// Apps report their generation from these cells, so the engine writes them
+    /// before it restarts anything. Returns the cells not written.
+    pub async fn write_counters(
+        &self,
+        gen_before: u64,
+        gen_after: u64,
+        rotated_at: &str,
+    ) -> Vec<String> {
         let cell = Counter {
             gen: Some(gen_after),
             prev_gen: Some(gen_before),
             rotated_at: Some(rotated_at.to_owned()),
         }
         .to_json();
-        // Both counter cells and the audit row are independent objects: written
-        // concurrently, one round trip instead of three.
         let counters = futures_util::future::join_all(COUNTER_CELLS.iter().map(|name| {
             let key = self.key(name);
             let cell = &cell;
@@ -462,38 +485,41 @@ impl Vault {
                     .err()
                     .map(|e| format!("{key}: {e}"))
             }
-        }));
-        let audit = async {
-            let Some(spec) = audit_spec else {
-                return (AuditOutcome::Disabled, None);
-            };
-            let meta = audit::rotate_meta(&spec.user_meta, gen_after, gen_before);
-            let row = audit::rotate_row(
-                &stamp::iso_millis(SystemTime::now()),
-                new_stamp.as_str(),
-                &spec.origin,
-                &meta,
-            );
-            match audit::append(&*self.storage, &spec.key, &row, new_stamp.as_str()).await {
-                Ok(audit::Appended::Written) => (AuditOutcome::Written, Some(row)),
-                Ok(audit::Appended::AlreadyPresent) => (AuditOutcome::AlreadyPresent, None),
-                Err(e) => (
-                    AuditOutcome::Failed {
-                        key: spec.key.clone(),
-                        error: e.to_string(),
-                        row,
-                    },
-                    None,
-                ),
-            }
+        }))
+        .await;
+        counters.into_iter().flatten().collect()
+    }
+
+    /// The rotate row appended to the audit log (when the plan keeps one): the
+    /// outcome, and the row as written.
+    pub async fn append_audit(
+        &self,
+        gen_before: u64,
+        gen_after: u64,
+        new_stamp: &Stamp,
+        audit_spec: Option<&AuditSpec>,
+    ) -> (AuditOutcome, Option<String>) {
+        let Some(spec) = audit_spec else {
+            return (AuditOutcome::Disabled, None);
         };
-        let (counters, (audit, audit_row)) = tokio::join!(counters, audit);
-        let counter_errors: Vec<String> = counters.into_iter().flatten().collect();
-        Finished {
-            gen_after,
-            audit_row,
-            audit,
-            counter_errors,
+        let meta = audit::rotate_meta(&spec.user_meta, gen_after, gen_before);
+        let row = audit::rotate_row(
+            &stamp::iso_millis(SystemTime::now()),
+            new_stamp.as_str(),
+            &spec.origin,
+            &meta,
+        );
+        match audit::append(&*self.storage, &spec.key, &row, new_stamp.as_str()).await {
+            Ok(audit::Appended::Written) => (AuditOutcome::Written, Some(row)),
+            Ok(audit::Appended::AlreadyPresent) => (AuditOutcome::AlreadyPresent, None),
+            Err(e) => (
+                AuditOutcome::Failed {
+                    key: spec.key.clone(),
+                    error: e.to_string(),
+                    row,
+                },
+                None,
+            ),
         }
     }
 
