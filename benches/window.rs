@@ -217,24 +217,28 @@ async fn secrets(admin: &aws_sdk_secretsmanager::Client, n: usize) -> Vec<String
     ids
 }
 
+/// The tool as a plan runs it: `n` `aws_secrets_manager` tables, built the way
+/// `vsync-orchestrate run` builds them (one shared AWS configuration and HTTP
+/// client for all stores).
 async fn sm_tool(endpoint: &str, admin: &aws_sdk_secretsmanager::Client, n: usize) -> f64 {
-    let mut stores: Vec<Arc<dyn SecretStore>> = Vec::new();
+    let sb = sandbox().await;
+    let d = sb.dir.path().display();
+    let mut plan = format!(
+        "env = \"bench\"\nstate_dir = \"{d}/state\"\n[vault]\ndir = \"{d}/vault\"\nprefix = \"b/bench/\"\nsalt = \"BenchSaltBenchSalt012345\"\niterations = 1000\n"
+    );
     for id in secrets(admin, n).await {
-        let cfg = vsync_orchestrate_aws::SecretsManagerConfig {
-            secret_id: id,
-            region: Some("us-east-1".into()),
-            endpoint: Some(endpoint.into()),
-            profile: None,
-            json_key: None,
-            attempt_timeout: None,
-        };
-        stores.push(Arc::new(
-            vsync_orchestrate_aws::SecretsManagerStore::new(cfg)
-                .await
-                .unwrap(),
+        plan.push_str(&format!(
+            "[[store]]\ntype = \"aws_secrets_manager\"\nsecret_id = \"{id}\"\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\n"
         ));
     }
-    tool_window(stores).await
+    let path = sb.dir.path().join("sm.toml");
+    std::fs::write(&path, plan).unwrap();
+    let loaded = vsync_orchestrate::plan::load(&path).unwrap();
+    let mut opts = RunOptions::new(sb.dir.path().join("state"));
+    opts.yes = true;
+    let s = engine::run(&loaded, &opts, &Progress::quiet(), false).await;
+    assert_eq!(s.exit_code, 0, "{}", s.outcome);
+    s.window_ms.unwrap()
 }
 
 /// What a script is given: the secret, the staged version and the current one.

@@ -20,9 +20,16 @@ async fn phases_run_in_order_and_activation_follows_the_swap() {
         .parts(vec![sb.file_store(), mem.clone()], Some(restarter))
         .await;
     let shown = Shown::new();
+    let wall = std::time::Instant::now();
     let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &shown.p, false).await;
+    let wall_ms = wall.elapsed().as_secs_f64() * 1000.0;
     shown.check(&s);
     assert_eq!(s.exit_code, 0, "{}", s.outcome);
+    // Phases do not overlap: `rotate` ends at T0, `activate` is the window, and
+    // together they never add up to more than the run took.
+    assert_eq!(s.phases_ms.get("activate").copied(), s.window_ms);
+    let sum: f64 = s.phases_ms.values().sum();
+    assert!(sum <= wall_ms, "phases {:?} add up to {sum} ms of a {wall_ms} ms run", s.phases_ms);
 
     let calls: Vec<String> = log.lock().unwrap().clone();
     let pos = |c: &str| {

@@ -309,7 +309,7 @@ impl SshShell {
 
     async fn open(&self) -> Result<Arc<Session>> {
         let b = self.builder();
-        match b.connect(&self.spec.host).await {
+        match b.connect_mux(&self.spec.host).await {
             Ok(s) => Ok(Arc::new(s)),
             Err(e) => Err(connect_error(&self.label, e)),
         }
