@@ -29,7 +29,11 @@ async fn phases_run_in_order_and_activation_follows_the_swap() {
     // together they never add up to more than the run took.
     assert_eq!(s.phases_ms.get("activate").copied(), s.window_ms);
     let sum: f64 = s.phases_ms.values().sum();
-    assert!(sum <= wall_ms, "phases {:?} add up to {sum} ms of a {wall_ms} ms run", s.phases_ms);
+    assert!(
+        sum <= wall_ms,
+        "phases {:?} add up to {sum} ms of a {wall_ms} ms run",
+        s.phases_ms
+    );
 
     let calls: Vec<String> = log.lock().unwrap().clone();
     let pos = |c: &str| {

@@ -338,8 +338,8 @@ impl Vault {
                 Layout::Runtime => insp.plaintext.clone(),
             };
             let envelope = crypto::encrypt(key, &plain);
-            let back = crypto::decrypt(key, &envelope)
-                .map_err(|e| RotateError::Encrypt(e.to_string()))?;
+            let back =
+                crypto::decrypt(key, &envelope).map_err(|e| RotateError::Encrypt(e.to_string()))?;
             if back[..] != plain[..] {
                 return Err(RotateError::Encrypt(
                     "decrypting the new bundle gave other bytes".into(),
