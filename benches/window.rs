@@ -175,6 +175,18 @@ async fn tool_window(stores: Vec<Arc<dyn SecretStore>>) -> f64 {
     s.window_ms.unwrap()
 }
 
+/// A table's title and column heads: the size, three variants, two ratios.
+fn header(section: &str, cols: [&str; 6]) {
+    println!(
+        "\n{section}: window T0 → T1 in ms, p50 and p99 of {} interleaved runs",
+        rounds()
+    );
+    println!(
+        "  {:>6}  {:>17}  {:>17}  {:>17}  {:>9}  {:>9}",
+        cols[0], cols[1], cols[2], cols[3], cols[4], cols[5]
+    );
+}
+
 // ------------------------------------------------------------------------------
 // Secrets Manager on moto.
 
@@ -453,13 +465,16 @@ async fn secrets_manager(results: &mut Results, section: &str, endpoint: &str, a
             }
         }
     }
-    println!(
-        "\n{section}: window T0 → T1 in ms, p50 and p99 of {} interleaved runs",
-        rounds()
-    );
-    println!(
-        "  {:>6}  {:>17}  {:>17}  {:>17}  {:>8}  {:>8}",
-        "stores", "tool p50/p99", "boto3 p50/p99", "aws CLI p50/p99", "boto3/tl", "CLI/tool"
+    header(
+        section,
+        [
+            "stores",
+            "tool p50/p99",
+            "boto3 p50/p99",
+            "aws CLI p50/p99",
+            "boto3/tl",
+            "CLI/tool",
+        ],
     );
     for &n in &sizes {
         println!(
@@ -690,13 +705,16 @@ async fn vps_file(results: &mut Results, h: &SshHosts) {
     for m in masters {
         m.close(h).await;
     }
-    println!(
-        "\n{section}: window T0 → T1 in ms, p50 and p99 of {} interleaved runs",
-        rounds()
-    );
-    println!(
-        "  {:>6}  {:>17}  {:>17}  {:>17}  {:>9}  {:>9}",
-        "hosts", "tool p50/p99", "floor p50/p99", "ssh loop p50/p99", "tool/flr", "vs 1 host"
+    header(
+        section,
+        [
+            "hosts",
+            "tool p50/p99",
+            "floor p50/p99",
+            "ssh loop p50/p99",
+            "tool/flr",
+            "vs 1 host",
+        ],
     );
     for &n in &sizes {
         let vs_one = match (

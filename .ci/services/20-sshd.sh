@@ -20,7 +20,7 @@
 CI_SSH_USER=vsync-ci
 
 ci_start_sshd() {
-  ci_apt_install openssh-server openssh-client sudo util-linux
+  ci_apt_install openssh-server openssh-sftp-server openssh-client sudo util-linux
   local dir="$CI_STATE_DIR/sshd" count="${VSYNC_SSHD_COUNT:-5}"
   mkdir -p "$dir" "$dir/remote"
   chmod 0755 "$dir" "$dir/remote"

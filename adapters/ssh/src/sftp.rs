@@ -113,6 +113,18 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// A `STATUS` body: the code, then a message and a language tag, which version 3
+/// servers send but which are tolerated when absent.
+fn parse_status(body: &[u8]) -> Result<Status> {
+    let mut rd = Reader(body);
+    let code = rd.u32()?;
+    let message = rd
+        .bytes()
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .unwrap_or_default();
+    Ok(Status { code, message })
+}
+
 fn malformed(what: &str) -> Error {
     Error::failed(format!("malformed SFTP reply: {what}"))
 }
@@ -223,14 +235,7 @@ where
         if kind != STATUS {
             return Err(malformed(&format!("expected STATUS, got type {kind}")));
         }
-        let mut rd = Reader(&body);
-        let code = rd.u32()?;
-        // Version 3 servers send a message and a language tag; tolerate their absence.
-        let message = rd
-            .bytes()
-            .map(|m| String::from_utf8_lossy(m).into_owned())
-            .unwrap_or_default();
-        Ok(Status { code, message })
+        parse_status(&body)
     }
 
     /// Opens `path` (a directory, here) for reading; the handle lets the directory
@@ -245,15 +250,7 @@ where
         let (kind, body) = self.reply(id).await?;
         match kind {
             HANDLE => Ok(Reader(&body).bytes()?.to_vec()),
-            STATUS => {
-                let mut rd = Reader(&body);
-                let code = rd.u32()?;
-                let message = rd
-                    .bytes()
-                    .map(|m| String::from_utf8_lossy(m).into_owned())
-                    .unwrap_or_default();
-                Err(Status { code, message }.error(&format!("opening {path}")))
-            }
+            STATUS => Err(parse_status(&body)?.error(&format!("opening {path}"))),
             k => Err(malformed(&format!("expected HANDLE, got type {k}"))),
         }
     }

@@ -446,6 +446,23 @@ impl VpsFileStore {
         Ok(out)
     }
 
+    /// [`Self::script`], with a non-zero exit turned into an error that says `what`
+    /// failed on which host.
+    async fn script_ok(
+        &self,
+        h: &dyn RemoteShell,
+        script: &str,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+        what: &str,
+    ) -> Result<Output> {
+        let out = self.script(h, script, args, stdin).await?;
+        if !out.success() {
+            return Err(status_error(h.label(), what, &out));
+        }
+        Ok(out)
+    }
+
     /// Runs `f` on every host concurrently, keeping each host's result.
     async fn each<'a, T, F, Fut>(&'a self, f: F) -> Vec<(String, Result<T>)>
     where
@@ -571,10 +588,9 @@ impl SecretStore for VpsFileStore {
         let results = self
             .each(|h| async move {
                 let check = async {
-                    let out = self.script(h, PREFLIGHT, &[&self.path], None).await?;
-                    if !out.success() {
-                        return Err(status_error(h.label(), "preflight", &out));
-                    }
+                    let out = self
+                        .script_ok(h, PREFLIGHT, &[&self.path], None, "preflight")
+                        .await?;
                     parse_preflight(&out.stdout, h.label())
                 };
                 let (check, sftp) = tokio::join!(check, self.open_sftp(h));
@@ -852,33 +868,13 @@ impl SecretStore for VpsFileStore {
                     a.lock().await.disarm().await;
                 }
                 let tag = run_tag(&staged.run);
-                let out = self
-                    .script(h, DISCARD, &[&self.path, &fp, &tag], None)
-                    .await?;
-                if !out.success() {
-                    return Err(status_error(
-                        h.label(),
-                        &format!("removing {}.new", self.path),
-                        &out,
-                    ));
-                }
-                Ok(())
+                let what = format!("removing {}.new", self.path);
+                self.script_ok(h, DISCARD, &[&self.path, &fp, &tag], None, &what)
+                    .await
+                    .map(drop)
             })
             .await;
-        let total = results.len();
-        let errs: Vec<_> = results
-            .into_iter()
-            .filter_map(|(l, r)| r.err().map(|e| (l, e)))
-            .collect();
-        if !errs.is_empty() {
-            let n = total - errs.len();
-            return Err(combine_errors(
-                &format!("discarding {}.new", self.path),
-                errs,
-                n,
-            ));
-        }
-        Ok(())
+        all_hosts(&format!("discarding {}.new", self.path), results)
     }
 
     /// The kept link becomes `<path>.prev`, the directory's fsync is confirmed and
@@ -898,27 +894,13 @@ impl SecretStore for VpsFileStore {
                 if let Some(r) = self.sftp_tidy(h.label(), keep).await {
                     return r;
                 }
-                let out = self.script(h, TIDY, &[&self.path, tag], None).await?;
-                if !out.success() {
-                    return Err(status_error(
-                        h.label(),
-                        &format!("keeping {}.prev", self.path),
-                        &out,
-                    ));
-                }
-                Ok(())
+                let what = format!("keeping {}.prev", self.path);
+                self.script_ok(h, TIDY, &[&self.path, tag], None, &what)
+                    .await
+                    .map(drop)
             })
             .await;
-        let total = results.len();
-        let errs: Vec<_> = results
-            .into_iter()
-            .filter_map(|(l, r)| r.err().map(|e| (l, e)))
-            .collect();
-        if errs.is_empty() {
-            return Ok(());
-        }
-        let n = total - errs.len();
-        Err(combine_errors("tidying after activation", errs, n))
+        all_hosts("tidying after activation", results)
     }
 
     async fn close(&self) {
@@ -1060,6 +1042,21 @@ fn status_error(label: &str, what: &str, out: &Output) -> Error {
         _ => ErrorKind::Failed,
     };
     Error::new(kind, format!("{what} on {label}: {msg}"))
+}
+
+/// `Ok` when the step succeeded on every host; otherwise one error naming each
+/// host where it failed.
+fn all_hosts(what: &str, results: Vec<(String, Result<()>)>) -> Result<()> {
+    let total = results.len();
+    let errs: Vec<_> = results
+        .into_iter()
+        .filter_map(|(l, r)| r.err().map(|e| (l, e)))
+        .collect();
+    if errs.is_empty() {
+        return Ok(());
+    }
+    let n = total - errs.len();
+    Err(combine_errors(what, errs, n))
 }
 
 /// One error for a step that failed on some hosts, naming each of them.
@@ -1336,49 +1333,38 @@ mod tests {
         store.close().await;
     }
 
+    /// A fault before the rename reaches the server (the channel is cut) and after
+    /// the server applied it (its answer never arrives): either way the script
+    /// reads the host's state and finishes, and `.prev` is kept.
     #[tokio::test]
-    async fn a_channel_cut_before_the_rename_falls_back_to_the_script() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, shell) = piped(dir.path());
-        if !store.preflight().await.unwrap().detail.contains("SFTP") {
-            return;
+    async fn a_fault_before_or_after_the_rename_is_finished_by_the_script() {
+        for applied in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let (store, shell) = piped(dir.path());
+            if !store.preflight().await.unwrap().detail.contains("SFTP") {
+                return;
+            }
+            let new = Passphrase::from("faulted-value-Xp20Kw55");
+            let staged = store.stage(&new, &RunId("r-fault".into())).await.unwrap();
+            let gate = if applied { &shell.mute } else { &shell.cut };
+            gate.store(true, std::sync::atomic::Ordering::SeqCst);
+            let t = std::time::Instant::now();
+            store.activate(&staged).await.unwrap();
+            if applied {
+                assert!(
+                    t.elapsed() >= Duration::from_millis(500),
+                    "waited for the answer"
+                );
+            }
+            let p = dir.path().join("passphrase");
+            assert_eq!(std::fs::read_to_string(&p).unwrap(), new.expose());
+            store.tidy(&staged).await.unwrap();
+            assert_eq!(
+                std::fs::read_to_string(dir.path().join("passphrase.prev")).unwrap(),
+                "old-value-1234567890"
+            );
+            assert!(dot_files(dir.path()).is_empty());
         }
-        let new = Passphrase::from("cut-before-value-Xp20");
-        let staged = store.stage(&new, &RunId("r-cut".into())).await.unwrap();
-        shell.cut.store(true, std::sync::atomic::Ordering::SeqCst);
-        store.activate(&staged).await.unwrap();
-        let p = dir.path().join("passphrase");
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), new.expose());
-        store.tidy(&staged).await.unwrap();
-        assert_eq!(
-            std::fs::read_to_string(dir.path().join("passphrase.prev")).unwrap(),
-            "old-value-1234567890"
-        );
-        assert!(dot_files(dir.path()).is_empty());
-    }
-
-    #[tokio::test]
-    async fn a_rename_whose_answer_is_lost_is_read_back_as_done() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, shell) = piped(dir.path());
-        if !store.preflight().await.unwrap().detail.contains("SFTP") {
-            return;
-        }
-        let new = Passphrase::from("lost-answer-value-Kw55");
-        let staged = store.stage(&new, &RunId("r-lost".into())).await.unwrap();
-        shell.mute.store(true, std::sync::atomic::Ordering::SeqCst);
-        let t = std::time::Instant::now();
-        // The server renames; its answer never comes; after the timeout the script
-        // finds the staged file already in place.
-        store.activate(&staged).await.unwrap();
-        assert!(t.elapsed() >= Duration::from_millis(500));
-        let p = dir.path().join("passphrase");
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), new.expose());
-        store.tidy(&staged).await.unwrap();
-        assert_eq!(
-            std::fs::read_to_string(dir.path().join("passphrase.prev")).unwrap(),
-            "old-value-1234567890"
-        );
     }
 
     #[tokio::test]
