@@ -167,16 +167,20 @@ async fn run_in(cx: &mut Ctx<'_>, parts: build::Parts, command: &str) -> Summary
         cx.run
     );
     cx.header(header);
-    let ready = match preflight::run(cx, parts).await {
-        Ok(Preflighted::Ready(r)) => r,
-        Ok(Preflighted::NotDue(why)) => return cx.nothing_to_do(why),
-        Err(f) => return cx.fail(f),
+    // Preflight already opened connections (SSH masters, SFTP sessions): whichever
+    // way the run ends, they are closed together at the end.
+    let (stores, restarters) = (parts.stores.clone(), parts.restarters.clone());
+    let summary = match preflight::run(cx, parts).await {
+        Ok(Preflighted::Ready(r)) if cx.dry_run => {
+            preflight::planned_writes(cx, &r);
+            cx.end(Exit::Ok, "dry run: preflight passed; nothing was written")
+        }
+        Ok(Preflighted::Ready(r)) => runbook(cx, *r).await,
+        Ok(Preflighted::NotDue(why)) => cx.nothing_to_do(why),
+        Err(f) => cx.fail(f),
     };
-    if cx.dry_run {
-        preflight::planned_writes(cx, &ready);
-        return cx.end(Exit::Ok, "dry run: preflight passed; nothing was written");
-    }
-    runbook(cx, *ready).await
+    close_all(&stores, &restarters).await;
+    summary
 }
 
 /// The README's phase table, as code: lock, stage, rotate (T0), activate (T1),
@@ -225,10 +229,9 @@ async fn runbook(cx: &mut Ctx<'_>, mut r: Ready) -> Summary {
     if let Err(window_open) = activated {
         // Keep the lock: nobody else may rotate while the window is open.
         keeper.stop().await;
-        close_all(&r.stores, &r.restarters).await;
         return window_open;
     }
-    let summary = after_t1(
+    after_t1(
         cx,
         &r.vault,
         &r.stores,
@@ -239,17 +242,12 @@ async fn runbook(cx: &mut Ctx<'_>, mut r: Ready) -> Summary {
         keeper,
         Some(swapped.t0),
     )
-    .await;
-    close_all(&r.stores, &r.restarters).await;
-    summary
+    .await
 }
 
 /// Ends every adapter's connections at once: an SSH master closed on drop blocks
 /// until it has exited, one host after another.
-pub(crate) async fn close_all(
-    stores: &[Arc<dyn SecretStore>],
-    restarters: &[(Arc<dyn Restarter>, Duration)],
-) {
+async fn close_all(stores: &[Arc<dyn SecretStore>], restarters: &[(Arc<dyn Restarter>, Duration)]) {
     let stores = join_all(stores.iter().map(|s| s.close()));
     let restarters = join_all(restarters.iter().map(|(r, _)| r.close()));
     tokio::join!(stores, restarters);
@@ -327,9 +325,7 @@ async fn stop(
     why: Stop,
 ) -> Summary {
     let lock = keeper.stop().await;
-    let summary = stage::stop_before_t0(cx, &r.vault, &r.stores, staged, &r.new, lock, why).await;
-    close_all(&r.stores, &r.restarters).await;
-    summary
+    stage::stop_before_t0(cx, &r.vault, &r.stores, staged, &r.new, lock, why).await
 }
 
 /// The most urgent of two outcomes wins: 14, then 15, 16, 4.

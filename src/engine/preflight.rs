@@ -79,12 +79,9 @@ pub(super) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Preflig
         stdin: &mut stdin,
     };
 
-    // With --clean-stale a store's preflight would refuse the stale version it is
-    // about to lose; first prove the vault does not need it: the old passphrase
-    // (what the stores serve as current) must open the live bundle.
     // A new passphrase that needs nobody at a terminal is known now: its key (one
     // PBKDF2, tens of milliseconds of CPU) is derived while the checks below wait
-    // on the network, instead of after them.
+    // on the network, instead of after them. A dry run never needs the key.
     let early_new = match &cx.loaded.plan.passphrase.new {
         source @ (crate::plan::NewSource::Generate { .. }
         | crate::plan::NewSource::File { .. }
@@ -93,12 +90,14 @@ pub(super) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Preflig
         }
         _ => None,
     };
-    let derive = |new: &Passphrase| {
-        let (new, kdf) = (new.clone(), vault.kdf.clone());
-        tokio::task::spawn_blocking(move || Key::derive(&new, &kdf))
+    let mut new_key = match &early_new {
+        Some(n) if !cx.dry_run => Some(vault.derive_task(n)),
+        _ => None,
     };
-    let mut new_key = early_new.as_ref().map(derive);
 
+    // With --clean-stale a store's preflight would refuse the stale version it is
+    // about to lose; first prove the vault does not need it: the old passphrase
+    // (what the stores serve as current) must open the live bundle.
     let mut checked: Option<(Passphrase, Inspection)> = None;
     if cx.opts.clean_stale {
         let old = old_passphrase(cx, &parts.stores, &[], &mut inputs).await?;
@@ -201,7 +200,7 @@ pub(super) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Preflig
         None => secrets::new(&plan.passphrase.new, &mut inputs).map_err(|e| Failure::Input(e.0))?,
     };
     if new_key.is_none() && !cx.dry_run {
-        new_key = Some(derive(&new));
+        new_key = Some(vault.derive_task(&new));
     }
     if new.same_as(&old) {
         return Err(Failure::Input(

@@ -33,6 +33,20 @@ pub async fn resume_with(
     opts: &RunOptions,
     p: &Progress,
 ) -> Summary {
+    let (stores, restarters) = (parts.stores.clone(), parts.restarters.clone());
+    let summary = resume_parts(loaded, parts, opts, p).await;
+    super::close_all(&stores, &restarters).await;
+    summary
+}
+
+/// Everything `resume` does; its connections are closed by the caller, whichever
+/// way it ends.
+async fn resume_parts(
+    loaded: &LoadedPlan,
+    parts: build::Parts,
+    opts: &RunOptions,
+    p: &Progress,
+) -> Summary {
     let vault = &parts.vault;
     let found = Journal::find_unfinished(&opts.state_dir, &vault.describe());
     let run = found
@@ -253,7 +267,6 @@ pub async fn resume_with(
     .await
     {
         keeper.stop().await;
-        super::close_all(&parts.stores, &parts.restarters).await;
         return window_open;
     }
     let rotated_at = journal
@@ -261,7 +274,7 @@ pub async fn resume_with(
         .clone()
         .unwrap_or_else(|| crate::vault::stamp::iso_millis(SystemTime::now()));
     cx.record(JournalEvent::RotatedAt(rotated_at.clone()));
-    let summary = after_t1(
+    after_t1(
         &mut cx,
         vault,
         &parts.stores,
@@ -272,9 +285,7 @@ pub async fn resume_with(
         keeper,
         None,
     )
-    .await;
-    super::close_all(&parts.stores, &parts.restarters).await;
-    summary
+    .await
 }
 
 /// The new passphrase, read back from the first store that can.

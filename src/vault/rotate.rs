@@ -311,13 +311,18 @@ impl Vault {
     /// while the network is busy (the engine derives the new key during preflight).
     pub async fn derive(&self, p: &Passphrase) -> Key {
         // Outside a Tokio runtime (the fuzz targets' executor) there is no pool.
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        if tokio::runtime::Handle::try_current().is_err() {
             return Key::derive(p, &self.kdf);
-        };
-        let (p, kdf) = (p.clone(), self.kdf.clone());
-        rt.spawn_blocking(move || Key::derive(&p, &kdf))
+        }
+        self.derive_task(p)
             .await
             .expect("key derivation does not panic")
+    }
+
+    /// [`Vault::derive`] started now and awaited later. Needs a Tokio runtime.
+    pub fn derive_task(&self, p: &Passphrase) -> tokio::task::JoinHandle<Key> {
+        let (p, kdf) = (p.clone(), self.kdf.clone());
+        tokio::task::spawn_blocking(move || Key::derive(&p, &kdf))
     }
 
     /// [`Vault::prepare`] with the new key already derived.

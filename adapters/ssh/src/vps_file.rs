@@ -353,7 +353,7 @@ impl VpsFileStore {
         let slot = self.armed.get(label)?;
         let mut a = slot.lock().await;
         let want = (run_tag(run), fp.to_string());
-        if a.busy || a.ready.as_ref() != Some(&want) {
+        if a.busy || a.remote.is_none() || a.ready.as_ref() != Some(&want) {
             return None;
         }
         let dir = a.dir.clone();
