@@ -45,12 +45,12 @@ echo "current -"
 "#;
 
 /// stdin: the value's SHA-256 (hex) on the first line, then the value itself.
-/// Also keeps the current file as `.<name>.prev.<run>` (a hard link: the same inode,
-/// nothing copied), so activation is the rename alone and `tidy` moves the link
-/// to `<path>.prev` after T1.
+/// Also keeps the current file as `$6` (`.<name>.prev.<run>`, see `keep_name`; a
+/// hard link: the same inode, nothing copied), so activation is the rename alone
+/// and `tidy` moves the link to `<path>.prev` after T1.
 const STAGE: &str = r#"set -eu
-p=$1; mode=$2; owner=$3; group=$4; spec=$5; run=$6
-n="$p.new"; d=$(dirname -- "$p"); b=$(basename -- "$p"); k="$d/.$b.prev.$run"
+p=$1; mode=$2; owner=$3; group=$4; spec=$5; k=$6
+n="$p.new"; d=$(dirname -- "$p"); b=$(basename -- "$p")
 keep() {
   [ -f "$p" ] || return 0
   ln -f -- "$p" "$k" 2>/dev/null || cp -p -- "$p" "$k"
@@ -131,17 +131,17 @@ echo "nothing staged: $n does not exist and $p is not the staged file" >&2
 exit 3
 "#;
 
-/// After T1: the link stage kept becomes `<path>.prev`. args: path, run.
+/// After T1: the link stage kept becomes `<path>.prev`. args: path, the kept link.
 const TIDY: &str = r#"set -eu
-p=$1; d=$(dirname -- "$p"); b=$(basename -- "$p"); k="$d/.$b.prev.$2"
+p=$1; k=$2; d=$(dirname -- "$p")
 if [ -e "$k" ]; then mv -fT -- "$k" "$p.prev"; fi
 sync "$d" 2>/dev/null || sync
 "#;
 
-/// args: path, the fingerprint of the staged file or "" when unknown, run.
+/// args: path, the fingerprint of the staged file or "" when unknown, the kept link.
 const DISCARD: &str = r#"set -eu
 p=$1; want=$2; n="$p.new"
-d=$(dirname -- "$p"); b=$(basename -- "$p"); rm -f -- "$d/.$b.prev.$3"
+rm -f -- "$3"
 [ -e "$n" ] || { echo absent; exit 0; }
 if [ -n "$want" ] && [ "$(stat -c '%d:%i:%y' -- "$n")" != "$want" ]; then
   echo "$n is not the file this run staged (staged again since); left in place" >&2
@@ -722,14 +722,14 @@ impl SecretStore for VpsFileStore {
         input.push(b'\n');
         input.extend_from_slice(new.expose().as_bytes());
         let input: &[u8] = &input;
-        let tag = run_tag(run);
+        let keep = self.keep_name(run);
         let args = [
             self.path.as_str(),
             self.mode.as_str(),
             self.owner.as_str(),
             self.group.as_str(),
             self.chown.as_str(),
-            tag.as_str(),
+            keep.as_str(),
         ];
         let results = self
             .each(|h| async move {
@@ -867,9 +867,9 @@ impl SecretStore for VpsFileStore {
                 if let Some(a) = self.armed.get(h.label()) {
                     a.lock().await.disarm().await;
                 }
-                let tag = run_tag(&staged.run);
+                let keep = self.keep_name(&staged.run);
                 let what = format!("removing {}.new", self.path);
-                self.script_ok(h, DISCARD, &[&self.path, &fp, &tag], None, &what)
+                self.script_ok(h, DISCARD, &[&self.path, &fp, &keep], None, &what)
                     .await
                     .map(drop)
             })
@@ -887,15 +887,13 @@ impl SecretStore for VpsFileStore {
         }
         let keep = self.keep_name(&staged.run);
         let keep = &keep;
-        let tag = run_tag(&staged.run);
-        let tag = &tag;
         let results = self
             .each(|h| async move {
                 if let Some(r) = self.sftp_tidy(h.label(), keep).await {
                     return r;
                 }
                 let what = format!("keeping {}.prev", self.path);
-                self.script_ok(h, TIDY, &[&self.path, tag], None, &what)
+                self.script_ok(h, TIDY, &[&self.path, keep], None, &what)
                     .await
                     .map(drop)
             })
