@@ -1,7 +1,8 @@
 //! One function per subcommand: load, call the engine, print, return the exit code.
 
 use crate::cli::{Cli, Command, Output};
-use crate::engine::{self, build, journal::Journal, lock::Lock, Exit, RunOptions};
+use crate::engine::journal::{Journal, Phase};
+use crate::engine::{self, build, lock::Lock, Exit, RunOptions};
 use crate::plan::{self, LoadedPlan};
 use crate::report::{Progress, Summary};
 use futures_util::future::join_all;
@@ -362,13 +363,24 @@ async fn status(cli: &Cli, loaded: &LoadedPlan) -> u8 {
         .iter()
         .map(|(c, g)| format!("{c}={}", g.map(|g| g.to_string()).unwrap_or("-".into())))
         .collect();
+    let pointer_gen = st
+        .pointer_meta
+        .get("gen")
+        .and_then(|g| g.parse::<u64>().ok());
     eprintln!(
-        "gen       {}  ({})",
+        "gen       {}  ({}){}",
         st.gen,
         if cells.is_empty() {
-            "no counter cell: never rotated".into()
+            "no counter cell".into()
         } else {
             cells.join(", ")
+        },
+        match pointer_gen {
+            Some(pg) if pg > st.gen => format!(
+                "; the pointer says gen {pg}: a swap landed and its run has not written the counters"
+            ),
+            _ if cells.is_empty() => "; never rotated".into(),
+            _ => String::new(),
         }
     );
     let age = rotation_age(&st);
@@ -408,14 +420,26 @@ async fn status(cli: &Cli, loaded: &LoadedPlan) -> u8 {
     }
     // Which generations have a sealed break-glass copy: this machine's journals
     // and the objects under the vault prefix.
+    // A copy whose run stopped before T0 opens a passphrase that was never live:
+    // it is named as such (the run withdraws it; a tombstone marks the key).
     let mut escrowed: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
+    let aborted: std::collections::BTreeSet<String> = Journal::all(&opts.state_dir)
+        .into_iter()
+        .filter(|(_, j)| j.vault == vault.describe() && j.phase == Phase::Aborted)
+        .map(|(_, j)| j.run_id.to_string())
+        .collect();
     for (_, j) in Journal::all(&opts.state_dir) {
         if let (true, Some(e)) = (j.vault == vault.describe(), &j.escrow) {
             if e.local.exists() {
+                let never = if j.phase == Phase::Aborted {
+                    " (run stopped before T0: never live)"
+                } else {
+                    ""
+                };
                 escrowed
                     .entry(e.generation)
                     .or_default()
-                    .push(e.local.display().to_string());
+                    .push(format!("{}{never}", e.local.display()));
             }
         }
     }
@@ -432,7 +456,20 @@ async fn status(cli: &Cli, loaded: &LoadedPlan) -> u8 {
                 .and_then(|n| n.split('-').next())
                 .and_then(|g| g.parse::<u64>().ok());
             if let Some(g) = gen {
-                escrowed.entry(g).or_default().push(k);
+                let tomb = matches!(vault.storage.get(&k).await, Ok(Some(o)) if crate::engine::escrow::is_tombstone(&o.body));
+                let run = k
+                    .rsplit('/')
+                    .next()
+                    .and_then(|n| n.strip_suffix(".age"))
+                    .and_then(|n| n.splitn(3, '-').nth(2))
+                    .unwrap_or("");
+                escrowed.entry(g).or_default().push(if tomb {
+                    format!("{k} (tombstone: its run stopped before T0, never live)")
+                } else if aborted.contains(run) {
+                    format!("{k} (run stopped before T0: never live; the next run replaces it with a tombstone)")
+                } else {
+                    k
+                });
             }
         }
     }
@@ -449,6 +486,11 @@ async fn status(cli: &Cli, loaded: &LoadedPlan) -> u8 {
                 .unwrap_or_default()
         );
     }
+    let unfinished = unfinished_run(&opts.state_dir, &vault, &st, lock.as_ref(), &loaded.path);
+    if let Some(u) = &unfinished {
+        eprintln!("{}", u.headline);
+        eprintln!("next      {}", u.next);
+    }
     if cli.output == Output::Json {
         println!(
             "{}",
@@ -461,14 +503,98 @@ async fn status(cli: &Cli, loaded: &LoadedPlan) -> u8 {
                 "rotation_age_seconds": age.map(|a| a.as_secs()),
                 "escrow": escrowed.iter().map(|(g, c)| serde_json::json!({"generation": g, "copies": c})).collect::<Vec<_>>(),
                 "overdue": overdue,
+                "unfinished": unfinished.as_ref().map(|u| serde_json::json!({
+                    "run_id": u.run_id,
+                    "exit": u.exit.code(),
+                    "headline": u.headline,
+                    "next_steps": [u.next],
+                })),
             }))
             .expect("serialises")
         );
+    }
+    if let Some(u) = unfinished {
+        return u.exit.code();
     }
     if stores.iter().all(|(_, ok, _)| *ok) {
         0
     } else {
         Exit::PreflightFailed.code()
+    }
+}
+
+/// A run that stopped half way, as `status` reports it.
+struct Unfinished {
+    run_id: String,
+    headline: String,
+    next: String,
+    /// 14 once the pointer swap may have been sent (the window may be open), 17
+    /// before it (the staged versions wait for `resume`).
+    exit: Exit,
+}
+
+/// What this machine's journals and the vault together say about a run that did
+/// not finish. The vault alone cannot say it: a run killed past T0 leaves the
+/// pointer on the new bundle while the counters still show the old generation and
+/// every store still serves the old passphrase.
+fn unfinished_run(
+    state_dir: &std::path::Path,
+    vault: &crate::vault::Vault,
+    st: &crate::vault::VaultStatus,
+    lock: Option<&crate::engine::lock::LockBody>,
+    plan: &std::path::Path,
+) -> Option<Unfinished> {
+    let resume = format!("vsync-orchestrate resume {}", plan.display());
+    let pointer_gen = st
+        .pointer_meta
+        .get("gen")
+        .and_then(|g| g.parse::<u64>().ok());
+    if let Some((_, j)) = Journal::find_unfinished(state_dir, &vault.describe()) {
+        let new_stamp = j.prepared.as_ref().map(|p| p.new_stamp.to_string());
+        let on_new = new_stamp.as_deref() == Some(st.stamp.as_str());
+        if j.phase >= Phase::Committing {
+            let where_ = if on_new {
+                "the pointer names its new bundle, which only the staged passphrase opens"
+                    .to_owned()
+            } else {
+                format!(
+                    "the pointer names {}, but a swap of that run may still land",
+                    st.stamp
+                )
+            };
+            return Some(Unfinished {
+                run_id: j.run_id.to_string(),
+                headline: format!(
+                    "URGENT    WINDOW MAY BE OPEN: run {} stopped at phase {:?} after its pointer swap was sent; {where_}",
+                    j.run_id, j.phase
+                ),
+                next: format!("`{resume}` finishes it (activate, restart, verify)"),
+                exit: Exit::WindowOpen,
+            });
+        }
+        return Some(Unfinished {
+            run_id: j.run_id.to_string(),
+            headline: format!(
+                "stopped   run {} stopped at phase {:?}, before T0; apps are unaffected, its staged versions wait",
+                j.run_id, j.phase
+            ),
+            next: format!("`{resume}` undoes what it staged and rotates again"),
+            exit: Exit::Interrupted,
+        });
+    }
+    // No journal here (the run was on another machine): the pointer's own
+    // generation ahead of the counters means a swap landed and was never finished.
+    match (pointer_gen, lock) {
+        (Some(pg), Some(l)) if pg > st.gen => Some(Unfinished {
+            run_id: l.run_id.clone(),
+            headline: format!(
+                "URGENT    WINDOW MAY BE OPEN: the pointer says gen {pg} but the counters say gen {}, and run {} of {} holds the lock",
+                st.gen, l.run_id, l.owner
+            ),
+            next: format!("on the machine that ran {}, `{resume}`", l.run_id),
+            exit: Exit::WindowOpen,
+        }),
+        _ => None,
     }
 }
 

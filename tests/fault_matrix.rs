@@ -290,11 +290,22 @@ fn cases() -> Vec<Case> {
         rules: vec![rule(pointer_swap, Fault::ErrorAfter(500), usize::MAX)],
         expect: Some(vec![0]),
     });
-    // The swap never reaches S3: the pointer reads old; discarding is safe.
+    // The swap never reaches S3, but a 5xx is not a "no": from the client's side
+    // it cannot be told from a write that was applied (or is still queued), so the
+    // run keeps every staged version and says "outcome unknown"; `resume` rolls
+    // the same conditional swap forward.
     out.push(Case {
-        name: "Run: pointer swap never applied".into(),
+        name: "Run: pointer swap answered 500 every time".into(),
         when: When::Run,
         rules: vec![rule(pointer_swap, Fault::ErrorBefore(500), usize::MAX)],
+        expect: Some(vec![14]),
+    });
+    // A definite refusal of our own swap (412): the ETag moved, no attempt of ours
+    // can land any more, so discarding is safe.
+    out.push(Case {
+        name: "Run: pointer swap refused (412)".into(),
+        when: When::Run,
+        rules: vec![rule(pointer_swap, Fault::ErrorBefore(412), usize::MAX)],
         expect: Some(vec![3]),
     });
     // Verify cannot read the vault: reported as that, not as stragglers.
@@ -371,6 +382,11 @@ impl Env {
 
     /// A plan whose S3 and Secrets Manager requests go to `endpoint`.
     fn plan(&self, name: &str, endpoint: &str) -> PathBuf {
+        self.plan_with(name, endpoint, "")
+    }
+
+    /// The same plan with `extra` (whole tables) appended.
+    fn plan_with(&self, name: &str, endpoint: &str, extra: &str) -> PathBuf {
         let path = self.dir.path().join(name);
         std::fs::write(
             &path,
@@ -393,7 +409,7 @@ secret_id = "{secret}"
 region = "us-east-1"
 endpoint = "{endpoint}"
 timeout = "{ATTEMPT}"
-"#,
+{extra}"#,
                 state = self.dir.path().join("state").display(),
                 bucket = self.bucket,
                 secret = self.secret,
@@ -715,6 +731,325 @@ async fn no_single_fault_loses_the_passphrase() {
         reports.len(),
         failures.len(),
         failures.iter().filter(|f| f.contains("PASSPHRASE LOST")).count()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+// ---------------------------------------------------------------------------
+// Late writes: a request the tool gave up on that still lands.
+//
+// The proxy *holds* every matching request for `HOLD` and then forwards it to moto,
+// whether or not the tool is still waiting (a slow path, a queued retry, a load
+// balancer that lets a request through after the client has gone). `HOLD` is past
+// every attempt timeout and every deadline the tool has for that write, so the
+// tool always gives up first and the write always lands afterwards.
+//
+// For every write a run and a resume make, three ways:
+// * `Through`: the run meets the held write and ends however it ends; then it lands;
+// * `KilledResumeHeld`: SIGKILL while the write is held, `resume` at once (its own
+//   requests to that path held too);
+// * `KilledResumeLanded`: SIGKILL while held, `resume` after it landed.
+//
+// Once every held request has landed, read straight from moto:
+// * some Secrets Manager value opens the live bundle (no passphrase lost);
+// * an exit code that said "vault untouched" is still true;
+// * `status` tells the truth: exit 14 whenever AWSCURRENT does not open the live
+//   bundle, and its stamp is the pointer's;
+// * every escrow copy that is not a tombstone opens to a passphrase that went live;
+// * `resume` (and `run` where the vault was never rotated) converge on gen 1, and
+//   the next `run` works.
+// ---------------------------------------------------------------------------
+
+/// Past every attempt timeout (1 s) and every deadline (the swap's and an
+/// activation's, 20 s) of the tool's.
+const HOLD: Duration = Duration::from_secs(25);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Late {
+    Through,
+    KilledResumeHeld,
+    KilledResumeLanded,
+}
+
+/// Every write a run and a resume make, as the proxy recognises it.
+fn late_writes() -> Vec<Req> {
+    let mut w: Vec<Req> = S3.iter().chain(SM).filter(|r| r.write).copied().collect();
+    w.push(Req {
+        name: "s3 escrow copy",
+        method: "PUT",
+        path: "/app/prod/.vsync-orchestrate/escrow/",
+        text: &[],
+        write: true,
+    });
+    w
+}
+
+fn age_identity() -> age::x25519::Identity {
+    age::x25519::Identity::generate()
+}
+
+fn age_open(id: &age::x25519::Identity, sealed: &[u8]) -> Option<String> {
+    use std::io::Read;
+    let d = age::Decryptor::new(age::armor::ArmoredReader::new(sealed)).ok()?;
+    let mut r = d.decrypt(std::iter::once(id as &dyn age::Identity)).ok()?;
+    let mut out = String::new();
+    r.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+/// Runs the CLI and SIGKILLs it once the proxy holds a request; what it printed.
+async fn killed_while_held(plan: &Path, proxy: &fault_proxy::FaultProxy) -> Result<(), String> {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_vsync-orchestrate"));
+    cmd.args(["run", "--yes", "--output", "json"])
+        .arg(plan)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap();
+    let holding = tokio::select! {
+        h = proxy.holding_one(Duration::from_secs(120)) => h,
+        _ = child.wait() => false,
+    };
+    if !holding {
+        let out = child.wait_with_output().await.unwrap();
+        return Err(format!(
+            "the run ended (exit {:?}) without the write being held: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    child.start_kill().unwrap(); // SIGKILL
+    child.wait().await.unwrap();
+    Ok(())
+}
+
+async fn run_late_case(ep: String, write: Req, late: Late) -> Result<Report, String> {
+    let name = format!("{late:?}: {} held {}s", write.name, HOLD.as_secs());
+    let fail = |why: String| Err(format!("{name}: {why}"));
+    let env = Env::new(&ep).await;
+    let vault = env.vault();
+    let old_stamp = vault.status().await.unwrap().unwrap().stamp;
+    let id = age_identity();
+    let escrow = format!(
+        "[escrow]\nage_recipients = [\"{}\"]\nvault_copy = true\n",
+        id.to_public()
+    );
+    let direct_plan = env.plan_with("direct.toml", &env.ep, &escrow);
+    let proxy =
+        fault_proxy::start(&env.ep, vec![rule(&write, Fault::Hold(HOLD), usize::MAX)]).await;
+    let faulty_plan = env.plan_with("faulty.toml", &proxy.endpoint, &escrow);
+
+    let first = match late {
+        Late::Through => Some(cli(&["run"], &faulty_plan, &[]).await),
+        Late::KilledResumeHeld => {
+            if let Err(e) = killed_while_held(&faulty_plan, &proxy).await {
+                return fail(e);
+            }
+            Some(cli(&["resume"], &faulty_plan, &[]).await)
+        }
+        Late::KilledResumeLanded => {
+            if let Err(e) = killed_while_held(&faulty_plan, &proxy).await {
+                return fail(e);
+            }
+            None
+        }
+    };
+    if *proxy.hits.lock().unwrap() == 0 {
+        return fail(format!(
+            "the write was never held (requests seen: {:?})",
+            proxy.seen.lock().unwrap()
+        ));
+    }
+    // Every held request lands before anything is judged.
+    if !proxy.landed(HOLD * 6).await {
+        return fail("held requests never landed".into());
+    }
+    let first = match (late, first) {
+        (Late::KilledResumeLanded, _) => cli(&["resume"], &direct_plan, &[]).await,
+        (_, Some(f)) => f,
+        (_, None) => unreachable!(),
+    };
+    if first.summary.is_null() {
+        return fail(format!(
+            "exit {} without a JSON summary (a panic?)\n{}",
+            first.code, first.stderr
+        ));
+    }
+    let outcome = first.summary["outcome"].as_str().unwrap_or("").to_owned();
+
+    // No passphrase lost, now that nothing is in flight any more.
+    let values = env.values().await;
+    let mut opener = None;
+    for (label, v) in &values {
+        if vault.open(v).await.is_ok() {
+            opener = Some(*label);
+            break;
+        }
+    }
+    let Some(opener) = opener else {
+        return fail(format!(
+            "PASSPHRASE LOST: once the held write landed, no Secrets Manager value opens the live bundle (exit {}, {outcome})",
+            first.code
+        ));
+    };
+    let st = vault.status().await.unwrap().unwrap();
+    if matches!(first.code, 1 | 2 | 3 | 5 | 11 | 12 | 13) && st.stamp != old_stamp {
+        return fail(format!(
+            "exit {} said the vault was untouched, but once the held write landed the pointer is {} (old {old_stamp}): {outcome}",
+            first.code, st.stamp
+        ));
+    }
+
+    // `status` tells the truth.
+    let status = cli(&["status"], &direct_plan, &[]).await;
+    if status.summary["status"]["stamp"].as_str() != Some(st.stamp.as_str()) {
+        return fail(format!(
+            "status shows stamp {} but the pointer is {}",
+            status.summary["status"]["stamp"], st.stamp
+        ));
+    }
+    if opener != "AWSCURRENT" && status.code != 14 {
+        return fail(format!(
+            "AWSCURRENT does not open the live bundle (only {opener} does), but status exited {}:\n{}",
+            status.code, status.stderr
+        ));
+    }
+
+    // Converge without faults, then the next run works.
+    let resumed = cli(&["resume"], &direct_plan, &[]).await;
+    let mut converged_by = "resume";
+    if resumed.code != 0 {
+        return fail(format!(
+            "resume after the held write landed exited {}: {}\n{}",
+            resumed.code, resumed.summary["outcome"], resumed.stderr
+        ));
+    }
+    if vault.status().await.unwrap().unwrap().stamp == old_stamp {
+        let again = cli(&["run"], &direct_plan, &[]).await;
+        converged_by = "run again";
+        if again.code != 0 {
+            return fail(format!(
+                "a fresh run after the held write landed exited {}: {}\n{}",
+                again.code, again.summary["outcome"], again.stderr
+            ));
+        }
+    }
+    let st = vault.status().await.unwrap().unwrap();
+    if st.gen != 1 || st.stamp == old_stamp {
+        return fail(format!(
+            "did not converge to exactly gen 1: gen {}, stamp {} (old {old_stamp})",
+            st.gen, st.stamp
+        ));
+    }
+    let next = cli(&["run"], &direct_plan, &[]).await;
+    if next.code != 0 {
+        return fail(format!(
+            "the next run exited {}: {}\n{}",
+            next.code, next.summary["outcome"], next.stderr
+        ));
+    }
+    let values = env.values().await;
+    let current = values
+        .iter()
+        .find(|(l, _)| *l == "AWSCURRENT")
+        .map(|(_, v)| v);
+    match current {
+        Some(v) if vault.open(v).await.is_ok() => {}
+        _ => return fail("after the next run, AWSCURRENT does not open the vault".into()),
+    }
+    // Every escrow copy that is not a tombstone holds a passphrase that went live
+    // (gen 1's is AWSPREVIOUS now, gen 2's AWSCURRENT).
+    let live: Vec<&Passphrase> = values
+        .iter()
+        .filter(|(l, _)| *l == "AWSCURRENT" || *l == "AWSPREVIOUS")
+        .map(|(_, v)| v)
+        .collect();
+    for key in env
+        .direct
+        .list(&format!("{PREFIX}.vsync-orchestrate/escrow/"))
+        .await
+        .unwrap()
+    {
+        let body = env.direct.get(&key).await.unwrap().unwrap().body;
+        if vsync_orchestrate::engine::escrow::is_tombstone(&body) {
+            continue;
+        }
+        match age_open(&id, &body) {
+            Some(p) if live.iter().any(|l| l.expose() == p) => {}
+            Some(_) => return fail(format!(
+                "escrow copy {key} opens to a passphrase that never went live, and is not marked"
+            )),
+            None => return fail(format!("escrow copy {key} does not open")),
+        }
+    }
+    let faults = *proxy.hits.lock().unwrap();
+    Ok(Report {
+        name,
+        first_exit: first.code,
+        faults,
+        converged_by,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_late_write_loses_the_passphrase() {
+    let Some(ep) = support::moto_endpoint() else {
+        return;
+    };
+    // `VSYNC_TEST_MATRIX_FILTER=substring` runs only the matching cases (debugging).
+    let filter = std::env::var("VSYNC_TEST_MATRIX_FILTER").unwrap_or_default();
+    let mut cases = Vec::new();
+    for w in late_writes() {
+        for late in [
+            Late::Through,
+            Late::KilledResumeHeld,
+            Late::KilledResumeLanded,
+        ] {
+            if format!("{late:?}: {}", w.name).contains(&filter) {
+                cases.push((w, late));
+            }
+        }
+    }
+    let total = cases.len();
+    let gate = Arc::new(Semaphore::new(8));
+    let mut tasks = Vec::new();
+    for (w, late) in cases {
+        let (ep, gate) = (ep.clone(), gate.clone());
+        tasks.push(tokio::spawn(async move {
+            let _slot = gate.acquire().await.unwrap();
+            run_late_case(ep, w, late).await
+        }));
+    }
+    let mut reports = Vec::new();
+    let mut failures = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(r) => reports.push(r),
+            Err(e) => failures.push(e),
+        }
+    }
+    reports.sort_by(|a, b| a.name.cmp(&b.name));
+    eprintln!("late writes: {total} cases");
+    for r in &reports {
+        eprintln!(
+            "  exit {:>2}  held {:>2}  then {:<9}  {}",
+            r.first_exit, r.faults, r.converged_by, r.name
+        );
+    }
+    eprintln!(
+        "late writes: {} cases passed, {} failed, passphrases lost: {}",
+        reports.len(),
+        failures.len(),
+        failures
+            .iter()
+            .filter(|f| f.contains("PASSPHRASE LOST"))
+            .count()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

@@ -18,6 +18,9 @@ pub(crate) enum Failure {
     Lock(LockError),
     /// Another run took the lock while this one held it (it expired).
     LockLost(String),
+    /// Another run rotated the vault while this one was reading it: a lost race,
+    /// not a wrong passphrase or a tampered bundle.
+    Raced(String),
     /// A read-only check failed: a store, restarter, credential, the state directory.
     Preflight(String),
     /// The vault refused: the runbook's own codes (1, 2, 3, 5).
@@ -39,7 +42,9 @@ impl Failure {
             Failure::Input(_) => Exit::BadInput,
             Failure::Build(e) if e.is_unavailable() => Exit::PreflightFailed,
             Failure::Build(_) => Exit::BadInput,
-            Failure::Lock(LockError::Held { .. }) | Failure::LockLost(_) => Exit::LockHeld,
+            Failure::Lock(LockError::Held { .. } | LockError::Unparsable { .. })
+            | Failure::LockLost(_)
+            | Failure::Raced(_) => Exit::LockHeld,
             Failure::Lock(_) | Failure::Preflight(_) => Exit::PreflightFailed,
             Failure::Vault(e) => Exit::from_rotate_code(e.exit_code()),
             Failure::Stage(_) => Exit::StageFailed,
@@ -54,6 +59,7 @@ impl Failure {
             Failure::Plan(m)
             | Failure::Input(m)
             | Failure::LockLost(m)
+            | Failure::Raced(m)
             | Failure::Preflight(m)
             | Failure::Stage(m)
             | Failure::Interrupted(m)

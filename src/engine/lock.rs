@@ -5,7 +5,7 @@
 //! that failed). The pointer's `If-Match` is the last line of defence; this is the
 //! first.
 
-use crate::vault::storage::{Meta, PutCondition, StorageError, StorageErrorKind};
+use crate::vault::storage::{Meta, PutCondition, StorageErrorKind};
 use crate::vault::Vault;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,6 +41,22 @@ pub enum LockError {
     },
     #[error("taking the lock failed: {0}")]
     Storage(String),
+    /// Not a lock this tool wrote: neither taken over (it may guard a run of a
+    /// newer or other tool) nor ignored.
+    #[error("the lock object {key} does not parse as a vsync-orchestrate lock, so this run neither takes it over nor ignores it; if no rotation is running on this vault, remove it: {remove}")]
+    Unparsable { key: String, remove: String },
+}
+
+impl LockError {
+    /// The one command that clears the way, where there is one.
+    pub fn remedy(&self) -> Option<String> {
+        match self {
+            LockError::Unparsable { remove, .. } => Some(format!(
+                "check that no rotation is running on this vault, then remove the lock: {remove}"
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// Releasing failed even after retries: the lock stays until it expires or is
@@ -150,16 +166,19 @@ impl Lock {
                     continue;
                 }
             };
-            let held: Option<LockBody> = serde_json::from_slice(&existing.body).ok();
-            let expired = held.as_ref().is_none_or(|h| h.expires_at <= now_secs());
-            let mine = held.as_ref().is_some_and(|h| {
-                h.run_id == run.as_str()
-                    || takeover
-                        .run
-                        .as_ref()
-                        .is_some_and(|r| r.as_str() == h.run_id)
-                    || takeover.finished.contains(&h.run_id)
-            });
+            let Ok(held) = serde_json::from_slice::<LockBody>(&existing.body) else {
+                return Err(LockError::Unparsable {
+                    remove: vault.storage.delete_command(&key),
+                    key,
+                });
+            };
+            let expired = held.expires_at <= now_secs();
+            let mine = held.run_id == run.as_str()
+                || takeover
+                    .run
+                    .as_ref()
+                    .is_some_and(|r| r.as_str() == held.run_id)
+                || takeover.finished.contains(&held.run_id);
             if expired || mine {
                 match vault
                     .storage
@@ -186,11 +205,10 @@ impl Lock {
                     Err(e) => return Err(LockError::Storage(e.to_string())),
                 }
             }
-            let h = held.expect("not expired means parsed");
             return Err(LockError::Held {
-                owner: h.owner,
-                until: iso(h.expires_at),
-                run_id: h.run_id,
+                owner: held.owner,
+                until: iso(held.expires_at),
+                run_id: held.run_id,
             });
         }
         Err(LockError::Storage(if last.is_empty() {
@@ -200,14 +218,25 @@ impl Lock {
         }))
     }
 
-    /// Who holds the lock now, if anyone (read-only, for `plan` and `status`).
-    pub async fn peek(vault: &Vault) -> Result<Option<LockBody>, StorageError> {
-        let Some(obj) = vault.storage.get(&Self::key(vault)).await? else {
+    /// Who holds the lock now, if anyone (read-only, for `plan` and `status`). An
+    /// object that does not parse is reported as such, as `acquire` will refuse it.
+    pub async fn peek(vault: &Vault) -> Result<Option<LockBody>, LockError> {
+        let key = Self::key(vault);
+        let Some(obj) = vault
+            .storage
+            .get(&key)
+            .await
+            .map_err(|e| LockError::Storage(e.to_string()))?
+        else {
             return Ok(None);
         };
-        Ok(serde_json::from_slice::<LockBody>(&obj.body)
-            .ok()
-            .filter(|b| b.expires_at > now_secs()))
+        match serde_json::from_slice::<LockBody>(&obj.body) {
+            Ok(b) => Ok(Some(b).filter(|b| b.expires_at > now_secs())),
+            Err(_) => Err(LockError::Unparsable {
+                remove: vault.storage.delete_command(&key),
+                key,
+            }),
+        }
     }
 
     /// `resume` after T0 when the lock cannot be written (S3 refuses writes to it):

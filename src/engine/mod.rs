@@ -69,6 +69,9 @@ pub struct RunOptions {
     /// How long one store may take to activate, retries included, before the
     /// store is read back and, if still old, reported: the window is open meanwhile.
     pub activate_deadline: Duration,
+    /// How long a pointer swap without a final answer (a 200, or a 412 and a read)
+    /// is sent again before the run gives up and keeps everything staged (exit 14).
+    pub commit_deadline: Duration,
 }
 
 /// What else sees the engine's events besides the renderers.
@@ -92,6 +95,7 @@ impl RunOptions {
             observer: None,
             activate_attempt: Duration::from_secs(5),
             activate_deadline: Duration::from_secs(20),
+            commit_deadline: Duration::from_secs(20),
         }
     }
 }
@@ -196,6 +200,11 @@ async fn runbook(cx: &mut Ctx<'_>, mut r: Ready) -> Summary {
         Err(f) => return cx.fail(f),
     };
     if let Some(section) = cx.loaded.plan.escrow.clone() {
+        if section.vault_copy {
+            for w in escrow::sweep(&r.vault, &cx.opts.state_dir).await {
+                cx.warn(w);
+            }
+        }
         if let Err(f) = escrow::write(cx, &r.vault, &r.new, &section, r.inspection.next_gen).await {
             cx.reach(Phase::Aborted);
             let lock = keeper.stop().await;
@@ -289,7 +298,10 @@ async fn lock_and_journal(cx: &mut Ctx<'_>, r: &Ready) -> Result<Keeper, Failure
         Ok(lock) => Ok(Keeper::start(&r.vault, lock, cx.opts.lock_ttl)),
         Err(e) => {
             let mut ours_left = false;
-            if !matches!(e, LockError::Held { .. }) {
+            if let Some(r) = e.remedy() {
+                cx.next_step(r);
+            }
+            if !matches!(e, LockError::Held { .. } | LockError::Unparsable { .. }) {
                 if let Err(left) = Lock::release_if_ours(&r.vault, &cx.run).await {
                     cx.warn(left.to_string());
                     cx.next_step(format!("remove the lock by hand: {}", left.remove));

@@ -84,3 +84,85 @@ pub async fn opens_with(vault: &Vault, new: &Passphrase) -> Option<bool> {
     }
     None
 }
+
+/// How a pointer swap whose first answer was not a 200 ended, decided only from
+/// answers that no write of ours can still change.
+///
+/// Every swap this run sends is `If-Match` the ETag preflight read. While that ETag
+/// is still the pointer's, any attempt the tool gave up on (a timeout, a cut, a 5xx
+/// that was applied behind a proxy, a request a load balancer queued) can still land
+/// — reading the old stamp proves nothing then. Two answers are final: a 200 on one
+/// of our attempts (ours landed now, and the others can only fail), and a 412 (the
+/// ETag moved: none of ours can land any more; a read then says whose write moved
+/// it). So the swap is rolled forward: sent again, with the same body and the same
+/// condition, until one of those answers comes or the deadline passes.
+#[derive(Debug)]
+pub enum Settled {
+    /// This run's bundle is live. `committed`: our own 200, so T0 is known; `None`:
+    /// an earlier attempt landed at a moment nobody saw.
+    Ours {
+        committed: Option<crate::vault::Committed>,
+    },
+    /// The ETag moved to a pointer this run did not write: no attempt of ours can
+    /// land, so what was staged may be discarded (after the usual checks).
+    Theirs(PointerState),
+    /// No final answer within the deadline: an attempt may still land. Nothing
+    /// staged may be thrown away; `resume` rolls the swap forward again.
+    InFlight(String),
+}
+
+/// Rolls a swap forward after `first` (the error of the attempt already sent).
+/// `deadline` bounds the whole effort, reads included.
+pub async fn settle(
+    vault: &Vault,
+    p: &crate::vault::Prepared,
+    first: Option<crate::vault::RotateError>,
+    deadline: Duration,
+) -> Settled {
+    use crate::vault::RotateError;
+    let until = std::time::Instant::now() + deadline;
+    let mut pause = Duration::from_millis(250);
+    let mut last = match first {
+        Some(e) => e,
+        None => match vault.commit(p).await {
+            Ok(c) => return Settled::Ours { committed: Some(c) },
+            Err(e) => e,
+        },
+    };
+    loop {
+        let seen = vault.pointer_stamp(p.layout).await;
+        let state = match seen {
+            Ok(Some(s)) if s == p.new_stamp => return Settled::Ours { committed: None },
+            Ok(Some(s)) if s == p.old_stamp => PointerState::Old,
+            Ok(other) => PointerState::Other(other),
+            Err(e) => PointerState::Unknown(e.to_string()),
+        };
+        match (&last, &state) {
+            // The ETag moved, and not to ours: final.
+            (RotateError::PointerConflict { .. }, PointerState::Old | PointerState::Other(_)) => {
+                return Settled::Theirs(state)
+            }
+            // A pointer that names someone else's bundle moved the ETag too.
+            (_, PointerState::Other(_)) => return Settled::Theirs(state),
+            _ => {}
+        }
+        if std::time::Instant::now() + pause >= until {
+            return Settled::InFlight(format!(
+                "{last}; {}",
+                state.describe(&p.old_stamp, Some(&p.new_stamp))
+            ));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
+        last = match vault.commit(p).await {
+            Ok(c) => return Settled::Ours { committed: Some(c) },
+            Err(e) => e,
+        };
+        if matches!(last, RotateError::PointerConflict { .. }) {
+            continue;
+        }
+        if std::time::Instant::now() >= until {
+            return Settled::InFlight(last.to_string());
+        }
+    }
+}

@@ -66,6 +66,12 @@ pub(super) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Preflig
             }))
         }
         Ok(None) => {}
+        Err(e @ LockError::Unparsable { .. }) => {
+            if let Some(r) = e.remedy() {
+                cx.next_step(r);
+            }
+            return Err(Failure::Lock(e));
+        }
         Err(e) => {
             return Err(Failure::Preflight(format!(
                 "reading the vault's lock failed: {e}"
@@ -185,7 +191,10 @@ pub(super) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Preflig
         Some(c) => c,
         None => {
             let old = old_passphrase(cx, &parts.stores, &known, &mut inputs).await?;
-            let inspection = inspect(cx, &vault, &old).await?;
+            let inspection = match inspect(cx, &vault, &old).await {
+                Ok(i) => i,
+                Err(f) => return Err(lost_race(cx, &vault, &parts.stores, &old, f).await),
+            };
             (old, inspection)
         }
     };
@@ -349,6 +358,60 @@ async fn inspect(cx: &mut Ctx<'_>, vault: &Vault, old: &Passphrase) -> Result<In
             Err(Failure::Vault(e))
         }
     }
+}
+
+/// The stores were read before the pointer: a run that rotated in between makes
+/// the old passphrase fail on the new bundle, which is a lost race, not a wrong
+/// passphrase or a tampered bundle. Before saying the latter, look again: a lock
+/// held by another run, or a store that now serves another value, says the former.
+async fn lost_race(
+    cx: &Ctx<'_>,
+    vault: &Vault,
+    stores: &[Arc<dyn SecretStore>],
+    old: &Passphrase,
+    failure: Failure,
+) -> Failure {
+    if !matches!(
+        failure,
+        Failure::Vault(crate::vault::RotateError::OldPassphrase { .. })
+    ) {
+        return failure;
+    }
+    if let Ok(Some(held)) = Lock::peek(vault).await {
+        return Failure::Raced(format!(
+            "run {} of {} holds the vault's lock and rotated it while this run was reading it; nothing was written. Run again once it has finished (its lock lasts until {})",
+            held.run_id,
+            held.owner,
+            held.until()
+        ));
+    }
+    let now = join_all(
+        stores
+            .iter()
+            .map(|s| async move { (s.describe(), s.read_current().await) }),
+    )
+    .await;
+    if let Some((t, _)) = now
+        .iter()
+        .find(|(_, r)| matches!(r, Ok(Some(v)) if !v.same_as(old)))
+    {
+        return Failure::Raced(format!(
+            "{t} serves another passphrase than it did a moment ago: another run rotated the vault while this run was reading it; nothing was written. Check `vsync-orchestrate status`, then run again if a rotation is still wanted"
+        ));
+    }
+    // A run of this machine's that stopped past its swap: its staged passphrase
+    // may be the key the bundle needs.
+    if let Some((_, j)) =
+        super::journal::Journal::find_unfinished(&cx.opts.state_dir, &vault.describe())
+    {
+        return failure.and(format!(
+            "run {} stopped at phase {:?} and its staged passphrase may be what the vault needs now; `vsync-orchestrate resume {}` finishes it",
+            j.run_id,
+            j.phase,
+            cx.loaded.path.display()
+        ));
+    }
+    failure
 }
 
 /// Health URLs before the rotation: not answering is a warning (verify waits).

@@ -4,14 +4,17 @@
 //! So resume reads the pointer first — with retries — and then either activates
 //! what was staged (T0 passed), or discards it and starts over (the pointer names
 //! the old bundle), or, when the pointer cannot be read, changes nothing and says
-//! so. The lock is taken only to change something.
+//! so. A run stopped while its swap may have been in flight is different: a read
+//! of the old pointer proves nothing while an attempt can still land, so resume
+//! first rolls the swap forward to a final answer (`pointer::settle`). The lock is
+//! taken only to change something.
 
 use super::context::Ctx;
 use super::events::{JournalEvent, Step, VaultFacts};
 use super::failure::Failure;
 use super::journal::{Journal, Phase};
 use super::lock::{Keeper, Lock, LockError, Takeover};
-use super::pointer::{self, PointerState};
+use super::pointer::{self, PointerState, Settled};
 use super::{activate, after_t1, build, new_run_id, stage, unbuildable, RunOptions};
 use crate::plan::LoadedPlan;
 use crate::report::{Progress, Summary};
@@ -121,6 +124,50 @@ async fn resume_parts(
         new_stamp.as_ref(),
     )
     .await;
+    // A run stopped at Committing may have sent its swap, and an attempt it gave up
+    // on can still land whatever the pointer shows now: roll it forward (the same
+    // body, the same If-Match) to a final answer before deciding anything. Only
+    // under the lock: another run's rotation is not ours to race.
+    if let (Phase::Committing, Some(pr), true) = (
+        journal.phase,
+        journal.prepared.as_ref(),
+        acquired.is_ok() && state != PointerState::New,
+    ) {
+        let t = Instant::now();
+        let settled = pointer::settle(vault, pr, None, opts.commit_deadline).await;
+        let (ok, detail) = match &settled {
+            Settled::Ours { committed: Some(_) } => (
+                true,
+                format!(
+                    "{} → {} (If-Match) — T0: the interrupted swap, sent again",
+                    pr.old_stamp, pr.new_stamp
+                ),
+            ),
+            Settled::Ours { committed: None } => (
+                true,
+                format!(
+                    "{} → {}: an earlier attempt of the interrupted swap had landed",
+                    pr.old_stamp, pr.new_stamp
+                ),
+            ),
+            Settled::Theirs(s) => (
+                true,
+                format!(
+                    "the swap was answered for good: {}",
+                    s.describe(&pr.old_stamp, Some(&pr.new_stamp))
+                ),
+            ),
+            Settled::InFlight(why) => (false, format!("no final answer to the swap: {why}")),
+        };
+        cx.row(Step::Resume, "vault", "swap", None, ok, detail, t.elapsed());
+        state = match settled {
+            Settled::Ours { .. } => PointerState::New,
+            Settled::Theirs(s) => s,
+            Settled::InFlight(why) => PointerState::Unknown(format!(
+                "a pointer swap of run {run} may still land ({why})"
+            )),
+        };
+    }
     // A pointer naming neither bundle after a swap may have been sent: the staged
     // passphrase is still needed if it opens what the vault serves now.
     let mut staged_pass: Option<Passphrase> = None;
@@ -190,6 +237,11 @@ async fn resume_parts(
             // A crash mid-stage can leave versions the journal never recorded; the
             // pointer names a bundle their passphrase does not open.
             stage::clean_stale(&mut cx, &parts.stores).await;
+            if let Some(record) = &journal.escrow {
+                for w in super::escrow::withdraw(vault, record).await {
+                    cx.warn(w);
+                }
+            }
             cx.reach(Phase::Aborted);
             cx.record(JournalEvent::Note(format!(
                 "resumed: {seen}; discarded before T0"

@@ -1,13 +1,14 @@
 //! Rotate: the bundle re-encrypted and uploaded (harmless until named), then the
-//! pointer swapped — T0. A swap whose answer was lost is read back, never retried.
+//! pointer swapped — T0. A swap whose answer was not a 200 is rolled forward until
+//! an answer is final (`pointer::settle`); a read alone never decides.
 
 use super::context::Ctx;
 use super::events::{JournalEvent, Step, VaultFacts};
 use super::failure::Failure;
 use super::journal::Phase;
-use super::pointer::{self, PointerState};
+use super::pointer::{self, Settled};
 use super::preflight::Ready;
-use super::stage::Stop;
+use super::stage::{Stop, Swap};
 use super::{interrupt, lock::Keeper};
 use crate::vault::crypto::Key;
 use crate::vault::{Prepared, Vault};
@@ -77,7 +78,7 @@ pub(super) async fn run(
     super::crash_point("committing");
     let before_swap = |failure| Stop {
         failure,
-        swap_sent: false,
+        swap: Swap::NotSent,
         new_stamp: Some(prepared.new_stamp.clone()),
     };
     if let Err(e) = saved {
@@ -106,13 +107,9 @@ pub(super) async fn run(
             window,
             row,
         },
-        Err(failure) => {
+        Err(stop) => {
             drop(window);
-            return Err(Stop {
-                failure,
-                swap_sent: true,
-                new_stamp: Some(prepared.new_stamp.clone()),
-            });
+            return Err(stop);
         }
     };
     cx.emit(super::events::Event::Timing {
@@ -128,15 +125,15 @@ pub(super) async fn run(
     Ok(swapped)
 }
 
-/// The pointer swap. An error is followed by reading the pointer: the answer may
-/// be lost, not the write.
+/// The pointer swap. A first answer other than a 200 is rolled forward
+/// (`pointer::settle`): only a final answer decides, never a read alone.
 async fn swap(
     cx: &mut Ctx<'_>,
     vault: &Vault,
     prepared: &Prepared,
     sent: Instant,
-) -> Result<(Instant, String, bool, (String, std::time::Duration)), Failure> {
-    match vault.commit(prepared).await {
+) -> Result<(Instant, String, bool, (String, std::time::Duration)), Stop> {
+    let first = match vault.commit(prepared).await {
         Ok(c) => {
             let row = (
                 format!(
@@ -145,31 +142,26 @@ async fn swap(
                 ),
                 c.t0.duration_since(sent),
             );
-            Ok((c.t0, c.rotated_at, false, row))
+            return Ok((c.t0, c.rotated_at, false, row));
         }
-        Err(e) => {
-            let state = pointer::read(
-                vault,
-                prepared.layout,
-                &prepared.old_stamp,
-                Some(&prepared.new_stamp),
-            )
-            .await;
-            if state != PointerState::New {
-                cx.row(
-                    Step::Rotate,
-                    "pointer",
-                    "",
-                    None,
-                    false,
-                    e.to_string(),
-                    sent.elapsed(),
-                );
-                return Err(Failure::Vault(e));
-            }
+        Err(e) => e,
+    };
+    let first_error = first.to_string();
+    match pointer::settle(vault, prepared, Some(first), cx.opts.commit_deadline).await {
+        Settled::Ours { committed: Some(c) } => {
             let row = (
                 format!(
-                    "{} → {} — T0 (the swap's answer was lost: {e}; reading the pointer shows it took effect)",
+                    "{} → {} (If-Match) — T0 (sent again after: {first_error})",
+                    prepared.old_stamp, prepared.new_stamp
+                ),
+                sent.elapsed(),
+            );
+            Ok((c.t0, c.rotated_at, false, row))
+        }
+        Settled::Ours { committed: None } => {
+            let row = (
+                format!(
+                    "{} → {} — T0 (the swap's answer was lost: {first_error}; reading the pointer shows it took effect)",
                     prepared.old_stamp, prepared.new_stamp
                 ),
                 sent.elapsed(),
@@ -180,6 +172,51 @@ async fn swap(
                 true,
                 row,
             ))
+        }
+        Settled::Theirs(state) => {
+            let seen = state.describe(&prepared.old_stamp, Some(&prepared.new_stamp));
+            cx.row(
+                Step::Rotate,
+                "pointer",
+                "",
+                None,
+                false,
+                format!("{first_error}; {seen}"),
+                sent.elapsed(),
+            );
+            Err(Stop {
+                failure: Failure::Vault(crate::vault::RotateError::PointerConflict {
+                    key: prepared.pointer_key.clone(),
+                }),
+                swap: Swap::Settled,
+                new_stamp: Some(prepared.new_stamp.clone()),
+            })
+        }
+        Settled::InFlight(why) => {
+            cx.row(
+                Step::Rotate,
+                "pointer",
+                "",
+                None,
+                false,
+                format!(
+                    "no final answer to the swap within {}: {why}",
+                    humantime::format_duration(cx.opts.commit_deadline)
+                ),
+                sent.elapsed(),
+            );
+            Err(Stop {
+                failure: Failure::Vault(crate::vault::RotateError::PointerFailed(
+                    crate::vault::storage::StorageError::new(
+                        crate::vault::storage::StorageErrorKind::Unavailable,
+                        "PUT",
+                        &prepared.pointer_key,
+                        why,
+                    ),
+                )),
+                swap: Swap::InFlight,
+                new_stamp: Some(prepared.new_stamp.clone()),
+            })
         }
     }
 }

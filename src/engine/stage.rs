@@ -174,12 +174,24 @@ pub(super) async fn release(cx: &mut Ctx<'_>, vault: &Vault, lock: Lock) {
     }
 }
 
+/// Where the pointer swap stood when the run stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Swap {
+    /// Never sent: a read of the pointer is the whole truth.
+    NotSent,
+    /// Sent, and answered for good: the ETag it was conditioned on is gone, so no
+    /// attempt can land any more. A pointer naming someone else's bundle is still
+    /// checked against the new passphrase before anything goes.
+    Settled,
+    /// Sent without a final answer: an attempt may still land, whatever a read
+    /// shows now. Nothing staged goes.
+    InFlight,
+}
+
 /// How a run that did not reach (or did not know it reached) T0 stops.
 pub(super) struct Stop {
     pub failure: Failure,
-    /// Whether the pointer swap was sent: then a pointer naming someone else's
-    /// bundle must be checked against the new passphrase before anything goes.
-    pub swap_sent: bool,
+    pub swap: Swap,
     pub new_stamp: Option<Stamp>,
 }
 
@@ -187,7 +199,7 @@ impl Stop {
     pub fn before_swap(failure: Failure) -> Stop {
         Stop {
             failure,
-            swap_sent: false,
+            swap: Swap::NotSent,
             new_stamp: None,
         }
     }
@@ -219,11 +231,20 @@ pub(super) async fn stop_before_t0(
     )
     .await;
     let seen = state.describe(&inspected.old_stamp, stop.new_stamp.as_ref());
-    let may_discard = match &state {
-        PointerState::Old => Some(true),
-        PointerState::Other(_) if !stop.swap_sent => Some(true),
-        PointerState::Other(_) => pointer::opens_with(vault, new).await.map(|opens| !opens),
-        PointerState::New | PointerState::Unknown(_) => None,
+    let may_discard = match (&state, stop.swap) {
+        // A swap of ours may still land: what the pointer shows now proves nothing.
+        (_, Swap::InFlight) => None,
+        (PointerState::Old, _) => Some(true),
+        (PointerState::Other(_), Swap::NotSent) => Some(true),
+        (PointerState::Other(_), Swap::Settled) => {
+            pointer::opens_with(vault, new).await.map(|opens| !opens)
+        }
+        (PointerState::New | PointerState::Unknown(_), _) => None,
+    };
+    let seen = if stop.swap == Swap::InFlight {
+        format!("{seen} for now, but a swap of this run's may still land")
+    } else {
+        seen
     };
     cx.row(
         Step::Rotate,
@@ -239,6 +260,11 @@ pub(super) async fn stop_before_t0(
         // A stage whose answer was lost may have left a version the journal never
         // got: the pointer shows none is needed, so each store drops what it has.
         clean &= clean_stale(cx, stores).await;
+        if let Some(record) = cx.journal().escrow.clone() {
+            for w in super::escrow::withdraw(vault, &record).await {
+                cx.warn(w);
+            }
+        }
         cx.reach(Phase::Aborted);
         release(cx, vault, lock).await;
         let tail = if clean {
@@ -253,11 +279,13 @@ pub(super) async fn stop_before_t0(
         "stopped before T0 was confirmed: {seen}; staged versions kept"
     )));
     let path = cx.loaded.path.display().to_string();
-    cx.next_step(format!(
-        "`vsync-orchestrate resume {path}` reads the pointer again and then discards the staged versions or activates them"
-    ));
+    cx.next_step(if stop.swap == Swap::NotSent {
+        format!("`vsync-orchestrate resume {path}` reads the pointer again and then discards the staged versions or activates them")
+    } else {
+        format!("`vsync-orchestrate resume {path}` sends the same conditional swap again until it is answered, then activates the staged versions (or discards them if someone else's swap won)")
+    });
     drop(lock);
-    if stop.swap_sent {
+    if stop.swap != Swap::NotSent {
         return cx.fail(Failure::WindowOpen(format!(
             "URGENT — outcome unknown: {}; {seen}. The vault may already need the new passphrase, which every store holds only as a staged version; nothing was discarded",
             stop.failure.message()

@@ -11,6 +11,10 @@
 //! * `CutAfter`: forwarded (applied), then the connection closed without an answer;
 //! * `Stall(d)`: forwarded (applied), the answer held for `d` and then dropped — a
 //!   client whose attempt timeout is shorter gives up first.
+//! * `Hold(d)`: the request held for `d`, then forwarded (applied) whether or not
+//!   the client is still there, and the answer passed back if it is: a slow path,
+//!   a queued retry, a load balancer that lets a request through after the client
+//!   has gone. `FaultProxy::landed` waits until every held request was forwarded.
 #![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
@@ -25,6 +29,7 @@ pub enum Fault {
     CutBefore,
     CutAfter,
     Stall(Duration),
+    Hold(Duration),
 }
 
 impl Fault {
@@ -70,6 +75,44 @@ pub struct FaultProxy {
     pub hits: Arc<Mutex<usize>>,
     /// Every request seen: method, target, and the first line of a JSON target.
     pub seen: Arc<Mutex<Vec<String>>>,
+    /// Held requests not yet forwarded, and a signal each time one starts or lands.
+    pub holding: Arc<(Mutex<usize>, tokio::sync::Notify)>,
+}
+
+impl FaultProxy {
+    /// Waits until a request is being held (at most `limit`); whether one was.
+    pub async fn holding_one(&self, limit: Duration) -> bool {
+        let until = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.holding.1.notified();
+            if *self.holding.0.lock().unwrap() > 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(until, notified).await.is_err() {
+                return *self.holding.0.lock().unwrap() > 0;
+            }
+        }
+    }
+
+    /// Waits until every held request has been forwarded to the service (at most
+    /// `limit`); whether they all were.
+    pub async fn landed(&self, limit: Duration) -> bool {
+        let until = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.holding.1.notified();
+            if *self.holding.0.lock().unwrap() == 0 {
+                // A moment for the service to apply what it was just sent.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                if *self.holding.0.lock().unwrap() == 0 {
+                    return true;
+                }
+                continue;
+            }
+            if tokio::time::timeout_at(until, notified).await.is_err() {
+                return *self.holding.0.lock().unwrap() == 0;
+            }
+        }
+    }
 }
 
 pub async fn start(upstream: &str, rules: Vec<Rule>) -> FaultProxy {
@@ -90,13 +133,19 @@ pub async fn start_with_delay(upstream: &str, rules: Vec<Rule>, delay: Duration)
     ));
     let hits = Arc::new(Mutex::new(0));
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let (h, sn) = (hits.clone(), seen.clone());
+    let holding = Arc::new((Mutex::new(0usize), tokio::sync::Notify::new()));
+    let (h, sn, ho) = (hits.clone(), seen.clone(), holding.clone());
     tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
-            let (rules, upstream, hits, seen) =
-                (rules.clone(), upstream.clone(), h.clone(), sn.clone());
+            let (rules, upstream, hits, seen, holding) = (
+                rules.clone(),
+                upstream.clone(),
+                h.clone(),
+                sn.clone(),
+                ho.clone(),
+            );
             tokio::spawn(async move {
-                let _ = handle(client, &upstream, rules, hits, seen, delay).await;
+                let _ = handle(client, &upstream, rules, hits, seen, delay, holding).await;
             });
         }
     });
@@ -104,6 +153,7 @@ pub async fn start_with_delay(upstream: &str, rules: Vec<Rule>, delay: Duration)
         endpoint,
         hits,
         seen,
+        holding,
     }
 }
 
@@ -173,6 +223,7 @@ async fn handle(
     hits: Arc<Mutex<usize>>,
     seen: Arc<Mutex<Vec<String>>>,
     delay: Duration,
+    holding: Arc<(Mutex<usize>, tokio::sync::Notify)>,
 ) -> std::io::Result<()> {
     let Some((head, body)) = read_message(&mut client).await? else {
         return Ok(());
@@ -222,6 +273,33 @@ async fn handle(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
+    if let Some(Fault::Hold(d)) = fault {
+        *holding.0.lock().unwrap() += 1;
+        holding.1.notify_waiters();
+        tokio::time::sleep(d).await;
+        let forwarded = forward(&head, &body, upstream).await;
+        *holding.0.lock().unwrap() -= 1;
+        holding.1.notify_waiters();
+        // The client has usually given up by now; if not, it gets the real answer.
+        let response = forwarded?;
+        let _ = client.write_all(&response).await;
+        return client.shutdown().await;
+    }
+    let response = forward(&head, &body, upstream).await?;
+    match fault {
+        Some(Fault::ErrorAfter(status)) => client.write_all(&error_response(status)).await?,
+        Some(Fault::CutAfter) => return Ok(()),
+        Some(Fault::Stall(d)) => {
+            tokio::time::sleep(d).await;
+            return Ok(());
+        }
+        _ => client.write_all(&response).await?,
+    }
+    client.shutdown().await
+}
+
+/// Sends one request to the service and returns its whole answer.
+async fn forward(head: &str, body: &[u8], upstream: &str) -> std::io::Result<Vec<u8>> {
     let mut server = TcpStream::connect(upstream).await?;
     let rewritten: String = head
         .trim_end_matches("\r\n")
@@ -235,17 +313,8 @@ async fn handle(
     server
         .write_all(format!("{rewritten}\r\nConnection: close\r\n\r\n").as_bytes())
         .await?;
-    server.write_all(&body).await?;
+    server.write_all(body).await?;
     let mut response = Vec::new();
     server.read_to_end(&mut response).await?;
-    match fault {
-        Some(Fault::ErrorAfter(status)) => client.write_all(&error_response(status)).await?,
-        Some(Fault::CutAfter) => return Ok(()),
-        Some(Fault::Stall(d)) => {
-            tokio::time::sleep(d).await;
-            return Ok(());
-        }
-        _ => client.write_all(&response).await?,
-    }
-    client.shutdown().await
+    Ok(response)
 }

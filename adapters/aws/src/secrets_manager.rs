@@ -338,15 +338,21 @@ impl SecretStore for SecretsManagerStore {
                  encrypted with. Turn it off first (aws secretsmanager cancel-rotate-secret)",
             )));
         }
-        if let Some(stale) = d.labels.stale_pending() {
-            return Err(self.ctx(Error::conflict(format!(
-                "version {stale} is labelled AWSPENDING but is not current: an earlier \
-                 vsync-orchestrate run staged it and did not finish. Run \
-                 `vsync-orchestrate resume PLAN` to finish that run, or `vsync-orchestrate \
-                 run --clean-stale PLAN` to remove the stale AWSPENDING label first"
-            ))));
-        }
         let mut warnings = Vec::new();
+        // A stale AWSPENDING does not stop a run: a `PutSecretValue` that landed
+        // after its run gave up (or after `resume` finished) leaves one, and it must
+        // not block every later run. It is harmless to move because the engine only
+        // goes on once AWSCURRENT's value opens the live bundle (a stale version
+        // that is the only key fails that check, and `resume` is named); staging
+        // then moves the label to this run's version.
+        if let Some(stale) = d.labels.stale_pending() {
+            warnings.push(format!(
+                "version {stale} is labelled AWSPENDING but is not current (an earlier \
+                 run's stage, abandoned or landed late); staging moves the label to this \
+                 run's version, provided the current passphrase opens the live bundle. If a \
+                 run of yours stopped half way, `vsync-orchestrate resume PLAN` finishes it"
+            ));
+        }
         let mut current = None;
         let detail = match d.labels.holder(CURRENT) {
             Some(v) => {
