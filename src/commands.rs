@@ -528,8 +528,8 @@ struct Unfinished {
     run_id: String,
     headline: String,
     next: String,
-    /// 14 once the pointer swap may have been sent (the window may be open), 17
-    /// before it (the staged versions wait for `resume`).
+    /// 14 while the pointer swap may have been sent and not every store was
+    /// activated (the window may be open); 17 otherwise (`resume` finishes).
     exit: Exit,
 }
 
@@ -552,6 +552,17 @@ fn unfinished_run(
     if let Some((_, j)) = Journal::find_unfinished(state_dir, &vault.describe()) {
         let new_stamp = j.prepared.as_ref().map(|p| p.new_stamp.to_string());
         let on_new = new_stamp.as_deref() == Some(st.stamp.as_str());
+        if j.phase >= Phase::Activated {
+            return Some(Unfinished {
+                run_id: j.run_id.to_string(),
+                headline: format!(
+                    "stopped   run {} stopped at phase {:?}, after every store was activated (the window is closed)",
+                    j.run_id, j.phase
+                ),
+                next: format!("`{resume}` finishes it (bookkeeping, restart, verify)"),
+                exit: Exit::Interrupted,
+            });
+        }
         if j.phase >= Phase::Committing {
             let where_ = if on_new {
                 "the pointer names its new bundle, which only the staged passphrase opens"

@@ -4,6 +4,9 @@ use vsync_orchestrate::cli::{Cli, Command};
 use vsync_orchestrate::commands;
 
 fn main() -> ExitCode {
+    // First: a SIGINT/SIGTERM that arrives while the process starts waits for the
+    // handler instead of killing a run before it can journal anything.
+    vsync_orchestrate::engine::interrupt::hold_early();
     // One TLS crypto provider for the whole process, before anything builds a TLS
     // client: with two providers compiled in (different SDKs pull different ones)
     // rustls cannot pick and panics at the first handshake.
@@ -17,9 +20,18 @@ fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     let code = rt.block_on(async {
-        if !matches!(cli.command, Command::DemoApp { .. }) {
+        // Commands that write stop at a safe point; the others keep the default
+        // action, so Ctrl-C ends `status` or `validate` at once.
+        if matches!(
+            cli.command,
+            Command::Run { .. }
+                | Command::Plan { .. }
+                | Command::Resume { .. }
+                | Command::Demo { .. }
+        ) {
             commands::install_interrupt_handler();
         }
+        vsync_orchestrate::engine::interrupt::release();
         commands::dispatch(&cli).await
     });
     ExitCode::from(code)

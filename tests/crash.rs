@@ -69,6 +69,30 @@ async fn crash_then_resume(phase: &str) {
         "{phase}: no store holds the passphrase of the live bundle"
     );
 
+    // `status` tells the truth from the journal and the vault together: past the
+    // swap and before activation the window may be open (14); otherwise the run
+    // waits for `resume` (17).
+    let status = bin()
+        .args(["status", "--output", "json"])
+        .arg(&plan)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&status.stderr);
+    let window = matches!(phase, "committing" | "committed");
+    assert_eq!(
+        status.status.code(),
+        Some(if window { 14 } else { 17 }),
+        "{phase}: status\n{err}"
+    );
+    assert_eq!(err.contains("WINDOW MAY BE OPEN"), window, "{phase}: {err}");
+    assert!(err.contains("vsync-orchestrate resume"), "{phase}: {err}");
+    let st: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        st["unfinished"]["exit"],
+        if window { 14 } else { 17 },
+        "{phase}"
+    );
+
     let resumed = bin()
         .args(["resume", "--yes", "--output", "json"])
         .arg(&plan)

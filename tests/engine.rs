@@ -618,3 +618,136 @@ async fn a_long_rollout_keeps_the_lock_a_second_run_is_refused() {
     assert_eq!(s.exit_code, 0, "{}", s.outcome);
     assert!(Lock::peek(&sb.vault).await.unwrap().is_none());
 }
+
+/// A run that read the store before another run rotated and the pointer after:
+/// the old passphrase no longer opens the live bundle, but that is a lost race,
+/// not a wrong passphrase or a tampered bundle. The winner still holds the lock.
+#[tokio::test]
+async fn a_lost_race_with_the_winner_holding_the_lock_exits_11_not_1() {
+    let sb = Sandbox::new("").await;
+    let parts = sb.parts(vec![sb.file_store()], None).await;
+    let won = engine::run_with(&sb.loaded, parts, &sb.opts(), &Shown::new().p, false).await;
+    assert_eq!(won.exit_code, 0, "{}", won.outcome);
+    let winner = Lock::acquire(
+        &sb.vault,
+        &RunId("20261207T000000Z-winner".into()),
+        std::time::Duration::from_secs(600),
+        &engine::lock::Takeover {
+            run: None,
+            finished: vec![],
+        },
+    )
+    .await
+    .unwrap();
+    // The loser's store still shows the passphrase it read before the winner's T1.
+    let stale = MemStore::new("mem", OLD, &log(), None);
+    let parts = sb.parts(vec![stale], None).await;
+    let shown = Shown::new();
+    let lost = engine::run_with(&sb.loaded, parts, &sb.opts(), &shown.p, false).await;
+    shown.check(&lost);
+    assert_eq!(lost.exit_code, Exit::LockHeld.code(), "{}", lost.outcome);
+    assert!(
+        lost.outcome.contains("20261207T000000Z-winner"),
+        "{}",
+        lost.outcome
+    );
+    assert!(!lost.outcome.contains("tampered"), "{}", lost.outcome);
+    winner.release(&sb.vault).await.unwrap();
+}
+
+/// The same race after the winner released its lock: the store serves another
+/// value than a moment ago, which says the same.
+#[tokio::test]
+async fn a_lost_race_after_the_winner_finished_exits_11_not_1() {
+    let sb = Sandbox::new("").await;
+    let parts = sb.parts(vec![sb.file_store()], None).await;
+    let won = engine::run_with(&sb.loaded, parts, &sb.opts(), &Shown::new().p, false).await;
+    assert_eq!(won.exit_code, 0, "{}", won.outcome);
+    let stale = MemStore::new("mem", OLD, &log(), None);
+    *stale.next_current.lock().unwrap() = Some(Passphrase::new(sb.passphrase_file()));
+    let parts = sb.parts(vec![stale], None).await;
+    let shown = Shown::new();
+    let lost = engine::run_with(&sb.loaded, parts, &sb.opts(), &shown.p, false).await;
+    shown.check(&lost);
+    assert_eq!(lost.exit_code, Exit::LockHeld.code(), "{}", lost.outcome);
+    assert!(
+        lost.outcome.contains("another run rotated"),
+        "{}",
+        lost.outcome
+    );
+    assert_eq!(sb.vault.status().await.unwrap().unwrap().gen, 1);
+}
+
+/// A lock object that does not parse is neither taken over nor ignored: `plan` and
+/// `run` refuse with exit 11 and the command that removes it; nothing is written.
+#[tokio::test]
+async fn an_unparsable_lock_is_refused_with_the_command_that_removes_it() {
+    use vsync_orchestrate::vault::storage::{Meta, PutCondition};
+    let sb = Sandbox::new("").await;
+    let key = Lock::key(&sb.vault);
+    sb.vault
+        .storage
+        .put(
+            &key,
+            b"<html>not a lock</html>".to_vec(),
+            PutCondition::IfAbsent,
+            &Meta::new(),
+        )
+        .await
+        .unwrap();
+    let before = sb.vault.status().await.unwrap().unwrap();
+    for dry_run in [true, false] {
+        let parts = sb.parts(vec![sb.file_store()], None).await;
+        let shown = Shown::new();
+        let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &shown.p, dry_run).await;
+        shown.check(&s);
+        assert_eq!(
+            s.exit_code,
+            Exit::LockHeld.code(),
+            "dry run {dry_run}: {}",
+            s.outcome
+        );
+        assert!(s.outcome.contains("does not parse"), "{}", s.outcome);
+        let steps = s.next_steps.join("\n");
+        assert!(
+            steps.contains("remove the lock") && steps.contains(&key),
+            "{steps}"
+        );
+    }
+    let after = sb.vault.status().await.unwrap().unwrap();
+    assert_eq!(after.stamp, before.stamp);
+    assert_eq!(sb.passphrase_file(), OLD);
+    let still = sb.vault.storage.get(&key).await.unwrap().unwrap();
+    assert_eq!(still.body, b"<html>not a lock</html>");
+}
+
+/// `plan` passes only where `run` can write its journal: a state directory whose
+/// path runs through a file is refused by both, before anything is written.
+#[tokio::test]
+async fn a_state_dir_that_cannot_be_a_directory_fails_plan_and_run_alike() {
+    let sb = Sandbox::new("").await;
+    let file = sb.dir.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let mut opts = sb.opts();
+    opts.state_dir = file.join("state");
+    for dry_run in [true, false] {
+        let parts = sb.parts(vec![sb.file_store()], None).await;
+        let shown = Shown::new();
+        let s = engine::run_with(&sb.loaded, parts, &opts, &shown.p, dry_run).await;
+        shown.check(&s);
+        assert_eq!(
+            s.exit_code,
+            Exit::PreflightFailed.code(),
+            "dry run {dry_run}: {}",
+            s.outcome
+        );
+        assert!(
+            s.outcome.contains("is not a directory")
+                && s.outcome.contains(&file.display().to_string()),
+            "{}",
+            s.outcome
+        );
+    }
+    assert_eq!(sb.passphrase_file(), OLD);
+    assert!(Lock::peek(&sb.vault).await.unwrap().is_none());
+}

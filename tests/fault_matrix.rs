@@ -982,9 +982,11 @@ async fn run_late_case(ep: String, write: Req, late: Late) -> Result<Report, Str
         }
         match age_open(&id, &body) {
             Some(p) if live.iter().any(|l| l.expose() == p) => {}
-            Some(_) => return fail(format!(
+            Some(_) => {
+                return fail(format!(
                 "escrow copy {key} opens to a passphrase that never went live, and is not marked"
-            )),
+            ))
+            }
             None => return fail(format!("escrow copy {key} does not open")),
         }
     }
@@ -1017,7 +1019,7 @@ async fn no_late_write_loses_the_passphrase() {
         }
     }
     let total = cases.len();
-    let gate = Arc::new(Semaphore::new(8));
+    let gate = Arc::new(Semaphore::new(11));
     let mut tasks = Vec::new();
     for (w, late) in cases {
         let (ep, gate) = (ep.clone(), gate.clone());

@@ -458,3 +458,43 @@ mod moto {
         assert_eq!(vault.open(&Passphrase::from(NEW)).await.unwrap().gen, 1);
     }
 }
+
+/// An endpoint that answers 200 with a web page to every request is not "both
+/// layouts at once": the error names the endpoint, not `vault.layout`.
+#[tokio::test]
+async fn an_endpoint_that_answers_200_to_everything_is_not_called_two_layouts() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 8192];
+                let _ = s.read(&mut buf).await;
+                let body = "<html><body>Welcome</body></html>";
+                let _ = s
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+            });
+        }
+    });
+    let storage = support::s3_storage(&endpoint, "any-bucket").await;
+    let vault = Vault::new(Arc::new(storage), "app/prod/", kdf(), LayoutChoice::Auto);
+    let err = vault
+        .inspect(&Passphrase::from(OLD), false)
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, RotateError::Invalid(_)), "{text}");
+    assert!(
+        text.contains("not an S3 API") && text.contains("vault.endpoint"),
+        "{text}"
+    );
+    assert!(!text.contains("vault.layout"), "{text}");
+}

@@ -62,19 +62,48 @@ impl Drop for WindowGuard {
     }
 }
 
-/// Installs the SIGINT/SIGTERM handler (the binary calls this once).
+/// Holds SIGINT and SIGTERM pending from the process's first instruction until
+/// [`release`]: a signal that arrives while the runtime starts is then handled like
+/// any other (exit 17 at the next safe point) instead of killing the process with
+/// nothing journaled. Called by `main` before any thread exists, so every thread
+/// inherits the mask; child processes get a clean mask from `std::process`.
+pub fn hold_early() {
+    // SAFETY: plain libc calls on a local, initialised signal set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Lets the signals [`hold_early`] held reach this thread: into the handler if
+/// [`install`] ran, or the default action (the process ends) if not.
+pub fn release() {
+    // SAFETY: as in `hold_early`.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Installs the SIGINT/SIGTERM handler (the binary calls this once, inside the
+/// runtime). The handlers are registered before it returns, so [`release`] right
+/// after cannot lose a signal.
 pub fn install() {
-    tokio::spawn(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            eprintln!(
-                "warning: cannot install signal handlers; a signal ends the run without cleanup"
-            );
-            return;
-        };
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        eprintln!("warning: cannot install signal handlers; a signal ends the run without cleanup");
+        return;
+    };
+    tokio::spawn(async move {
         let mut seen = 0;
         loop {
             let name = tokio::select! {

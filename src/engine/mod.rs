@@ -175,6 +175,9 @@ async fn run_in(cx: &mut Ctx<'_>, parts: build::Parts, command: &str) -> Summary
     // way the run ends, they are closed together at the end.
     let (stores, restarters) = (parts.stores.clone(), parts.restarters.clone());
     let summary = match preflight::run(cx, parts).await {
+        Ok(Preflighted::Ready(_)) if cx.dry_run && interrupt::requested() => cx.fail(
+            Failure::Interrupted("interrupted during the dry run; nothing was written".into()),
+        ),
         Ok(Preflighted::Ready(r)) if cx.dry_run => {
             preflight::planned_writes(cx, &r);
             cx.end(Exit::Ok, "dry run: preflight passed; nothing was written")

@@ -79,6 +79,8 @@ pub(super) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Preflig
         }
     }
 
+    check_state_dir(&cx.opts.state_dir).map_err(Failure::Preflight)?;
+
     let mut stdin = secrets::Stdin::default();
     let mut inputs = secrets::Inputs {
         yes: cx.opts.yes,
@@ -233,6 +235,44 @@ pub(super) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Preflig
         new,
         new_key,
     })))
+}
+
+/// The journal goes to the state directory before the first write, so a `plan`
+/// that passes must mean `run` can write it: the directory, or the nearest part of
+/// its path that exists, must be a writable directory. Checked without creating
+/// anything.
+fn check_state_dir(dir: &std::path::Path) -> Result<(), String> {
+    let mut at = dir;
+    let existing = loop {
+        match std::fs::metadata(at) {
+            Ok(m) => break (at, m),
+            Err(_) => match at.parent() {
+                Some(p) if !p.as_os_str().is_empty() => at = p,
+                _ => return Ok(()),
+            },
+        }
+    };
+    let (path, meta) = existing;
+    let fix = "set state_dir in the plan, or --state-dir, to a directory this user can write";
+    if !meta.is_dir() {
+        return Err(format!(
+            "the state directory {} cannot be created: {} is not a directory; {fix}",
+            dir.display(),
+            path.display()
+        ));
+    }
+    let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
+        .map_err(|_| format!("the state directory {} has a NUL byte", dir.display()))?;
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+        return Err(format!(
+            "the state directory {} is not writable ({}: {}); {fix}",
+            dir.display(),
+            path.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
 }
 
 /// Whether `[schedule] min_age` says the vault is not due; fills the summary if so.

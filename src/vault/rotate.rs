@@ -185,7 +185,19 @@ impl Vault {
         {
             Detected::Found(l) => l,
             Detected::Nothing => return Err(RotateError::VaultNotFound(self.describe())),
-            Detected::Both => return Err(RotateError::AmbiguousLayout(self.describe())),
+            Detected::Both => {
+                // An endpoint that answers 200 to every key (a web server, a
+                // captive portal) looks like both layouts at once: ask for a key
+                // no vault has before telling anyone to choose a layout.
+                let probe = self.key(".vsync-orchestrate/no-such-key-probe");
+                if matches!(self.storage.head(&probe).await, Ok(Some(_))) {
+                    return Err(RotateError::Invalid(format!(
+                        "{} answers every key as present (even {probe}, which no vault has): it is not an S3 API. Check vault.endpoint (and vault.bucket) in the plan",
+                        self.describe()
+                    )));
+                }
+                return Err(RotateError::AmbiguousLayout(self.describe()));
+            }
         };
         let pointer_key = self.key(layout.pointer_name());
         // The pointer and both counter cells are independent reads: one round trip.

@@ -32,6 +32,9 @@ pub struct MemStore {
     pub stall_activate: AtomicUsize,
     /// A stalled activate applies the switch first: its answer is what is lost.
     pub stall_after_applying: AtomicBool,
+    /// What `current` becomes right after the next read: someone else rotating
+    /// between two reads of this run's.
+    pub next_current: Mutex<Option<Passphrase>>,
 }
 
 impl MemStore {
@@ -49,6 +52,7 @@ impl MemStore {
             on_activate: Mutex::new(None),
             stall_activate: AtomicUsize::new(0),
             stall_after_applying: AtomicBool::new(false),
+            next_current: Mutex::new(None),
         })
     }
 
@@ -91,7 +95,11 @@ impl SecretStore for MemStore {
     }
     async fn read_current(&self) -> Result<Option<Passphrase>> {
         self.note("read_current");
-        Ok(Some(self.current()))
+        let now = self.current();
+        if let Some(next) = self.next_current.lock().unwrap().take() {
+            *self.current.lock().unwrap() = next;
+        }
+        Ok(Some(now))
     }
     async fn stage(&self, new: &Passphrase, run: &RunId) -> Result<Staged> {
         self.note("stage");

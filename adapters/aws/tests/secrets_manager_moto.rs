@@ -223,7 +223,7 @@ async fn preflight_warns_of_a_stale_pending_and_leaves_it() {
     // An earlier run that staged and then died.
     let stale = store
         .stage(
-            &Passphrase::from("abandoned"),
+            &Passphrase::from("stale-value-Zq9xK"),
             &RunId(common::unique("run")),
         )
         .await
@@ -234,7 +234,7 @@ async fn preflight_warns_of_a_stale_pending_and_leaves_it() {
     assert!(warned.contains(&stale.version), "{warned}");
     assert!(warned.contains("resume"), "{warned}");
     assert!(
-        !warned.contains("abandoned"),
+        !warned.contains("stale-value-Zq9xK"),
         "the staged value leaked: {warned}"
     );
     // Preflight is read-only: the label is still there.
