@@ -62,8 +62,7 @@ pub fn worst(codes: impl IntoIterator<Item = u8>) -> u8 {
     codes
         .into_iter()
         .filter_map(Exit::from_code)
-        .min_by_key(|e| e.urgency())
-        .unwrap_or(Exit::Ok)
+        .fold(Exit::Ok, Exit::most_urgent)
         .code()
 }
 

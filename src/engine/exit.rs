@@ -92,6 +92,16 @@ impl Exit {
         }
     }
 
+    /// The more urgent of two outcomes: the one ranking every caller uses (a run's
+    /// own phases, a fleet of runs).
+    pub fn most_urgent(self, other: Exit) -> Exit {
+        if other.urgency() < self.urgency() {
+            other
+        } else {
+            self
+        }
+    }
+
     pub fn from_code(code: u8) -> Option<Exit> {
         Exit::ALL.into_iter().find(|e| e.code() == code)
     }

@@ -343,22 +343,6 @@ async fn stop(
     stage::stop_before_t0(cx, &r.vault, &r.stores, staged, &r.new, lock, why).await
 }
 
-/// The most urgent of two outcomes wins: 14, then 15, 16, 4.
-fn worst(a: Exit, b: Exit) -> Exit {
-    let rank = |e: Exit| match e {
-        Exit::WindowOpen => 0,
-        Exit::RestartFailed => 1,
-        Exit::VerifyFailed => 2,
-        Exit::AuditFailed => 3,
-        _ => 4,
-    };
-    if rank(b) < rank(a) {
-        b
-    } else {
-        a
-    }
-}
-
 /// After T1 (from `run` and from `resume`): tidy, bookkeeping, restart, verify.
 /// Every store already serves the new passphrase, so a signal or a lost lock stops
 /// the run where it is and `resume` finishes.
@@ -417,7 +401,7 @@ async fn after_t1(
             let f = Failure::Interrupted("interrupted while waiting for rollouts".into());
             return stopped_after_t1(cx, keeper, f).await;
         }
-        restart::Ended::SomeFailed => exit = worst(exit, Exit::RestartFailed),
+        restart::Ended::SomeFailed => exit = exit.most_urgent(Exit::RestartFailed),
         restart::Ended::AllDone => {}
     }
     crash_point("restarted");
@@ -434,7 +418,7 @@ async fn after_t1(
             let f = Failure::Interrupted("interrupted while verifying".into());
             return stopped_after_t1(cx, keeper, f).await;
         }
-        verify::Verified::Stragglers => exit = worst(exit, Exit::VerifyFailed),
+        verify::Verified::Stragglers => exit = exit.most_urgent(Exit::VerifyFailed),
         verify::Verified::Ok => {}
     }
     cx.reach(Phase::Done);

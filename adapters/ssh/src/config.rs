@@ -84,8 +84,13 @@ pub struct SshOptions {
     pub control_directory: Option<PathBuf>,
     /// An ssh config file to use instead of `~/.ssh/config` (`-F FILE`).
     pub config_file: Option<PathBuf>,
-    /// How long an idle master connection stays up (default 30 min), so a crashed
-    /// run never leaves ssh processes behind for long.
+    /// `ControlPersist`: how long a master connection stays up once no channel is
+    /// open on it (default 10 s). It is short on purpose: it is how long the `ssh`
+    /// master, and its session on the host, outlive a run that was killed (SIGKILL, a
+    /// second SIGTERM). It never cuts a living run short: while the tool holds a
+    /// connection it keeps one idle channel open on it (a remote `cat` that is sent
+    /// nothing), so the master stays up however long a rollout waits between
+    /// commands, and that channel closes by itself when the process dies.
     pub idle_timeout: Duration,
 }
 
@@ -97,7 +102,7 @@ impl Default for SshOptions {
             command_timeout: Duration::from_secs(120),
             control_directory: None,
             config_file: None,
-            idle_timeout: Duration::from_secs(30 * 60),
+            idle_timeout: Duration::from_secs(10),
         }
     }
 }

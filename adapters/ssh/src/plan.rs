@@ -77,6 +77,9 @@ pub struct SshTable {
     #[serde(default, with = "humantime_serde")]
     #[schemars(with = "Option<String>")]
     pub command_timeout: Option<Duration>,
+    /// How long an `ssh` master outlives its last use (`ControlPersist`, default
+    /// `"10s"`): short, so a killed run leaves no ssh processes or remote sessions
+    /// behind for long; a living run holds its masters open however long it waits.
     #[serde(default, with = "humantime_serde")]
     #[schemars(with = "Option<String>")]
     pub idle_timeout: Option<Duration>,

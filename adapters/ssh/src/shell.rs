@@ -1,5 +1,11 @@
 //! Running fixed commands on a host: over SSH (one multiplexed master per host) or
 //! on this machine. Secrets only ever travel on stdin.
+//!
+//! A master dies with the tool: it is started with a short `ControlPersist` (the
+//! `idle_timeout`, 10 s by default) and, for as long as the tool holds the
+//! connection, kept busy by one idle channel (see [`Conn`]). When the process ends,
+//! however it ends (SIGKILL included), the kernel closes its end of that channel, the
+//! master ends the remote session, finds itself idle and exits `idle_timeout` later.
 
 use crate::config::{HostKeyPolicy, HostSpec, SshOptions, Transport};
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
@@ -261,7 +267,27 @@ pub(crate) struct SshShell {
     spec: HostSpec,
     label: String,
     opts: SshOptions,
-    session: tokio::sync::Mutex<Option<Arc<Session>>>,
+    conn: tokio::sync::Mutex<Option<Conn>>,
+}
+
+/// The remote command that holds a master open: it reads a stdin nobody ever writes
+/// to and writes nothing, so it carries no data; it ends on EOF, which comes when
+/// this process drops (or loses, by dying) its end of the pipe.
+const KEEPALIVE: &str = "cat";
+
+/// An open master connection and the channel that keeps it from idling out.
+///
+/// The master runs with `ControlPersist=<idle_timeout>`: it exits that long after its
+/// last channel closed. The keep-alive is such a channel, open for as long as this
+/// value lives, so a rollout may wait minutes between two commands; its pipes and
+/// its control-socket connection belong to this process, so they close when the
+/// process dies and the master follows `idle_timeout` later, together with its
+/// remote session.
+struct Conn {
+    /// Dropped before `session` (field order): dropping only closes our file
+    /// descriptors, it never waits for the host.
+    keepalive: Option<openssh::Child<Arc<Session>>>,
+    session: Arc<Session>,
 }
 
 impl SshShell {
@@ -270,7 +296,7 @@ impl SshShell {
             label: spec.label(),
             spec,
             opts,
-            session: tokio::sync::Mutex::new(None),
+            conn: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -307,30 +333,56 @@ impl SshShell {
         b
     }
 
-    async fn open(&self) -> Result<Arc<Session>> {
+    async fn open(&self) -> Result<Conn> {
         let b = self.builder();
-        match b.connect_mux(&self.spec.host).await {
-            Ok(s) => Ok(Arc::new(s)),
-            Err(e) => Err(connect_error(&self.label, e)),
+        let session = match b.connect_mux(&self.spec.host).await {
+            Ok(s) => Arc::new(s),
+            Err(e) => return Err(connect_error(&self.label, e)),
+        };
+        let keepalive = self.keepalive(&session).await;
+        Ok(Conn { keepalive, session })
+    }
+
+    /// Opens the keep-alive channel on a fresh master. Best effort: without it the
+    /// master may idle out between two commands, and `exec`/`connect` then
+    /// reconnect once, which every command here tolerates.
+    async fn keepalive(&self, session: &Arc<Session>) -> Option<openssh::Child<Arc<Session>>> {
+        let mut cmd = Session::arc_command(session.clone(), KEEPALIVE);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        match tokio::time::timeout(self.opts.connect_timeout, cmd.spawn()).await {
+            Ok(Ok(child)) => Some(child),
+            _ => None,
         }
     }
 
     async fn session(&self) -> Result<Arc<Session>> {
-        let mut guard = self.session.lock().await;
-        if let Some(s) = guard.as_ref() {
-            return Ok(s.clone());
+        let mut guard = self.conn.lock().await;
+        if let Some(c) = guard.as_ref() {
+            return Ok(c.session.clone());
         }
-        let s = self.open().await?;
-        *guard = Some(s.clone());
+        let c = self.open().await?;
+        let s = c.session.clone();
+        *guard = Some(c);
         Ok(s)
     }
 
-    /// Drop a session that turned out dead, so the next call reconnects.
+    /// Drop a session that turned out dead, and its keep-alive, so the next call
+    /// reconnects.
     async fn forget(&self, dead: &Arc<Session>) {
-        let mut guard = self.session.lock().await;
-        if guard.as_ref().is_some_and(|s| Arc::ptr_eq(s, dead)) {
-            *guard = None;
-        }
+        let gone = {
+            let mut guard = self.conn.lock().await;
+            if guard
+                .as_ref()
+                .is_some_and(|c| Arc::ptr_eq(&c.session, dead))
+            {
+                guard.take()
+            } else {
+                None
+            }
+        };
+        drop(gone);
     }
 
     async fn run_once(
@@ -391,14 +443,13 @@ impl RemoteShell for SshShell {
             let s = self.session().await?;
             match self.run_once(&s, argv, stdin).await {
                 Ok(o) => Ok(o),
-                Err(
-                    e @ (openssh::Error::Disconnected | openssh::Error::RemoteProcessTerminated),
-                ) => {
+                Err(e) if master_may_be_gone(&e) => {
                     if s.check().await.is_ok() {
                         return Err(command_error(&self.label, prog, e));
                     }
-                    // The master is gone (idled out, network blip). Every command this
-                    // crate runs is idempotent, so reconnect once and run it again.
+                    // The master is gone (idled out, killed, network blip). Every
+                    // command this crate runs is idempotent, so reconnect once and run
+                    // it again.
                     self.forget(&s).await;
                     let s = self
                         .session()
@@ -448,13 +499,33 @@ impl RemoteShell for SshShell {
     }
 
     async fn close(&self) {
-        let s = self.session.lock().await.take();
-        if let Some(s) = s {
-            if let Ok(s) = Arc::try_unwrap(s) {
+        let c = self.conn.lock().await.take();
+        if let Some(Conn { keepalive, session }) = c {
+            // First the keep-alive (it holds a reference, and a master asked to stop
+            // waits for its channels), then the master: it stops listening and exits
+            // as soon as the host has acknowledged the closed channels. A session an
+            // SFTP carrier still holds closes when that carrier lets go of it.
+            drop(keepalive);
+            if let Ok(s) = Arc::try_unwrap(session) {
                 let _ = s.close().await;
             }
         }
     }
+}
+
+/// Whether a failed command may mean that the master is no longer there: it idled
+/// out, was killed, or is exiting. With native mux that shows as `Disconnected`
+/// (the control socket is gone or refuses connections), `RemoteProcessTerminated`
+/// (the session ended without an exit status) or `SshMux` (the control connection
+/// broke mid-request: EOF, reset, a half-read answer). The caller asks `check()`
+/// before reconnecting, so a live master never gets a second command.
+fn master_may_be_gone(e: &openssh::Error) -> bool {
+    matches!(
+        e,
+        openssh::Error::Disconnected
+            | openssh::Error::RemoteProcessTerminated
+            | openssh::Error::SshMux(_)
+    )
 }
 
 fn full_chain(e: &(dyn std::error::Error + 'static)) -> String {
