@@ -33,6 +33,7 @@ for c in mktemp sha256sum stat sync mv cp cat chmod chown dirname basename rm ln
 done
 [ -d "$d" ] || { echo "directory $d does not exist" >&2; exit 3; }
 [ -w "$d" ] && [ -x "$d" ] || { echo "directory $d is not writable by $(id -un)" >&2; exit 4; }
+[ -d "$p.new" ] && [ ! -L "$p.new" ] && { echo "$p.new is a directory, where stage writes the staged file; remove it first" >&2; exit 6; }
 if [ -e "$p.new" ]; then echo "staged present"; else echo "staged -"; fi
 if [ -f "$p" ]; then
   [ -r "$p" ] || { echo "$p is not readable by $(id -un)" >&2; exit 4; }
@@ -906,7 +907,36 @@ impl SecretStore for VpsFileStore {
     }
 
     fn activate_hint(&self, _staged: &Staged) -> Option<String> {
-        self.local.as_ref().map(LocalFile::activate_hint)
+        if let Some(local) = &self.local {
+            return Some(local.activate_hint());
+        }
+        // The rename activation makes, by hand; idempotent, so one line serves
+        // every host whichever of them already switched.
+        let (new, path) = (format!("{}.new", self.path), &self.path);
+        let remote = format!(
+            "{}[ ! -e {new} ] || mv -f -- {new} {path}",
+            if self.sudo { "sudo -n " } else { "" },
+            new = shell_words_quote(&new),
+            path = shell_words_quote(path),
+        );
+        let lines: Vec<String> = self
+            .hosts
+            .iter()
+            .map(|h| {
+                let label = h.label();
+                let (host, port) = match label.rsplit_once(':') {
+                    Some((h, p)) if p.parse::<u16>().is_ok() => (h, Some(p)),
+                    _ => (label, None),
+                };
+                format!(
+                    "ssh {}{} {}",
+                    port.map(|p| format!("-p {p} ")).unwrap_or_default(),
+                    shell_words_quote(host),
+                    shell_words_quote(&remote)
+                )
+            })
+            .collect();
+        Some(lines.join("; "))
     }
 }
 
@@ -1427,4 +1457,15 @@ mod tests {
         assert!(e.message().contains("[a, c] vs [b]"), "{}", e.message());
         assert!(!e.message().contains("value-"));
     }
+}
+
+/// Single-quotes `s` for a POSIX shell (for commands printed to an operator).
+fn shell_words_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-:@,+=".contains(c))
+    {
+        return s.to_owned();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
 }

@@ -321,3 +321,94 @@ async fn without_sudo_the_login_user_needs_the_directory() {
     assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
     store.close().await;
 }
+
+/// `plan` must fail where `run` would: a directory where stage writes `.new` is
+/// refused in preflight, by host.
+#[tokio::test]
+async fn a_directory_in_place_of_the_staged_file_fails_preflight() {
+    let Some(env) = ssh_env("a_directory_in_place_of_the_staged_file_fails_preflight") else {
+        return;
+    };
+    let wd = env.workdir("newdir");
+    for dir in wd.local.iter().take(2) {
+        std::fs::write(dir.join("passphrase"), format!("{INITIAL}\n")).unwrap();
+    }
+    std::fs::create_dir(wd.local[1].join("passphrase.new")).unwrap();
+    let mut cfg = VpsFileConfig::new(
+        Transport::Ssh(vec![env.host(0), env.host(1)]),
+        wd.remote_file("passphrase"),
+    );
+    cfg.sudo = true;
+    let store = VpsFileStore::new(cfg).unwrap();
+    let err = store.preflight().await.unwrap_err();
+    let msg = err.chain();
+    assert!(msg.contains("passphrase.new is a directory"), "{msg}");
+    assert!(msg.contains(&env.host(1).label()), "{msg}");
+    assert!(!msg.contains(INITIAL), "{msg}");
+    store.close().await;
+}
+
+/// The manual step printed with an open window (exit 14) is the command, per host,
+/// not "use the console": run on a host, it makes the staged file current, and
+/// running it again changes nothing.
+#[tokio::test]
+async fn the_activation_hint_is_a_command_that_activates() {
+    let Some(env) = ssh_env("the_activation_hint_is_a_command_that_activates") else {
+        return;
+    };
+    let wd = env.workdir("hint");
+    for dir in wd.local.iter().take(2) {
+        std::fs::write(dir.join("passphrase"), format!("{INITIAL}\n")).unwrap();
+    }
+    let mut cfg = VpsFileConfig::new(
+        Transport::Ssh(vec![env.host(0), env.host(1)]),
+        wd.remote_file("passphrase"),
+    );
+    cfg.sudo = true;
+    let store = VpsFileStore::new(cfg).unwrap();
+    store.preflight().await.unwrap();
+    let new = Passphrase::from("hinted-value-Pq83Lm2");
+    let staged = store
+        .stage(&new, &RunId(common::unique("hint")))
+        .await
+        .unwrap();
+    let hint = store
+        .activate_hint(&staged)
+        .expect("an ssh store has a hint");
+    assert!(!hint.contains("hinted-value"), "{hint}");
+    let lines: Vec<&str> = hint.split("; ").collect();
+    assert_eq!(lines.len(), 2, "{hint}");
+    for (i, line) in lines.iter().enumerate() {
+        let port = env.host(i).port.unwrap();
+        assert!(
+            line.starts_with(&format!("ssh -p {port} 127.0.0.1 ")),
+            "{line}"
+        );
+        assert!(line.contains("sudo -n "), "{line}");
+    }
+    // What each line runs on its host, run here on that host's directory.
+    let remote = lines[0]
+        .splitn(5, ' ')
+        .nth(4)
+        .unwrap()
+        .trim_matches('\'')
+        .replace("'\\''", "'")
+        .replace("sudo -n ", "")
+        .replace(&wd.remote, &wd.local[0].display().to_string());
+    for _ in 0..2 {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&remote)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{remote}: {out:?}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(wd.local[0].join("passphrase"))
+            .unwrap()
+            .trim_end(),
+        new.expose()
+    );
+    assert!(!wd.local[0].join("passphrase.new").exists());
+    store.close().await;
+}
