@@ -10,6 +10,7 @@ pub mod child_env;
 mod config;
 mod error;
 mod passphrase;
+mod shell;
 mod traits;
 mod types;
 
@@ -19,6 +20,7 @@ pub use config::{FileMode, Finding, RestarterConfig, Severity, StoreConfig};
 pub use error::{Error, ErrorKind, Result};
 pub use passphrase::Passphrase;
 pub use schemars;
+pub use shell::shell_quote;
 pub use traits::{Restarter, SecretStore};
 pub use types::{
     ActivatedVersion, Preflight, RestartContext, RestarterCapabilities, Rollout, RolloutOutcome,

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use aws_sdk_secretsmanager::Client;
 use sha2::{Digest, Sha256};
 use vsync_orchestrate_api::{
-    async_trait, Error, ErrorKind, Passphrase, Preflight, Result, RunId, SecretStore, Staged,
-    StoreCapabilities, Target,
+    async_trait, shell_quote, Error, ErrorKind, Passphrase, Preflight, Result, RunId, SecretStore,
+    Staged, StoreCapabilities, Target,
 };
 
 use crate::common::{sdk_error, InvalidMeans};
@@ -288,18 +288,6 @@ impl SecretsManagerStore {
                 }
             }
         }
-    }
-}
-
-/// Quotes for a POSIX shell only when needed, so the printed command stays readable.
-fn shell_quote(s: &str) -> String {
-    let plain = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@+,".contains(c));
-    if plain {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 

@@ -13,7 +13,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use vsync_orchestrate_api::{Error, Passphrase, Result};
+use vsync_orchestrate_api::{shell_quote, Error, Passphrase, Result};
 use zeroize::Zeroizing;
 
 /// A passphrase file and its `.new` / `.prev` siblings.
@@ -368,16 +368,6 @@ fn read_value(path: &Path) -> Result<Passphrase> {
     match std::str::from_utf8(&bytes) {
         Ok(s) => Ok(Passphrase::from_file_contents(s.to_owned())),
         Err(_) => Err(Error::failed(format!("{} is not UTF-8", path.display()))),
-    }
-}
-
-fn shell_quote(s: &str) -> String {
-    if s.chars()
-        .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c))
-    {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 

@@ -9,7 +9,8 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use vsync_orchestrate_api::{
-    Error, ErrorKind, Passphrase, Preflight, Result, RunId, SecretStore, Staged, Target,
+    shell_quote, Error, ErrorKind, Passphrase, Preflight, Result, RunId, SecretStore, Staged,
+    Target,
 };
 // What a passphrase file can hold and give back unchanged: one rule for the `file`
 // store and both transports of this one.
@@ -916,8 +917,8 @@ impl SecretStore for VpsFileStore {
         let remote = format!(
             "{}[ ! -e {new} ] || mv -f -- {new} {path}",
             if self.sudo { "sudo -n " } else { "" },
-            new = shell_words_quote(&new),
-            path = shell_words_quote(path),
+            new = shell_quote(&new),
+            path = shell_quote(path),
         );
         let lines: Vec<String> = self
             .hosts
@@ -931,8 +932,8 @@ impl SecretStore for VpsFileStore {
                 format!(
                     "ssh {}{} {}",
                     port.map(|p| format!("-p {p} ")).unwrap_or_default(),
-                    shell_words_quote(host),
-                    shell_words_quote(&remote)
+                    shell_quote(host),
+                    shell_quote(&remote)
                 )
             })
             .collect();
@@ -1457,15 +1458,4 @@ mod tests {
         assert!(e.message().contains("[a, c] vs [b]"), "{}", e.message());
         assert!(!e.message().contains("value-"));
     }
-}
-
-/// Single-quotes `s` for a POSIX shell (for commands printed to an operator).
-fn shell_words_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-:@,+=".contains(c))
-    {
-        return s.to_owned();
-    }
-    format!("'{}'", s.replace('\'', "'\\''"))
 }

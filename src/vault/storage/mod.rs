@@ -15,6 +15,7 @@ pub use s3::{S3Options, S3Storage};
 
 use std::collections::BTreeMap;
 use std::fmt;
+pub use vsync_orchestrate_api::shell_quote;
 
 /// User metadata (`x-amz-meta-<name>`), names without the prefix.
 pub type Meta = BTreeMap<String, String>;
@@ -119,18 +120,6 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// A shell command an operator can run to delete `key` by hand (printed when
     /// the tool itself could not, e.g. a lock whose release kept failing).
     fn delete_command(&self, key: &str) -> String;
-}
-
-/// Quotes for a POSIX shell only when needed, so printed commands stay readable.
-pub fn shell_quote(s: &str) -> String {
-    let plain = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@+,".contains(c));
-    if plain {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
 }
 
 /// S3 ETags come quoted; conditions are sent bare (Ceph treats quotes as a mismatch).
