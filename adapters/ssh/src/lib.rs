@@ -28,12 +28,12 @@
 //! ```
 
 mod config;
+mod fanout;
 mod plan;
 mod sftp;
 mod shell;
 mod systemd;
 mod vps_file;
-mod vps_local;
 
 pub use config::{
     HostKeyPolicy, HostSpec, RestartMode, SshOptions, SystemdConfig, Transport, VpsFileConfig,

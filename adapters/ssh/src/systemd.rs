@@ -2,8 +2,8 @@
 //! here), confirmed by new InvocationIDs and a settle period.
 
 use crate::config::{RestartMode, SystemdConfig};
+use crate::fanout::combine_errors;
 use crate::shell::{self, sudo_refused, with_sudo, RemoteShell};
-use crate::vps_file::combine_errors;
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
