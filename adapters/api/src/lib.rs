@@ -4,6 +4,10 @@
 //! restarter without naming a cloud. The behaviour every adapter is held to lives in
 //! the dev-only `vsync-orchestrate-testkit` crate, not here: production builds carry
 //! no test code.
+//!
+//! Besides the contract it holds what every restarter's `wait` shares: the
+//! poll-until-deadline skeleton ([`wait::wait_until`], [`wait::wait_before`]), so an
+//! adapter writes only its probe.
 
 mod build_context;
 pub mod child_env;
@@ -13,6 +17,7 @@ mod passphrase;
 mod shell;
 mod traits;
 mod types;
+pub mod wait;
 
 pub use async_trait::async_trait;
 pub use build_context::BuildContext;

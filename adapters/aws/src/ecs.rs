@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_ecs::types::{DeploymentControllerType, DeploymentRolloutState, Service};
 use aws_sdk_ecs::Client;
+use vsync_orchestrate_api::wait::{wait_until, Step, Waited};
 use vsync_orchestrate_api::{
     async_trait, Error, ErrorKind, Preflight, RestartContext, Restarter, RestarterCapabilities,
     Result, Rollout, RolloutOutcome, Target,
@@ -290,6 +291,15 @@ fn warnings_for(name: &str, svc: &Service) -> Vec<String> {
     w
 }
 
+/// What the polls of `wait` saw so far: the services done, and the last poll's
+/// view of the others (the detail of a timeout).
+#[derive(Default)]
+struct Seen {
+    done: BTreeMap<String, String>,
+    waiting: Vec<String>,
+    last_error: Option<Error>,
+}
+
 /// Where one service's deployment stands.
 enum Progress {
     Done(String),
@@ -471,52 +481,60 @@ impl Restarter for EcsRestarter {
             .ok_or_else(|| {
                 Error::invalid_config("ecs rollout record has no deployments to wait for")
             })?;
-        let mut done: BTreeMap<String, String> = BTreeMap::new();
-        loop {
-            let pending: Vec<&str> = deployments
-                .keys()
-                .filter(|n| !done.contains_key(*n))
-                .map(String::as_str)
-                .collect();
-            let mut waiting = Vec::new();
-            let mut last_error = None;
-            match self.describe_services(&pending).await {
-                Ok(found) => {
-                    for name in &pending {
-                        match progress(name, &deployments[*name], &found[*name]) {
-                            Progress::Done(d) => {
-                                done.insert(name.to_string(), d);
+        let deployments = &deployments;
+        let waited = wait_until(
+            deadline,
+            self.cfg.poll_interval,
+            Seen::default(),
+            |mut seen| async move {
+                let pending: Vec<&str> = deployments
+                    .keys()
+                    .filter(|n| !seen.done.contains_key(*n))
+                    .map(String::as_str)
+                    .collect();
+                seen.waiting.clear();
+                seen.last_error = None;
+                match self.describe_services(&pending).await {
+                    Ok(found) => {
+                        for name in &pending {
+                            match progress(name, &deployments[*name], &found[*name]) {
+                                Progress::Done(d) => {
+                                    seen.done.insert(name.to_string(), d);
+                                }
+                                Progress::Failed(reason) => {
+                                    return Step::Ready(Ok(RolloutOutcome::Failed { reason }));
+                                }
+                                Progress::Waiting(w) => seen.waiting.push(w),
                             }
-                            Progress::Failed(reason) => {
-                                return Ok(RolloutOutcome::Failed { reason });
-                            }
-                            Progress::Waiting(w) => waiting.push(w),
                         }
                     }
+                    // A blip while polling is not a failed rollout; keep going until the deadline.
+                    Err(e) if e.kind() == ErrorKind::Temporary => {
+                        seen.waiting = pending
+                            .iter()
+                            .map(|n| format!("{n}: status unknown"))
+                            .collect();
+                        seen.last_error = Some(e);
+                    }
+                    Err(e) => return Step::Ready(Err(e)),
                 }
-                // A blip while polling is not a failed rollout; keep going until the deadline.
-                Err(e) if e.kind() == ErrorKind::Temporary => {
-                    waiting = pending
-                        .iter()
-                        .map(|n| format!("{n}: status unknown"))
-                        .collect();
-                    last_error = Some(e);
+                if seen.done.len() == deployments.len() {
+                    let detail = seen.done.into_values().collect::<Vec<_>>().join("; ");
+                    return Step::Ready(Ok(RolloutOutcome::Done { detail }));
                 }
-                Err(e) => return Err(e),
-            }
-            if done.len() == deployments.len() {
-                let detail = done.into_values().collect::<Vec<_>>().join("; ");
-                return Ok(RolloutOutcome::Done { detail });
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                let mut detail = waiting.join("; ");
-                if let Some(e) = last_error {
+                Step::Pending(seen)
+            },
+        )
+        .await;
+        match waited {
+            Waited::Done(outcome) => outcome,
+            Waited::TimedOut(seen) => {
+                let mut detail = seen.waiting.join("; ");
+                if let Some(e) = seen.last_error {
                     detail.push_str(&format!(" (last error: {e})"));
                 }
-                return Ok(RolloutOutcome::TimedOut { detail });
+                Ok(RolloutOutcome::TimedOut { detail })
             }
-            tokio::time::sleep(self.cfg.poll_interval.min(deadline - now)).await;
         }
     }
 }

@@ -5,11 +5,14 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+use vsync_orchestrate_api::wait::{wait_before, wait_until, Step, Waited};
 use vsync_orchestrate_api::{
     async_trait, Error, ErrorKind, Preflight, RestartContext, Restarter, RestarterCapabilities,
     Result, Rollout, RolloutOutcome, Target,
 };
-use vsync_orchestrate_http::{parse_retry_after, BearerToken, Client, Method, Response};
+use vsync_orchestrate_http::{
+    send_retrying_refused, BearerToken, Client, Method, Response, RetryRefused,
+};
 
 pub(crate) const KIND: &str = "fly";
 
@@ -281,8 +284,12 @@ fn seg(s: &str) -> String {
         .collect()
 }
 
-const RETRIES: u32 = 3;
-const LONGEST_WAIT: Duration = Duration::from_secs(60);
+/// How often a refused request (429, or 503 with `Retry-After`) is sent again,
+/// and the longest wait honoured here: three more sends, a minute at most.
+const REFUSED: RetryRefused = RetryRefused {
+    retries: 3,
+    longest_wait: Duration::from_secs(60),
+};
 
 impl Inner {
     fn client(&self) -> Result<&Client> {
@@ -332,8 +339,7 @@ impl Inner {
     ) -> Result<Response> {
         let client = self.client()?;
         let url = format!("{}{path}", self.base);
-        let mut attempt = 0;
-        loop {
+        send_retrying_refused(REFUSED, || {
             let mut req = client
                 .request(method.clone(), &url)
                 .what(what.to_owned())
@@ -350,22 +356,9 @@ impl Inner {
             if let Some(t) = timeout {
                 req = req.timeout(t);
             }
-            let resp = req.send().await?;
-            let refused = resp.status() == 429
-                || (resp.status() == 503 && resp.header("retry-after").is_some());
-            if !refused || attempt >= RETRIES {
-                return Ok(resp);
-            }
-            let wait = resp
-                .header("retry-after")
-                .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()))
-                .unwrap_or(Duration::from_secs(1 << attempt));
-            if wait > LONGEST_WAIT || deadline.is_some_and(|d| Instant::now() + wait >= d) {
-                return Ok(resp);
-            }
-            tokio::time::sleep(wait).await;
-            attempt += 1;
-        }
+            req
+        })
+        .await
     }
 
     async fn list(&self) -> Result<Vec<Machine>> {
@@ -562,14 +555,8 @@ impl Inner {
             .and_then(|r| r.error_for_status());
         // `started`, through the API's own wait (it answers 408 when its timeout
         // passes first; the server caps it at 60 s).
-        loop {
+        let waited = wait_before(deadline, self.cfg.poll_interval, (), |()| async move {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(MachineEnd::TimedOut(format!(
-                    "{} did not reach `started`",
-                    m.label()
-                )));
-            }
             let secs = left.as_secs().clamp(1, 60);
             let resp = self
                 .call(
@@ -584,24 +571,33 @@ impl Inner {
                 )
                 .await;
             match resp {
-                Ok(r) if r.is_success() => break,
-                Ok(r) if r.status() == 408 => {}
+                Ok(r) if r.is_success() => Step::Ready(Ok(())),
+                Ok(r) if r.status() == 408 => Step::Pending(()),
                 Ok(r) => {
                     let e = r.to_error();
                     if !e.is_temporary() && e.kind() != ErrorKind::InvalidConfig {
-                        return Err(e);
+                        return Step::Ready(Err(e));
                     }
                     // 400: the machine is in a state `wait` does not accept
                     // (stopped, failed): the health loop says which.
                     if e.kind() == ErrorKind::InvalidConfig {
-                        break;
+                        return Step::Ready(Ok(()));
                     }
+                    Step::Pending(())
                 }
-                Err(e) if e.is_temporary() => {}
-                Err(e) => return Err(e),
+                Err(e) if e.is_temporary() => Step::Pending(()),
+                Err(e) => Step::Ready(Err(e)),
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            tokio::time::sleep(self.cfg.poll_interval.min(left)).await;
+        })
+        .await;
+        match waited {
+            Waited::Done(r) => r?,
+            Waited::TimedOut(()) => {
+                return Ok(MachineEnd::TimedOut(format!(
+                    "{} did not reach `started`",
+                    m.label()
+                )))
+            }
         }
         self.healthy(m, before, deadline).await
     }
@@ -610,77 +606,90 @@ impl Inner {
     /// passes; fails on a machine that stopped, or a check still critical after
     /// the grace period.
     async fn healthy(&self, m0: &Machine, before: i64, deadline: Instant) -> Result<MachineEnd> {
-        let mut started_at: Option<Instant> = None;
-        let mut last = format!("{}: not read yet", m0.label());
-        loop {
-            match self.machine(&m0.id, deadline).await {
-                Ok(m) => {
-                    let label = m.label();
-                    match m.state.as_str() {
-                        "stopped" | "failed" | "destroyed" | "destroying" | "suspended" => {
-                            let exit = m.last_exit().map(|e| format!("; {e}")).unwrap_or_default();
-                            return Ok(MachineEnd::Failed(format!(
-                                "{label} is {} after the restart{exit}",
-                                m.state
-                            )));
-                        }
-                        "started" if m.last_start() > before || m.events.is_none() => {
-                            let since = *started_at.get_or_insert_with(Instant::now);
-                            let checks = m.checks();
-                            let bad: Vec<&Check> =
-                                checks.iter().filter(|c| c.status != "passing").collect();
-                            if bad.is_empty() {
-                                return Ok(MachineEnd::Done(if checks.is_empty() {
-                                    format!("{label} started (it has no checks)")
-                                } else {
-                                    format!("{label} started, {} check(s) passing", checks.len())
-                                }));
+        // When the machine was first seen running its new start, and what the
+        // last poll saw.
+        let seen: (Option<Instant>, String) = (None, format!("{}: not read yet", m0.label()));
+        let waited = wait_until(
+            deadline,
+            self.cfg.poll_interval,
+            seen,
+            |(mut started_at, mut last)| async move {
+                match self.machine(&m0.id, deadline).await {
+                    Ok(m) => {
+                        let label = m.label();
+                        match m.state.as_str() {
+                            "stopped" | "failed" | "destroyed" | "destroying" | "suspended" => {
+                                let exit =
+                                    m.last_exit().map(|e| format!("; {e}")).unwrap_or_default();
+                                return Step::Ready(Ok(MachineEnd::Failed(format!(
+                                    "{label} is {} after the restart{exit}",
+                                    m.state
+                                ))));
                             }
-                            let critical: Vec<&&Check> =
-                                bad.iter().filter(|c| c.status == "critical").collect();
-                            let describe = |c: &Check| {
-                                let out = c
-                                    .output
-                                    .as_deref()
-                                    .map(|o| o.trim())
-                                    .filter(|o| !o.is_empty())
-                                    .map(|o| {
-                                        let o: String = o.chars().take(300).collect();
-                                        format!(": {o}")
-                                    })
-                                    .unwrap_or_default();
-                                format!("check {} is {}{out}", c.name, c.status)
-                            };
-                            if !critical.is_empty() && since.elapsed() >= self.cfg.check_grace {
-                                return Ok(MachineEnd::Failed(format!(
-                                    "{label}: {}",
-                                    critical
-                                        .iter()
+                            "started" if m.last_start() > before || m.events.is_none() => {
+                                let since = *started_at.get_or_insert_with(Instant::now);
+                                let checks = m.checks();
+                                let bad: Vec<&Check> =
+                                    checks.iter().filter(|c| c.status != "passing").collect();
+                                if bad.is_empty() {
+                                    return Step::Ready(Ok(MachineEnd::Done(
+                                        if checks.is_empty() {
+                                            format!("{label} started (it has no checks)")
+                                        } else {
+                                            format!(
+                                                "{label} started, {} check(s) passing",
+                                                checks.len()
+                                            )
+                                        },
+                                    )));
+                                }
+                                let critical: Vec<&&Check> =
+                                    bad.iter().filter(|c| c.status == "critical").collect();
+                                let describe = |c: &Check| {
+                                    let out = c
+                                        .output
+                                        .as_deref()
+                                        .map(|o| o.trim())
+                                        .filter(|o| !o.is_empty())
+                                        .map(|o| {
+                                            let o: String = o.chars().take(300).collect();
+                                            format!(": {o}")
+                                        })
+                                        .unwrap_or_default();
+                                    format!("check {} is {}{out}", c.name, c.status)
+                                };
+                                if !critical.is_empty() && since.elapsed() >= self.cfg.check_grace {
+                                    return Step::Ready(Ok(MachineEnd::Failed(format!(
+                                        "{label}: {}",
+                                        critical
+                                            .iter()
+                                            .map(|c| describe(c))
+                                            .collect::<Vec<_>>()
+                                            .join("; ")
+                                    ))));
+                                }
+                                last = format!(
+                                    "{label} started; {}",
+                                    bad.iter()
                                         .map(|c| describe(c))
                                         .collect::<Vec<_>>()
                                         .join("; ")
-                                )));
+                                );
                             }
-                            last = format!(
-                                "{label} started; {}",
-                                bad.iter()
-                                    .map(|c| describe(c))
-                                    .collect::<Vec<_>>()
-                                    .join("; ")
-                            );
+                            s => last = format!("{label} is {s}"),
                         }
-                        s => last = format!("{label} is {s}"),
                     }
+                    // A blip while polling is not a failed machine.
+                    Err(e) if e.is_temporary() => last = format!("{last} (last poll: {e})"),
+                    Err(e) => return Step::Ready(Err(e)),
                 }
-                // A blip while polling is not a failed machine.
-                Err(e) if e.is_temporary() => last = format!("{last} (last poll: {e})"),
-                Err(e) => return Err(e),
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(MachineEnd::TimedOut(last));
-            }
-            tokio::time::sleep(self.cfg.poll_interval.min(left)).await;
+                Step::Pending((started_at, last))
+            },
+        )
+        .await;
+        match waited {
+            Waited::Done(end) => end,
+            Waited::TimedOut((_, last)) => Ok(MachineEnd::TimedOut(last)),
         }
     }
 

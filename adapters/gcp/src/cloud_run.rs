@@ -16,6 +16,7 @@ use google_cloud_run_v2::model::{
     condition, env_var, volume, RevisionTemplate, Service, TrafficTargetAllocationType,
 };
 use tokio::sync::OnceCell;
+use vsync_orchestrate_api::wait::{wait_until, Step, Waited};
 use vsync_orchestrate_api::{
     async_trait, ActivatedVersion, Error, ErrorKind, Preflight, RestartContext, Restarter,
     RestarterCapabilities, Result, Rollout, RolloutOutcome, Target,
@@ -291,6 +292,16 @@ fn condition_text(c: &google_cloud_run_v2::model::Condition) -> String {
         (true, Some(r)) => r,
         (true, None) => "no message".to_owned(),
     }
+}
+
+/// What the polls of `wait` saw so far: the services done, the operations seen
+/// to finish, and the last poll's view of the others (the detail of a timeout).
+#[derive(Default)]
+struct Seen {
+    done: BTreeMap<String, String>,
+    finished_ops: HashSet<String>,
+    waiting: Vec<String>,
+    last_error: Option<Error>,
 }
 
 /// Where one service's rollout stands.
@@ -654,48 +665,58 @@ impl Restarter for CloudRunRestarter {
             .ok_or_else(|| {
                 Error::invalid_config("cloud_run rollout record names no service to wait for")
             })?;
-        let mut done: BTreeMap<String, String> = BTreeMap::new();
-        let mut finished_ops = HashSet::new();
-        loop {
-            let mut waiting = Vec::new();
-            let mut last_error = None;
-            let pending: Vec<(&String, &Started)> = services
-                .iter()
-                .filter(|(n, _)| !done.contains_key(*n))
-                .collect();
-            for (name, s) in pending {
-                match self.progress(name, s, &mut finished_ops).await {
-                    Ok(Progress::Done(d)) => {
-                        let d = if s.pins.is_empty() {
-                            d
-                        } else {
-                            format!("{d}; {}", s.pins.join(", "))
-                        };
-                        done.insert(name.clone(), d);
+        let services = &services;
+        let waited = wait_until(
+            deadline,
+            self.cfg.poll_interval,
+            Seen::default(),
+            |mut seen| async move {
+                seen.waiting.clear();
+                seen.last_error = None;
+                let pending: Vec<(&String, &Started)> = services
+                    .iter()
+                    .filter(|(n, _)| !seen.done.contains_key(*n))
+                    .collect();
+                for (name, s) in pending {
+                    match self.progress(name, s, &mut seen.finished_ops).await {
+                        Ok(Progress::Done(d)) => {
+                            let d = if s.pins.is_empty() {
+                                d
+                            } else {
+                                format!("{d}; {}", s.pins.join(", "))
+                            };
+                            seen.done.insert(name.clone(), d);
+                        }
+                        Ok(Progress::Failed(reason)) => {
+                            return Step::Ready(Ok(RolloutOutcome::Failed { reason }))
+                        }
+                        Ok(Progress::Waiting(w)) => seen.waiting.push(w),
+                        // A blip while polling is not a failed rollout.
+                        Err(e) if e.is_temporary() => {
+                            seen.waiting
+                                .push(format!("{}: status unknown", short(name)));
+                            seen.last_error = Some(e);
+                        }
+                        Err(e) => return Step::Ready(Err(e)),
                     }
-                    Ok(Progress::Failed(reason)) => return Ok(RolloutOutcome::Failed { reason }),
-                    Ok(Progress::Waiting(w)) => waiting.push(w),
-                    // A blip while polling is not a failed rollout.
-                    Err(e) if e.is_temporary() => {
-                        waiting.push(format!("{}: status unknown", short(name)));
-                        last_error = Some(e);
-                    }
-                    Err(e) => return Err(e),
                 }
-            }
-            if done.len() == services.len() {
-                let detail = done.into_values().collect::<Vec<_>>().join("; ");
-                return Ok(RolloutOutcome::Done { detail });
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                let mut detail = waiting.join("; ");
-                if let Some(e) = last_error {
+                if seen.done.len() == services.len() {
+                    let detail = seen.done.into_values().collect::<Vec<_>>().join("; ");
+                    return Step::Ready(Ok(RolloutOutcome::Done { detail }));
+                }
+                Step::Pending(seen)
+            },
+        )
+        .await;
+        match waited {
+            Waited::Done(outcome) => outcome,
+            Waited::TimedOut(seen) => {
+                let mut detail = seen.waiting.join("; ");
+                if let Some(e) = seen.last_error {
                     detail.push_str(&format!(" (last error: {e})"));
                 }
-                return Ok(RolloutOutcome::TimedOut { detail });
+                Ok(RolloutOutcome::TimedOut { detail })
             }
-            tokio::time::sleep(self.cfg.poll_interval.min(deadline - now)).await;
         }
     }
 }

@@ -252,6 +252,11 @@ impl Request<'_> {
         self
     }
 
+    /// The deadline set by [`Request::deadline`], if any.
+    pub(crate) fn deadline_at(&self) -> Option<Instant> {
+        self.deadline
+    }
+
     pub fn header(mut self, name: &str, value: &str) -> Self {
         match (
             HeaderName::from_bytes(name.as_bytes()),

@@ -13,6 +13,12 @@
 //! * Errors name the caller's short description, the status and the platform's
 //!   request id; never the body (an API may echo a token or a secret value back)
 //!   and never a URL's query.
+//! * Refused requests sent again ([`send_retrying_refused`]): a 429, or a 503 with
+//!   `Retry-After`, was not processed, so it is sent again after the wait the
+//!   server asked for (1 s, 2 s, 4 s … when it named none), a few times, never for
+//!   a longer wait than the caller allows ([`RetryRefused`]) nor past the
+//!   request's deadline. The REST adapters (Fly, Vercel) send through it; the
+//!   engine's own retries (by error kind, within its deadlines) stay the engine's.
 //! * [`BearerToken`]: a credential the caller supplies (from its own config), sent
 //!   as a sensitive header and redacted everywhere else.
 //!
@@ -20,6 +26,7 @@
 //! system's CA certificates.
 
 mod client;
+mod retry;
 mod status;
 mod token;
 
@@ -27,5 +34,6 @@ pub use client::{
     Builder, Client, Request, Response, DEFAULT_MAX_BODY, DEFAULT_REQUEST_ID_HEADERS,
 };
 pub use reqwest::Method;
+pub use retry::{is_refused, send_retrying_refused, RetryRefused};
 pub use status::{kind_for_status, parse_retry_after, status_error};
 pub use token::BearerToken;

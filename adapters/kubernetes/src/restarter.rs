@@ -21,6 +21,7 @@ use kube::api::{
 use kube::Client;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use vsync_orchestrate_api::wait::{wait_before, Step, Waited};
 use vsync_orchestrate_api::{
     async_trait, Error, ErrorKind, Preflight, RestartContext, Restarter, Result, Rollout,
     RolloutOutcome, RunId, Target,
@@ -101,6 +102,16 @@ struct Snapshot {
     progress: Progress,
     counts: String,
     warnings: Vec<String>,
+}
+
+/// What following one workload saw so far: its last state, the last error
+/// (both for a timeout's detail), and what the pod checks need.
+struct Followed {
+    last: Progress,
+    last_error: Option<String>,
+    /// Off once RBAC refused a look at the pods.
+    pod_checks: bool,
+    selector: Option<String>,
 }
 
 /// How one workload's wait ended.
@@ -699,59 +710,59 @@ impl KubernetesRestarter {
         let w = WorkloadRef::new(K::KIND, name);
         let api = self.api::<K>(client);
         let by_name = format!("metadata.name={name}");
-        let mut last = Progress::Waiting("status not read yet".into());
-        let mut last_error: Option<String> = None;
-        let mut pod_checks = true;
-        let mut selector = None;
-        let timed_out = |last: &Progress, err: &Option<String>| {
-            let mut d = format!("{w}: {}", last.text());
-            if let Some(e) = err {
+        let timed_out = |seen: &Followed| {
+            let mut d = format!("{w}: {}", seen.last.text());
+            if let Some(e) = &seen.last_error {
                 d.push_str(&format!(" (last error: {e})"));
             }
             Outcome::TimedOut(d)
         };
+        let seen = Followed {
+            last: Progress::Waiting("status not read yet".into()),
+            last_error: None,
+            pod_checks: true,
+            selector: None,
+        };
+        let (w, api, by_name, timed_out) = (&w, &api, &by_name, &timed_out);
+        // Each probe lists, then watches until the resync, a clean end of the watch
+        // (list again at once) or a broken one (list again after a pause).
         let pause = self.cfg.poll_interval.min(Duration::from_secs(1));
-        loop {
-            if Instant::now() >= deadline {
-                return Ok(timed_out(&last, &last_error));
-            }
+        let waited = wait_before(deadline, pause, seen, |mut seen| async move {
             // List (not get): its resourceVersion is where the watch starts, as
             // kubectl's list-then-watch does.
             let listed = bounded(
                 &format!("list {}", w),
                 until(deadline),
-                api.list(&ListParams::default().fields(&by_name)),
+                api.list(&ListParams::default().fields(by_name)),
             )
             .await;
             let list = match listed {
                 Ok(l) => l,
                 Err(e) if e.is_temporary() => {
-                    last_error = Some(e.message().to_owned());
-                    tokio::time::sleep(
-                        pause.min(deadline.saturating_duration_since(Instant::now())),
-                    )
-                    .await;
-                    continue;
+                    seen.last_error = Some(e.message().to_owned());
+                    return Step::Pending(seen);
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Step::Ready(Err(e)),
             };
             let Some(obj) = list.items.first() else {
-                return Ok(Outcome::Failed(format!(
+                return Step::Ready(Ok(Outcome::Failed(format!(
                     "{w} was deleted during the rollout"
-                )));
+                ))));
             };
-            last = obj.progress(since);
-            if selector.is_none() {
-                selector = obj.label_selector().map(selector_string);
+            seen.last = obj.progress(since);
+            if seen.selector.is_none() {
+                seen.selector = obj.label_selector().map(selector_string);
             }
-            match &last {
-                Progress::Done(d) => return Ok(Outcome::Done(format!("{w}: {d}"))),
-                Progress::Failed(f) => return Ok(Outcome::Failed(format!("{w}: {f}"))),
+            match &seen.last {
+                Progress::Done(d) => return Step::Ready(Ok(Outcome::Done(format!("{w}: {d}")))),
+                Progress::Failed(f) => {
+                    return Step::Ready(Ok(Outcome::Failed(format!("{w}: {f}"))))
+                }
                 Progress::Waiting(_) => {}
             }
             let rv = list.metadata.resource_version.clone().unwrap_or_default();
             let params = WatchParams::default()
-                .fields(&by_name)
+                .fields(by_name)
                 .timeout(self.cfg.resync.as_secs().clamp(1, 290) as u32);
             let stream = match bounded(
                 &format!("watch {w}"),
@@ -762,14 +773,10 @@ impl KubernetesRestarter {
             {
                 Ok(s) => s,
                 Err(e) if e.is_temporary() => {
-                    last_error = Some(e.message().to_owned());
-                    tokio::time::sleep(
-                        pause.min(deadline.saturating_duration_since(Instant::now())),
-                    )
-                    .await;
-                    continue;
+                    seen.last_error = Some(e.message().to_owned());
+                    return Step::Pending(seen);
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Step::Ready(Err(e)),
             };
             let mut stream = std::pin::pin!(stream);
             let resync_at = tokio::time::Instant::now() + self.cfg.resync;
@@ -780,52 +787,58 @@ impl KubernetesRestarter {
                 tokio::select! {
                     ev = stream.next() => match ev {
                         Some(Ok(WatchEvent::Added(o) | WatchEvent::Modified(o))) => {
-                            last = o.progress(since);
-                            match &last {
-                                Progress::Done(d) => return Ok(Outcome::Done(format!("{w}: {d}"))),
-                                Progress::Failed(f) => return Ok(Outcome::Failed(format!("{w}: {f}"))),
+                            seen.last = o.progress(since);
+                            match &seen.last {
+                                Progress::Done(d) => return Step::Ready(Ok(Outcome::Done(format!("{w}: {d}")))),
+                                Progress::Failed(f) => return Step::Ready(Ok(Outcome::Failed(format!("{w}: {f}")))),
                                 Progress::Waiting(_) => {}
                             }
                         }
                         Some(Ok(WatchEvent::Deleted(_))) => {
-                            return Ok(Outcome::Failed(format!("{w} was deleted during the rollout")));
+                            return Step::Ready(Ok(Outcome::Failed(format!("{w} was deleted during the rollout"))));
                         }
                         Some(Ok(WatchEvent::Bookmark(_))) => {}
                         Some(Ok(WatchEvent::Error(s))) => {
                             // 410 Gone: our resourceVersion is too old; list afresh.
                             if !is_gone(&s) {
-                                last_error = Some(crate::error::status_error(&format!("watch {w}"), &s).message().to_owned());
+                                seen.last_error = Some(crate::error::status_error(&format!("watch {w}"), &s).message().to_owned());
                                 errored = true;
                             }
                             break;
                         }
                         Some(Err(e)) => {
-                            last_error = Some(kube_error(&format!("watch {w}"), e).message().to_owned());
+                            seen.last_error = Some(kube_error(&format!("watch {w}"), e).message().to_owned());
                             errored = true;
                             break;
                         }
                         // The server ended the watch (its timeout): list afresh.
                         None => break,
                     },
-                    _ = ticker.tick(), if pod_checks && selector.is_some() => {
-                        let sel = selector.clone().unwrap_or_default();
-                        match self.broken_pods(client, &w, &sel, run).await {
-                            Ok(Some(f)) => return Ok(Outcome::Failed(f)),
+                    _ = ticker.tick(), if seen.pod_checks && seen.selector.is_some() => {
+                        let sel = seen.selector.clone().unwrap_or_default();
+                        match self.broken_pods(client, w, &sel, run).await {
+                            Ok(Some(f)) => return Step::Ready(Ok(Outcome::Failed(f))),
                             Ok(None) => {}
-                            Err(e) if e.kind() == ErrorKind::Permission => pod_checks = false,
-                            Err(e) => last_error = Some(e.message().to_owned()),
+                            Err(e) if e.kind() == ErrorKind::Permission => seen.pod_checks = false,
+                            Err(e) => seen.last_error = Some(e.message().to_owned()),
                         }
                     }
                     _ = tokio::time::sleep_until(resync_at) => break,
                     _ = tokio::time::sleep_until(deadline.into()) => {
-                        return Ok(timed_out(&last, &last_error));
+                        return Step::Ready(Ok(timed_out(&seen)));
                     }
                 }
             }
             if errored {
-                tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now())))
-                    .await;
+                Step::Pending(seen)
+            } else {
+                Step::PendingFor(seen, Duration::ZERO)
             }
+        })
+        .await;
+        match waited {
+            Waited::Done(outcome) => outcome,
+            Waited::TimedOut(seen) => Ok(timed_out(&seen)),
         }
     }
 

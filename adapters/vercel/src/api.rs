@@ -5,7 +5,9 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use vsync_orchestrate_api::{Error, Finding, Result};
-use vsync_orchestrate_http::{parse_retry_after, BearerToken, Client, Method, Response};
+use vsync_orchestrate_http::{
+    send_retrying_refused, BearerToken, Client, Method, Response, RetryRefused,
+};
 
 /// Vercel's REST API.
 pub const DEFAULT_API_BASE: &str = "https://api.vercel.com";
@@ -15,8 +17,10 @@ pub const DEFAULT_TOKEN_ENV: &str = "VERCEL_TOKEN";
 /// How many times a refused request (429, or 503 with `Retry-After`) is sent
 /// again, and the longest wait honoured here; a longer one goes back to the caller
 /// as the error's wait hint.
-const RETRIES: u32 = 3;
-const LONGEST_WAIT: Duration = Duration::from_secs(60);
+const REFUSED: RetryRefused = RetryRefused {
+    retries: 3,
+    longest_wait: Duration::from_secs(60),
+};
 
 /// One Vercel account's API: base URL, team and token.
 pub(crate) struct Api {
@@ -93,8 +97,7 @@ impl Api {
     ) -> Result<Response> {
         let client = self.client()?;
         let url = format!("{}{path}", self.base);
-        let mut attempt = 0;
-        loop {
+        send_retrying_refused(REFUSED, || {
             let mut q: Vec<(&str, &str)> = query.to_vec();
             if let Some(t) = &self.team_id {
                 q.push(("teamId", t));
@@ -109,23 +112,9 @@ impl Api {
             if let Some(d) = deadline {
                 req = req.deadline(d);
             }
-            let resp = req.send().await?;
-            let refused = resp.status() == 429
-                || (resp.status() == 503 && resp.header("retry-after").is_some());
-            if !refused || attempt >= RETRIES {
-                return Ok(resp);
-            }
-            let wait = resp
-                .header("retry-after")
-                .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()))
-                .unwrap_or(Duration::from_secs(1 << attempt));
-            let past_deadline = deadline.is_some_and(|d| Instant::now() + wait >= d);
-            if wait > LONGEST_WAIT || past_deadline {
-                return Ok(resp);
-            }
-            tokio::time::sleep(wait).await;
-            attempt += 1;
-        }
+            req
+        })
+        .await
     }
 
     /// [`Api::call`], then a non-2xx answer is an error of its kind.

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use vsync_orchestrate_api::wait::{wait_until, Step, Waited};
 use vsync_orchestrate_api::{
     async_trait, Error, Preflight, RestartContext, Restarter, Result, Rollout, RolloutOutcome,
     Target,
@@ -487,42 +488,53 @@ impl Restarter for VercelRedeploy {
 
     async fn wait(&self, rollout: &Rollout, deadline: Instant) -> Result<RolloutOutcome> {
         let rec: Record = serde_json::from_value(rollout.extra.clone()).unwrap_or_default();
-        let mut promoted = false;
-        let mut last = String::from("no answer yet");
-        loop {
-            let mut pause = self.cfg.poll_interval;
-            match self.deployment(&rollout.id, deadline).await {
-                Ok(d) => {
-                    let promote_pending = rec.promote && !promoted;
-                    match judge(&d, promote_pending) {
-                        Progress::Done(detail) => return Ok(RolloutOutcome::Done { detail }),
-                        Progress::Failed(reason) => return Ok(RolloutOutcome::Failed { reason }),
-                        Progress::Waiting(w) => {
-                            if d.ready_state == "READY" && promote_pending {
-                                match self.promote(&rec, &d.id, deadline).await {
-                                    Ok(()) => promoted = true,
-                                    Err(e) if e.is_temporary() => {
-                                        pause = e.wait_hint().unwrap_or(pause)
-                                    }
-                                    Err(e) => return Err(self.ctx(e)),
-                                }
+        let rec = &rec;
+        // Whether this wait promoted the deployment, and what the last poll saw.
+        let seen = (false, String::from("no answer yet"));
+        let waited = wait_until(
+            deadline,
+            self.cfg.poll_interval,
+            seen,
+            |(mut promoted, mut last)| async move {
+                let mut pause = self.cfg.poll_interval;
+                match self.deployment(&rollout.id, deadline).await {
+                    Ok(d) => {
+                        let promote_pending = rec.promote && !promoted;
+                        match judge(&d, promote_pending) {
+                            Progress::Done(detail) => {
+                                return Step::Ready(Ok(RolloutOutcome::Done { detail }))
                             }
-                            last = w;
+                            Progress::Failed(reason) => {
+                                return Step::Ready(Ok(RolloutOutcome::Failed { reason }))
+                            }
+                            Progress::Waiting(w) => {
+                                if d.ready_state == "READY" && promote_pending {
+                                    match self.promote(rec, &d.id, deadline).await {
+                                        Ok(()) => promoted = true,
+                                        Err(e) if e.is_temporary() => {
+                                            pause = e.wait_hint().unwrap_or(pause)
+                                        }
+                                        Err(e) => return Step::Ready(Err(self.ctx(e))),
+                                    }
+                                }
+                                last = w;
+                            }
                         }
                     }
+                    // A blip while polling is not a failed rollout.
+                    Err(e) if e.is_temporary() => {
+                        pause = e.wait_hint().unwrap_or(pause);
+                        last = format!("{last} (last poll: {e})");
+                    }
+                    Err(e) => return Step::Ready(Err(self.ctx(e))),
                 }
-                // A blip while polling is not a failed rollout.
-                Err(e) if e.is_temporary() => {
-                    pause = e.wait_hint().unwrap_or(pause);
-                    last = format!("{last} (last poll: {e})");
-                }
-                Err(e) => return Err(self.ctx(e)),
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(RolloutOutcome::TimedOut { detail: last });
-            }
-            tokio::time::sleep(pause.min(deadline - now)).await;
+                Step::PendingFor((promoted, last), pause)
+            },
+        )
+        .await;
+        match waited {
+            Waited::Done(outcome) => outcome,
+            Waited::TimedOut((_, last)) => Ok(RolloutOutcome::TimedOut { detail: last }),
         }
     }
 }
