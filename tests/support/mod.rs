@@ -10,30 +10,15 @@ pub mod sandbox;
 use std::sync::Arc;
 use vsync_orchestrate::vault::storage::Storage;
 
-/// The moto server `.ci/run` starts (real S3 protocol on 127.0.0.1). Under CI a
-/// missing server is a failure, never a skip.
-pub fn moto_endpoint() -> Option<String> {
-    match std::env::var("VSYNC_TEST_MOTO_ENDPOINT") {
-        Ok(e) if !e.is_empty() => Some(e),
-        _ if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("VSYNC_TEST_MOTO_ENDPOINT is not set under CI: .ci/run must start moto")
-        }
-        _ => {
-            eprintln!(
-                "skipped: VSYNC_TEST_MOTO_ENDPOINT not set (run .ci/run, or start moto_server)"
-            );
-            None
-        }
-    }
-}
+/// A name unique to this process and call: the testkit's, as the adapters' tests use.
+pub use vsync_orchestrate_testkit::unique;
 
-pub fn unique(name: &str) -> String {
-    let mut r = [0u8; 5];
-    getrandom::fill(&mut r).unwrap();
-    format!(
-        "{name}-{}",
-        r.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    )
+/// The moto server `.ci/run` starts (real S3 protocol on 127.0.0.1), through the
+/// testkit's service-or-skip: `None` and a `SKIPPED <test>: …` line on stderr on a
+/// developer's machine without it; under CI a missing server is a failure.
+pub fn moto_endpoint() -> Option<String> {
+    use vsync_orchestrate_testkit::service::{current_test, env_or_skip};
+    env_or_skip(&current_test(), &["VSYNC_TEST_MOTO_ENDPOINT"]).map(|mut v| v.remove(0))
 }
 
 /// A fresh bucket on moto, with its storage handle.

@@ -14,39 +14,20 @@ pub struct Env {
     pub known_hosts: PathBuf,
 }
 
-/// The services `.ci/run` starts; a skip on a developer machine, a failure under CI.
+/// The services `.ci/run` starts, through the testkit's service-or-skip: a skip
+/// (`None`, and a `SKIPPED <test>: …` line on stderr) on a developer machine, a
+/// failure under CI.
 pub fn env(test: &str) -> Option<Env> {
-    let vars = [
-        "VSYNC_TEST_MOTO_ENDPOINT",
-        "VSYNC_TEST_NSPAWN_SSH_PORT",
-        "VSYNC_TEST_NSPAWN_SSH_USER",
-        "VSYNC_TEST_NSPAWN_SSH_KEY",
-        "VSYNC_TEST_NSPAWN_KNOWN_HOSTS",
-    ];
-    let got: Vec<Option<String>> = vars
-        .iter()
-        .map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
-        .collect();
-    let missing: Vec<&str> = vars
-        .iter()
-        .zip(&got)
-        .filter(|(_, g)| g.is_none())
-        .map(|(v, _)| *v)
-        .collect();
-    if !missing.is_empty() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!(
-                "{test}: CI=true but {} unset: .ci/run must start moto and the nspawn container",
-                missing.join(", ")
-            );
-        }
-        eprintln!(
-            "skipped {test}: {} unset (run .ci/run, or start .ci/services/10-moto.sh and 30-nspawn.sh)",
-            missing.join(", ")
-        );
-        return None;
-    }
-    let v: Vec<String> = got.into_iter().map(Option::unwrap).collect();
+    let v = vsync_orchestrate_testkit::service::env_or_skip(
+        test,
+        &[
+            "VSYNC_TEST_MOTO_ENDPOINT",
+            "VSYNC_TEST_NSPAWN_SSH_PORT",
+            "VSYNC_TEST_NSPAWN_SSH_USER",
+            "VSYNC_TEST_NSPAWN_SSH_KEY",
+            "VSYNC_TEST_NSPAWN_KNOWN_HOSTS",
+        ],
+    )?;
     Some(Env {
         moto: v[0].clone(),
         port: v[1].parse().expect("VSYNC_TEST_NSPAWN_SSH_PORT"),

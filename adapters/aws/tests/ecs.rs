@@ -41,7 +41,6 @@ fn config(cluster: &str, services: &[&str], endpoint: &str) -> EcsConfig {
 // ---------------------------------------------------------------------------------
 // Real API: moto.
 
-#[tokio::test]
 async fn moto_preflight_restart_and_poll() {
     let Some(endpoint) = common::moto_endpoint() else {
         return;
@@ -423,7 +422,6 @@ fn soon() -> Instant {
     Instant::now() + Duration::from_secs(10)
 }
 
-#[tokio::test]
 async fn fake_rollouts_complete_after_progress() {
     let (r, state) = fake_restarter(&["ok-api", "ok-worker"]).await;
     r.preflight().await.unwrap();
@@ -455,7 +453,6 @@ async fn fake_rollouts_complete_after_progress() {
     );
 }
 
-#[tokio::test]
 async fn fake_failed_rollout_reports_the_reason() {
     let (r, _fake) = fake_restarter(&["ok-api", "fail-api"]).await;
     let rollout = r
@@ -473,7 +470,6 @@ async fn fake_failed_rollout_reports_the_reason() {
     }
 }
 
-#[tokio::test]
 async fn fake_rollback_is_a_failure_not_a_steady_service() {
     let (r, _fake) = fake_restarter(&["rollback-api"]).await;
     let rollout = r
@@ -486,7 +482,6 @@ async fn fake_rollback_is_a_failure_not_a_steady_service() {
     }
 }
 
-#[tokio::test]
 async fn fake_stalled_rollout_times_out_and_bad_targets_are_refused() {
     let (r, _fake) = fake_restarter(&["stuck-api"]).await;
     let rollout = r
@@ -515,4 +510,17 @@ async fn fake_stalled_rollout_times_out_and_bad_targets_are_refused() {
         wrong.preflight().await.unwrap_err().kind(),
         ErrorKind::NotFound
     );
+}
+
+// This target's `main` (`harness = false` in Cargo.toml): a test here is a plain
+// `async fn` listed below; a `#[tokio::test]` would never run.
+vsync_orchestrate_testkit::main! {
+    suites: [restarter_suite],
+    tests: [
+        moto_preflight_restart_and_poll,
+        fake_rollouts_complete_after_progress,
+        fake_failed_rollout_reports_the_reason,
+        fake_rollback_is_a_failure_not_a_steady_service,
+        fake_stalled_rollout_times_out_and_bad_targets_are_refused,
+    ],
 }

@@ -102,7 +102,6 @@ impl Fixture {
     }
 }
 
-#[tokio::test]
 async fn stage_is_invisible_and_stage_and_activate_are_idempotent() {
     let Some(fx) = Fixture::new("idem", "old-pass").await else {
         return;
@@ -144,7 +143,6 @@ async fn stage_is_invisible_and_stage_and_activate_are_idempotent() {
     assert_eq!(fx.version_count().await, 2);
 }
 
-#[tokio::test]
 async fn activate_refuses_when_awscurrent_moved_underneath() {
     let Some(fx) = Fixture::new("cas", "old-pass").await else {
         return;
@@ -174,7 +172,6 @@ async fn activate_refuses_when_awscurrent_moved_underneath() {
     );
 }
 
-#[tokio::test]
 async fn json_key_replaces_only_its_member() {
     let original = "{\"db_url\": \"postgres://u@h/db\",\n  \"ratio\": 1.50, \"VSYNC_PASSPHRASE\":\"old\\u0021\", \"nested\": {\"a\": [1, \"}\"]}, \"flag\":null}";
     let Some(fx) = Fixture::new("json", original).await else {
@@ -214,7 +211,6 @@ async fn json_key_replaces_only_its_member() {
 /// A stale AWSPENDING (a run that staged and died, or a `PutSecretValue` that
 /// landed after its run gave up) is reported, never refused: it must not block
 /// every later run. Preflight stays read-only.
-#[tokio::test]
 async fn preflight_warns_of_a_stale_pending_and_leaves_it() {
     let Some(fx) = Fixture::new("stale", "old-pass").await else {
         return;
@@ -253,7 +249,6 @@ async fn preflight_warns_of_a_stale_pending_and_leaves_it() {
     assert_eq!(fx.app_view().await, "old-pass");
 }
 
-#[tokio::test]
 async fn preflight_reports_a_missing_secret_as_not_found() {
     let Some(endpoint) = common::moto_endpoint() else {
         return;
@@ -277,7 +272,6 @@ async fn preflight_reports_a_missing_secret_as_not_found() {
 /// FAKE, not moto: moto's RotateSecret wants an existing Lambda function, so a rotation-
 /// enabled secret is served by the testkit's fake HTTP server answering DescribeSecret in
 /// the AWS JSON 1.1 shape.
-#[tokio::test]
 async fn fake_preflight_refuses_a_secret_with_managed_rotation() {
     let fake = FakeHttp::builder(())
         .route("POST", "/", |r, _| {
@@ -325,4 +319,18 @@ async fn fake_preflight_refuses_a_secret_with_managed_rotation() {
         .map(|r| r.header("x-amz-target").unwrap_or("").to_owned())
         .collect();
     assert_eq!(targets, ["secretsmanager.DescribeSecret"], "{targets:?}");
+}
+
+// This target's `main` (`harness = false` in Cargo.toml): a test here is a plain
+// `async fn` listed below; a `#[tokio::test]` would never run.
+vsync_orchestrate_testkit::main! {
+    suites: [store_suite],
+    tests: [
+        stage_is_invisible_and_stage_and_activate_are_idempotent,
+        activate_refuses_when_awscurrent_moved_underneath,
+        json_key_replaces_only_its_member,
+        preflight_warns_of_a_stale_pending_and_leaves_it,
+        preflight_reports_a_missing_secret_as_not_found,
+        fake_preflight_refuses_a_secret_with_managed_rotation,
+    ],
 }

@@ -102,7 +102,6 @@ vsync_orchestrate_testkit::restarter_suite!(fixture());
 
 // ---------------------------------------------------------------------------------
 
-#[tokio::test]
 async fn serving_machines_are_restarted_one_by_one_under_a_lease_and_marked() {
     let (st, ids) = app([Behaviour::Healthy; 3]);
     let fake = start(st).await;
@@ -158,7 +157,6 @@ async fn serving_machines_are_restarted_one_by_one_under_a_lease_and_marked() {
         .all(|q| q.header("authorization") == Some(TOKEN)));
 }
 
-#[tokio::test]
 async fn a_failing_check_stops_the_rollout_naming_the_machine_and_its_output() {
     let (st, ids) = app([
         Behaviour::Healthy,
@@ -191,7 +189,6 @@ async fn a_failing_check_stops_the_rollout_naming_the_machine_and_its_output() {
     );
 }
 
-#[tokio::test]
 async fn a_machine_that_stops_after_the_restart_is_a_failure() {
     let (st, ids) = app([Behaviour::Crashes, Behaviour::Healthy, Behaviour::Healthy]);
     let fake = start(st).await;
@@ -212,7 +209,6 @@ async fn a_machine_that_stops_after_the_restart_is_a_failure() {
     assert!(fake.state().leases_held().is_empty());
 }
 
-#[tokio::test]
 async fn a_held_lease_is_waited_out_and_never_taken_over() {
     let (mut st, ids) = app([Behaviour::Healthy; 3]);
     st.hold_lease(&ids[0]);
@@ -255,7 +251,6 @@ async fn a_held_lease_is_waited_out_and_never_taken_over() {
     assert!(fake.state().leases_held().is_empty());
 }
 
-#[tokio::test]
 async fn leases_are_released_on_timeout_cancel_and_a_dropped_wait() {
     let (st, ids) = app([
         Behaviour::NeverStarts,
@@ -318,7 +313,6 @@ async fn leases_are_released_on_timeout_cancel_and_a_dropped_wait() {
     let _ = waiting.await;
 }
 
-#[tokio::test]
 async fn a_resumed_run_waits_for_marked_machines_instead_of_restarting_them() {
     let (st, ids) = app([Behaviour::Healthy; 3]);
     let fake = start(st).await;
@@ -344,7 +338,6 @@ async fn a_resumed_run_waits_for_marked_machines_instead_of_restarting_them() {
     );
 }
 
-#[tokio::test]
 async fn batches_process_groups_and_rate_limits() {
     let (mut st, ids) = app([Behaviour::Healthy; 3]);
     let worker = st.add_machine("iad", "worker", "started", Behaviour::Healthy);
@@ -376,7 +369,6 @@ async fn batches_process_groups_and_rate_limits() {
     assert!(all.iter().all(|id| order.contains(id)));
 }
 
-#[tokio::test]
 async fn a_missing_app_and_a_refused_token_have_kinds_and_no_token() {
     let (st, _) = app([Behaviour::Healthy; 3]);
     let fake = start(st).await;
@@ -402,4 +394,20 @@ async fn a_missing_app_and_a_refused_token_have_kinds_and_no_token() {
     let mut c = config(&fake);
     c.token_env = "VSYNC_TEST_FLY_PERSONAL".into();
     FlyRestarter::new(c).unwrap().preflight().await.unwrap();
+}
+
+// This target's `main` (`harness = false` in Cargo.toml): a test here is a plain
+// `async fn` listed below; a `#[tokio::test]` would never run.
+vsync_orchestrate_testkit::main! {
+    suites: [restarter_suite],
+    tests: [
+        serving_machines_are_restarted_one_by_one_under_a_lease_and_marked,
+        a_failing_check_stops_the_rollout_naming_the_machine_and_its_output,
+        a_machine_that_stops_after_the_restart_is_a_failure,
+        a_held_lease_is_waited_out_and_never_taken_over,
+        leases_are_released_on_timeout_cancel_and_a_dropped_wait,
+        a_resumed_run_waits_for_marked_machines_instead_of_restarting_them,
+        batches_process_groups_and_rate_limits,
+        a_missing_app_and_a_refused_token_have_kinds_and_no_token,
+    ],
 }

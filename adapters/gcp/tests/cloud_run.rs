@@ -90,7 +90,6 @@ vsync_orchestrate_testkit::restarter_suite!(fixture());
 
 // ---------------------------------------------------------------------------------
 
-#[tokio::test]
 async fn a_new_revision_marked_with_the_run_id_is_followed_to_ready() {
     let fake = fake_with(
         Behaviour::Healthy,
@@ -151,7 +150,6 @@ async fn a_new_revision_marked_with_the_run_id_is_followed_to_ready() {
     );
 }
 
-#[tokio::test]
 async fn a_revision_that_fails_to_start_is_a_failure_quoting_its_condition() {
     let fake = fake_with(
         Behaviour::FailsToStart,
@@ -186,7 +184,6 @@ async fn a_revision_that_fails_to_start_is_a_failure_quoting_its_condition() {
     }
 }
 
-#[tokio::test]
 async fn an_operation_that_fails_is_a_failure_quoting_both_messages() {
     let fake = fake_with(
         Behaviour::OperationFails,
@@ -210,7 +207,6 @@ async fn an_operation_that_fails_is_a_failure_quoting_both_messages() {
     }
 }
 
-#[tokio::test]
 async fn a_pinned_secret_version_is_moved_to_the_activated_one() {
     let mut template = run::template("vsync-passphrase", "1");
     template["volumes"] = json!([{
@@ -251,7 +247,6 @@ async fn a_pinned_secret_version_is_moved_to_the_activated_one() {
     }
 }
 
-#[tokio::test]
 async fn a_fixed_revision_name_is_cleared_and_warned_about() {
     let mut template = run::template("vsync-passphrase", "latest");
     template["revision"] = json!("shop-v1");
@@ -284,7 +279,6 @@ async fn a_fixed_revision_name_is_cleared_and_warned_about() {
     assert!(r.wait(&rollout, soon()).await.unwrap().is_done());
 }
 
-#[tokio::test]
 async fn an_etag_conflict_is_read_again_and_a_lost_answer_is_found_by_its_marker() {
     let fake = fake_with(
         Behaviour::Healthy,
@@ -314,7 +308,6 @@ async fn an_etag_conflict_is_read_again_and_a_lost_answer_is_found_by_its_marker
     assert!(r.wait(&rollout, soon()).await.unwrap().is_done());
 }
 
-#[tokio::test]
 async fn missing_services_and_refused_credentials_have_kinds() {
     let fake = fake_with(
         Behaviour::Healthy,
@@ -343,4 +336,19 @@ async fn missing_services_and_refused_credentials_have_kinds() {
     let rollout = r.restart(&ctx("run-blip")).await.unwrap();
     fake.inject(When::any().method("GET").times(2), Fault::Status(500));
     assert!(r.wait(&rollout, soon()).await.unwrap().is_done());
+}
+
+// This target's `main` (`harness = false` in Cargo.toml): a test here is a plain
+// `async fn` listed below; a `#[tokio::test]` would never run.
+vsync_orchestrate_testkit::main! {
+    suites: [restarter_suite],
+    tests: [
+        a_new_revision_marked_with_the_run_id_is_followed_to_ready,
+        a_revision_that_fails_to_start_is_a_failure_quoting_its_condition,
+        an_operation_that_fails_is_a_failure_quoting_both_messages,
+        a_pinned_secret_version_is_moved_to_the_activated_one,
+        a_fixed_revision_name_is_cleared_and_warned_about,
+        an_etag_conflict_is_read_again_and_a_lost_answer_is_found_by_its_marker,
+        missing_services_and_refused_credentials_have_kinds,
+    ],
 }

@@ -86,7 +86,6 @@ vsync_orchestrate_testkit::store_suite!(fixture());
 // ---------------------------------------------------------------------------------
 // The whole protocol, as the fake records it.
 
-#[tokio::test]
 async fn stage_adds_a_checksummed_version_behind_pending_and_activate_moves_current() {
     let fake = seeded().await;
     let s = store(&fake);
@@ -142,7 +141,6 @@ async fn stage_adds_a_checksummed_version_behind_pending_and_activate_moves_curr
     assert_no_secret(&fake, &hint);
 }
 
-#[tokio::test]
 async fn discard_drops_pending_and_disables_the_version() {
     let fake = seeded().await;
     let s = store(&fake);
@@ -171,7 +169,6 @@ async fn discard_drops_pending_and_disables_the_version() {
 // ---------------------------------------------------------------------------------
 // The alias requirement.
 
-#[tokio::test]
 async fn a_secret_apps_read_through_latest_is_refused_with_the_command_that_fixes_it() {
     let mut st = SmState::default();
     st.add_secret(SECRET);
@@ -202,7 +199,6 @@ async fn a_secret_apps_read_through_latest_is_refused_with_the_command_that_fixe
     assert_eq!(fake.state().secret(SECRET).versions.len(), 2);
 }
 
-#[tokio::test]
 async fn create_alias_puts_current_on_the_newest_version_at_the_first_stage() {
     let mut st = SmState::default();
     st.add_secret(SECRET);
@@ -236,7 +232,6 @@ async fn create_alias_puts_current_on_the_newest_version_at_the_first_stage() {
 // ---------------------------------------------------------------------------------
 // Stages left behind.
 
-#[tokio::test]
 async fn a_stale_pending_is_refused_and_clean_stale_removes_it() {
     let mut st = sm::seeded(SECRET, OLD);
     let abandoned = st.add_version(SECRET, "abandoned-staged-value-999");
@@ -269,7 +264,6 @@ async fn a_stale_pending_is_refused_and_clean_stale_removes_it() {
     s.preflight().await.unwrap();
 }
 
-#[tokio::test]
 async fn a_retried_stage_reuses_the_pending_version_with_the_same_bytes() {
     let fake = seeded().await;
     let a = store(&fake)
@@ -288,7 +282,6 @@ async fn a_retried_stage_reuses_the_pending_version_with_the_same_bytes() {
 // ---------------------------------------------------------------------------------
 // Conflicts and lost answers.
 
-#[tokio::test]
 async fn an_etag_conflict_is_a_retryable_conflict_and_the_retry_adds_no_second_version() {
     let fake = seeded().await;
     let s = store(&fake);
@@ -314,7 +307,6 @@ async fn an_etag_conflict_is_a_retryable_conflict_and_the_retry_adds_no_second_v
     assert_eq!(fake.state().secret(SECRET).aliases["current"], 2);
 }
 
-#[tokio::test]
 async fn a_lost_add_answer_is_found_again_and_a_lost_activation_is_already_done() {
     let fake = seeded().await;
     let s = store(&fake);
@@ -342,7 +334,6 @@ async fn a_lost_add_answer_is_found_again_and_a_lost_activation_is_already_done(
     assert_eq!(fake.state().value(SECRET, "current").as_deref(), Some(NEW));
 }
 
-#[tokio::test]
 async fn current_moved_by_someone_else_is_a_conflict_not_an_overwrite() {
     let fake = seeded().await;
     let s = store(&fake);
@@ -373,7 +364,6 @@ async fn current_moved_by_someone_else_is_a_conflict_not_an_overwrite() {
 // ---------------------------------------------------------------------------------
 // Error kinds.
 
-#[tokio::test]
 async fn service_errors_map_to_kinds() {
     let fake = seeded().await;
     let s = store(&fake);
@@ -426,7 +416,6 @@ async fn service_errors_map_to_kinds() {
     assert!(e.message().contains("DISABLED"), "{}", e.message());
 }
 
-#[tokio::test]
 async fn a_damaged_payload_is_never_used() {
     let fake = seeded().await;
     let s = store(&fake);
@@ -443,7 +432,6 @@ async fn a_damaged_payload_is_never_used() {
         .same_as(&Passphrase::from(OLD)));
 }
 
-#[tokio::test]
 async fn a_trailing_newline_is_not_part_of_the_passphrase() {
     let fake = sm::start(sm::seeded(SECRET, &format!("{OLD}\n"))).await;
     assert!(store(&fake)
@@ -452,4 +440,24 @@ async fn a_trailing_newline_is_not_part_of_the_passphrase() {
         .unwrap()
         .unwrap()
         .same_as(&Passphrase::from(OLD)));
+}
+
+// This target's `main` (`harness = false` in Cargo.toml): a test here is a plain
+// `async fn` listed below; a `#[tokio::test]` would never run.
+vsync_orchestrate_testkit::main! {
+    suites: [store_suite],
+    tests: [
+        stage_adds_a_checksummed_version_behind_pending_and_activate_moves_current,
+        discard_drops_pending_and_disables_the_version,
+        a_secret_apps_read_through_latest_is_refused_with_the_command_that_fixes_it,
+        create_alias_puts_current_on_the_newest_version_at_the_first_stage,
+        a_stale_pending_is_refused_and_clean_stale_removes_it,
+        a_retried_stage_reuses_the_pending_version_with_the_same_bytes,
+        an_etag_conflict_is_a_retryable_conflict_and_the_retry_adds_no_second_version,
+        a_lost_add_answer_is_found_again_and_a_lost_activation_is_already_done,
+        current_moved_by_someone_else_is_a_conflict_not_an_overwrite,
+        service_errors_map_to_kinds,
+        a_damaged_payload_is_never_used,
+        a_trailing_newline_is_not_part_of_the_passphrase,
+    ],
 }

@@ -57,3 +57,8 @@ async fn fixture() -> Option<Fixture> {
 }
 
 vsync_orchestrate_testkit::restarter_suite!(fixture());
+
+// This target's `main` (`harness = false` in Cargo.toml).
+vsync_orchestrate_testkit::main! {
+    suites: [restarter_suite],
+}

@@ -118,7 +118,6 @@ vsync_orchestrate_testkit::restarter_suite!(commands());
 // ---------------------------------------------------------------------------------
 // What the suites do not cover.
 
-#[tokio::test]
 async fn file_store_keeps_the_previous_file_and_applies_the_mode() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("passphrase");
@@ -150,7 +149,6 @@ async fn file_store_keeps_the_previous_file_and_applies_the_mode() {
     assert_eq!(leftovers.len(), 2, "temp files left behind: {leftovers:?}");
 }
 
-#[tokio::test]
 async fn a_stage_replaced_by_someone_else_is_a_conflict_not_an_activation() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("passphrase");
@@ -174,7 +172,6 @@ async fn a_stage_replaced_by_someone_else_is_a_conflict_not_an_activation() {
     assert!(!e.chain().contains("theirs") && !e.chain().contains("ours"));
 }
 
-#[tokio::test]
 async fn preflight_names_a_missing_file() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::new(dir.path().join("nope"), 0o600);
@@ -190,7 +187,6 @@ fn target(name: &str, script: &str) -> CommandTargetSpec {
     }
 }
 
-#[tokio::test]
 async fn command_restarter_runs_in_order_with_the_run_id_and_no_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
@@ -217,7 +213,6 @@ async fn command_restarter_runs_in_order_with_the_run_id_and_no_secrets() {
     );
 }
 
-#[tokio::test]
 async fn command_restarter_reports_failures_and_timeouts() {
     let r = CommandRestarter::new(
         vec![
@@ -282,4 +277,17 @@ async fn command_restarter_reports_failures_and_timeouts() {
         .unwrap_err()
         .chain()
         .contains("/no/such/tool"));
+}
+
+// This target's `main` (`harness = false` in Cargo.toml): a test here is a plain
+// `async fn` listed below; a `#[tokio::test]` would never run.
+vsync_orchestrate_testkit::main! {
+    suites: [store_suite, restarter_suite],
+    tests: [
+        file_store_keeps_the_previous_file_and_applies_the_mode,
+        a_stage_replaced_by_someone_else_is_a_conflict_not_an_activation,
+        preflight_names_a_missing_file,
+        command_restarter_runs_in_order_with_the_run_id_and_no_secrets,
+        command_restarter_reports_failures_and_timeouts,
+    ],
 }

@@ -174,7 +174,6 @@ vsync_orchestrate_testkit::restarter_suite!(fake_systemd());
 
 /// The marker is per restarter: two tables of one run on one host (different units)
 /// each restart their own units.
-#[tokio::test]
 async fn two_restarters_of_one_run_each_restart_their_units() {
     let fx = FakeSystemd;
     let a = fx.unit(Scenario::Healthy);
@@ -190,7 +189,6 @@ async fn two_restarters_of_one_run_each_restart_their_units() {
 
 /// A crash after the marker was written but before the unit was restarted (here:
 /// the restart itself was refused): the next `restart` of the run restarts it, once.
-#[tokio::test]
 async fn a_marker_without_a_restart_still_restarts_the_unit() {
     let fx = FakeSystemd;
     let t = fx.unit(Scenario::Healthy);
@@ -211,4 +209,14 @@ async fn a_marker_without_a_restart_still_restarts_the_unit() {
     let third = t.open().await.restart(&run).await.unwrap();
     assert_eq!(third.id, again.id);
     assert_eq!(t.starts().await, 1);
+}
+
+// This target's `main` (`harness = false` in Cargo.toml): a test here is a plain
+// `async fn` listed below; a `#[tokio::test]` would never run.
+vsync_orchestrate_testkit::main! {
+    suites: [restarter_suite],
+    tests: [
+        two_restarters_of_one_run_each_restart_their_units,
+        a_marker_without_a_restart_still_restarts_the_unit,
+    ],
 }

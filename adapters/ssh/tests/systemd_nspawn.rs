@@ -165,7 +165,6 @@ fn restarter(
     SystemdRestarter::new(cfg).unwrap()
 }
 
-#[tokio::test]
 async fn glob_restart_yields_new_invocation_ids() {
     let Some(env) = nspawn_env("glob_restart_yields_new_invocation_ids") else {
         return;
@@ -198,7 +197,6 @@ async fn glob_restart_yields_new_invocation_ids() {
     r.close().await;
 }
 
-#[tokio::test]
 async fn rolling_restart_goes_one_batch_at_a_time() {
     let Some(env) = nspawn_env("rolling_restart_goes_one_batch_at_a_time") else {
         return;
@@ -240,7 +238,6 @@ async fn rolling_restart_goes_one_batch_at_a_time() {
     r.close().await;
 }
 
-#[tokio::test]
 async fn a_unit_that_fails_on_start_is_reported_with_its_journal() {
     let Some(env) = nspawn_env("a_unit_that_fails_on_start_is_reported_with_its_journal") else {
         return;
@@ -274,7 +271,6 @@ async fn a_unit_that_fails_on_start_is_reported_with_its_journal() {
     r.close().await;
 }
 
-#[tokio::test]
 async fn a_glob_matching_nothing_fails_preflight() {
     let Some(env) = nspawn_env("a_glob_matching_nothing_fails_preflight") else {
         return;
@@ -295,7 +291,6 @@ async fn a_glob_matching_nothing_fails_preflight() {
     r.close().await;
 }
 
-#[tokio::test]
 async fn rotate_the_file_then_restart_the_units() {
     let Some(env) = nspawn_env("rotate_the_file_then_restart_the_units") else {
         return;
@@ -333,4 +328,17 @@ async fn rotate_the_file_then_restart_the_units() {
     assert_eq!(env.ssh("cat /etc/vsync/passphrase.prev"), old.expose());
     store.close().await;
     r.close().await;
+}
+
+// This target's `main` (`harness = false` in Cargo.toml): a test here is a plain
+// `async fn` listed below; a `#[tokio::test]` would never run.
+vsync_orchestrate_testkit::main! {
+    suites: [restarter_suite],
+    tests: [
+        glob_restart_yields_new_invocation_ids,
+        rolling_restart_goes_one_batch_at_a_time,
+        a_unit_that_fails_on_start_is_reported_with_its_journal,
+        a_glob_matching_nothing_fails_preflight,
+        rotate_the_file_then_restart_the_units,
+    ],
 }

@@ -49,7 +49,6 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-#[tokio::test]
 async fn local_store_applies_mode_and_owner_and_keeps_prev() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("passphrase"), format!("{INITIAL}\r\n")).unwrap();
@@ -79,7 +78,6 @@ async fn local_store_applies_mode_and_owner_and_keeps_prev() {
     );
 }
 
-#[tokio::test]
 async fn a_replaced_stage_is_neither_activated_nor_discarded() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("passphrase"), INITIAL).unwrap();
@@ -104,7 +102,6 @@ async fn a_replaced_stage_is_neither_activated_nor_discarded() {
     );
 }
 
-#[tokio::test]
 async fn resume_can_read_back_and_reactivate_after_activation() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("passphrase"), INITIAL).unwrap();
@@ -121,7 +118,6 @@ async fn resume_can_read_back_and_reactivate_after_activation() {
     assert!(store.read_current().await.unwrap().unwrap().same_as(&new));
 }
 
-#[tokio::test]
 async fn a_record_without_fingerprints_activates_after_reading_the_stage() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("passphrase"), INITIAL).unwrap();
@@ -137,7 +133,6 @@ async fn a_record_without_fingerprints_activates_after_reading_the_stage() {
     );
 }
 
-#[tokio::test]
 async fn missing_directory_and_bad_values_are_clear_errors() {
     let store = VpsFileStore::new(VpsFileConfig::new(
         Transport::Local,
@@ -163,7 +158,6 @@ async fn missing_directory_and_bad_values_are_clear_errors() {
     assert_eq!(e.kind(), ErrorKind::NotFound, "{}", e.chain());
 }
 
-#[tokio::test]
 async fn sudo_is_refused_on_the_local_transport_unless_already_root() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = VpsFileConfig::new(
@@ -188,7 +182,6 @@ async fn sudo_is_refused_on_the_local_transport_unless_already_root() {
     }
 }
 
-#[tokio::test]
 async fn a_missing_file_is_a_warning_and_activate_creates_it() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_in(dir.path());
@@ -210,4 +203,19 @@ async fn a_missing_file_is_a_warning_and_activate_creates_it() {
         hint.contains("passphrase.new") && !hint.contains(new.expose()),
         "{hint}"
     );
+}
+
+// This target's `main` (`harness = false` in Cargo.toml): a test here is a plain
+// `async fn` listed below; a `#[tokio::test]` would never run.
+vsync_orchestrate_testkit::main! {
+    suites: [store_suite],
+    tests: [
+        local_store_applies_mode_and_owner_and_keeps_prev,
+        a_replaced_stage_is_neither_activated_nor_discarded,
+        resume_can_read_back_and_reactivate_after_activation,
+        a_record_without_fingerprints_activates_after_reading_the_stage,
+        missing_directory_and_bad_values_are_clear_errors,
+        sudo_is_refused_on_the_local_transport_unless_already_root,
+        a_missing_file_is_a_warning_and_activate_creates_it,
+    ],
 }

@@ -71,7 +71,6 @@ async fn ssh_hosts() -> Option<SshHosts> {
 
 vsync_orchestrate_testkit::store_suite!(ssh_hosts());
 
-#[tokio::test]
 async fn activation_over_ssh_with_sudo_keeps_prev_and_leaves_no_temp_files() {
     let Some(env) = ssh_env("activation_over_ssh_with_sudo_keeps_prev_and_leaves_no_temp_files")
     else {
@@ -124,7 +123,6 @@ async fn activation_over_ssh_with_sudo_keeps_prev_and_leaves_no_temp_files() {
     store.close().await;
 }
 
-#[tokio::test]
 async fn fans_out_to_every_host_with_owner_group_and_mode() {
     let Some(env) = ssh_env("fans_out_to_every_host_with_owner_group_and_mode") else {
         return;
@@ -185,7 +183,6 @@ async fn fans_out_to_every_host_with_owner_group_and_mode() {
     store.close().await;
 }
 
-#[tokio::test]
 async fn activation_failing_on_some_hosts_names_them() {
     let Some(env) = ssh_env("activation_failing_on_some_hosts_names_them") else {
         return;
@@ -236,7 +233,6 @@ async fn activation_failing_on_some_hosts_names_them() {
     store.close().await;
 }
 
-#[tokio::test]
 async fn a_host_that_is_down_fails_preflight_by_name() {
     let Some(env) = ssh_env("a_host_that_is_down_fails_preflight_by_name") else {
         return;
@@ -263,7 +259,6 @@ async fn a_host_that_is_down_fails_preflight_by_name() {
     store.close().await;
 }
 
-#[tokio::test]
 async fn unknown_host_keys_are_refused() {
     let Some(env) = ssh_env("unknown_host_keys_are_refused") else {
         return;
@@ -288,7 +283,6 @@ async fn unknown_host_keys_are_refused() {
     );
 }
 
-#[tokio::test]
 async fn without_sudo_the_login_user_needs_the_directory() {
     let Some(env) = ssh_env("without_sudo_the_login_user_needs_the_directory") else {
         return;
@@ -324,7 +318,6 @@ async fn without_sudo_the_login_user_needs_the_directory() {
 
 /// `plan` must fail where `run` would: a directory where stage writes `.new` is
 /// refused in preflight, by host.
-#[tokio::test]
 async fn a_directory_in_place_of_the_staged_file_fails_preflight() {
     let Some(env) = ssh_env("a_directory_in_place_of_the_staged_file_fails_preflight") else {
         return;
@@ -351,7 +344,6 @@ async fn a_directory_in_place_of_the_staged_file_fails_preflight() {
 /// The manual step printed with an open window (exit 14) is the command, per host,
 /// not "use the console": run on a host, it makes the staged file current, and
 /// running it again changes nothing.
-#[tokio::test]
 async fn the_activation_hint_is_a_command_that_activates() {
     let Some(env) = ssh_env("the_activation_hint_is_a_command_that_activates") else {
         return;
@@ -411,4 +403,20 @@ async fn the_activation_hint_is_a_command_that_activates() {
     );
     assert!(!wd.local[0].join("passphrase.new").exists());
     store.close().await;
+}
+
+// This target's `main` (`harness = false` in Cargo.toml): a test here is a plain
+// `async fn` listed below; a `#[tokio::test]` would never run.
+vsync_orchestrate_testkit::main! {
+    suites: [store_suite],
+    tests: [
+        activation_over_ssh_with_sudo_keeps_prev_and_leaves_no_temp_files,
+        fans_out_to_every_host_with_owner_group_and_mode,
+        activation_failing_on_some_hosts_names_them,
+        a_host_that_is_down_fails_preflight_by_name,
+        unknown_host_keys_are_refused,
+        without_sudo_the_login_user_needs_the_directory,
+        a_directory_in_place_of_the_staged_file_fails_preflight,
+        the_activation_hint_is_a_command_that_activates,
+    ],
 }

@@ -1,14 +1,19 @@
 //! Dev-only kit for adapter tests. Never a dependency of a production crate.
 //!
 //! * [`store`] and [`restarter`]: the contract every adapter is held to, as named
-//!   checks (one `#[tokio::test]` each through [`store_suite!`] and
-//!   [`restarter_suite!`]), gated on the capabilities the adapter declares.
+//!   checks (one test each through [`store_suite!`] and [`restarter_suite!`]),
+//!   gated on the capabilities the adapter declares.
+//! * [`harness`]: the `main` ([`main!`]) of a `harness = false` test file running a
+//!   suite, where a check or test whose service is missing shows as `ignored` with
+//!   the reason rather than `ok`.
 //! * [`service`]: a test that needs a real service fails under `CI=true` when the
-//!   service is missing, and says loudly that it skipped elsewhere.
+//!   service is missing, and is ignored (under [`harness`]) or says loudly that it
+//!   skipped elsewhere.
 //! * [`fake_http`]: a scriptable HTTP server with fault injection, on which the
 //!   platform fakes are built.
 
 pub mod fake_http;
+pub mod harness;
 pub mod restarter;
 pub mod service;
 pub mod store;

@@ -4,8 +4,9 @@
 //! the fixture scripts: one that restarts fine, one whose rollout fails, one whose
 //! rollout never finishes.
 //!
-//! An adapter's test file provides a [`RestarterFixture`] and writes one line:
-//! `vsync_orchestrate_testkit::restarter_suite!(fixture());`.
+//! An adapter's test file provides a [`RestarterFixture`], writes
+//! `vsync_orchestrate_testkit::restarter_suite!(fixture());` and runs the checks
+//! from its `main` ([`crate::main!`], in a `harness = false` target).
 
 use crate::{ensure, step, unique, Outcome, Violation};
 use std::sync::Arc;
@@ -210,13 +211,13 @@ pub async fn errors_carry_no_secret(f: &dyn RestarterFixture) -> Outcome {
     result
 }
 
-/// One `#[tokio::test]` per check of the restarter suite, in a module
-/// `restarter_suite`. `$fixture` evaluates to a future of `Option<F>` with
-/// `F: RestarterFixture`.
+/// One test per check of the restarter suite, in a module `restarter_suite` whose
+/// `tests()` lists them for [`main!`](crate::main) (`suites: [restarter_suite]`).
+/// `$fixture` evaluates to a future of `Option<F>` with `F: RestarterFixture`.
 #[macro_export]
 macro_rules! restarter_suite {
     ($fixture:expr) => {
-        mod restarter_suite {
+        pub(crate) mod restarter_suite {
             #[allow(unused_imports)]
             use super::*;
             $crate::restarter_suite!(@checks $fixture;
@@ -231,7 +232,6 @@ macro_rules! restarter_suite {
     };
     (@checks $fixture:expr; $($check:ident),+ $(,)?) => {
         $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $check() {
                 let Some(fixture) = $fixture.await else { return };
                 $crate::restarter::$check(&fixture)
@@ -239,5 +239,16 @@ macro_rules! restarter_suite {
                     .unwrap_or_else(|v| panic!("restarter suite, {}: {v}", stringify!($check)));
             }
         )+
+
+        /// Every check, for [`vsync_orchestrate_testkit::main!`].
+        pub(crate) fn tests() -> ::std::vec::Vec<$crate::harness::Test> {
+            ::std::vec![$(
+                $crate::harness::Test::new(
+                    $crate::harness::test_name(module_path!(), stringify!($check)),
+                    $crate::harness::Runtime::MultiThread(2),
+                    $check,
+                )
+            ),+]
+        }
     };
 }

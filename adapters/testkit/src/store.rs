@@ -3,10 +3,12 @@
 //! (`read_current`, `read_staged`) say so on stderr and pass: a Vercel "sensitive"
 //! variable cannot be read back, and the engine asks before it relies on that.
 //!
-//! An adapter's test file provides a [`StoreFixture`] and writes one line:
+//! An adapter's test file provides a [`StoreFixture`], writes
 //! `vsync_orchestrate_testkit::store_suite!(fixture());` where `fixture()` is an
 //! `async fn` returning `Option<impl StoreFixture>` (`None`: the service is missing
-//! and the test was skipped, see [`crate::service`]).
+//! and the test skipped, see [`crate::service`]), and runs the checks from its
+//! `main` ([`crate::main!`], in a `harness = false` target), where a skipped check
+//! shows as ignored with the reason.
 
 use crate::{ensure, step, unique, Outcome, Violation};
 use std::sync::Arc;
@@ -286,14 +288,15 @@ pub async fn errors_carry_no_secret(f: &dyn StoreFixture) -> Outcome {
     Ok(())
 }
 
-/// One `#[tokio::test]` per check of the store suite, in a module `store_suite`.
+/// One test per check of the store suite, in a module `store_suite` whose
+/// `tests()` lists them for [`main!`](crate::main) (`suites: [store_suite]`).
 ///
 /// `$fixture` is an expression evaluating to a future of `Option<F>` with
-/// `F: StoreFixture` (evaluated once per check).
+/// `F: StoreFixture` (evaluated once per check, in a two-worker runtime).
 #[macro_export]
 macro_rules! store_suite {
     ($fixture:expr) => {
-        mod store_suite {
+        pub(crate) mod store_suite {
             #[allow(unused_imports)]
             use super::*;
             $crate::store_suite!(@checks $fixture;
@@ -311,7 +314,6 @@ macro_rules! store_suite {
     };
     (@checks $fixture:expr; $($check:ident),+ $(,)?) => {
         $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $check() {
                 let Some(fixture) = $fixture.await else { return };
                 $crate::store::$check(&fixture)
@@ -319,5 +321,16 @@ macro_rules! store_suite {
                     .unwrap_or_else(|v| panic!("store suite, {}: {v}", stringify!($check)));
             }
         )+
+
+        /// Every check, for [`vsync_orchestrate_testkit::main!`].
+        pub(crate) fn tests() -> ::std::vec::Vec<$crate::harness::Test> {
+            ::std::vec![$(
+                $crate::harness::Test::new(
+                    $crate::harness::test_name(module_path!(), stringify!($check)),
+                    $crate::harness::Runtime::MultiThread(2),
+                    $check,
+                )
+            ),+]
+        }
     };
 }

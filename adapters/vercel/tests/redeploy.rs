@@ -86,7 +86,6 @@ vsync_orchestrate_testkit::restarter_suite!(fixture());
 
 // ---------------------------------------------------------------------------------
 
-#[tokio::test]
 async fn production_is_redeployed_like_vercel_redeploy_and_followed_to_its_alias() {
     let fake = fake_with(Build::Healthy).await;
     let before = fake.state().production.clone().unwrap();
@@ -129,7 +128,6 @@ async fn production_is_redeployed_like_vercel_redeploy_and_followed_to_its_alias
     assert!(fake.count(&When::path(&format!("/v13/deployments/{}", rollout.id))) >= 2);
 }
 
-#[tokio::test]
 async fn a_failed_build_a_cancel_and_an_alias_error_are_failures_with_their_reason() {
     for (build, want) in [
         (Build::Fails, "failed (BUILD_FAILED): Command \"npm run build\" exited with 1"),
@@ -146,7 +144,6 @@ async fn a_failed_build_a_cancel_and_an_alias_error_are_failures_with_their_reas
     }
 }
 
-#[tokio::test]
 async fn an_instant_rollback_is_explained_or_promoted_when_asked() {
     let fake = fake_with(Build::Healthy).await;
     fake.state().roll_back();
@@ -175,7 +172,6 @@ async fn an_instant_rollback_is_explained_or_promoted_when_asked() {
     assert!(st.rolled_back_to.is_none());
 }
 
-#[tokio::test]
 async fn rate_limits_and_blips_are_waited_out() {
     let fake = fake_with(Build::Healthy).await;
     fake.inject(
@@ -215,7 +211,6 @@ async fn rate_limits_and_blips_are_waited_out() {
         .is_done());
 }
 
-#[tokio::test]
 async fn a_missing_project_and_a_refused_token_have_kinds() {
     let fake = fake_with(Build::Healthy).await;
     let mut c = config(&fake);
@@ -233,4 +228,17 @@ async fn a_missing_project_and_a_refused_token_have_kinds() {
     let e = restarter(&fake).preflight().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Permission);
     assert!(!e.chain().contains(TOKEN));
+}
+
+// This target's `main` (`harness = false` in Cargo.toml): a test here is a plain
+// `async fn` listed below; a `#[tokio::test]` would never run.
+vsync_orchestrate_testkit::main! {
+    suites: [restarter_suite],
+    tests: [
+        production_is_redeployed_like_vercel_redeploy_and_followed_to_its_alias,
+        a_failed_build_a_cancel_and_an_alias_error_are_failures_with_their_reason,
+        an_instant_rollback_is_explained_or_promoted_when_asked,
+        rate_limits_and_blips_are_waited_out,
+        a_missing_project_and_a_refused_token_have_kinds,
+    ],
 }

@@ -123,7 +123,6 @@ mod readable {
 
 // ---------------------------------------------------------------------------------
 
-#[tokio::test]
 async fn capabilities_are_honest() {
     let fake = seeded("old-passphrase-0123456789", "sensitive").await;
     let s = store(&fake);
@@ -151,7 +150,6 @@ async fn capabilities_are_honest() {
     assert!(e.message().contains("set `sensitive = true`"), "{e}");
 }
 
-#[tokio::test]
 async fn the_staged_value_stays_out_of_deploys_and_activation_keeps_the_type() {
     let fake = seeded("old-passphrase-0123456789", "sensitive").await;
     let s = store(&fake);
@@ -221,7 +219,6 @@ async fn the_staged_value_stays_out_of_deploys_and_activation_keeps_the_type() {
     assert_eq!(fake.count(&patches), 1);
 }
 
-#[tokio::test]
 async fn a_fresh_process_activates_from_the_staged_variable() {
     let fake = seeded("old-passphrase-0123456789", "sensitive").await;
     let new = Passphrase::from("new-passphrase-abcdefghijk");
@@ -234,7 +231,6 @@ async fn a_fresh_process_activates_from_the_staged_variable() {
     assert_eq!(fake.state().production_value(KEY).unwrap(), new.expose());
 }
 
-#[tokio::test]
 async fn the_branch_and_preview_entries_are_selected_by_target_and_branch() {
     let fake = seeded("old-passphrase-0123456789", "sensitive").await;
     let mut c = config(&fake);
@@ -273,7 +269,6 @@ async fn the_branch_and_preview_entries_are_selected_by_target_and_branch() {
     assert!(e.message().contains("production"), "{e}");
 }
 
-#[tokio::test]
 async fn rate_limits_are_waited_out_as_vercel_asks() {
     let fake = seeded("old-passphrase-0123456789", "sensitive").await;
     let s = store(&fake);
@@ -314,7 +309,6 @@ async fn rate_limits_are_waited_out_as_vercel_asks() {
     s.activate(&staged).await.unwrap();
 }
 
-#[tokio::test]
 async fn a_lost_answer_is_found_by_the_runs_marker() {
     let fake = seeded("old-passphrase-0123456789", "sensitive").await;
     let s = store(&fake);
@@ -345,7 +339,6 @@ async fn a_lost_answer_is_found_by_the_runs_marker() {
     );
 }
 
-#[tokio::test]
 async fn a_variable_not_written_by_the_tool_is_never_removed() {
     let mut st = VercelState::default();
     st.add_env(
@@ -373,7 +366,6 @@ async fn a_variable_not_written_by_the_tool_is_never_removed() {
     assert_eq!(e.kind(), ErrorKind::Conflict);
 }
 
-#[tokio::test]
 async fn a_policy_that_forces_sensitive_is_refused_at_stage() {
     let fake = seeded("old-passphrase-0123456789", "sensitive").await;
     fake.state().force_sensitive = true;
@@ -389,7 +381,6 @@ async fn a_policy_that_forces_sensitive_is_refused_at_stage() {
     );
 }
 
-#[tokio::test]
 async fn token_and_scope_failures_have_kinds_and_no_token() {
     let fake = seeded("old-passphrase-0123456789", "sensitive").await;
     let mut c = config(&fake);
@@ -406,4 +397,21 @@ async fn token_and_scope_failures_have_kinds_and_no_token() {
     let e = store(&fake).preflight().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Permission);
     assert!(!e.chain().contains(TOKEN));
+}
+
+// This target's `main` (`harness = false` in Cargo.toml): a test here is a plain
+// `async fn` listed below; a `#[tokio::test]` would never run.
+vsync_orchestrate_testkit::main! {
+    suites: [sensitive::store_suite, readable::store_suite],
+    tests: [
+        capabilities_are_honest,
+        the_staged_value_stays_out_of_deploys_and_activation_keeps_the_type,
+        a_fresh_process_activates_from_the_staged_variable,
+        the_branch_and_preview_entries_are_selected_by_target_and_branch,
+        rate_limits_are_waited_out_as_vercel_asks,
+        a_lost_answer_is_found_by_the_runs_marker,
+        a_variable_not_written_by_the_tool_is_never_removed,
+        a_policy_that_forces_sensitive_is_refused_at_stage,
+        token_and_scope_failures_have_kinds_and_no_token,
+    ],
 }

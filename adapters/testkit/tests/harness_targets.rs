@@ -1,0 +1,88 @@
+//! A `harness = false` test target is compiled without `--test`, so a `#[test]` or
+//! `#[tokio::test]` function in it is dropped without a word and never runs. Such a
+//! target (a suite file, see `vsync_orchestrate_testkit::harness`) lists its tests
+//! in `vsync_orchestrate_testkit::main!` instead; this fails on one left behind.
+
+use std::path::{Path, PathBuf};
+
+/// The source files of the `[[test]]` targets with `harness = false` in `manifest`.
+fn harness_false_targets(manifest: &Path) -> Vec<PathBuf> {
+    let text = std::fs::read_to_string(manifest).unwrap();
+    let dir = manifest.parent().unwrap();
+    let mut found = Vec::new();
+    // (name, path, harness) of the `[[test]]` table being read.
+    let mut table: Option<(Option<String>, Option<String>, bool)> = None;
+    let mut close = |table: Option<(Option<String>, Option<String>, bool)>| {
+        if let Some((name, path, false)) = table {
+            let path = path.unwrap_or_else(|| format!("tests/{}.rs", name.unwrap()));
+            found.push(dir.join(path));
+        }
+    };
+    for line in text.lines() {
+        let line = line.split(" #").next().unwrap().trim();
+        if line.starts_with('#') {
+            continue;
+        }
+        if line.starts_with('[') {
+            close(table.take());
+            if line == "[[test]]" {
+                table = Some((None, None, true));
+            }
+            continue;
+        }
+        if let (Some(t), Some((key, value))) = (table.as_mut(), line.split_once('=')) {
+            let value = value.trim().trim_matches('"').to_owned();
+            match key.trim() {
+                "name" => t.0 = Some(value),
+                "path" => t.1 = Some(value),
+                "harness" => t.2 = value == "true",
+                _ => {}
+            }
+        }
+    }
+    close(table);
+    found
+}
+
+fn manifests(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.is_dir() && name != "target" && !name.starts_with('.') {
+            manifests(&path, out);
+        } else if name == "Cargo.toml" {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn no_harness_false_target_has_a_test_attribute() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut all = vec![workspace.join("Cargo.toml")];
+    manifests(&workspace.join("adapters"), &mut all);
+    let targets: Vec<PathBuf> = all.iter().flat_map(|m| harness_false_targets(m)).collect();
+    assert!(
+        targets
+            .iter()
+            .any(|t| t.ends_with("secrets_manager_moto.rs")),
+        "the suite files were not found among {targets:?}"
+    );
+    let mut dropped = Vec::new();
+    for file in &targets {
+        let text =
+            std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.starts_with("#[test]") || line.starts_with("#[tokio::test") {
+                dropped.push(format!("{}:{}: {line}", file.display(), n + 1));
+            }
+        }
+    }
+    assert!(
+        dropped.is_empty(),
+        "these tests are in harness = false targets and would never run; make them plain \
+         `async fn`s listed in vsync_orchestrate_testkit::main!:\n{}",
+        dropped.join("\n")
+    );
+}
