@@ -62,17 +62,11 @@ pub fn start(dir: &Path, app: u32, port: u16) -> std::io::Result<u32> {
         .stderr(log)
         .process_group(0)
         .spawn()?;
-    write_atomically(&f.pid, &child.id().to_string())?;
-    write_atomically(&f.port, &port.to_string())?;
+    // Atomic: a reader never sees the file half-written (a restart reads the port
+    // file while another may be writing it). 0666 less the umask, as before.
+    crate::api::atomic_write(&f.pid, child.id().to_string().as_bytes(), 0o666)?;
+    crate::api::atomic_write(&f.port, port.to_string().as_bytes(), 0o666)?;
     Ok(child.id())
-}
-
-/// A reader never sees the file half-written (a restart reads the port file
-/// while another may be writing it).
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
 }
 
 use std::os::unix::process::CommandExt;

@@ -2,7 +2,7 @@
 //! putting one in argv, the environment of a child, or a message.
 
 use crate::plan::{NewSource, OldSource};
-use std::io::{BufRead, Read};
+use std::io::Read;
 
 use vsync_orchestrate_api::{Passphrase, Target};
 
@@ -134,10 +134,12 @@ fn from_command(what: &str, argv: &[String]) -> Result<Passphrase, SourceError> 
     Ok(Passphrase::from_file_contents(text))
 }
 
-/// Reads a line from the terminal with echo off.
+/// Reads a line from the terminal (`/dev/tty`, whatever stdin is) with echo off,
+/// through `rpassword`, which restores the terminal however the read ends.
 fn prompt(label: &str) -> Result<Passphrase, SourceError> {
-    use std::io::Write;
-    use std::os::fd::AsRawFd;
+    use std::io::IsTerminal;
+    // rpassword opens /dev/tty itself; opening it here first keeps this message
+    // for a process without a terminal, and refuses a /dev/tty that is not one.
     let tty = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -147,28 +149,20 @@ fn prompt(label: &str) -> Result<Passphrase, SourceError> {
                 "{label}: no terminal to prompt on ({e}); use stdin, file, env or command"
             ))
         })?;
-    let fd = tty.as_raw_fd();
-    // SAFETY: termios calls on a terminal fd we own; the old state is restored below.
-    let mut old: libc::termios = unsafe { std::mem::zeroed() };
-    if unsafe { libc::tcgetattr(fd, &mut old) } != 0 {
+    if !tty.is_terminal() {
         return Err(SourceError(format!(
             "{label}: cannot configure the terminal"
         )));
     }
-    let mut quiet = old;
-    quiet.c_lflag &= !libc::ECHO;
-    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
-    let mut w = &tty;
-    let _ = write!(w, "{label}: ");
-    let _ = w.flush();
-    let mut line = zeroize::Zeroizing::new(String::new());
-    let res = std::io::BufReader::new(&tty).read_line(&mut line);
-    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &old) };
-    let _ = writeln!(w);
-    res.map_err(|e| SourceError(format!("{label}: {e}")))?;
-    Ok(Passphrase::new(
-        line.trim_end_matches(['\r', '\n']).to_owned(),
-    ))
+    drop(tty);
+    // The String goes straight into the zeroizing Passphrase (rpassword's own
+    // buffer is zeroized too).
+    rpassword::prompt_password(format!("{label}: "))
+        .map(Passphrase::new)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOTTY) => SourceError(format!("{label}: cannot configure the terminal")),
+            _ => SourceError(format!("{label}: {e}")),
+        })
 }
 
 /// 62-symbol alphabet from the OS-seeded CSPRNG: ~5.95 bits per character.

@@ -7,8 +7,10 @@
 //!
 //! Besides the contract it holds what every restarter's `wait` shares: the
 //! poll-until-deadline skeleton ([`wait::wait_until`], [`wait::wait_before`]), so an
-//! adapter writes only its probe.
+//! adapter writes only its probe. And the one atomic file write ([`atomic_write`]),
+//! shared by the engine's files and the `local` adapter's staged files.
 
+mod atomic_write;
 mod build_context;
 pub mod child_env;
 mod config;
@@ -20,6 +22,7 @@ mod types;
 pub mod wait;
 
 pub use async_trait::async_trait;
+pub use atomic_write::{atomic_write, AtomicFile, TEMP_PREFIX};
 pub use build_context::BuildContext;
 pub use config::{FileMode, Finding, RestarterConfig, Severity, StoreConfig};
 pub use error::{Error, ErrorKind, Result};

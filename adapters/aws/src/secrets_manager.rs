@@ -186,7 +186,7 @@ impl SecretsManagerStore {
         b.copy_from_slice(&digest[..16]);
         b[6] = (b[6] & 0x0f) | 0x50;
         b[8] = (b[8] & 0x3f) | 0x80;
-        let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        let h = hex::encode(b);
         format!(
             "{}-{}-{}-{}-{}",
             &h[0..8],

@@ -13,7 +13,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use vsync_orchestrate_api::{shell_quote, Error, Passphrase, Result};
+use vsync_orchestrate_api::{shell_quote, AtomicFile, Error, Passphrase, Result};
 use zeroize::Zeroizing;
 
 /// A passphrase file and its `.new` / `.prev` siblings.
@@ -201,7 +201,9 @@ impl StagedFile {
         Ok(Staging::Written { fingerprint })
     }
 
-    /// Same-directory temp file with `mode` (and owner), fsync, rename over `dest`.
+    /// Same-directory temp file (`.<name>.tmp-…`) created with `mode`, set to exactly
+    /// `mode` (whatever the umask took) and the owner, the value, the mtime jitter;
+    /// then fsync, rename over `dest`, directory fsync ([`AtomicFile`]).
     fn write(&self, dest: &Path, value: &[u8], mode: u32) -> Result<String> {
         let dir = self.dir();
         if !dir.is_dir() {
@@ -210,40 +212,29 @@ impl StagedFile {
                 dir.display()
             )));
         }
-        let mut rnd = [0u8; 6];
-        getrandom::fill(&mut rnd).map_err(|e| Error::failed(e.to_string()))?;
-        let tmp = dir.join(format!(
-            ".{}.tmp-{}",
+        let prefix = format!(
+            ".{}.tmp-",
             dest.file_name()
                 .and_then(|n| n.to_str())
-                .unwrap_or("passphrase"),
-            rnd.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        ));
+                .unwrap_or("passphrase")
+        );
         let res = (|| {
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(mode)
-                .open(&tmp)?;
+            let mut tmp = AtomicFile::new(dest, &prefix, mode)?;
+            let f = tmp.file();
             f.set_permissions(fs::Permissions::from_mode(mode))?;
             if self.owner.is_some() || self.group.is_some() {
-                std::os::unix::fs::fchown(&f, self.owner, self.group)?;
+                std::os::unix::fs::fchown(&*f, self.owner, self.group)?;
             }
             f.write_all(value)?;
-            f.sync_all()?;
             let mut ns = [0u8; 4];
             getrandom::fill(&mut ns).map_err(std::io::Error::other)?;
             let jitter =
                 std::time::Duration::from_nanos(u64::from(u32::from_le_bytes(ns) % 1_000_000_000));
             f.set_modified(std::time::SystemTime::now() - jitter)?;
             let fp = fingerprint_of(&f.metadata()?);
-            fs::rename(&tmp, dest)?;
-            sync_dir(dir);
+            tmp.commit()?;
             Ok(fp)
         })();
-        if res.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
         res.map_err(|e| io_error("writing", dest, e))
     }
 

@@ -461,10 +461,7 @@ impl SystemdRestarter {
             h.update(part.as_bytes());
             h.update([0u8]);
         }
-        h.finalize()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hex::encode(&h.finalize()[..16])
     }
 
     /// The plan of a rollout an earlier `restart` of this run started, from the first
