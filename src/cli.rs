@@ -9,11 +9,7 @@ pub enum Output {
     Json,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+pub use crate::report::log::LogFormat;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -28,7 +28,7 @@ pub fn capture_secret_env(cli: &Cli) {
     }
 }
 
-fn emit(cli: &Cli, summary: &Summary) -> u8 {
+fn emit(cli: &Cli, summary: &Summary) -> Exit {
     summary.print_human();
     if cli.output == Output::Json {
         println!(
@@ -36,10 +36,10 @@ fn emit(cli: &Cli, summary: &Summary) -> u8 {
             serde_json::to_string_pretty(summary).expect("summary serialises")
         );
     }
-    summary.exit_code
+    summary.exit()
 }
 
-fn load(cli: &Cli, path: &Path) -> Result<LoadedPlan, u8> {
+fn load(cli: &Cli, path: &Path) -> Result<LoadedPlan, Exit> {
     match plan::load(path) {
         Ok(l) => {
             for w in &l.warnings {
@@ -56,7 +56,7 @@ fn load(cli: &Cli, path: &Path) -> Result<LoadedPlan, u8> {
                     serde_json::json!({ "exit_code": Exit::PlanInvalid.code(), "outcome": "plan invalid", "problems": problems })
                 );
             }
-            Err(Exit::PlanInvalid.code())
+            Err(Exit::PlanInvalid)
         }
     }
 }
@@ -76,7 +76,16 @@ fn journal_dir_default() -> std::path::PathBuf {
     engine::journal::default_state_dir()
 }
 
+/// The process's exit code: the outcome of the command, mapped once. The hidden
+/// `demo-app` is an app, not a command of the tool, and keeps the codes apps use.
 pub async fn dispatch(cli: &Cli) -> u8 {
+    if let Command::DemoApp { port } = &cli.command {
+        return crate::demo::app::run(*port).await;
+    }
+    command(cli).await.code()
+}
+
+async fn command(cli: &Cli) -> Exit {
     let progress = Progress::new();
     match &cli.command {
         Command::Run {
@@ -87,7 +96,7 @@ pub async fn dispatch(cli: &Cli) -> u8 {
         } => run(cli, plans, *parallel, *force, *clean_stale, &progress).await,
         Command::Plan { plan } => {
             let Ok(loaded) = load(cli, plan) else {
-                return Exit::PlanInvalid.code();
+                return Exit::PlanInvalid;
             };
             let mut opts = options(cli, &loaded);
             opts.force = true;
@@ -97,7 +106,7 @@ pub async fn dispatch(cli: &Cli) -> u8 {
         Command::Validate { plans } => validate(cli, plans),
         Command::Resume { plan } => {
             let Ok(loaded) = load(cli, plan) else {
-                return Exit::PlanInvalid.code();
+                return Exit::PlanInvalid;
             };
             let mut opts = options(cli, &loaded);
             let notifier = crate::notify::Notifier::attach(&loaded, &mut opts);
@@ -110,13 +119,13 @@ pub async fn dispatch(cli: &Cli) -> u8 {
         }
         Command::Status { plan } => {
             let Ok(loaded) = load(cli, plan) else {
-                return Exit::PlanInvalid.code();
+                return Exit::PlanInvalid;
             };
             status(cli, &loaded).await
         }
         Command::Audit { plan, limit } => {
             let Ok(loaded) = load(cli, plan) else {
-                return Exit::PlanInvalid.code();
+                return Exit::PlanInvalid;
             };
             audit(cli, &loaded, *limit).await
         }
@@ -125,7 +134,7 @@ pub async fn dispatch(cli: &Cli) -> u8 {
                 Ok(s) => emit(cli, &s),
                 Err(e) => {
                     eprintln!("{e}");
-                    Exit::BadInput.code()
+                    Exit::BadInput
                 }
             }
         }
@@ -136,15 +145,16 @@ pub async fn dispatch(cli: &Cli) -> u8 {
         } => match crate::demo::setup(dir, *apps, *iterations, &progress).await {
             Ok(plan) => {
                 println!("{}", plan.display());
-                0
+                Exit::Ok
             }
             Err(e) => {
                 eprintln!("{e}");
                 crate::demo::stop_apps(dir, *apps);
-                Exit::BadInput.code()
+                Exit::BadInput
             }
         },
-        Command::DemoApp { port } => crate::demo::app::run(*port).await,
+        // `dispatch` runs it, with the app's own exit codes.
+        Command::DemoApp { .. } => Exit::Ok,
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(
@@ -153,26 +163,26 @@ pub async fn dispatch(cli: &Cli) -> u8 {
                 "vsync-orchestrate",
                 &mut std::io::stdout(),
             );
-            0
+            Exit::Ok
         }
         Command::Schema => {
             println!("{}", plan::schema::pretty());
-            0
+            Exit::Ok
         }
         Command::Man => {
             let cmd = <Cli as clap::CommandFactory>::command();
             match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
-                Ok(()) => 0,
+                Ok(()) => Exit::Ok,
                 Err(e) => {
                     eprintln!("writing the man page: {e}");
-                    Exit::BadInput.code()
+                    Exit::BadInput
                 }
             }
         }
         Command::DemoCtl { action, dir, app } => {
             if action == "stop" {
                 crate::demo::ctl::stop(dir, *app);
-                return 0;
+                return Exit::Ok;
             }
             match tokio::task::spawn_blocking({
                 let (dir, app) = (dir.clone(), *app);
@@ -181,10 +191,10 @@ pub async fn dispatch(cli: &Cli) -> u8 {
             .await
             .expect("restart task")
             {
-                Ok(()) => 0,
+                Ok(()) => Exit::Ok,
                 Err(e) => {
                     eprintln!("{e}");
-                    1
+                    Exit::BadInput
                 }
             }
         }
@@ -199,7 +209,7 @@ async fn run(
     force: bool,
     clean_stale: bool,
     progress: &Progress,
-) -> u8 {
+) -> Exit {
     let mut ready = Vec::new();
     let mut invalid = Vec::new();
     for p in plans {
@@ -215,7 +225,7 @@ async fn run(
     }
     if plans.len() == 1 {
         let Some((loaded, mut opts)) = ready.pop() else {
-            return Exit::PlanInvalid.code();
+            return Exit::PlanInvalid;
         };
         let notifier = crate::notify::Notifier::attach(&loaded, &mut opts);
         let s = engine::run(&loaded, &opts, progress, false).await;
@@ -265,7 +275,7 @@ async fn run(
     crate::fleet::worst(
         outcomes
             .iter()
-            .map(|o| o.summary.exit_code)
+            .map(|o| o.summary.exit())
             .chain(invalid.iter().map(|(_, c)| *c)),
     )
 }
@@ -278,8 +288,8 @@ fn write_metrics(cli: &Cli, runs: &[Summary]) {
     }
 }
 
-fn validate(cli: &Cli, plans: &[std::path::PathBuf]) -> u8 {
-    let mut worst = 0;
+fn validate(cli: &Cli, plans: &[std::path::PathBuf]) -> Exit {
+    let mut worst = Exit::Ok;
     let mut results = Vec::new();
     for path in plans {
         match plan::load(path) {
@@ -302,7 +312,7 @@ fn validate(cli: &Cli, plans: &[std::path::PathBuf]) -> u8 {
             }
             Err(e) => {
                 eprintln!("{e}");
-                worst = Exit::PlanInvalid.code();
+                worst = Exit::PlanInvalid;
                 results.push(serde_json::json!({ "plan": path, "ok": false, "problems": e.problems.iter().map(|w| w.to_string()).collect::<Vec<_>>() }));
             }
         }
@@ -310,29 +320,29 @@ fn validate(cli: &Cli, plans: &[std::path::PathBuf]) -> u8 {
     if cli.output == Output::Json {
         println!(
             "{}",
-            serde_json::json!({ "exit_code": worst, "plans": results })
+            serde_json::json!({ "exit_code": worst.code(), "plans": results })
         );
     }
     worst
 }
 
-async fn status(cli: &Cli, loaded: &LoadedPlan) -> u8 {
+async fn status(cli: &Cli, loaded: &LoadedPlan) -> Exit {
     let vault = match build::vault(&loaded.plan).await {
         Ok(v) => v,
         Err(e) => {
             eprintln!("{e}");
-            return Exit::BadInput.code();
+            return Exit::BadInput;
         }
     };
     let st = match vault.status().await {
         Ok(Some(s)) => s,
         Ok(None) => {
             eprintln!("vault not found: no pointer at {}", vault.describe());
-            return Exit::VaultNotFound.code();
+            return Exit::VaultNotFound;
         }
         Err(e) => {
             eprintln!("{}: {e}", vault.describe());
-            return Exit::BadInput.code();
+            return Exit::BadInput;
         }
     };
     let lock = match Lock::peek(&vault).await {
@@ -514,12 +524,12 @@ async fn status(cli: &Cli, loaded: &LoadedPlan) -> u8 {
         );
     }
     if let Some(u) = unfinished {
-        return u.exit.code();
+        return u.exit;
     }
     if stores.iter().all(|(_, ok, _)| *ok) {
-        0
+        Exit::Ok
     } else {
-        Exit::PreflightFailed.code()
+        Exit::PreflightFailed
     }
 }
 
@@ -619,16 +629,16 @@ fn rotation_age(st: &crate::vault::VaultStatus) -> Option<std::time::Duration> {
     std::time::SystemTime::now().duration_since(t).ok()
 }
 
-async fn audit(cli: &Cli, loaded: &LoadedPlan, limit: usize) -> u8 {
+async fn audit(cli: &Cli, loaded: &LoadedPlan, limit: usize) -> Exit {
     let Some(key) = build::audit_key(&loaded.plan) else {
         eprintln!("audit is disabled in this plan (vault.audit = false)");
-        return Exit::BadInput.code();
+        return Exit::BadInput;
     };
     let vault = match build::vault(&loaded.plan).await {
         Ok(v) => v,
         Err(e) => {
             eprintln!("{e}");
-            return Exit::BadInput.code();
+            return Exit::BadInput;
         }
     };
     let text = match vault.storage.get(&key).await {
@@ -639,7 +649,7 @@ async fn audit(cli: &Cli, loaded: &LoadedPlan, limit: usize) -> u8 {
         }
         Err(e) => {
             eprintln!("{e}");
-            return Exit::BadInput.code();
+            return Exit::BadInput;
         }
     };
     let rows = crate::vault::audit::parse(&text);
@@ -672,5 +682,5 @@ async fn audit(cli: &Cli, loaded: &LoadedPlan, limit: usize) -> u8 {
                 .expect("serialises")
         );
     }
-    0
+    Exit::Ok
 }

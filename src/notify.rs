@@ -8,9 +8,9 @@
 //! row, which never hold a passphrase; the URLs themselves are credentials, read
 //! from the environment or a file and never printed.
 
-use crate::engine::events::{Event, Step};
+use crate::engine::events::{Event, Step, Subscriber};
+use crate::engine::summary::Summary;
 use crate::plan::{LoadedPlan, NotifyOn, NotifySection, SecretRef, WebhookSection};
-use crate::report::Summary;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,12 +18,6 @@ use tokio::task::JoinHandle;
 
 /// How long one delivery may take unless the plan says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Sees every event the engine emits, in order (set through `RunOptions`).
-pub trait Observer: Send + Sync {
-    /// `run` is the run's id.
-    fn event(&self, run: &str, e: &Event);
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -216,7 +210,7 @@ impl Notifier {
     }
 }
 
-impl Observer for Notifier {
+impl Subscriber for Notifier {
     fn event(&self, run: &str, e: &Event) {
         let mut seen = self.seen.lock().expect("notify state");
         match e {

@@ -59,6 +59,16 @@ fn normalize(s: &str, dir: &Path) -> String {
     })
 }
 
+/// The list of store types `validate` offers for an unknown one is the registry's
+/// (`tests/registry.rs` checks it there): shown as a placeholder, so a new adapter
+/// changes no snapshot.
+fn store_types_as_placeholder(s: &str) -> String {
+    regex::Regex::new(r"unknown variant `([a-z_]+)`, expected one of (?:`[a-z_]+`(?:, )?)+")
+        .unwrap()
+        .replace_all(s, "unknown variant `${1}`, expected one of <STORE TYPES>")
+        .into_owned()
+}
+
 #[test]
 fn every_example_plan_validates() {
     let plans: Vec<PathBuf> =
@@ -121,7 +131,7 @@ fn validate_output() {
         !stderr.contains("hunter2"),
         "a literal secret was echoed back"
     );
-    snapshot("validate.txt", &stderr);
+    snapshot("validate.txt", &store_types_as_placeholder(&stderr));
 
     let json = bin()
         .args(["validate", "--output", "json"])

@@ -2,32 +2,34 @@
 //! journal. Phases speak only through [`Ctx::emit`]; the helpers below are the
 //! events they emit most.
 
-use super::events::{Event, JournalEvent, Step, VaultFacts};
-use super::journal::{Journal, Phase};
-use super::{Exit, RunOptions};
+use crate::engine::events::Subscriber;
+use crate::engine::events::TargetResult;
+use crate::engine::events::{Event, JournalEvent, Step, VaultFacts};
+use crate::engine::exit::Exit;
+use crate::engine::infra::journal::{Journal, Phase};
+use crate::engine::options::RunOptions;
+use crate::engine::summary::{ms, Summary};
 use crate::plan::LoadedPlan;
-use crate::report::{ms, Progress, Summary, TargetResult};
 use std::time::{Duration, Instant};
 use vsync_orchestrate_api::{RunId, Target};
 
 pub(crate) struct Ctx<'a> {
     pub loaded: &'a LoadedPlan,
     pub opts: &'a RunOptions,
-    pub p: &'a Progress,
+    /// The display (and its logs): sees every event as it happens.
+    pub p: &'a dyn Subscriber,
     /// The JSON renderer's state; read-only for the phases.
     s: Summary,
     journal: Option<Journal>,
     pub run: RunId,
     pub dry_run: bool,
-    /// The log span of the current phase.
-    span: tracing::Span,
 }
 
 impl<'a> Ctx<'a> {
     pub fn new(
         loaded: &'a LoadedPlan,
         opts: &'a RunOptions,
-        p: &'a Progress,
+        p: &'a dyn Subscriber,
         command: &str,
         run: RunId,
     ) -> Ctx<'a> {
@@ -44,7 +46,6 @@ impl<'a> Ctx<'a> {
             p,
             s,
             journal: None,
-            span: crate::report::log::phase_span(&run, "start"),
             run,
             dry_run: false,
         }
@@ -52,14 +53,10 @@ impl<'a> Ctx<'a> {
 
     /// Every renderer gets every event.
     pub fn emit(&mut self, e: Event) {
-        if let Event::Phase { step, .. } = &e {
-            self.span = crate::report::log::phase_span(&self.run, step.as_str());
-        }
-        crate::report::log::event(&self.run, &self.span, &e);
+        self.p.event(self.run.as_str(), &e);
         if let Some(o) = &self.opts.observer {
             o.0.event(self.run.as_str(), &e);
         }
-        self.p.render(&e);
         self.s.apply(&e);
         if let (Event::Journal(je), Some(j)) = (&e, self.journal.as_mut()) {
             j.apply(je);
@@ -203,7 +200,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// Ends with a typed failure: its exit code and message.
-    pub fn fail(&mut self, f: super::failure::Failure) -> Summary {
+    pub fn fail(&mut self, f: crate::engine::failure::Failure) -> Summary {
         self.end(f.exit(), f.message())
     }
 

@@ -1,15 +1,42 @@
 //! What the engine says while it runs.
 //!
 //! The runbook never prints, never fills in the summary and never edits the journal
-//! directly: it emits events, and the human display, the JSON summary and the journal
-//! are renderers of the same events (`report::Human`, `report::Summary::apply`,
-//! `Journal::apply`), so they cannot disagree about what happened.
+//! directly: it emits events, and the JSON summary (`Summary::apply`), the journal
+//! (`Journal::apply`) and every [`Subscriber`] — the human display and the logs
+//! (`report`), notifications (`notify`) — are renderers of the same events, so they
+//! cannot disagree about what happened. These are the engine's own types: nothing
+//! here knows who renders them.
 
-use super::journal::{Phase, RolloutEntry, StagedEntry};
 use crate::engine::health::UrlResult;
-use crate::report::TargetResult;
-use crate::vault::Prepared;
-use std::time::Duration;
+pub use crate::engine::infra::journal::JournalEvent;
+use serde::Serialize;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// One result row, as printed (`✓ label — detail`) and as in the JSON `targets`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetResult {
+    pub phase: String,
+    pub kind: String,
+    pub name: String,
+    /// The adapter's position in the plan (`store.1`), where the row is about one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
+    pub ok: bool,
+    pub detail: String,
+    pub ms: f64,
+}
+
+impl TargetResult {
+    /// What the row is about, as the human display prints it.
+    pub fn label(&self) -> String {
+        if self.name.is_empty() {
+            self.kind.clone()
+        } else {
+            format!("{} {}", self.kind, self.name)
+        }
+    }
+}
 
 /// The phases of the runbook, as the operator reads them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,16 +110,40 @@ pub enum Event {
     Journal(JournalEvent),
 }
 
-/// Changes to the run's journal: the state `resume` starts from.
-#[derive(Debug, Clone)]
-pub enum JournalEvent {
-    Phase(Phase),
-    Staged(Vec<StagedEntry>),
-    Prepared(Box<Prepared>),
-    RotatedAt(String),
-    Activated(usize),
-    RolloutStarted(RolloutEntry),
-    RolloutFinished { slot: usize, ok: bool },
-    Note(String),
-    Escrow(super::escrow::EscrowRecord),
+/// What sees every event of a run as it happens: the human display and the logs
+/// (`report::Progress`), notifications (`notify`). The summary and the journal are
+/// not subscribers: the engine owns them.
+pub trait Subscriber: Send + Sync {
+    /// `run` is the run's id.
+    fn event(&self, run: &str, e: &Event);
+    /// Whether a live "waiting for …" line is worth redrawing (a terminal).
+    fn live(&self) -> bool {
+        false
+    }
+    /// Redraws the live line; `frame` counts redraws.
+    fn tick(&self, _label: &str, _elapsed: Duration, _frame: usize) {}
+    /// Clears the live line.
+    fn tick_end(&self) {}
+}
+
+/// Runs `fut`; on a live display, redraws "waiting for … (12s)" meanwhile.
+pub async fn waiting<F: Future>(view: &dyn Subscriber, label: &str, fut: F) -> F::Output {
+    if !view.live() {
+        return fut.await;
+    }
+    let began = Instant::now();
+    tokio::pin!(fut);
+    let mut frame = 0;
+    loop {
+        tokio::select! {
+            out = &mut fut => {
+                view.tick_end();
+                return out;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(120)) => {
+                frame += 1;
+                view.tick(label, began.elapsed(), frame);
+            }
+        }
+    }
 }

@@ -1,9 +1,9 @@
 //! Why a command stopped, typed. [`Failure::exit`] is the one place a failure is
 //! mapped onto an exit code; phases return failures, never codes.
 
-use super::build::BuildError;
-use super::lock::LockError;
-use super::Exit;
+use crate::engine::build::BuildError;
+use crate::engine::exit::Exit;
+use crate::engine::infra::lock::LockError;
 use crate::vault::RotateError;
 
 #[derive(Debug)]

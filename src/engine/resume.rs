@@ -9,20 +9,26 @@
 //! first rolls the swap forward to a final answer (`pointer::settle`). The lock is
 //! taken only to change something.
 
-use super::context::Ctx;
-use super::events::{JournalEvent, Step, VaultFacts};
-use super::failure::Failure;
-use super::journal::{Journal, Phase};
-use super::lock::{Keeper, Lock, LockError, Takeover};
-use super::pointer::{self, PointerState, Settled};
-use super::{activate, after_t1, build, new_run_id, stage, unbuildable, RunOptions};
+use crate::engine::build;
+use crate::engine::context::Ctx;
+use crate::engine::events::Subscriber;
+use crate::engine::events::{JournalEvent, Step, VaultFacts};
+use crate::engine::failure::Failure;
+use crate::engine::infra::journal::{Journal, Phase};
+use crate::engine::infra::lock::{Keeper, Lock, LockError, Takeover};
+use crate::engine::infra::pointer::{self, PointerState, Settled};
+use crate::engine::infra::run_id::new_run_id;
+use crate::engine::options::RunOptions;
+use crate::engine::phases::activate;
+use crate::engine::phases::stage;
+use crate::engine::runbook::{after_t1, close_all, run_in, unbuildable};
+use crate::engine::summary::Summary;
 use crate::plan::LoadedPlan;
-use crate::report::{Progress, Summary};
 use std::time::{Duration, Instant, SystemTime};
 use vsync_orchestrate_api::Passphrase;
 
 /// `resume`: finish the newest unfinished run on this plan's vault.
-pub async fn resume(loaded: &LoadedPlan, opts: &RunOptions, p: &Progress) -> Summary {
+pub async fn resume(loaded: &LoadedPlan, opts: &RunOptions, p: &dyn Subscriber) -> Summary {
     match build::parts(loaded).await {
         Ok(parts) => resume_with(loaded, parts, opts, p).await,
         Err(e) => unbuildable(loaded, opts, p, "resume", e),
@@ -34,11 +40,11 @@ pub async fn resume_with(
     loaded: &LoadedPlan,
     parts: build::Parts,
     opts: &RunOptions,
-    p: &Progress,
+    p: &dyn Subscriber,
 ) -> Summary {
     let (stores, restarters) = (parts.stores.clone(), parts.restarters.clone());
     let summary = resume_parts(loaded, parts, opts, p).await;
-    super::close_all(&stores, &restarters).await;
+    close_all(&stores, &restarters).await;
     summary
 }
 
@@ -48,7 +54,7 @@ async fn resume_parts(
     loaded: &LoadedPlan,
     parts: build::Parts,
     opts: &RunOptions,
-    p: &Progress,
+    p: &dyn Subscriber,
 ) -> Summary {
     let vault = &parts.vault;
     let found = Journal::find_unfinished(&opts.state_dir, &vault.describe());
@@ -111,7 +117,7 @@ async fn resume_parts(
         stage::release(&mut cx, vault, lock).await;
         cx.checkpoint_or_warn();
         cx.next_run(new_run_id());
-        return super::run_in(&mut cx, parts, "run").await;
+        return run_in(&mut cx, parts, "run").await;
     };
 
     // Where is the pointer? Always read, never taken from the journal's phase.
@@ -238,7 +244,7 @@ async fn resume_parts(
             // pointer names a bundle their passphrase does not open.
             stage::clean_stale(&mut cx, &parts.stores).await;
             if let Some(record) = &journal.escrow {
-                for w in super::escrow::withdraw(vault, record).await {
+                for w in crate::engine::phases::escrow::withdraw(vault, record).await {
                     cx.warn(w);
                 }
             }
@@ -257,7 +263,7 @@ async fn resume_parts(
                 )));
             }
             cx.next_run(new_run_id());
-            return super::run_in(&mut cx, parts, "run").await;
+            return run_in(&mut cx, parts, "run").await;
         }
     }
 

@@ -1,12 +1,13 @@
 //! The entry point of the `plan_load` cargo-fuzz target (`fuzz/`) and of its
 //! regression tests: arbitrary bytes through the same path `validate` takes
-//! ([`super::parse_bytes`]: size limit, UTF-8, TOML, the model, the static checks).
+//! ([`super::load::parse_bytes`]: size limit, UTF-8, TOML, the model, the static checks).
 //! Returns normally for every input — a refusal is a correct answer — and panics
 //! only when a property fails, so libFuzzer reports exactly the inputs worth a look.
 //!
 //! Not an API: hidden from the docs and free to change with the target.
 
-use super::{parse_bytes, PlanErrorKind, Severity};
+use super::load::{parse_bytes, PlanErrorKind, MAX_PLAN_BYTES};
+use super::validate::Severity;
 use std::path::Path;
 
 /// The name every fuzzed plan is reported under.
@@ -39,7 +40,7 @@ pub fn plan_load(data: &[u8]) {
                         assert!(line <= lines.max(1), "line {line} of {lines}: {p}");
                         assert!(shown.starts_with(&format!("{PATH}:{line}:{col}: error: ")));
                     }
-                    PlanErrorKind::TooLarge => assert!(data.len() > super::MAX_PLAN_BYTES),
+                    PlanErrorKind::TooLarge => assert!(data.len() > MAX_PLAN_BYTES),
                     PlanErrorKind::Unreadable => panic!("bytes are always readable: {p}"),
                 }
             }

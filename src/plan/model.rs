@@ -329,7 +329,7 @@ fn one_key<E: serde::de::Error>(
         let hint = if what == "passphrase.new" && bad.contains("len") {
             " (the length goes inside: `generate = { length = 32 }`)".to_owned()
         } else {
-            super::validate::nearest(bad, keys.iter().copied())
+            super::nearest::nearest(bad, keys.iter().copied())
                 .map(|k| format!(" (did you mean `{k}`?)"))
                 .unwrap_or_default()
         };

@@ -2,7 +2,7 @@
 //! into (the adapters' own config tables included), so an editor's completion and
 //! checks can never drift from what `validate` accepts.
 
-use super::Plan;
+use super::model::Plan;
 use serde_json::Value;
 use vsync_orchestrate_api::schemars;
 

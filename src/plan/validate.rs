@@ -1,6 +1,7 @@
 //! Static checks: fast, no network, for `validate` in CI on plan repositories.
 
 use super::model::*;
+use super::nearest::nearest;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -77,33 +78,6 @@ pub(super) fn line_col(source: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
     (line, col)
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur.push(
-                (prev[j] + (ca != *cb) as usize)
-                    .min(prev[j + 1] + 1)
-                    .min(cur[j] + 1),
-            );
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
-/// The candidate closest to `word`, if it is close enough to be a typo.
-pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    candidates
-        .into_iter()
-        .map(|c| (levenshtein(word, c), c))
-        .filter(|(d, c)| *d <= (c.len().max(word.len()) / 3).max(2))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
 }
 
 /// Turns serde's messages into ones that say how to fix the plan.
@@ -651,7 +625,7 @@ pub(super) fn check(file: &Path, source: &str, plan: &Plan) -> Vec<Problem> {
             c.err(at, "escrow.age_recipients is empty: name at least one age1… public key, or remove [escrow]");
         }
         for r in &e.age_recipients {
-            if let Err(why) = crate::engine::escrow::parse_recipient(r) {
+            if let Err(why) = super::escrow_key::parse_recipient(r) {
                 c.err(at, format!("escrow.age_recipients: {why}"));
             }
         }
@@ -725,17 +699,4 @@ pub(super) fn check(file: &Path, source: &str, plan: &Plan) -> Vec<Problem> {
         p.at.get_or_insert((1, 1));
     }
     c.problems
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nearest_suggests_typos_only() {
-        let keys = ["secret_id", "region", "endpoint", "profile", "json_key"];
-        assert_eq!(nearest("secretid", keys), Some("secret_id"));
-        assert_eq!(nearest("regoin", keys), Some("region"));
-        assert_eq!(nearest("totally_else", keys), None);
-    }
 }

@@ -7,10 +7,34 @@
 //! never reaches a log line: events carry targets, details and timings, and the
 //! details are the same text the display prints (tested at TRACE).
 
-use crate::cli::LogFormat;
 use crate::engine::events::{Event, JournalEvent};
+use std::sync::Mutex;
 use tracing_subscriber::EnvFilter;
-use vsync_orchestrate_api::RunId;
+
+/// `--log-format`: how log lines are written.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The logs of one display: each run's events in a span of its current phase.
+#[derive(Default)]
+pub struct Logs {
+    span: Mutex<Option<tracing::Span>>,
+}
+
+impl Logs {
+    /// Logs one engine event, in the span of the phase it belongs to.
+    pub fn event(&self, run: &str, e: &Event) {
+        let mut span = self.span.lock().unwrap_or_else(|p| p.into_inner());
+        if let Event::Phase { step, .. } = e {
+            *span = Some(phase_span(run, step.as_str()));
+        }
+        let span = span.get_or_insert_with(|| phase_span(run, "start"));
+        event(run, span, e);
+    }
+}
 
 /// A directive's target matches every target that starts with it, so this one
 /// names the root crate and every `vsync_orchestrate_*` adapter crate.
@@ -50,12 +74,12 @@ pub fn init(verbose: u8, format: LogFormat) {
 }
 
 /// The span events of one phase are logged in.
-pub fn phase_span(run: &RunId, phase: &str) -> tracing::Span {
+pub fn phase_span(run: &str, phase: &str) -> tracing::Span {
     tracing::info_span!("phase", run = %run, phase)
 }
 
 /// Logs one engine event.
-pub fn event(run: &RunId, span: &tracing::Span, e: &Event) {
+pub fn event(run: &str, span: &tracing::Span, e: &Event) {
     let _in = span.enter();
     match e {
         Event::Header(line) => tracing::info!(run = %run, "{line}"),

@@ -5,7 +5,7 @@
 //! ran are replaced, the others kept, and the file is replaced atomically (the
 //! collector must never read half of it).
 
-use super::Summary;
+use crate::engine::summary::Summary;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};

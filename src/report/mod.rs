@@ -4,16 +4,17 @@
 pub mod log;
 pub mod metrics;
 
-use crate::engine::events::Event;
-use serde::Serialize;
-use std::collections::BTreeMap;
+pub use crate::engine::events::TargetResult;
+use crate::engine::events::{Event, Subscriber};
+pub use crate::engine::summary::{ms, Summary};
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Progress on stderr: one line per phase and target, with elapsed time, and a
 /// live indicator while waiting when stderr is a terminal. It is the human
-/// renderer of the engine's events ([`Progress::render`]).
+/// renderer of the engine's events ([`Progress::render`]) and, beside it, the
+/// structured logs ([`log::Logs`]): the engine's [`Subscriber`] for a person.
 pub struct Progress {
     start: Instant,
     tty: bool,
@@ -22,16 +23,13 @@ pub struct Progress {
     captured: Option<Arc<Mutex<String>>>,
     /// `[env] ` when several plans run at once and their lines interleave.
     prefix: String,
+    logs: log::Logs,
 }
 
 impl Default for Progress {
     fn default() -> Self {
         Self::new()
     }
-}
-
-pub fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
 }
 
 pub fn fmt_ms(d: Duration) -> String {
@@ -53,6 +51,7 @@ impl Progress {
             quiet: false,
             captured: None,
             prefix: String::new(),
+            logs: log::Logs::default(),
         }
     }
 
@@ -66,6 +65,7 @@ impl Progress {
                 quiet: false,
                 captured: Some(buf.clone()),
                 prefix: String::new(),
+                logs: log::Logs::default(),
             },
             buf,
         )
@@ -79,6 +79,7 @@ impl Progress {
             quiet: true,
             captured: None,
             prefix: String::new(),
+            logs: log::Logs::default(),
         }
     }
 
@@ -162,29 +163,32 @@ impl Progress {
             _ => {}
         }
     }
+}
 
-    /// Runs `fut`, redrawing "waiting for … (12s)" on a terminal meanwhile.
-    pub async fn waiting<F: std::future::Future>(&self, label: &str, fut: F) -> F::Output {
-        if !self.tty {
-            return fut.await;
-        }
-        let began = Instant::now();
-        tokio::pin!(fut);
+impl Subscriber for Progress {
+    fn event(&self, run: &str, e: &Event) {
+        self.logs.event(run, e);
+        self.render(e);
+    }
+
+    fn live(&self) -> bool {
+        self.tty && !self.quiet
+    }
+
+    fn tick(&self, label: &str, elapsed: Duration, frame: usize) {
         let spin = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
-        let mut i = 0;
-        loop {
-            tokio::select! {
-                out = &mut fut => {
-                    let _ = write!(std::io::stderr(), "\r\x1b[K");
-                    return out;
-                }
-                _ = tokio::time::sleep(Duration::from_millis(120)) => {
-                    i += 1;
-                    let _ = write!(std::io::stderr(), "\r\x1b[K            {} {label} ({}s)", spin[i % spin.len()], began.elapsed().as_secs());
-                    let _ = std::io::stderr().flush();
-                }
-            }
-        }
+        let mut e = std::io::stderr();
+        let _ = write!(
+            e,
+            "\r\x1b[K            {} {label} ({}s)",
+            spin[frame % spin.len()],
+            elapsed.as_secs()
+        );
+        let _ = e.flush();
+    }
+
+    fn tick_end(&self) {
+        let _ = write!(std::io::stderr(), "\r\x1b[K");
     }
 }
 
@@ -196,99 +200,7 @@ fn sep(detail: &str) -> String {
     }
 }
 
-/// One result row, as printed (`✓ label — detail`) and as in the JSON `targets`.
-#[derive(Debug, Clone, Serialize)]
-pub struct TargetResult {
-    pub phase: String,
-    pub kind: String,
-    pub name: String,
-    /// The adapter's position in the plan (`store.1`), where the row is about one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub slot: Option<String>,
-    pub ok: bool,
-    pub detail: String,
-    pub ms: f64,
-}
-
-impl TargetResult {
-    /// What the row is about, as the human display prints it.
-    pub fn label(&self) -> String {
-        if self.name.is_empty() {
-            self.kind.clone()
-        } else {
-            format!("{} {}", self.kind, self.name)
-        }
-    }
-}
-
-/// The run's outcome, for the human summary and `--output json`.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Summary {
-    pub run_id: String,
-    pub command: String,
-    pub env: String,
-    pub vault: String,
-    pub exit_code: u8,
-    pub outcome: String,
-    pub layout: Option<String>,
-    pub gen_before: Option<u64>,
-    pub gen_after: Option<u64>,
-    pub old_stamp: Option<String>,
-    pub new_stamp: Option<String>,
-    /// T0 (pointer swap) → T1 (every store activated), milliseconds.
-    pub window_ms: Option<f64>,
-    /// T0 → T2 (every restarter reported its rollout done), milliseconds.
-    pub t2_ms: Option<f64>,
-    pub phases_ms: BTreeMap<String, f64>,
-    pub targets: Vec<TargetResult>,
-    pub health: Vec<crate::engine::health::UrlResult>,
-    pub planned_writes: Vec<String>,
-    pub warnings: Vec<String>,
-    pub next_steps: Vec<String>,
-    pub manual_audit_row: Option<String>,
-    /// The audit.csv row this rotation appended.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub audit_row: Option<String>,
-    pub journal: Option<String>,
-}
-
 impl Summary {
-    /// Folds one engine event into the summary: the JSON renderer.
-    pub fn apply(&mut self, e: &Event) {
-        match e {
-            Event::Vault(v) => self.vault = v.clone(),
-            Event::Row(r) => self.targets.push(r.clone()),
-            Event::Warning(w) => self.warnings.push(w.clone()),
-            Event::NextStep(n) => self.next_steps.push(n.clone()),
-            Event::Timing { step, took } => {
-                self.phases_ms.insert(step.as_str().into(), ms(*took));
-            }
-            Event::Window(w) => self.window_ms = Some(ms(*w)),
-            Event::AuditRow(r) => self.audit_row = Some(r.clone()),
-            Event::T2(t) => self.t2_ms = Some(ms(*t)),
-            Event::Facts(f) => {
-                let keep = |mine: &mut Option<String>, new: &Option<String>| {
-                    if new.is_some() {
-                        *mine = new.clone();
-                    }
-                };
-                keep(&mut self.layout, &f.layout);
-                keep(&mut self.old_stamp, &f.old_stamp);
-                keep(&mut self.new_stamp, &f.new_stamp);
-                if f.gen_before.is_some() {
-                    self.gen_before = f.gen_before;
-                }
-                if f.gen_after.is_some() {
-                    self.gen_after = f.gen_after;
-                }
-            }
-            Event::Health(h) => self.health = h.clone(),
-            Event::PlannedWrites(w) => self.planned_writes = w.clone(),
-            Event::ManualAuditRow(r) => self.manual_audit_row = Some(r.clone()),
-            Event::Header(_) | Event::Phase { .. } | Event::Note(_) | Event::Journal(_) => {}
-        }
-    }
-
     /// The closing block on stderr.
     pub fn print_human(&self) {
         let mut e = std::io::stderr().lock();

@@ -109,11 +109,11 @@ pub async fn storage_for(
 }
 
 /// The vault a `VSYNC_CONFIG` describes.
-pub async fn vault_for(config: &VsyncConfig) -> Result<super::Vault, VaultError> {
-    Ok(super::Vault::new(
+pub async fn vault_for(config: &VsyncConfig) -> Result<super::handle::Vault, VaultError> {
+    Ok(super::handle::Vault::new(
         storage_for(config).await?,
         &config.prefix,
-        super::KdfParams::new(config.salt.clone(), config.iterations),
-        super::LayoutChoice::Runtime,
+        super::crypto::KdfParams::new(config.salt.clone(), config.iterations),
+        super::layout::LayoutChoice::Runtime,
     ))
 }

@@ -7,13 +7,15 @@
 //! Not an API: hidden from the docs and free to change with the targets.
 
 use super::audit::{self, Origin};
+use super::config_blob;
 use super::counter::Counter;
 use super::crypto::{self, KdfParams, Key};
 use super::error::VaultErrorKind;
+use super::handle::Vault;
+use super::layout::LayoutChoice;
 use super::seal;
 use super::stamp::Stamp;
 use super::storage::{Meta, Object, PutCondition, Storage, StorageError, StorageErrorKind};
-use super::{config_blob, LayoutChoice, Vault};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use vsync_orchestrate_api::Passphrase;
@@ -180,10 +182,7 @@ impl MemStorage {
 
 fn etag(body: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(body)[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&sha2::Sha256::digest(body)[..8])
 }
 
 #[async_trait::async_trait]

@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+mod handle;
 pub mod layout;
 pub mod lookup;
 mod open;
@@ -31,41 +32,4 @@ pub use rotate::{AuditOutcome, AuditSpec, Committed, Finished, Inspection, Prepa
 pub use seed::SeedContent;
 pub use stamp::Stamp;
 
-use std::sync::Arc;
-use storage::Storage;
-
-/// One vault: a prefix in a storage backend, and the key-derivation parameters the
-/// deployed `VSYNC_CONFIG` carries (rotation never changes them).
-#[derive(Clone, Debug)]
-pub struct Vault {
-    pub storage: Arc<dyn Storage>,
-    /// Ends with `/`, or is empty.
-    pub prefix: String,
-    pub kdf: KdfParams,
-    pub layout: LayoutChoice,
-}
-
-impl Vault {
-    pub fn new(
-        storage: Arc<dyn Storage>,
-        prefix: &str,
-        kdf: KdfParams,
-        layout: LayoutChoice,
-    ) -> Vault {
-        Vault {
-            storage,
-            prefix: prefix.to_owned(),
-            kdf,
-            layout,
-        }
-    }
-
-    pub fn key(&self, name: &str) -> String {
-        format!("{}{name}", self.prefix)
-    }
-
-    /// `s3://bucket/prefix` or `dir:/path/prefix`, for messages.
-    pub fn describe(&self) -> String {
-        format!("{}/{}", self.storage.describe(), self.prefix)
-    }
-}
+pub use handle::Vault;

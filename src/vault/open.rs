@@ -3,11 +3,11 @@
 use super::counter::Counter;
 use super::crypto::{self, Key};
 use super::error::{excerpt, VaultError, VaultErrorKind};
+use super::handle::Vault;
 use super::layout::{self, Detected, Layout, COUNTER_CELLS};
 use super::seal;
 use super::stamp::Stamp;
 use super::storage::{StorageError, StorageErrorKind};
-use super::Vault;
 use base64::Engine;
 use std::collections::BTreeMap;
 use vsync_orchestrate_api::Passphrase;

@@ -7,12 +7,12 @@ use super::audit::{self, Origin};
 use super::counter::Counter;
 use super::crypto::{self, Key};
 use super::error::{VaultError, VaultErrorKind};
+use super::handle::Vault;
 use super::layout::{self, Detected, Layout, COUNTER_CELLS};
 use super::open::PointerReadError;
 use super::seal;
 use super::stamp::{self, Stamp};
 use super::storage::{Meta, PutCondition, StorageError, StorageErrorKind};
-use super::Vault;
 use std::time::{Instant, SystemTime};
 use vsync_orchestrate_api::Passphrase;
 use zeroize::Zeroizing;
@@ -584,15 +584,11 @@ mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+        s.serialize_str(&hex::encode(b))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let s = String::deserialize(d)?;
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(s.get(i..i + 2).unwrap_or("zz"), 16))
-            .collect::<Result<_, _>>()
-            .map_err(serde::de::Error::custom)
+        hex::decode(s).map_err(serde::de::Error::custom)
     }
 }

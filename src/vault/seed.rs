@@ -2,11 +2,11 @@
 //! and the demo.
 
 use super::crypto::{self, Key};
+use super::handle::Vault;
 use super::layout::Layout;
 use super::seal;
 use super::stamp::Stamp;
 use super::storage::{Meta, PutCondition, StorageError};
-use super::Vault;
 use base64::Engine;
 use std::collections::BTreeMap;
 use vsync_orchestrate_api::Passphrase;

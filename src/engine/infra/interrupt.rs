@@ -120,7 +120,7 @@ pub fn install() {
                 eprintln!("{name} again: activation is in flight; the run stops the moment every store is switched");
             } else {
                 eprintln!("{name} again: exiting now; `vsync-orchestrate resume PLAN` finishes the run from its journal");
-                std::process::exit(super::Exit::Interrupted.code() as i32);
+                std::process::exit(crate::engine::exit::Exit::Interrupted.code() as i32);
             }
         }
     });

@@ -8,7 +8,6 @@
 //! reopened, and whether T0 passed is always read from the vault's pointer, not
 //! from the journal's phase.
 
-use super::events::JournalEvent;
 use crate::vault::{Layout, Prepared, Stamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -101,7 +100,33 @@ pub struct Journal {
     pub notes: Vec<String>,
     /// Where the sealed copy of this run's new passphrase went, if the plan asks.
     #[serde(default)]
-    pub escrow: Option<super::escrow::EscrowRecord>,
+    pub escrow: Option<EscrowRecord>,
+}
+
+/// Changes to the run's journal: the state `resume` starts from. The journal's own
+/// vocabulary; the engine emits them as `Event::Journal`.
+#[derive(Debug, Clone)]
+pub enum JournalEvent {
+    Phase(Phase),
+    Staged(Vec<StagedEntry>),
+    Prepared(Box<Prepared>),
+    RotatedAt(String),
+    Activated(usize),
+    RolloutStarted(RolloutEntry),
+    RolloutFinished { slot: usize, ok: bool },
+    Note(String),
+    Escrow(EscrowRecord),
+}
+
+/// Where one generation's sealed break-glass copies went (never the passphrase).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EscrowRecord {
+    /// The generation the sealed passphrase opens (the one this run writes).
+    pub generation: u64,
+    pub local: PathBuf,
+    /// The object key under the vault, with `vault_copy`.
+    pub remote: Option<String>,
+    pub recipients: usize,
 }
 
 /// `$XDG_STATE_HOME/vsync-orchestrate` or `~/.local/state/vsync-orchestrate`.

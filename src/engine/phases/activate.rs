@@ -1,12 +1,12 @@
 //! Activate: every store switches staged → current, concurrently, over connections
 //! preflight opened. Between T0 and T1 this is all that happens.
 
-use super::context::{store_slot, Ctx};
-use super::events::{Event, JournalEvent, Step};
-use super::failure::Failure;
-use super::journal::{Phase, StagedEntry};
-use super::retry;
-use crate::report::Summary;
+use crate::engine::context::{store_slot, Ctx};
+use crate::engine::events::{Event, JournalEvent, Step};
+use crate::engine::failure::Failure;
+use crate::engine::infra::journal::{Phase, StagedEntry};
+use crate::engine::infra::retry;
+use crate::engine::summary::Summary;
 use futures_util::future::join_all;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +23,7 @@ struct Activated {
 }
 
 /// The window as it was measured, for the run (not for `resume`, which has none).
-pub(super) struct Window {
+pub(crate) struct Window {
     pub t0: Instant,
     /// T0 is the moment the swap was sent (its answer was lost).
     pub uncertain: bool,
@@ -33,7 +33,7 @@ pub(super) struct Window {
 
 /// Activates every staged entry not already activated, reports it, journals it.
 /// `Err(summary)`: a store still serves the old passphrase — the run ends, URGENT.
-pub(super) async fn run(
+pub(crate) async fn run(
     cx: &mut Ctx<'_>,
     stores: &[Arc<dyn SecretStore>],
     staged: &[StagedEntry],
@@ -111,7 +111,7 @@ pub(super) async fn run(
     if !open.is_empty() {
         return Err(window_open(cx, &open));
     }
-    super::crash_point("activated");
+    crate::engine::infra::crash::crash_point("activated");
     if let Some(w) = window {
         let took = t1.duration_since(w.t0);
         if w.uncertain {

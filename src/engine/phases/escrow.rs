@@ -7,37 +7,17 @@
 //! only the holders of the matching age identities can open it. Nothing is ever
 //! written in the clear, and the journal records only where the copies are.
 
-use super::context::Ctx;
-use super::events::{JournalEvent, Step};
-use super::failure::Failure;
+use crate::engine::context::Ctx;
+use crate::engine::events::Step;
+use crate::engine::failure::Failure;
+use crate::engine::infra::journal::{EscrowRecord, Journal, JournalEvent, Phase};
+use crate::plan::escrow_key::parse_recipient;
 use crate::plan::EscrowSection;
 use crate::vault::storage::{Meta, PutCondition};
 use crate::vault::Vault;
-use serde::{Deserialize, Serialize};
 use std::io::Write;
-use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Instant;
 use vsync_orchestrate_api::Passphrase;
-
-/// Where one generation's sealed copies went.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EscrowRecord {
-    /// The generation the sealed passphrase opens (the one this run writes).
-    pub generation: u64,
-    pub local: PathBuf,
-    /// The object key under the vault, with `vault_copy`.
-    pub remote: Option<String>,
-    pub recipients: usize,
-}
-
-/// An `age1…` X25519 recipient, or why it is not one.
-pub fn parse_recipient(s: &str) -> Result<age::x25519::Recipient, String> {
-    age::x25519::Recipient::from_str(s.trim()).map_err(|e| {
-        let shown: String = s.chars().take(12).collect();
-        format!("{shown:?}… is not an age X25519 public key (age1…): {e}")
-    })
-}
 
 /// The passphrase encrypted to every recipient, ASCII-armored.
 fn seal(new: &Passphrase, recipients: &[age::x25519::Recipient]) -> Result<Vec<u8>, String> {
@@ -128,7 +108,7 @@ async fn put_remote(vault: &Vault, key: &str, sealed: &[u8]) -> Result<(), Strin
 /// A run that stopped before T0 withdraws its sealed copies: the vault never
 /// needed that passphrase. The remote copy becomes a tombstone (see [`TOMBSTONE`]),
 /// the local one is removed. Failures come back as warnings.
-pub(super) async fn withdraw(vault: &Vault, record: &EscrowRecord) -> Vec<String> {
+pub(crate) async fn withdraw(vault: &Vault, record: &EscrowRecord) -> Vec<String> {
     let mut warnings = Vec::new();
     if record.local.as_os_str().is_empty() {
         // Only the remote copy is asked for.
@@ -177,10 +157,10 @@ pub(super) async fn withdraw(vault: &Vault, record: &EscrowRecord) -> Vec<String
 /// whose tombstone could not be written then (a create still travelling lands
 /// after its run gave up, a fence that timed out). Run under the lock, before this
 /// run writes its own copy; a key that already holds a tombstone costs one read.
-pub(super) async fn sweep(vault: &Vault, state_dir: &std::path::Path) -> Vec<String> {
+pub(crate) async fn sweep(vault: &Vault, state_dir: &std::path::Path) -> Vec<String> {
     let mut warnings = Vec::new();
-    for (_, j) in super::journal::Journal::all(state_dir) {
-        if j.vault != vault.describe() || j.phase != super::journal::Phase::Aborted {
+    for (_, j) in Journal::all(state_dir) {
+        if j.vault != vault.describe() || j.phase != Phase::Aborted {
             continue;
         }
         if let Some(record) = j.escrow.as_ref().filter(|r| r.remote.is_some()) {
@@ -195,7 +175,7 @@ pub(super) async fn sweep(vault: &Vault, state_dir: &std::path::Path) -> Vec<Str
 }
 
 /// Seals `new` and writes every copy; the run stops (nothing staged) if any fails.
-pub(super) async fn write(
+pub(crate) async fn write(
     cx: &mut Ctx<'_>,
     vault: &Vault,
     new: &Passphrase,

@@ -2,11 +2,13 @@
 //! passphrase opens the live bundle, opens and warms every connection activation
 //! will use, and derives nothing slow later than it must.
 
-use super::context::{restart_slot, store_slot, Ctx};
-use super::events::{Event, Step, VaultFacts};
-use super::failure::Failure;
-use super::lock::{Lock, LockError};
-use super::{build, health, secrets};
+use crate::engine::build;
+use crate::engine::context::{restart_slot, store_slot, Ctx};
+use crate::engine::events::{Event, Step, VaultFacts};
+use crate::engine::failure::Failure;
+use crate::engine::health;
+use crate::engine::infra::lock::{Lock, LockError};
+use crate::engine::secrets;
 use crate::vault::crypto::Key;
 use crate::vault::{Inspection, Stamp, Vault};
 use futures_util::future::join_all;
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use vsync_orchestrate_api::{Passphrase, Restarter, SecretStore};
 
 /// Everything preflight established, handed to the writing phases.
-pub(super) struct Ready {
+pub(crate) struct Ready {
     pub vault: Vault,
     pub stores: Vec<Arc<dyn SecretStore>>,
     pub restarters: Vec<(Arc<dyn Restarter>, Duration)>,
@@ -27,13 +29,13 @@ pub(super) struct Ready {
 }
 
 /// What preflight concluded.
-pub(super) enum Preflighted {
+pub(crate) enum Preflighted {
     Ready(Box<Ready>),
     /// `[schedule] min_age` says the vault is not due; why.
     NotDue(String),
 }
 
-pub(super) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Preflighted, Failure> {
+pub(crate) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Preflighted, Failure> {
     let began = Instant::now();
     let plan = &cx.loaded.plan;
     cx.phase(Step::Preflight, "read-only checks");
@@ -50,7 +52,10 @@ pub(super) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Preflig
         }
     }
 
-    let finished = super::journal::Journal::finished_runs(&cx.opts.state_dir, &vault.describe());
+    let finished = crate::engine::infra::journal::Journal::finished_runs(
+        &cx.opts.state_dir,
+        &vault.describe(),
+    );
     match Lock::peek(&vault).await {
         Ok(Some(held)) if finished.contains(&held.run_id) => {
             cx.warn(format!(
@@ -441,9 +446,10 @@ async fn lost_race(
     }
     // A run of this machine's that stopped past its swap: its staged passphrase
     // may be the key the bundle needs.
-    if let Some((_, j)) =
-        super::journal::Journal::find_unfinished(&cx.opts.state_dir, &vault.describe())
-    {
+    if let Some((_, j)) = crate::engine::infra::journal::Journal::find_unfinished(
+        &cx.opts.state_dir,
+        &vault.describe(),
+    ) {
         return failure.and(format!(
             "run {} stopped at phase {:?} and its staged passphrase may be what the vault needs now; `vsync-orchestrate resume {}` finishes it",
             j.run_id,
@@ -489,7 +495,7 @@ async fn probe_health(cx: &mut Ctx<'_>) {
 }
 
 /// The writes `run` would make, in order (the dry run's output).
-pub(super) fn planned_writes(cx: &mut Ctx<'_>, r: &Ready) {
+pub(crate) fn planned_writes(cx: &mut Ctx<'_>, r: &Ready) {
     let i = &r.inspection;
     // Inspection refused a stamp with no successor, so there is one.
     let next = Stamp::next_after(&i.stamp).unwrap_or_else(|| i.stamp.clone());

@@ -3,10 +3,10 @@
 //! signal during the wait leaves `resume` a rollout to wait on instead of a reason
 //! to start a second one.
 
-use super::context::{restart_slot, Ctx};
-use super::events::{Event, JournalEvent, Step};
-use super::interrupt;
-use super::journal::{Phase, RolloutEntry, StagedEntry};
+use crate::engine::context::{restart_slot, Ctx};
+use crate::engine::events::{Event, JournalEvent, Step};
+use crate::engine::infra::interrupt;
+use crate::engine::infra::journal::{Phase, RolloutEntry, StagedEntry};
 use futures_util::future::join_all;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use vsync_orchestrate_api::{
 };
 
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Ended {
+pub(crate) enum Ended {
     AllDone,
     SomeFailed,
     Interrupted,
@@ -29,7 +29,7 @@ struct Outcome {
     took: Duration,
 }
 
-pub(super) async fn all(
+pub(crate) async fn all(
     cx: &mut Ctx<'_>,
     restarters: &[(Arc<dyn Restarter>, Duration)],
     staged: &[StagedEntry],
@@ -111,8 +111,7 @@ pub(super) async fn all(
         })
         .collect();
     drop(tx);
-    let progress = cx.p;
-    let waiting = progress.waiting("waiting for rollouts", join_all(futs));
+    let waiting = crate::engine::events::waiting(cx.p, "waiting for rollouts", join_all(futs));
     tokio::pin!(waiting);
     let mut crashed_once = false;
     let results = loop {
@@ -121,7 +120,7 @@ pub(super) async fn all(
                 record(cx, slot, ro);
                 if !crashed_once {
                     crashed_once = true;
-                    super::crash_point("restarting");
+                    crate::engine::infra::crash::crash_point("restarting");
                 }
             }
             res = &mut waiting => break Some(res),

@@ -2,20 +2,21 @@
 //! pointer swapped — T0. A swap whose answer was not a 200 is rolled forward until
 //! an answer is final (`pointer::settle`); a read alone never decides.
 
-use super::context::Ctx;
-use super::events::{JournalEvent, Step, VaultFacts};
-use super::failure::Failure;
-use super::journal::Phase;
-use super::pointer::{self, Settled};
-use super::preflight::Ready;
-use super::stage::{Stop, Swap};
-use super::{interrupt, lock::Keeper};
+use crate::engine::context::Ctx;
+use crate::engine::events::{JournalEvent, Step, VaultFacts};
+use crate::engine::failure::Failure;
+use crate::engine::infra::interrupt;
+use crate::engine::infra::journal::Phase;
+use crate::engine::infra::lock::Keeper;
+use crate::engine::infra::pointer::{self, Settled};
+use crate::engine::phases::preflight::Ready;
+use crate::engine::phases::stage::{Stop, Swap};
 use crate::vault::crypto::Key;
 use crate::vault::{Prepared, Vault};
 use std::time::{Instant, SystemTime};
 
 /// T0, as this run knows it.
-pub(super) struct Swapped {
+pub(crate) struct Swapped {
     pub prepared: Prepared,
     pub t0: Instant,
     pub rotated_at: String,
@@ -28,7 +29,7 @@ pub(super) struct Swapped {
     pub row: (String, std::time::Duration),
 }
 
-pub(super) async fn run(
+pub(crate) async fn run(
     cx: &mut Ctx<'_>,
     r: &Ready,
     new_key: Option<tokio::task::JoinHandle<Key>>,
@@ -75,7 +76,7 @@ pub(super) async fn run(
     cx.record(JournalEvent::Prepared(Box::new(prepared.clone())));
     cx.reach(Phase::Committing);
     let saved = cx.checkpoint();
-    super::crash_point("committing");
+    crate::engine::infra::crash::crash_point("committing");
     let before_swap = |failure| Stop {
         failure,
         swap: Swap::NotSent,
@@ -112,7 +113,7 @@ pub(super) async fn run(
             return Err(stop);
         }
     };
-    cx.emit(super::events::Event::Timing {
+    cx.emit(crate::engine::events::Event::Timing {
         step: Step::Rotate,
         took: swapped.t0.duration_since(began),
     });

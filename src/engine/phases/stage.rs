@@ -1,14 +1,14 @@
 //! Stage: the new passphrase to every store as a version apps do not see yet; and
 //! the way back, which is only ever taken after reading the pointer.
 
-use super::context::{store_slot, Ctx};
-use super::events::{JournalEvent, Step};
-use super::failure::Failure;
-use super::journal::{Phase, StagedEntry};
-use super::lock::Lock;
-use super::pointer::{self, PointerState};
-use super::retry;
-use crate::report::Summary;
+use crate::engine::context::{store_slot, Ctx};
+use crate::engine::events::{JournalEvent, Step};
+use crate::engine::failure::Failure;
+use crate::engine::infra::journal::{Phase, StagedEntry};
+use crate::engine::infra::lock::Lock;
+use crate::engine::infra::pointer::{self, PointerState};
+use crate::engine::infra::retry;
+use crate::engine::summary::Summary;
 use crate::vault::{Stamp, Vault};
 use futures_util::future::join_all;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use vsync_orchestrate_api::{Passphrase, SecretStore};
 
 /// Stages `new` on every store concurrently, journals what was staged, and
 /// returns it; or the failure and whatever was staged before it.
-pub(super) async fn run(
+pub(crate) async fn run(
     cx: &mut Ctx<'_>,
     stores: &[Arc<dyn SecretStore>],
     new: &Passphrase,
@@ -64,7 +64,7 @@ pub(super) async fn run(
     cx.record(JournalEvent::Staged(staged.clone()));
     cx.reach(Phase::Staged);
     let saved = cx.checkpoint();
-    super::crash_point("staged");
+    crate::engine::infra::crash::crash_point("staged");
     cx.phase_done(Step::Stage, began);
     if !failed.is_empty() {
         return Err((
@@ -83,7 +83,7 @@ pub(super) async fn run(
 
 /// Discards each staged version. Only called once the pointer was read and the
 /// vault does not need them.
-pub(super) async fn discard(
+pub(crate) async fn discard(
     cx: &mut Ctx<'_>,
     stores: &[Arc<dyn SecretStore>],
     staged: &[StagedEntry],
@@ -130,7 +130,7 @@ pub(super) async fn discard(
 /// Removes staged versions the journal does not know about (a stage whose answer
 /// was lost, a crash mid-stage). Only called once the pointer was read and shows
 /// the vault does not need them.
-pub(super) async fn clean_stale(cx: &mut Ctx<'_>, stores: &[Arc<dyn SecretStore>]) -> bool {
+pub(crate) async fn clean_stale(cx: &mut Ctx<'_>, stores: &[Arc<dyn SecretStore>]) -> bool {
     let mut all_ok = true;
     for (slot, s) in stores.iter().enumerate() {
         let t = Instant::now();
@@ -167,7 +167,7 @@ pub(super) async fn clean_stale(cx: &mut Ctx<'_>, stores: &[Arc<dyn SecretStore>
 
 /// Releases the lock; a release that keeps failing is printed with the command
 /// that removes it.
-pub(super) async fn release(cx: &mut Ctx<'_>, vault: &Vault, lock: Lock) {
+pub(crate) async fn release(cx: &mut Ctx<'_>, vault: &Vault, lock: Lock) {
     if let Err(e) = lock.release(vault).await {
         cx.warn(e.to_string());
         cx.next_step(format!("remove the lock by hand: {}", e.remove));
@@ -176,7 +176,7 @@ pub(super) async fn release(cx: &mut Ctx<'_>, vault: &Vault, lock: Lock) {
 
 /// Where the pointer swap stood when the run stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Swap {
+pub(crate) enum Swap {
     /// Never sent: a read of the pointer is the whole truth.
     NotSent,
     /// Sent, and answered for good: the ETag it was conditioned on is gone, so no
@@ -189,7 +189,7 @@ pub(super) enum Swap {
 }
 
 /// How a run that did not reach (or did not know it reached) T0 stops.
-pub(super) struct Stop {
+pub(crate) struct Stop {
     pub failure: Failure,
     pub swap: Swap,
     pub new_stamp: Option<Stamp>,
@@ -208,7 +208,7 @@ impl Stop {
 /// Stops before T0. Staged versions are discarded only when the pointer was read
 /// and shows the vault does not need them; otherwise they are kept, the journal
 /// stays open and the lock stays held, and the summary says to `resume`.
-pub(super) async fn stop_before_t0(
+pub(crate) async fn stop_before_t0(
     cx: &mut Ctx<'_>,
     vault: &Vault,
     stores: &[Arc<dyn SecretStore>],
@@ -261,7 +261,7 @@ pub(super) async fn stop_before_t0(
         // got: the pointer shows none is needed, so each store drops what it has.
         clean &= clean_stale(cx, stores).await;
         if let Some(record) = cx.journal().escrow.clone() {
-            for w in super::escrow::withdraw(vault, &record).await {
+            for w in crate::engine::phases::escrow::withdraw(vault, &record).await {
                 cx.warn(w);
             }
         }

@@ -1,16 +1,18 @@
 //! After T1: bookkeeping (counter cells, audit row) and verify (the vault and every
 //! health URL on the new generation).
 
-use super::context::Ctx;
-use super::events::{Event, Step};
-use super::interrupt;
-use super::{build, health, Exit};
+use crate::engine::build;
+use crate::engine::context::Ctx;
+use crate::engine::events::{Event, Step};
+use crate::engine::exit::Exit;
+use crate::engine::health;
+use crate::engine::infra::interrupt;
 use crate::vault::{audit, AuditOutcome, AuditSpec, Stamp, Vault};
 use futures_util::future::join_all;
 use std::time::{Duration, Instant};
 
 /// The audit row's key and metadata, as the plan asks for them.
-pub(super) fn audit_spec(cx: &Ctx<'_>) -> Option<AuditSpec> {
+pub(crate) fn audit_spec(cx: &Ctx<'_>) -> Option<AuditSpec> {
     let plan = &cx.loaded.plan;
     build::audit_key(plan).map(|key| {
         let mut user_meta: Vec<(String, String)> = plan
@@ -34,7 +36,7 @@ pub(super) fn audit_spec(cx: &Ctx<'_>) -> Option<AuditSpec> {
 /// Reports what [`Vault::finish`] did (its row, warnings, next steps). Returns
 /// `AuditFailed` when a counter or the audit row was not written (the rotation is
 /// live regardless: exit 4 semantics).
-pub(super) fn report_bookkeeping(
+pub(crate) fn report_bookkeeping(
     cx: &mut Ctx<'_>,
     gen_before: u64,
     finished: crate::vault::Finished,
@@ -71,7 +73,7 @@ pub(super) fn report_bookkeeping(
     Exit::AuditFailed
 }
 
-pub(super) enum Verified {
+pub(crate) enum Verified {
     Ok,
     /// An app or a counter is not on the new generation.
     Stragglers,
@@ -80,7 +82,7 @@ pub(super) enum Verified {
 
 /// The vault shows gen N+1 under the new stamp, and every health URL answers fresh
 /// at N+1 several times in a row.
-pub(super) async fn verify(
+pub(crate) async fn verify(
     cx: &mut Ctx<'_>,
     vault: &Vault,
     want: u64,
@@ -181,8 +183,8 @@ pub(super) async fn verify(
             .health
             .iter()
             .map(|u| health::wait_fresh(&http, u, want, samples, interval, deadline));
-        let progress = cx.p;
-        let waiting = progress.waiting(
+        let waiting = crate::engine::events::waiting(
+            cx.p,
             "waiting for health URLs to report the new generation",
             join_all(futs),
         );
@@ -227,7 +229,7 @@ pub(super) async fn verify(
     }
 }
 
-pub(super) fn duration(v: &Option<String>, d: Duration) -> Duration {
+pub(crate) fn duration(v: &Option<String>, d: Duration) -> Duration {
     v.as_deref()
         .and_then(|s| crate::plan::parse_duration(s).ok())
         .unwrap_or(d)

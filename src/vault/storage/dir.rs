@@ -1,9 +1,11 @@
-use super::{Meta, Object, PutCondition, Storage, StorageError, StorageErrorKind};
+use super::contract::{
+    unquote, Meta, Object, PutCondition, Storage, StorageError, StorageErrorKind,
+};
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
+use vsync_orchestrate_api::shell_quote;
 
 /// A vault in a local directory, for the demo, single-host setups and fast tests.
 ///
@@ -206,7 +208,7 @@ impl DirStorage {
                     "object does not exist (If-Match)",
                 ))
             }
-            (PutCondition::IfMatch(want), Some(have)) if super::unquote(want) != *have => {
+            (PutCondition::IfMatch(want), Some(have)) if unquote(want) != *have => {
                 return Err(StorageError::new(
                     StorageErrorKind::PreconditionFailed,
                     "put",
@@ -218,7 +220,7 @@ impl DirStorage {
         }
         let mut rnd = [0u8; 16];
         getrandom::fill(&mut rnd).expect("OS random source");
-        let etag: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
+        let etag = hex::encode(rnd);
         let side = serde_json::to_vec(&Sidecar {
             etag: etag.clone(),
             meta: meta.clone(),
@@ -242,7 +244,7 @@ impl DirStorage {
             return Ok(());
         };
         if let Some(want) = if_match {
-            if etag != super::unquote(want) {
+            if etag != unquote(want) {
                 return Err(StorageError::new(
                     StorageErrorKind::PreconditionFailed,
                     "delete",
@@ -316,33 +318,15 @@ fn content_etag(body: &[u8]) -> String {
 }
 
 fn hex16(digest: &[u8]) -> String {
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&digest[..16])
 }
 
-/// Temp file in the same directory, fsync, rename: readers see the old or the new
-/// object, never half of one.
+/// Temp file in the same directory (0600, named `.vsync-tmp-…`), fsync, rename,
+/// directory fsync: readers see the old or the new object, never half of one.
 pub(crate) fn write_atomic(path: &Path, body: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().expect("object paths have a parent");
     fs::create_dir_all(dir)?;
-    let mut rnd = [0u8; 8];
-    getrandom::fill(&mut rnd).expect("OS random source");
-    let tmp = dir.join(format!(
-        ".vsync-tmp-{}",
-        rnd.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    ));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    let res = f
-        .write_all(body)
-        .and_then(|_| f.sync_all())
-        .and_then(|_| fs::rename(&tmp, path));
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    res
+    vsync_orchestrate_api::atomic_write(path, body, 0o600)
 }
 
 #[async_trait::async_trait]
@@ -393,7 +377,7 @@ impl Storage for DirStorage {
     fn delete_command(&self, key: &str) -> String {
         format!(
             "rm -f -- {}",
-            super::shell_quote(&self.root.join(key).display().to_string())
+            shell_quote(&self.root.join(key).display().to_string())
         )
     }
 }

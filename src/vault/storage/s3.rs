@@ -1,4 +1,6 @@
-use super::{unquote, Meta, Object, PutCondition, Storage, StorageError, StorageErrorKind};
+use super::contract::{
+    unquote, Meta, Object, PutCondition, Storage, StorageError, StorageErrorKind,
+};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use std::time::Duration;
@@ -291,7 +293,7 @@ impl Storage for S3Storage {
     }
 
     fn delete_command(&self, key: &str) -> String {
-        use super::shell_quote;
+        use vsync_orchestrate_api::shell_quote;
         let mut cmd = format!(
             "aws s3api delete-object --bucket {} --key {}",
             shell_quote(&self.bucket),
