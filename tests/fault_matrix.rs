@@ -439,6 +439,17 @@ timeout = "{ATTEMPT}"
         out
     }
 
+    /// The first Secrets Manager label whose value opens the live bundle: the
+    /// passphrase is not lost while there is one.
+    async fn opener(&self, vault: &Vault) -> Option<&'static str> {
+        for (label, v) in &self.values().await {
+            if vault.open(v).await.is_ok() {
+                return Some(label);
+            }
+        }
+        None
+    }
+
     async fn lock_present(&self) -> bool {
         self.direct
             .get(&format!("{PREFIX}.vsync-orchestrate.lock"))
@@ -563,15 +574,7 @@ async fn run_case(ep: String, case: Case) -> Result<Report, String> {
     let steps = text_of(&s["next_steps"]);
 
     // The invariant: some store value opens what the vault serves now.
-    let values = env.values().await;
-    let mut opener = None;
-    for (label, v) in &values {
-        if vault.open(v).await.is_ok() {
-            opener = Some(*label);
-            break;
-        }
-    }
-    let Some(opener) = opener else {
+    let Some(opener) = env.opener(&vault).await else {
         return fail(format!(
             "PASSPHRASE LOST: no Secrets Manager value opens the live bundle (exit {}, {outcome})",
             first.code
@@ -884,15 +887,7 @@ async fn run_late_case(ep: String, write: Req, late: Late) -> Result<Report, Str
     let outcome = first.summary["outcome"].as_str().unwrap_or("").to_owned();
 
     // No passphrase lost, now that nothing is in flight any more.
-    let values = env.values().await;
-    let mut opener = None;
-    for (label, v) in &values {
-        if vault.open(v).await.is_ok() {
-            opener = Some(*label);
-            break;
-        }
-    }
-    let Some(opener) = opener else {
+    let Some(opener) = env.opener(&vault).await else {
         return fail(format!(
             "PASSPHRASE LOST: once the held write landed, no Secrets Manager value opens the live bundle (exit {}, {outcome})",
             first.code
