@@ -450,6 +450,56 @@ timeout = "{ATTEMPT}"
         None
     }
 
+    /// `resume` without faults, then `run` if the vault was never rotated: it must
+    /// end on exactly gen 1 with AWSCURRENT opening the vault. Says which did it.
+    async fn converge(
+        &self,
+        vault: &Vault,
+        plan: &Path,
+        old_stamp: &str,
+        after: &str,
+    ) -> Result<&'static str, String> {
+        let resumed = cli(&["resume"], plan, &[]).await;
+        let mut converged_by = "resume";
+        if resumed.code != 0 {
+            return Err(format!(
+                "resume after {after} exited {}: {}\n{}",
+                resumed.code, resumed.summary["outcome"], resumed.stderr
+            ));
+        }
+        if vault.status().await.unwrap().unwrap().stamp == old_stamp {
+            let again = cli(&["run"], plan, &[]).await;
+            converged_by = "run again";
+            if again.code != 0 {
+                return Err(format!(
+                    "a fresh run after {after} exited {}: {}\n{}",
+                    again.code, again.summary["outcome"], again.stderr
+                ));
+            }
+        }
+        let st = vault.status().await.unwrap().unwrap();
+        if st.gen != 1 || st.stamp == old_stamp {
+            return Err(format!(
+                "did not converge to exactly gen 1: gen {}, stamp {} (old {old_stamp})",
+                st.gen, st.stamp
+            ));
+        }
+        if !self.current_opens(vault).await {
+            return Err("after converging, AWSCURRENT does not open the vault".into());
+        }
+        Ok(converged_by)
+    }
+
+    /// Whether AWSCURRENT's value opens the live bundle.
+    async fn current_opens(&self, vault: &Vault) -> bool {
+        for (label, v) in &self.values().await {
+            if *label == "AWSCURRENT" {
+                return vault.open(v).await.is_ok();
+            }
+        }
+        false
+    }
+
     async fn lock_present(&self) -> bool {
         self.direct
             .get(&format!("{PREFIX}.vsync-orchestrate.lock"))
@@ -635,41 +685,13 @@ async fn run_case(ep: String, case: Case) -> Result<Report, String> {
     }
 
     // Converge without faults.
-    let resumed = cli(&["resume"], &direct_plan, &[]).await;
-    let mut converged_by = "resume";
-    if !matches!(resumed.code, 0) {
-        return fail(format!(
-            "resume after the fault exited {}: {}\n{}",
-            resumed.code, resumed.summary["outcome"], resumed.stderr
-        ));
-    }
-    let st = vault.status().await.unwrap().unwrap();
-    if st.stamp == old_stamp {
-        let again = cli(&["run"], &direct_plan, &[]).await;
-        converged_by = "run again";
-        if again.code != 0 {
-            return fail(format!(
-                "a fresh run after the fault exited {}: {}\n{}",
-                again.code, again.summary["outcome"], again.stderr
-            ));
-        }
-    }
-    let st = vault.status().await.unwrap().unwrap();
-    if st.gen != 1 || st.stamp == old_stamp {
-        return fail(format!(
-            "did not converge to exactly gen 1: gen {}, stamp {} (old {old_stamp})",
-            st.gen, st.stamp
-        ));
-    }
-    let values = env.values().await;
-    let current = values
-        .iter()
-        .find(|(l, _)| *l == "AWSCURRENT")
-        .map(|(_, v)| v);
-    match current {
-        Some(v) if vault.open(v).await.is_ok() => {}
-        _ => return fail("after converging, AWSCURRENT does not open the vault".into()),
-    }
+    let converged_by = match env
+        .converge(&vault, &direct_plan, &old_stamp, "the fault")
+        .await
+    {
+        Ok(by) => by,
+        Err(why) => return fail(why),
+    };
     if env.lock_present().await {
         // A lock a finished run could not release is taken over, never a wall.
         let dry = cli(&["plan"], &direct_plan, &[]).await;
@@ -917,31 +939,13 @@ async fn run_late_case(ep: String, write: Req, late: Late) -> Result<Report, Str
     }
 
     // Converge without faults, then the next run works.
-    let resumed = cli(&["resume"], &direct_plan, &[]).await;
-    let mut converged_by = "resume";
-    if resumed.code != 0 {
-        return fail(format!(
-            "resume after the held write landed exited {}: {}\n{}",
-            resumed.code, resumed.summary["outcome"], resumed.stderr
-        ));
-    }
-    if vault.status().await.unwrap().unwrap().stamp == old_stamp {
-        let again = cli(&["run"], &direct_plan, &[]).await;
-        converged_by = "run again";
-        if again.code != 0 {
-            return fail(format!(
-                "a fresh run after the held write landed exited {}: {}\n{}",
-                again.code, again.summary["outcome"], again.stderr
-            ));
-        }
-    }
-    let st = vault.status().await.unwrap().unwrap();
-    if st.gen != 1 || st.stamp == old_stamp {
-        return fail(format!(
-            "did not converge to exactly gen 1: gen {}, stamp {} (old {old_stamp})",
-            st.gen, st.stamp
-        ));
-    }
+    let converged_by = match env
+        .converge(&vault, &direct_plan, &old_stamp, "the held write landed")
+        .await
+    {
+        Ok(by) => by,
+        Err(why) => return fail(why),
+    };
     let next = cli(&["run"], &direct_plan, &[]).await;
     if next.code != 0 {
         return fail(format!(
@@ -949,15 +953,10 @@ async fn run_late_case(ep: String, write: Req, late: Late) -> Result<Report, Str
             next.code, next.summary["outcome"], next.stderr
         ));
     }
-    let values = env.values().await;
-    let current = values
-        .iter()
-        .find(|(l, _)| *l == "AWSCURRENT")
-        .map(|(_, v)| v);
-    match current {
-        Some(v) if vault.open(v).await.is_ok() => {}
-        _ => return fail("after the next run, AWSCURRENT does not open the vault".into()),
+    if !env.current_opens(&vault).await {
+        return fail("after the next run, AWSCURRENT does not open the vault".into());
     }
+    let values = env.values().await;
     // Every escrow copy that is not a tombstone holds a passphrase that went live
     // (gen 1's is AWSPREVIOUS now, gen 2's AWSCURRENT).
     let live: Vec<&Passphrase> = values
