@@ -313,9 +313,19 @@ enum Progress {
 
 /// Judges the service itself: Ready, the spec we wrote observed, and the newest
 /// revision the one that is ready.
+///
+/// A failed reconciliation is judged before `observed_generation`: Cloud Run then
+/// leaves `observed_generation`, `latest_ready_revision` and `traffic_statuses` at
+/// the last serving revision (v2 `Service.reconciling`: "If reconciliation failed,
+/// traffic_statuses, observed_generation, and latest_ready_revision will have the
+/// state of the last serving revision",
+/// <https://cloud.google.com/run/docs/reference/rest/v2/projects.locations.services#Service>),
+/// so waiting for it to reach our generation would wait for the timeout. Once the
+/// service is at our generation (or later) and no longer reconciling, its terminal
+/// condition is about our rollout.
 fn judge(name: &str, svc: &Service, generation: i64) -> Progress {
     let label = short(name);
-    if svc.generation < generation || svc.observed_generation < svc.generation || svc.reconciling {
+    if svc.generation < generation || svc.reconciling {
         return Progress::Waiting(format!(
             "{label}: generation {} being rolled out (observed {})",
             svc.generation, svc.observed_generation
@@ -325,9 +335,16 @@ fn judge(name: &str, svc: &Service, generation: i64) -> Progress {
         return Progress::Waiting(format!("{label}: no Ready condition yet"));
     };
     match cond.state {
-        condition::State::ConditionFailed => {
-            Progress::Failed(format!("{label}: not Ready: {}", condition_text(cond)))
-        }
+        condition::State::ConditionFailed => Progress::Failed(format!(
+            "{label}: not Ready: {} (generation {}, still serving {})",
+            condition_text(cond),
+            svc.generation,
+            short(&svc.latest_ready_revision)
+        )),
+        _ if svc.observed_generation < svc.generation => Progress::Waiting(format!(
+            "{label}: generation {} not observed yet (observed {})",
+            svc.generation, svc.observed_generation
+        )),
         condition::State::ConditionSucceeded if cond.r#type == "Ready" => {
             if !svc.latest_created_revision.is_empty()
                 && svc.latest_ready_revision == svc.latest_created_revision

@@ -104,10 +104,20 @@ pub(crate) fn alias_problem(alias: &str) -> Option<String> {
              `-` or `_`, at most 63 characters)"
         ));
     }
-    if alias == "latest" || alias == "NEW" {
+    // "You cannot use `Latest` or `New` (case-insensitive) as an alias name"
+    // (https://cloud.google.com/secret-manager/docs/assign-alias-to-secret-version):
+    // the service refuses the alias write, which would only show at the first stage.
+    if alias.eq_ignore_ascii_case("latest") || alias.eq_ignore_ascii_case("new") {
         return Some(format!(
-            "alias {alias:?} is reserved by Secret Manager; apps on `latest` would see a \
-             version the moment it is added"
+            "alias {alias:?} is reserved by Secret Manager (`latest` and `new`, in any \
+             letter case, cannot name a version alias); name the apps' alias something \
+             else (the default is \"current\"){}",
+            if alias.eq_ignore_ascii_case("latest") {
+                ", and have apps read it rather than `latest`, which serves a version the \
+                 moment it is added"
+            } else {
+                ""
+            }
         ));
     }
     if alias == PENDING_ALIAS || alias == PREVIOUS_ALIAS {
@@ -316,8 +326,12 @@ impl SecretManagerStore {
     }
 
     /// Replaces the whole alias map, only if the secret still has `etag`.
-    /// A mismatch (`ABORTED`, or `FAILED_PRECONDITION` with a changed etag) is a
-    /// retryable conflict: the next attempt of the step reads the map again.
+    /// Secret Manager answers a stale etag with `400 FAILED_PRECONDITION`
+    /// (https://cloud.google.com/secret-manager/docs/etags), the code it also uses
+    /// for other refusals, so that answer is decided by reading the secret: a moved
+    /// etag is a retryable conflict (the next attempt of the step reads the map
+    /// again), anything else the refusal itself. `ABORTED`, the AIP-154 answer other
+    /// Google APIs give, is a conflict outright.
     async fn write_aliases(&self, aliases: &BTreeMap<String, i64>, etag: &str) -> Result<()> {
         let secret = Secret::new()
             .set_name(&self.cfg.secret)
@@ -720,11 +734,18 @@ mod tests {
     fn alias_names() {
         assert!(alias_problem("current").is_none());
         assert!(alias_problem("prod_v2-x").is_none());
+        // Only the exact words are reserved, not words that contain them.
+        assert!(alias_problem("latest2").is_none());
+        assert!(alias_problem("newer").is_none());
         for bad in [
             "",
             "1st",
             "latest",
             "NEW",
+            "Latest",
+            "LATEST",
+            "new",
+            "New",
             "pending",
             "previous",
             "a b",

@@ -184,6 +184,53 @@ async fn a_revision_that_fails_to_start_is_a_failure_quoting_its_condition() {
     }
 }
 
+/// After a failed rollout Cloud Run leaves `observedGeneration` at the last serving
+/// revision and stops reconciling; without the operation (a resumed run, a lost
+/// UpdateService answer, an expired operation) the service alone must say Failed.
+async fn a_failed_rollout_seen_only_on_the_service_is_a_failure_not_a_timeout() {
+    let fake = fake_with(
+        Behaviour::FailsToStart,
+        run::template("vsync-passphrase", "current"),
+    )
+    .await;
+    // The update lands but its answer (and with it the operation's name) is lost.
+    fake.inject(
+        When::path(&format!("/v2/{SERVICE}")).method("PATCH"),
+        Fault::CutAfter,
+    );
+    let r = restarter(&fake);
+    let rollout = r.restart(&ctx("run-lost-fail")).await.unwrap();
+    assert_eq!(rollout.extra["services"][SERVICE]["operation"], json!(null));
+    assert_eq!(rollout.id, "shop@2");
+    let started = Instant::now();
+    match r.wait(&rollout, soon()).await.unwrap() {
+        RolloutOutcome::Failed { reason } => {
+            assert!(
+                reason.contains("not Ready: Revision 'shop-00002-r2x' is not ready")
+                    && reason.contains("still serving shop-00001-aaa"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "judged, not timed out"
+    );
+    let st = fake.state();
+    let svc = st.service(SERVICE);
+    assert_eq!(svc["generation"], "2");
+    assert_eq!(
+        svc["observedGeneration"], "1",
+        "the last serving revision's"
+    );
+    assert_eq!(svc["reconciling"], false);
+    assert_eq!(
+        svc["latestReadyRevision"],
+        format!("{SERVICE}/revisions/shop-00001-aaa")
+    );
+}
+
 async fn an_operation_that_fails_is_a_failure_quoting_both_messages() {
     let fake = fake_with(
         Behaviour::OperationFails,
@@ -345,6 +392,7 @@ vsync_orchestrate_testkit::main! {
     tests: [
         a_new_revision_marked_with_the_run_id_is_followed_to_ready,
         a_revision_that_fails_to_start_is_a_failure_quoting_its_condition,
+        a_failed_rollout_seen_only_on_the_service_is_a_failure_not_a_timeout,
         an_operation_that_fails_is_a_failure_quoting_both_messages,
         a_pinned_secret_version_is_moved_to_the_activated_one,
         a_fixed_revision_name_is_cleared_and_warned_about,

@@ -293,6 +293,9 @@ async fn an_etag_conflict_is_a_retryable_conflict_and_the_retry_adds_no_second_v
     assert_eq!(e.kind(), ErrorKind::Conflict, "{}", e.chain());
     assert!(e.is_temporary(), "the engine retries an etag conflict");
     assert!(e.message().contains("etag"), "{}", e.message());
+    // What the service answers a stale etag: 400 FAILED_PRECONDITION, the code it
+    // also refuses other things with; the store read the secret to tell them apart.
+    assert_eq!(fake.state().stale_etags, 1);
     // The engine's retry: the version added before the failed alias write is
     // found (it is `latest` and holds these bytes), not added again.
     let staged = s.stage(&Passphrase::from(NEW), &run("r1")).await.unwrap();
@@ -305,6 +308,49 @@ async fn an_etag_conflict_is_a_retryable_conflict_and_the_retry_adds_no_second_v
     assert!(e.is_temporary());
     s.activate(&staged).await.unwrap();
     assert_eq!(fake.state().secret(SECRET).aliases["current"], 2);
+}
+
+/// A stale etag and a refusal of another kind share `400 FAILED_PRECONDITION`: only
+/// the moved etag is a retryable conflict.
+async fn a_failed_precondition_without_a_moved_etag_is_not_a_conflict() {
+    let fake = seeded().await;
+    let s = store(&fake);
+    let staged = s.stage(&Passphrase::from(NEW), &run("r1")).await.unwrap();
+    fake.state().precondition_refusals = 1;
+    let e = s.activate(&staged).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{}", e.chain());
+    assert!(!e.is_temporary(), "{}", e.chain());
+    assert!(
+        e.message().contains(sm::PRECONDITION_REFUSAL),
+        "{}",
+        e.message()
+    );
+    assert_eq!(fake.state().stale_etags, 0);
+    s.activate(&staged).await.unwrap();
+}
+
+/// `latest` and `new` are reserved in any letter case; a plan that names one is
+/// refused before anything runs, not at the first stage.
+async fn a_reserved_alias_in_any_case_is_refused_at_validate() {
+    use vsync_orchestrate_api::StoreConfig;
+    for alias in ["Latest", "LATEST", "new", "New"] {
+        let mut c = SecretManagerConfig::new(SECRET);
+        c.alias = alias.to_owned();
+        let findings = c.check();
+        let f = findings
+            .iter()
+            .find(|f| f.key.as_deref() == Some("alias"))
+            .unwrap_or_else(|| panic!("{alias}: no finding on `alias`: {findings:?}"));
+        assert!(
+            f.message.contains("reserved by Secret Manager")
+                && f.message.contains("any letter case")
+                && f.message.contains(&format!("{alias:?}")),
+            "{}",
+            f.message
+        );
+        let e = SecretManagerStore::new(c).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+    }
 }
 
 async fn a_lost_add_answer_is_found_again_and_a_lost_activation_is_already_done() {
@@ -454,6 +500,8 @@ vsync_orchestrate_testkit::main! {
         a_stale_pending_is_refused_and_clean_stale_removes_it,
         a_retried_stage_reuses_the_pending_version_with_the_same_bytes,
         an_etag_conflict_is_a_retryable_conflict_and_the_retry_adds_no_second_version,
+        a_failed_precondition_without_a_moved_etag_is_not_a_conflict,
+        a_reserved_alias_in_any_case_is_refused_at_validate,
         a_lost_add_answer_is_found_again_and_a_lost_activation_is_already_done,
         current_moved_by_someone_else_is_a_conflict_not_an_overwrite,
         service_errors_map_to_kinds,

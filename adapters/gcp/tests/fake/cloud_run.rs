@@ -331,16 +331,20 @@ fn advance(st: &mut RunState, op_name: &str) -> Value {
         return json!({ "name": op_name, "done": false, "metadata": metadata });
     };
     let j = &mut svc.json;
-    j["observedGeneration"] = j["generation"].clone();
     j["reconciling"] = json!(false);
     let answer = match outcome {
         Ok(()) => {
+            j["observedGeneration"] = j["generation"].clone();
             j["latestReadyRevision"] = j["latestCreatedRevision"].clone();
+            j["trafficStatuses"] = json!([{ "type": 1, "percent": 100 }]);
             j["terminalCondition"] = ready();
             let mut response = j.clone();
             response["@type"] = json!(SERVICE_TYPE);
             json!({ "name": op_name, "done": true, "metadata": metadata, "response": response })
         }
+        // `Service.reconciling`: "If reconciliation failed, traffic_statuses,
+        // observed_generation, and latest_ready_revision will have the state of the
+        // last serving revision" — so none of them moves here.
         Err((code, op_message, condition_message)) => {
             j["terminalCondition"] = json!({
                 "type": "Ready",

@@ -10,6 +10,9 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use vsync_orchestrate_testkit::fake_http::{FakeHttp, Request, Response};
 
+/// The message of a [`SmState::precondition_refusals`] answer.
+pub const PRECONDITION_REFUSAL: &str = "The secret cannot be modified in its current state.";
+
 /// Responses name the project by number, as the real service does.
 pub const PROJECT_NUMBER: &str = "123456789012";
 
@@ -55,6 +58,12 @@ pub struct SmState {
     pub corrupt_reads: usize,
     /// Every CRC32C an AddSecretVersion carried (`None`: none was sent).
     pub add_checksums: Vec<Option<i64>>,
+    /// Alias writes refused for a stale etag.
+    pub stale_etags: usize,
+    /// The next N alias writes are refused with `FAILED_PRECONDITION` for a
+    /// reason other than the etag ([`PRECONDITION_REFUSAL`]), the code the service
+    /// shares between a stale etag and a resource in a state that refuses the call.
+    pub precondition_refusals: usize,
 }
 
 impl SmState {
@@ -267,21 +276,41 @@ fn update_secret(req: &Request, st: &mut SmState, key: &str) -> Response {
         st.concurrent_writes -= 1;
         st.secrets.get_mut(key).unwrap().etag += 1;
     }
+    if st.precondition_refusals > 0 {
+        st.precondition_refusals -= 1;
+        return google_error(400, "FAILED_PRECONDITION", PRECONDITION_REFUSAL);
+    }
     let body = req.json();
-    let s = st.secrets.get_mut(key).unwrap();
+    // https://cloud.google.com/secret-manager/docs/etags: "If an ETag is provided
+    // and matches the current resource ETag, the request succeeds; otherwise, it
+    // fails with a FAILED_PRECONDITION error and an HTTP status code 400."
+    let current = format!("\"e{}\"", st.secrets[key].etag);
     if let Some(etag) = body["etag"].as_str().filter(|e| !e.is_empty()) {
-        if etag != format!("\"e{}\"", s.etag) {
+        if etag != current {
+            st.stale_etags += 1;
             return google_error(
-                409,
-                "ABORTED",
+                400,
+                "FAILED_PRECONDITION",
                 "The etag provided in the request does not match the current etag of the secret.",
             );
         }
     }
+    let s = st.secrets.get_mut(key).unwrap();
     // A map left out of the body with the mask set is the empty map (proto3).
     let mut aliases = BTreeMap::new();
     if let Some(m) = body["versionAliases"].as_object() {
         for (alias, v) in m {
+            // "You cannot use `Latest` or `New` (case-insensitive) as an alias name"
+            // (https://cloud.google.com/secret-manager/docs/assign-alias-to-secret-version);
+            // the status is not documented: INVALID_ARGUMENT, the code for a request
+            // field the service refuses (https://cloud.google.com/apis/design/errors).
+            if alias.eq_ignore_ascii_case("latest") || alias.eq_ignore_ascii_case("new") {
+                return google_error(
+                    400,
+                    "INVALID_ARGUMENT",
+                    &format!("Version alias name {alias} is reserved."),
+                );
+            }
             let Some(n) = int64(v) else {
                 return google_error(400, "INVALID_ARGUMENT", "version alias is not an int64");
             };
