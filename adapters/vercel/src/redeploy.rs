@@ -8,7 +8,21 @@
 //! After an Instant Rollback Vercel stops assigning the production domains to new
 //! deployments until one is promoted; preflight explains it and refuses, unless
 //! the plan says `promote = true`, in which case the redeployed build is promoted
-//! when it is ready (`POST /v10/projects/{id}/promote/{deployment}`).
+//! when it is ready, as `vercel promote` does: `POST /v10/projects/{id}/promote/{deployment}`
+//! with the body `{}` (the CLI's `request-promote.ts`: "required"), answered 201
+//! (started) or 202 (queued behind a rolling release); the promotion runs as a job
+//! the project's `lastAliasRequest.jobStatus` reports (`promote/status.ts` polls
+//! it), so that, not the deployment, says when it is done.
+//!
+//! The project is always read with `?rollbackInfo=true`, as the CLI does
+//! (`util/projects/get-project-by-id-or-name.ts`, `includeRollbackInfo`): a plain
+//! read may leave `lastAliasRequest` and `lastRollbackTarget` out, and then an
+//! Instant Rollback would go unseen.
+//!
+//! A deployment has failed when `@vercel/client` says so
+//! (`check-deployment-status.ts`, `utils/ready-state.ts`): `readyState` (else
+//! `state`) `ERROR` or any `*_ERROR`, an `aliasError`, a failed
+//! `deployment-alias` check, or `checksConclusion = failed`.
 
 use crate::api::{seg, Api, DEFAULT_TOKEN_ENV};
 use serde::Deserialize;
@@ -100,6 +114,12 @@ struct Project {
     last_alias_request: Value,
 }
 
+/// The project's last alias job (`lastAliasRequest`), when it is about `id`.
+fn alias_job<'a>(p: &'a Project, id: &str) -> Option<&'a Value> {
+    let r = &p.last_alias_request;
+    (r["toDeploymentId"] == id).then_some(r)
+}
+
 impl Project {
     fn production(&self) -> Option<&str> {
         self.targets["production"]["id"].as_str()
@@ -137,12 +157,14 @@ struct Deployment {
     error_code: Option<String>,
     error_message: Option<String>,
     checks: Value,
+    checks_conclusion: Option<String>,
 }
 
 impl From<RawDeployment> for Deployment {
     fn from(r: RawDeployment) -> Self {
         Deployment {
             id: r.id.or(r.uid).unwrap_or_default(),
+            // `isFailed` reads `readyState` and only without it `state`.
             ready_state: r.ready_state.or(r.state).unwrap_or_default(),
             url: r.url,
             alias_assigned: r.alias_assigned,
@@ -150,6 +172,7 @@ impl From<RawDeployment> for Deployment {
             error_code: r.error_code,
             error_message: r.error_message,
             checks: r.checks,
+            checks_conclusion: r.checks_conclusion,
         }
     }
 }
@@ -177,6 +200,8 @@ struct RawDeployment {
     error_message: Option<String>,
     #[serde(default)]
     checks: Value,
+    #[serde(default)]
+    checks_conclusion: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -228,12 +253,11 @@ enum Progress {
     Waiting(String),
 }
 
-fn judge(d: &Deployment, promote_pending: bool) -> Progress {
-    let name = d
-        .url
-        .as_deref()
-        .map(|u| format!("{} ({u})", d.id))
-        .unwrap_or_else(|| d.id.clone());
+/// Where a deployment is. With `promote` (an Instant Rollback is being undone) a
+/// READY build is not done until the promotion job says so, whatever its
+/// `aliasAssigned`: that is the job's answer to read (see [`VercelRedeploy::follow_promotion`]).
+fn judge(d: &Deployment, promote: bool) -> Progress {
+    let name = d.name();
     if d.alias_error.is_object() {
         return Progress::Failed(format!(
             "deployment {name}: the production alias failed: {}{}",
@@ -249,9 +273,22 @@ fn judge(d: &Deployment, promote_pending: bool) -> Progress {
             "deployment {name}: the deployment-alias check failed"
         ));
     }
-    match d.ready_state.as_str() {
-        "ERROR" => Progress::Failed(format!(
-            "deployment {name} failed{}{}",
+    // `@vercel/client` ends its wait on `checks-conclusion-failed`.
+    if d.checks_conclusion.as_deref() == Some("failed") {
+        return Progress::Failed(format!(
+            "deployment {name}: its checks failed (checksConclusion = failed)"
+        ));
+    }
+    let s = d.ready_state.as_str();
+    // `isFailed`: `ERROR`, or any state ending in `_ERROR`.
+    if s == "ERROR" || s.ends_with("_ERROR") {
+        let state = if s == "ERROR" {
+            String::new()
+        } else {
+            format!(" in state {s}")
+        };
+        return Progress::Failed(format!(
+            "deployment {name} failed{state}{}{}",
             d.error_code
                 .as_deref()
                 .map(|c| format!(" ({c})"))
@@ -260,15 +297,17 @@ fn judge(d: &Deployment, promote_pending: bool) -> Progress {
                 .as_deref()
                 .map(|m| format!(": {m}"))
                 .unwrap_or_default()
-        )),
+        ));
+    }
+    match s {
         "CANCELED" => Progress::Failed(format!(
             "deployment {name} was canceled before it was ready"
         )),
+        "READY" if promote => Progress::Waiting(format!(
+            "deployment {name} READY, to be promoted to production"
+        )),
         "READY" if truthy(&d.alias_assigned) => Progress::Done(format!(
             "deployment {name} READY, production alias assigned"
-        )),
-        "READY" if promote_pending => Progress::Waiting(format!(
-            "deployment {name} READY, to be promoted to production"
         )),
         "READY" => Progress::Waiting(format!(
             "deployment {name} READY, waiting for the production alias"
@@ -278,6 +317,15 @@ fn judge(d: &Deployment, promote_pending: bool) -> Progress {
         }
         "" => Progress::Waiting(format!("deployment {name}: no state yet")),
         s => Progress::Waiting(format!("deployment {name} {s}")),
+    }
+}
+
+impl Deployment {
+    fn name(&self) -> String {
+        self.url
+            .as_deref()
+            .map(|u| format!("{} ({u})", self.id))
+            .unwrap_or_else(|| self.id.clone())
     }
 }
 
@@ -306,15 +354,15 @@ impl VercelRedeploy {
         e.context(format!("vercel {}", self.cfg.project))
     }
 
-    async fn project(&self) -> Result<Project> {
+    async fn project(&self, deadline: Option<Instant>) -> Result<Project> {
         self.api
             .json(
                 Method::GET,
                 &format!("/v9/projects/{}", seg(&self.cfg.project)),
-                &[],
+                &[("rollbackInfo", "true")],
                 None,
                 "reading the project",
-                None,
+                deadline,
             )
             .await
     }
@@ -363,24 +411,79 @@ impl VercelRedeploy {
             .await
     }
 
-    async fn promote(&self, rec: &Record, id: &str, deadline: Instant) -> Result<()> {
+    /// Asks for the promotion as `vercel promote` does; `true` when Vercel queued it
+    /// (202: it starts when the active rolling release completes).
+    async fn promote(&self, rec: &Record, id: &str, deadline: Instant) -> Result<bool> {
         let resp = self
             .api
             .call(
                 Method::POST,
                 &format!("/v10/projects/{}/promote/{}", seg(&rec.project_id), seg(id)),
                 &[],
-                None,
+                Some(&json!({})),
                 "promoting the deployment to production",
                 Some(deadline),
             )
             .await?;
         // 409: a promotion of it is already under way.
         if resp.status() == 409 {
-            return Ok(());
+            return Ok(false);
         }
-        resp.error_for_status()?;
-        Ok(())
+        let resp = resp.error_for_status()?;
+        Ok(resp.status() == 202)
+    }
+
+    /// One step of a promotion of the READY deployment `d`, read the way
+    /// `vercel promote` reads it (`promote/status.ts`): the project's
+    /// `lastAliasRequest` for this deployment and its `jobStatus`. Asks for the
+    /// promotion when no job for it is there and this wait has not asked yet.
+    async fn follow_promotion(
+        &self,
+        rec: &Record,
+        d: &Deployment,
+        asked: &mut bool,
+        deadline: Instant,
+    ) -> Result<Progress> {
+        let name = d.name();
+        let p = self.project(Some(deadline)).await?;
+        if let Some(job) = alias_job(&p, &d.id) {
+            let status = job["jobStatus"].as_str().unwrap_or("");
+            return Ok(match status {
+                "succeeded" => {
+                    Progress::Done(format!("deployment {name} READY, promoted to production"))
+                }
+                "failed" => Progress::Failed(format!(
+                    "deployment {name}: Vercel's promotion to production failed \
+                     (lastAliasRequest.jobStatus = failed; `vercel promote status` lists the \
+                     aliases that were not moved)"
+                )),
+                "skipped" if p.production() == Some(d.id.as_str()) => Progress::Done(format!(
+                    "deployment {name} READY and already production (promotion skipped)"
+                )),
+                "skipped" => Progress::Failed(format!(
+                    "deployment {name}: Vercel skipped its promotion to production"
+                )),
+                "pending" | "in-progress" => {
+                    Progress::Waiting(format!("deployment {name} READY, promotion {status}"))
+                }
+                // The CLI gives up on a status it does not know, so does this.
+                other => Progress::Failed(format!(
+                    "deployment {name}: unknown promotion status {other:?}"
+                )),
+            });
+        }
+        if *asked {
+            return Ok(Progress::Waiting(format!(
+                "deployment {name} READY, promotion requested; the project shows no job for it yet"
+            )));
+        }
+        let queued = self.promote(rec, &d.id, deadline).await?;
+        *asked = true;
+        Ok(Progress::Waiting(if queued {
+            format!("deployment {name} READY, promotion queued behind the active rolling release")
+        } else {
+            format!("deployment {name} READY, promotion requested")
+        }))
     }
 }
 
@@ -394,7 +497,7 @@ impl Restarter for VercelRedeploy {
     }
 
     async fn preflight(&self) -> Result<Preflight> {
-        let p = self.project().await.map_err(|e| self.ctx(e))?;
+        let p = self.project(None).await.map_err(|e| self.ctx(e))?;
         let Some(prod) = p.production() else {
             return Err(self.ctx(Error::not_found(
                 "the project has no production deployment to redeploy",
@@ -425,7 +528,7 @@ impl Restarter for VercelRedeploy {
         if let Some(r) = self.started.lock().expect("poisoned").get(run) {
             return Ok(r.clone());
         }
-        let p = self.project().await.map_err(|e| self.ctx(e))?;
+        let p = self.project(None).await.map_err(|e| self.ctx(e))?;
         let rollback = p.rolled_back();
         let promote = rollback.is_some() && self.cfg.promote;
         let rollout = |id: String, from: Option<String>| Rollout {
@@ -489,7 +592,7 @@ impl Restarter for VercelRedeploy {
     async fn wait(&self, rollout: &Rollout, deadline: Instant) -> Result<RolloutOutcome> {
         let rec: Record = serde_json::from_value(rollout.extra.clone()).unwrap_or_default();
         let rec = &rec;
-        // Whether this wait promoted the deployment, and what the last poll saw.
+        // Whether this wait asked for the promotion, and what the last poll saw.
         let seen = (false, String::from("no answer yet"));
         let waited = wait_until(
             deadline,
@@ -497,30 +600,24 @@ impl Restarter for VercelRedeploy {
             seen,
             |(mut promoted, mut last)| async move {
                 let mut pause = self.cfg.poll_interval;
-                match self.deployment(&rollout.id, deadline).await {
-                    Ok(d) => {
-                        let promote_pending = rec.promote && !promoted;
-                        match judge(&d, promote_pending) {
-                            Progress::Done(detail) => {
-                                return Step::Ready(Ok(RolloutOutcome::Done { detail }))
-                            }
-                            Progress::Failed(reason) => {
-                                return Step::Ready(Ok(RolloutOutcome::Failed { reason }))
-                            }
-                            Progress::Waiting(w) => {
-                                if d.ready_state == "READY" && promote_pending {
-                                    match self.promote(rec, &d.id, deadline).await {
-                                        Ok(()) => promoted = true,
-                                        Err(e) if e.is_temporary() => {
-                                            pause = e.wait_hint().unwrap_or(pause)
-                                        }
-                                        Err(e) => return Step::Ready(Err(self.ctx(e))),
-                                    }
-                                }
-                                last = w;
-                            }
+                let step = match self.deployment(&rollout.id, deadline).await {
+                    Ok(d) => match judge(&d, rec.promote) {
+                        Progress::Waiting(_) if rec.promote && d.ready_state == "READY" => {
+                            self.follow_promotion(rec, &d, &mut promoted, deadline)
+                                .await
                         }
+                        p => Ok(p),
+                    },
+                    Err(e) => Err(e),
+                };
+                match step {
+                    Ok(Progress::Done(detail)) => {
+                        return Step::Ready(Ok(RolloutOutcome::Done { detail }))
                     }
+                    Ok(Progress::Failed(reason)) => {
+                        return Step::Ready(Ok(RolloutOutcome::Failed { reason }))
+                    }
+                    Ok(Progress::Waiting(w)) => last = w,
                     // A blip while polling is not a failed rollout.
                     Err(e) if e.is_temporary() => {
                         pause = e.wait_hint().unwrap_or(pause);
@@ -572,5 +669,30 @@ mod tests {
         );
         let canceled = dep(json!({"id": "dpl_4", "readyState": "CANCELED"}));
         assert!(matches!(judge(&canceled, false), Progress::Failed(r) if r.contains("canceled")));
+    }
+
+    /// `@vercel/client`'s `isFailed` (any `*_ERROR`, `readyState` before `state`)
+    /// and its `checks-conclusion-failed` end the wait with the state named.
+    #[test]
+    fn any_error_state_and_failed_checks_are_failures() {
+        let init = dep(json!({"id": "dpl_5", "readyState": "INITIALIZING_ERROR"}));
+        assert!(
+            matches!(judge(&init, false), Progress::Failed(r) if r.contains("in state INITIALIZING_ERROR")),
+        );
+        let legacy = dep(json!({"uid": "dpl_6", "state": "DEPLOYMENT_ERROR"}));
+        assert!(
+            matches!(judge(&legacy, false), Progress::Failed(r) if r.contains("DEPLOYMENT_ERROR"))
+        );
+        let checks = dep(
+            json!({"id": "dpl_7", "readyState": "READY", "aliasAssigned": null,
+            "checksState": "completed", "checksConclusion": "failed"}),
+        );
+        assert!(
+            matches!(judge(&checks, false), Progress::Failed(r) if r.contains("checksConclusion = failed"))
+        );
+        // READY with the alias, but a promotion is what says done.
+        let ok =
+            dep(json!({"id": "dpl_8", "readyState": "READY", "aliasAssigned": 1700000000000u64}));
+        assert!(matches!(judge(&ok, true), Progress::Waiting(_)));
     }
 }

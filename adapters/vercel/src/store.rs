@@ -3,8 +3,9 @@
 //! * stage: a second variable, `<key>_NEXT` (same target and branch), of type
 //!   `encrypted` so it can be read back by `resume`; its comment carries the run
 //!   id, which is how a repeated stage (another process) finds it;
-//! * activate: one PATCH of the real variable with the new value (its type is not
-//!   sent, so a sensitive variable stays sensitive); the comment records the run;
+//! * activate: one PATCH of the real variable with the new value and the type it
+//!   has now (read just before, re-sent as `vercel env update` does, so a
+//!   sensitive variable stays sensitive); the comment records the run;
 //! * tidy (after T1) and discard: delete `<key>_NEXT`.
 //!
 //! A sensitive variable cannot be read back (Vercel: "cannot be decrypted once
@@ -672,8 +673,24 @@ impl SecretStore for VercelStore {
             }
             Err(e) => return Err(self.ctx(e)),
         };
-        // No `type`: Vercel keeps the entry's own (sensitive stays sensitive).
-        let body = json!({ "value": value.expose(), "comment": active_marker(&staged.run) });
+        // The entry's own `type`, read now and sent back as `vercel env update`
+        // does (`util/env/update-env-record.ts`): nothing about a PATCH without
+        // it is documented, and a type read at stage time may be stale.
+        let (live, _) = self
+            .read_one(&rec.live_id, "reading the variable")
+            .await
+            .map_err(|e| self.ctx(e))?;
+        if live.kind.is_empty() {
+            return Err(self.ctx(Error::failed(format!(
+                "{} ({}): Vercel's answer names no type",
+                live.key, live.id
+            ))));
+        }
+        let body = json!({
+            "value": value.expose(),
+            "type": live.kind,
+            "comment": active_marker(&staged.run),
+        });
         let path = format!(
             "/v9/projects/{}/env/{}",
             seg(&self.cfg.project),

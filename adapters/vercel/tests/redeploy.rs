@@ -1,12 +1,14 @@
 //! The `vercel` restarter against the stateful Vercel REST fake (`fake/mod.rs`,
 //! project and deployment endpoints; builds advance QUEUED → BUILDING → READY
 //! over polls): the kit's restarter suite, then a failed build, a cancel, an alias
-//! error, an Instant Rollback (refused, or promoted with `promote = true`), rate
-//! limiting and polling blips.
+//! error, failed checks, an Instant Rollback (seen only when the project is read
+//! with `rollbackInfo=true`, as the fake leaves it out otherwise; refused, or
+//! promoted with `promote = true` and the promotion job followed), rate limiting
+//! and polling blips.
 
 mod fake;
 
-use fake::{start, Build, VercelState, PROJECT, TEAM, TOKEN};
+use fake::{start, Build, PromoteJob, VercelState, PROJECT, TEAM, TOKEN};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vsync_orchestrate_api::{ErrorKind, RestartContext, Restarter, RolloutOutcome, RunId};
@@ -133,6 +135,7 @@ async fn a_failed_build_a_cancel_and_an_alias_error_are_failures_with_their_reas
         (Build::Fails, "failed (BUILD_FAILED): Command \"npm run build\" exited with 1"),
         (Build::Canceled, "was canceled before it was ready"),
         (Build::AliasFails, "the production alias failed: DEPLOYMENT_ALIAS_FAILED: The domain shop.example.com is not verified"),
+        (Build::ChecksFail, "its checks failed (checksConclusion = failed)"),
     ] {
         let fake = fake_with(build).await;
         let r = restarter(&fake);
@@ -165,11 +168,58 @@ async fn an_instant_rollback_is_explained_or_promoted_when_asked() {
         pf.warnings
     );
     let rollout = r.restart(&ctx("run-rb")).await.unwrap();
-    assert!(r.wait(&rollout, soon()).await.unwrap().is_done());
+    match r.wait(&rollout, soon()).await.unwrap() {
+        RolloutOutcome::Done { detail } => {
+            assert!(detail.contains("promoted to production"), "{detail}")
+        }
+        other => panic!("{other:?}"),
+    }
     let st = fake.state();
     assert_eq!(st.promotions, 1);
     assert_eq!(st.production.as_deref(), Some(rollout.id.as_str()));
     assert!(st.rolled_back_to.is_none());
+    drop(st);
+    // Asked as `vercel promote` asks: the body `{}`, then the project's
+    // `lastAliasRequest` read with `rollbackInfo=true` until the job ends.
+    let posts: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|q| q.method == "POST" && q.path.contains("/promote/"))
+        .collect();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].json(), serde_json::json!({}));
+    let project_reads: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|q| q.path == "/v9/projects/shop")
+        .collect();
+    assert!(project_reads.len() >= 4, "{}", project_reads.len());
+    assert!(project_reads
+        .iter()
+        .all(|q| q.query_param("rollbackInfo").as_deref() == Some("true")));
+}
+
+/// A promotion is a job: its failure is the rollout's, with the reason; one
+/// queued behind a rolling release (202) is followed to its end.
+async fn a_promotion_job_that_fails_is_a_failure_and_a_queued_one_is_followed() {
+    for (job, want) in [
+        (PromoteJob::Fails, Err("promotion to production failed")),
+        (PromoteJob::Queued, Ok("promoted to production")),
+    ] {
+        let fake = fake_with(Build::Healthy).await;
+        fake.state().roll_back();
+        fake.state().promote_job = job;
+        let mut c = config(&fake);
+        c.promote = true;
+        let r = VercelRedeploy::new(c).unwrap();
+        let rollout = r.restart(&ctx("run-job")).await.unwrap();
+        match (r.wait(&rollout, soon()).await.unwrap(), want) {
+            (RolloutOutcome::Failed { reason }, Err(w)) => assert!(reason.contains(w), "{reason}"),
+            (RolloutOutcome::Done { detail }, Ok(w)) => assert!(detail.contains(w), "{detail}"),
+            (other, _) => panic!("{job:?}: {other:?}"),
+        }
+        assert_eq!(fake.state().promotions, 1, "{job:?}: asked once");
+    }
 }
 
 async fn rate_limits_and_blips_are_waited_out() {
@@ -238,6 +288,7 @@ vsync_orchestrate_testkit::main! {
         production_is_redeployed_like_vercel_redeploy_and_followed_to_its_alias,
         a_failed_build_a_cancel_and_an_alias_error_are_failures_with_their_reason,
         an_instant_rollback_is_explained_or_promoted_when_asked,
+        a_promotion_job_that_fails_is_a_failure_and_a_queued_one_is_followed,
         rate_limits_and_blips_are_waited_out,
         a_missing_project_and_a_refused_token_have_kinds,
     ],

@@ -201,14 +201,14 @@ async fn the_staged_value_stays_out_of_deploys_and_activation_keeps_the_type() {
             others.contains(&"preview-value-xxxxxxxx") && others.contains(&"branch-value-xxxxxxxx")
         );
     }
-    // The PATCH sent no type.
+    // The PATCH re-sent the entry's own type, as `vercel env update` does.
     let body = fake
         .requests()
         .into_iter()
         .find(|r| r.method == "PATCH")
         .unwrap()
         .json();
-    assert!(body.get("type").is_none(), "{body}");
+    assert_eq!(body["type"], "sensitive", "{body}");
 
     s.tidy(&staged).await.unwrap();
     assert!(fake.state().env("VSYNC_PASSPHRASE_NEXT").is_empty());

@@ -1,18 +1,40 @@
 //! A stateful fake of the Vercel REST API on the test kit's fake HTTP server, in
-//! the shapes Vercel documents (there is no emulator):
+//! the shapes Vercel documents (there is no emulator) and its own clients read:
+//! `tests/clients.rs` drives this same fake with `@vercel/sdk` (which validates
+//! every answer against its schemas) and the `vercel` CLI. Sources, cited again
+//! at each route:
 //!
+//! * [API] the REST reference, https://vercel.com/docs/rest-api/reference, and the
+//!   OpenAPI document `@vercel/sdk` is generated from (its `esm/models/*.d.ts`);
+//! * [CLI] `vercel/vercel` `packages/cli/src/…` (the `vercel` CLI);
+//! * [CLIENT] `vercel/vercel` `packages/client/src/…` (`@vercel/client`, which the
+//!   CLI waits for deployments with).
+//!
+//! Every answer carries `x-vercel-id` (a request id, as Vercel's edge sends on every
+//! response, https://vercel.com/docs/headers/response-headers#x-vercel-id) and every
+//! failure the error body Vercel's clients read, `{"error":{"code","message"}}`
+//! ([CLI] `util/response-error.ts`: `body.error`, its `message`, every other field
+//! copied onto the `APIError`). Where a status or code is not documented the route
+//! says so: the shape is the documented one, the words are ours.
+//!
+//! Routes:
 //! * environment variables: `GET /v10/projects/{idOrName}/env` (`{envs:[…]}`,
 //!   values of sensitive entries never listed), `GET /v1/projects/{idOrName}/env/{id}`
 //!   (`decrypted:false` and no value for a sensitive entry),
 //!   `POST /v10/projects/{idOrName}/env[?upsert=true]` (`{created, failed}`),
-//!   `PATCH /v9/projects/{idOrName}/env/{id}`, `DELETE /v9/projects/{idOrName}/env/{id}`;
-//! * deployments: `GET /v9/projects/{idOrName}` (`targets.production`, Instant
-//!   Rollback state), `GET /v6/deployments` (filters `projectId`, `target`,
-//!   `meta-KEY`), `POST /v13/deployments?forceNew=1` (a redeploy:
-//!   `{name, deploymentId, target, meta}`), `GET /v13/deployments/{id}` whose
-//!   `readyState` advances QUEUED → BUILDING → READY over polls, with
+//!   `PATCH /v9/projects/{idOrName}/env/{id}` (and `/v10`, [CLI]
+//!   `util/env/update-env-record.ts`), `DELETE /v9/projects/{idOrName}/env/{id}`;
+//! * deployments: `GET /v9/projects/{idOrName}` (`targets.production`; the Instant
+//!   Rollback state `lastAliasRequest`/`lastRollbackTarget` only with
+//!   `?rollbackInfo=true`), `GET /v6/deployments` and `/v7/deployments` (filters
+//!   `projectId`, `target`, `meta-KEY`), `POST /v13/deployments?forceNew=1` (a
+//!   redeploy: `{name, deploymentId, target, meta}`), `GET /v13/deployments/{idOrUrl}`
+//!   whose `readyState` advances QUEUED → BUILDING → READY over polls, with
 //!   `aliasAssigned` set when production gets the alias, and
-//!   `POST /v10/projects/{id}/promote/{deploymentId}`.
+//!   `POST /v10/projects/{id}/promote/{deploymentId}`, a job the project's
+//!   `lastAliasRequest.jobStatus` reports (pending → in-progress → succeeded over
+//!   reads of the project);
+//! * what the CLI asks before any command: `GET /v2/user`, `GET /v2/teams/{idOrSlug}`.
 //!
 //! Every request needs `Authorization: Bearer <token>` (else 403 `forbidden`) and,
 //! when the fake has a team, `teamId=<team>` (else 404, as Vercel answers for a
@@ -44,6 +66,20 @@ pub enum Build {
     AliasFails,
     /// Builds forever.
     Stalls,
+    /// READY, but the deployment's checks conclude `failed` (no alias): [CLIENT]
+    /// `check-deployment-status.ts` yields `checks-conclusion-failed`.
+    ChecksFail,
+}
+
+/// How the next promotion job ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromoteJob {
+    /// pending, in-progress, then succeeded: production moves.
+    Succeeds,
+    /// pending, in-progress, then failed: the aliases stay where they were.
+    Fails,
+    /// Answered 202: queued behind an active rolling release, then as `Succeeds`.
+    Queued,
 }
 
 /// What the fake does when a build runs (the end-to-end test starts the demo
@@ -71,11 +107,17 @@ pub struct VercelState {
     pub build: Build,
     /// Redeploys created: the restarts the platform saw.
     pub redeploys: usize,
+    /// Promotions asked for (`POST …/promote/…` answered 201 or 202).
     pub promotions: usize,
+    pub promote_job: PromoteJob,
+    /// The project's `lastAliasRequest` (a rollback's, or a promotion job that
+    /// advances with each read of it).
+    pub last_alias_request: Option<Value>,
     /// New variables are made sensitive whatever was asked (a team policy).
     pub force_sensitive: bool,
     pub on_build: Option<Hook>,
     next: u32,
+    requests: u64,
 }
 
 impl Default for VercelState {
@@ -88,20 +130,21 @@ impl Default for VercelState {
             build: Build::Healthy,
             redeploys: 0,
             promotions: 0,
+            promote_job: PromoteJob::Succeeds,
+            last_alias_request: None,
             force_sensitive: false,
             on_build: None,
             next: 0,
+            requests: 0,
         };
         let id = st.id("dpl_");
+        let mut d = deployment_json(&id, json!({}), "READY");
+        d["aliasAssigned"] = json!(1_700_000_000_000u64);
+        d["alias"] = json!([PRODUCTION_DOMAIN]);
         st.deployments.insert(
             id.clone(),
             Deployment {
-                json: json!({
-                    "id": id, "uid": id, "name": PROJECT, "url": format!("{PROJECT}-{}.vercel.app", id.to_lowercase()),
-                    "readyState": "READY", "state": "READY", "target": "production",
-                    "aliasAssigned": 1_700_000_000_000u64, "aliasError": null, "meta": {},
-                    "projectId": PROJECT_ID,
-                }),
+                json: d,
                 build: Build::Healthy,
                 polls: 0,
                 hook: None,
@@ -164,28 +207,80 @@ impl VercelState {
     /// An Instant Rollback to the current production deployment.
     pub fn roll_back(&mut self) {
         self.rolled_back_to = self.production.clone();
+        self.last_alias_request = self.rolled_back_to.as_ref().map(|to| {
+            json!({ "fromDeploymentId": "dpl_newer", "toDeploymentId": to,
+                    "jobStatus": "succeeded", "requestedAt": now_ms(), "type": "rollback" })
+        });
     }
 
     pub fn deployment(&self, id: &str) -> &Value {
         &self.deployments[id].json
     }
 
-    fn project_json(&self) -> Value {
+    /// `GET /v9/projects/{idOrName}` ([API] projects/get-a-project; required
+    /// fields as `@vercel/sdk`'s `GetProjectResponseBody`). The Instant Rollback
+    /// state only when asked for with `rollbackInfo` ([CLI]
+    /// `util/projects/get-project-by-id-or-name.ts`, `includeRollbackInfo`; a
+    /// plain read may leave them out, so the fake does).
+    fn project_json(&mut self, rollback_info: bool) -> Value {
         let prod = self.production.as_ref().map(|id| {
             let d = &self.deployments[id].json;
-            json!({ "id": id, "readyState": d["readyState"], "url": d["url"] })
+            json!({
+                "id": id, "readyState": d["readyState"], "url": d["url"],
+                "createdAt": d["createdAt"], "alias": d["alias"], "aliasAssigned": d["aliasAssigned"],
+                "aliasError": null, "builds": [], "createdIn": "iad1", "creator": creator(),
+                "deploymentHostname": d["url"], "forced": false, "meta": d["meta"],
+                "plan": "pro", "private": true, "readySubstate": "PROMOTED",
+                "target": "production", "type": "LAMBDAS",
+            })
         });
-        let rollback = self.rolled_back_to.as_ref().map(|to| {
-            json!({ "fromDeploymentId": "dpl_newer", "toDeploymentId": to, "jobStatus": "succeeded", "requestedAt": now_ms() })
-        });
-        json!({
-            "id": PROJECT_ID, "name": PROJECT, "framework": "nextjs",
+        let mut p = json!({
+            "accountId": TEAM, "id": PROJECT_ID, "name": PROJECT, "framework": "nextjs",
+            "alias": [], "directoryListing": false, "nodeVersion": "22.x",
+            "createdAt": 1_690_000_000_000u64, "updatedAt": now_ms(),
+            "defaultResourceConfig": { "fluid": true, "functionDefaultRegions": ["iad1"] },
+            "resourceConfig": { "fluid": true, "functionDefaultRegions": ["iad1"] },
+            "deploymentExpiration": { "expirationDays": 90 },
             "targets": { "production": prod },
-            "lastRollbackTarget": rollback,
-            "lastAliasRequest": self.rolled_back_to.as_ref().map(|to| json!({
-                "type": "rollback", "toDeploymentId": to, "jobStatus": "succeeded"
-            })),
-        })
+        });
+        if rollback_info {
+            self.advance_alias_job();
+            p["lastAliasRequest"] = self.last_alias_request.clone().unwrap_or(Value::Null);
+            p["lastRollbackTarget"] = match &self.rolled_back_to {
+                Some(_) => json!({}),
+                None => Value::Null,
+            };
+        }
+        p
+    }
+
+    /// A promotion job moves on with each read of the project's rollback state,
+    /// as [CLI] `promote/status.ts` sees it: pending, in-progress, then its end.
+    fn advance_alias_job(&mut self) {
+        let Some(req) = self.last_alias_request.as_mut() else {
+            return;
+        };
+        if req["type"] != "promote" {
+            return;
+        }
+        let next = match req["jobStatus"].as_str() {
+            Some("pending") => "in-progress",
+            Some("in-progress") => match self.promote_job {
+                PromoteJob::Fails => "failed",
+                PromoteJob::Succeeds | PromoteJob::Queued => "succeeded",
+            },
+            _ => return,
+        };
+        req["jobStatus"] = json!(next);
+        if next == "succeeded" {
+            let id = req["toDeploymentId"].as_str().unwrap_or("").to_owned();
+            if let Some(d) = self.deployments.get_mut(&id) {
+                d.json["aliasAssigned"] = json!(now_ms());
+                d.json["alias"] = json!([PRODUCTION_DOMAIN]);
+            }
+            self.production = Some(id);
+            self.rolled_back_to = None;
+        }
     }
 
     /// One poll of a deployment: its lifecycle advances.
@@ -214,7 +309,7 @@ impl VercelState {
                 d.json["errorCode"] = json!("BUILD_FAILED");
                 d.json["errorMessage"] = json!("Command \"npm run build\" exited with 1");
             }
-            (Build::Healthy | Build::AliasFails, _) => {
+            (Build::Healthy | Build::AliasFails | Build::ChecksFail, _) => {
                 // The build runs the hook once, on a thread of its own; the
                 // deployment stays BUILDING until it is done.
                 if let Some(h) = &hook {
@@ -241,10 +336,14 @@ impl VercelState {
                     }
                 }
                 set(d, "READY");
-                if d.build == Build::AliasFails {
+                if d.build == Build::ChecksFail {
+                    d.json["checksState"] = json!("completed");
+                    d.json["checksConclusion"] = json!("failed");
+                } else if d.build == Build::AliasFails {
                     d.json["aliasError"] = json!({ "code": "DEPLOYMENT_ALIAS_FAILED", "message": "The domain shop.example.com is not verified" });
                 } else if !rolled_back {
                     d.json["aliasAssigned"] = json!(now_ms());
+                    d.json["alias"] = json!([PRODUCTION_DOMAIN]);
                     self.production = Some(id.to_owned());
                 }
             }
@@ -252,6 +351,8 @@ impl VercelState {
     }
 }
 
+/// Vercel's error body ([CLI] `util/response-error.ts`, [API] "Errors":
+/// `{"error":{"code","message"}}`).
 fn error(status: u16, code: &str, message: &str) -> Response {
     Response::json(
         status,
@@ -259,7 +360,43 @@ fn error(status: u16, code: &str, message: &str) -> Response {
     )
 }
 
-/// Authorization and team scope, as every Vercel route checks them.
+/// The domain production is served on.
+pub const PRODUCTION_DOMAIN: &str = "shop.example.com";
+
+fn creator() -> Value {
+    json!({ "uid": USER_ID, "username": "vsync-test", "email": "ci@example.com" })
+}
+
+pub const USER_ID: &str = "usr_fake456";
+pub const TEAM_SLUG: &str = "fake-team";
+
+/// A deployment as `GET /v13/deployments/{idOrUrl}` answers it ([API]
+/// deployments/get-a-deployment-by-id-or-url; the fields `@vercel/sdk`'s
+/// `GetDeploymentResponseBody` requires). `uid`/`state` are the v6 list's names
+/// ([CLIENT] `utils/ready-state.ts` reads both), kept for the list.
+fn deployment_json(id: &str, meta: Value, state: &str) -> Value {
+    let url = format!("{PROJECT}-{}.vercel.app", id.to_lowercase());
+    json!({
+        "id": id, "uid": id, "name": PROJECT, "url": url,
+        "readyState": state, "state": state, "target": "production",
+        "aliasAssigned": null, "aliasError": null, "alias": [], "meta": meta,
+        "projectId": PROJECT_ID, "createdAt": now_ms(), "buildingAt": now_ms(),
+        "createdIn": "iad1", "creator": creator(), "public": false, "status": state,
+        "type": "LAMBDAS", "version": 2, "regions": ["iad1"], "routes": null,
+        "plan": "pro", "ownerId": TEAM, "bootedAt": now_ms(), "lambdas": [],
+        "inspectorUrl": format!("https://vercel.com/{TEAM_SLUG}/{PROJECT}/{}", id.trim_start_matches("dpl_")),
+        "source": "redeploy", "team": { "id": TEAM, "name": "Fake team", "slug": TEAM_SLUG },
+        "env": [], "build": { "env": [] }, "aliasAssignedAt": null, "readySubstate": null,
+        "project": { "id": PROJECT_ID, "name": PROJECT, "framework": "nextjs" },
+        "isInConcurrentBuildsQueue": false, "isFirstBranchDeployment": false,
+    })
+}
+
+/// Authorization and team scope, as every Vercel route checks them: a missing or
+/// wrong token is 403 `forbidden` ([API] "Authentication"; the CLI's
+/// `util/client.ts` reads 403 as a token without access), a request outside the
+/// token's team 404 (what Vercel answers for a project it will not show; the
+/// exact message is ours).
 fn refused(req: &Request) -> Option<Response> {
     if req.header("authorization") != Some(&format!("Bearer {TOKEN}")) {
         return Some(error(
@@ -267,6 +404,10 @@ fn refused(req: &Request) -> Option<Response> {
             "forbidden",
             "Not authorized: Trying to access resource under scope",
         ));
+    }
+    // The user's own record is not team-scoped.
+    if req.path == "/v2/user" || req.path.starts_with("/v2/teams/") {
+        return None;
     }
     if req.query_param("teamId").as_deref() != Some(TEAM) {
         return Some(error(404, "not_found", "Project not found"));
@@ -292,10 +433,14 @@ fn listed(e: &Value) -> Value {
 pub async fn start(state: VercelState) -> FakeHttp<VercelState> {
     FakeHttp::builder(state)
         .route("*", "/**", |req, st: &mut VercelState| {
-            if let Some(r) = refused(req) {
-                return r;
-            }
-            route(req, st)
+            st.requests += 1;
+            // Every Vercel answer names its request (x-vercel-id).
+            let id = format!("iad1::fake-{:08}", st.requests);
+            let r = match refused(req) {
+                Some(r) => r,
+                None => route(req, st),
+            };
+            r.header("x-vercel-id", &id)
         })
         .start()
         .await
@@ -324,11 +469,29 @@ fn route(req: &Request, st: &mut VercelState) -> Response {
             }
         }
         ("POST", ["v10", "projects", p, "env"]) if is_project(p) => create_env(req, st),
-        ("PATCH", ["v9", "projects", p, "env", id]) if is_project(p) => {
+        // [API] projects/edit-an-environment-variable (`type` optional in the
+        // OpenAPI body; [CLI] `util/env/update-env-record.ts` sends the entry's
+        // own). A sensitive entry cannot change type nor an entry become
+        // sensitive in place ([API docs] environment-variables/sensitive-environment-variables:
+        // "To mark an existing environment variable as sensitive, remove and
+        // re-add it"): 400, our words.
+        ("PATCH", ["v9" | "v10", "projects", p, "env", id]) if is_project(p) => {
             let body = req.json();
             let Some(e) = st.envs.iter_mut().find(|e| e["id"] == *id) else {
                 return error(404, "not_found", "Environment Variable not found");
             };
+            if let Some(t) = body["type"].as_str() {
+                if !matches!(t, "system" | "encrypted" | "plain" | "sensitive") {
+                    return error(400, "bad_request", "Invalid request: `type` must be one of system, encrypted, plain, sensitive");
+                }
+                if (e["type"] == "sensitive") != (t == "sensitive") {
+                    return error(
+                        400,
+                        "bad_request",
+                        "A sensitive Environment Variable cannot change type: remove and re-add it",
+                    );
+                }
+            }
             for k in ["value", "comment", "type", "target", "gitBranch"] {
                 if !body[k].is_null() {
                     e[k] = body[k].clone();
@@ -346,8 +509,14 @@ fn route(req: &Request, st: &mut VercelState) -> Response {
                 }
             }
         }
-        ("GET", ["v9", "projects", p]) if is_project(p) => Response::json(200, &st.project_json()),
-        ("GET", ["v6", "deployments"]) => {
+        ("GET", ["v9", "projects", p]) if is_project(p) => {
+            let info = req.query_param("rollbackInfo").as_deref() == Some("true");
+            Response::json(200, &st.project_json(info))
+        }
+        ("GET", ["v9", "projects", _]) => error(404, "not_found", "Project not found"),
+        // [API] deployments/list-deployments (v6 is what the CLI lists with,
+        // `util/deploy/get-deployments…`; the SDK asks v7 for the same list).
+        ("GET", ["v6" | "v7", "deployments"]) => {
             let q = |k: &str| req.query_param(k);
             let list: Vec<Value> = st
                 .deployments
@@ -368,12 +537,22 @@ fn route(req: &Request, st: &mut VercelState) -> Response {
                 })
                 .map(|d| {
                     json!({ "uid": d["id"], "name": d["name"], "url": d["url"], "state": d["readyState"],
-                            "readyState": d["readyState"], "target": d["target"], "meta": d["meta"] })
+                            "readyState": d["readyState"], "target": d["target"], "meta": d["meta"],
+                            "created": d["createdAt"], "createdAt": d["createdAt"], "type": "LAMBDAS",
+                            "creator": d["creator"], "inspectorUrl": d["inspectorUrl"],
+                            "projectId": d["projectId"], "aliasAssigned": d["aliasAssigned"],
+                            "aliasError": d["aliasError"], "source": d["source"] })
                 })
                 .rev()
                 .collect();
-            Response::json(200, &json!({ "deployments": list, "pagination": {} }))
+            let count = list.len();
+            Response::json(
+                200,
+                &json!({ "deployments": list, "pagination": { "count": count, "next": null, "prev": null } }),
+            )
         }
+        // [API] deployments/create-a-new-deployment; a redeploy as [CLI]
+        // `commands/redeploy/index.ts` sends it.
         ("POST", ["v13", "deployments"]) => {
             let body = req.json();
             let from = body["deploymentId"].as_str().unwrap_or("");
@@ -388,12 +567,7 @@ fn route(req: &Request, st: &mut VercelState) -> Response {
                 return error(400, "bad_request", "target must be production here");
             }
             let id = st.id("dpl_");
-            let d = json!({
-                "id": id, "name": PROJECT, "url": format!("{PROJECT}-{}.vercel.app", id.to_lowercase()),
-                "readyState": "QUEUED", "state": "QUEUED", "target": "production",
-                "aliasAssigned": null, "aliasError": null, "meta": body["meta"],
-                "projectId": PROJECT_ID, "createdAt": now_ms(),
-            });
+            let d = deployment_json(&id, body["meta"].clone(), "QUEUED");
             let build = st.build;
             st.deployments.insert(
                 id.clone(),
@@ -407,26 +581,67 @@ fn route(req: &Request, st: &mut VercelState) -> Response {
             st.redeploys += 1;
             Response::json(200, &d)
         }
-        ("GET", ["v13", "deployments", id]) => {
-            if !st.deployments.contains_key(*id) {
+        // [API] deployments/get-a-deployment-by-id-or-url: the CLI asks by url too.
+        ("GET", ["v13", "deployments", id_or_url]) => {
+            let id = st
+                .deployments
+                .iter()
+                .find(|(id, d)| id == id_or_url || d.json["url"] == *id_or_url)
+                .map(|(id, _)| id.clone());
+            let Some(id) = id else {
                 return error(404, "not_found", "Deployment not found");
-            }
-            st.advance(id);
-            Response::json(200, st.deployment(id))
+            };
+            st.advance(&id);
+            Response::json(200, st.deployment(&id))
         }
+        // [API] projects/points-all-production-domains-for-a-project-to-the-given-deploy:
+        // 201 started, 202 queued behind a rolling release ([CLI]
+        // `promote/request-promote.ts`), no body (`@vercel/sdk` reads it as
+        // nothing). The CLI sends `{}` ("required"); the SDK sends no body, so both
+        // are taken and anything else is a 400.
         ("POST", ["v10", "projects", p, "promote", id]) if is_project(p) => {
-            let Some(d) = st.deployments.get_mut(*id) else {
+            if !req.body.is_empty() && !req.json().is_object() {
+                return error(400, "bad_request", "Invalid request body");
+            }
+            let Some(d) = st.deployments.get(*id) else {
                 return error(404, "not_found", "Deployment not found");
             };
             if d.json["readyState"] != "READY" {
                 return error(400, "bad_request", "Deployment is not ready");
             }
-            d.json["aliasAssigned"] = json!(now_ms());
-            st.production = Some((*id).to_owned());
-            st.rolled_back_to = None;
+            let from = st.production.clone();
+            st.last_alias_request = Some(json!({
+                "fromDeploymentId": from, "toDeploymentId": id, "jobStatus": "pending",
+                "requestedAt": now_ms(), "type": "promote",
+            }));
             st.promotions += 1;
-            Response::json(201, &json!({}))
+            let status = if st.promote_job == PromoteJob::Queued {
+                202
+            } else {
+                201
+            };
+            let mut r = Response::text(status, "");
+            r.headers.clear();
+            r
         }
+        // [API] user/get-the-user; [CLI] `util/get-user.ts` reads `user`.
+        ("GET", ["v2", "user"]) => Response::json(
+            200,
+            &json!({ "user": {
+                "id": USER_ID, "uid": USER_ID, "username": "vsync-test", "email": "ci@example.com",
+                "name": "vsync test", "defaultTeamId": TEAM, "version": "northstar",
+                "createdAt": 1_690_000_000_000u64, "softBlock": null, "billing": null,
+                "resourceConfig": {}, "stagingPrefix": "vsync", "avatar": null,
+            } }),
+        ),
+        // [API] teams/get-a-team, by id or slug; [CLI] `util/teams/get-team-by-id.ts`.
+        ("GET", ["v2", "teams", t]) if *t == TEAM || *t == TEAM_SLUG => Response::json(
+            200,
+            &json!({ "id": TEAM, "slug": TEAM_SLUG, "name": "Fake team", "avatar": null,
+                     "createdAt": 1_690_000_000_000u64, "creatorId": USER_ID,
+                     "membership": { "role": "OWNER", "confirmed": true, "createdAt": 1_690_000_000_000u64 } }),
+        ),
+        ("GET", ["v2", "teams", _]) => error(404, "not_found", "Team not found"),
         _ => error(
             404,
             "not_found",
