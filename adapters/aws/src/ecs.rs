@@ -204,11 +204,15 @@ fn marked(run: &str, svc: &Service) -> Option<Started> {
 }
 
 impl EcsRestarter {
-    /// Records on the service that `run` forced `deployment`, so a restart of the
-    /// same run from another process (after a crash before the journal was
-    /// written) finds it instead of forcing another. A crash between UpdateService
-    /// and this call still forces a second deployment on retry: harmless, the
-    /// tasks just restart twice.
+    /// Records on the service that `run` forces (`deployment` = [`PENDING`]) or
+    /// forced `deployment`, so a restart of the same run from another process (after
+    /// a crash before the journal was written) finds it instead of forcing another.
+    ///
+    /// Called with [`PENDING`] before UpdateService, so a service ECS will not tag
+    /// (no `ecs:TagResource`, or an old short ARN) stops the restart before anything
+    /// is deployed, and a retry after the fix deploys once. A crash between
+    /// UpdateService and the second call still forces a second deployment on retry:
+    /// harmless, the tasks just restart twice.
     async fn mark(&self, service_arn: &str, run: &str, deployment: &str) -> Result<()> {
         let tag = |k: &str, v: &str| aws_sdk_ecs::types::Tag::builder().key(k).value(v).build();
         self.client
@@ -218,9 +222,43 @@ impl EcsRestarter {
             .tags(tag(TAG_DEPLOYMENT, deployment))
             .send()
             .await
-            .map_err(|e| ecs_error("TagResource", e))
+            .map_err(|e| tag_error(service_arn, ecs_error("TagResource", e)))
             .map_err(|e| self.ctx(e))?;
         Ok(())
+    }
+}
+
+/// The marker's deployment value between tagging and UpdateService's answer.
+const PENDING: &str = "pending";
+
+/// The account setting and migration that let ECS tag an old service, named in
+/// every message about a short ARN.
+const LONG_ARN_FIX: &str = "enable the long ARN format (`aws ecs put-account-setting --name \
+     serviceLongArnFormat --value enabled`) and migrate the service to it (Amazon ECS \
+     Developer Guide, \"Migrate an Amazon ECS short service ARN to a long ARN\")";
+
+/// Whether `arn` is a service ARN in the old format without the cluster
+/// (`arn:aws:ecs:region:account:service/name`), which TagResource refuses with
+/// InvalidParameterException (API reference, TagResource, `resourceArn`).
+fn short_service_arn(arn: &str) -> bool {
+    arn.split_once(":service/")
+        .is_some_and(|(_, rest)| !rest.contains('/'))
+}
+
+/// Says what to do about a TagResource failure: the tag is this tool's own
+/// idempotency marker, which an operator would not guess from the bare code.
+fn tag_error(service_arn: &str, e: Error) -> Error {
+    let why = "the tag records the deployment this run forces, so a resumed run does not \
+               force a second";
+    match e.kind() {
+        ErrorKind::Permission => e.context(format!(
+            "tagging {service_arn} needs ecs:TagResource on the service ({why})"
+        )),
+        ErrorKind::InvalidConfig if e.message().contains("Long arn format") => {
+            Error::unsupported(format!("{}; {LONG_ARN_FIX}", e.message()))
+                .context(format!("tagging {service_arn} ({why})"))
+        }
+        _ => e.context(format!("tagging {service_arn}")),
     }
 }
 
@@ -288,6 +326,14 @@ fn warnings_for(name: &str, svc: &Service) -> Vec<String> {
             "service {name} already has a deployment in progress; the restart replaces it"
         ));
     }
+    if let Some(arn) = svc.service_arn().filter(|a| short_service_arn(a)) {
+        w.push(format!(
+            "service {name} has the old short ARN {arn}, which ECS refuses to tag (\"Long \
+             arn format must be used for tagging operations\"): this run forces its \
+             deployment without the tag that keeps a resumed run from forcing a second \
+             one; {LONG_ARN_FIX}"
+        ));
+    }
     w
 }
 
@@ -319,6 +365,17 @@ fn progress(name: &str, deployment_id: &str, svc: &Service) -> Progress {
         ));
     };
     let counts = format!("{}/{} running", d.running_count(), d.desired_count());
+    // Judged before the status: a circuit-breaker rollback marks this deployment
+    // FAILED (with the reason) and makes the rollback deployment PRIMARY in the same
+    // update (API reference, Deployment: `rolloutState`), so "superseded" would hide
+    // why.
+    if d.rollout_state() == Some(&DeploymentRolloutState::Failed) {
+        return Progress::Failed(format!(
+            "{name}: deployment {deployment_id} failed: {} ({} failed tasks)",
+            d.rollout_state_reason().unwrap_or("no reason given"),
+            d.failed_tasks()
+        ));
+    }
     if d.status() != Some("PRIMARY") {
         // A newer deployment took over: a rollback, or someone else's deploy. Either way
         // this restart's tasks are not the ones that will stay.
@@ -336,11 +393,6 @@ fn progress(name: &str, deployment_id: &str, svc: &Service) -> Progress {
         Some(DeploymentRolloutState::Completed) => {
             Progress::Done(format!("{name}: {deployment_id} completed ({counts})"))
         }
-        Some(DeploymentRolloutState::Failed) => Progress::Failed(format!(
-            "{name}: deployment {deployment_id} failed: {} ({} failed tasks)",
-            d.rollout_state_reason().unwrap_or("no reason given"),
-            d.failed_tasks()
-        )),
         Some(DeploymentRolloutState::InProgress) => {
             Progress::Waiting(format!("{name}: {deployment_id} in progress ({counts})"))
         }
@@ -402,8 +454,10 @@ impl Restarter for EcsRestarter {
         let run = &ctx.run;
         let mut deployments = BTreeMap::new();
         let mut arns = BTreeMap::new();
+        let mut unmarked = BTreeMap::new();
         let names: Vec<&str> = self.cfg.services.iter().map(String::as_str).collect();
         let current = self.describe_services(&names).await?;
+        let mut todo = Vec::new();
         for name in &self.cfg.services {
             let key = (run.as_str().to_owned(), name.clone());
             let known = self
@@ -413,13 +467,32 @@ impl Restarter for EcsRestarter {
                 .get(&key)
                 .cloned()
                 .or_else(|| marked(run.as_str(), &current[name.as_str()]));
-            if let Some((id, arn)) = known {
-                deployments.insert(name.clone(), id);
-                if let Some(arn) = arn {
-                    arns.insert(name.clone(), arn);
+            match known {
+                Some((id, arn)) => {
+                    deployments.insert(name.clone(), id);
+                    if let Some(arn) = arn {
+                        arns.insert(name.clone(), arn);
+                    }
                 }
-                continue;
+                None => todo.push(name),
             }
+        }
+        // Every marker first: a service ECS will not tag stops the restart before
+        // any service is deployed. A short ARN cannot be tagged at all (preflight
+        // warned); that service goes without the marker.
+        let mut taggable = BTreeMap::new();
+        for name in &todo {
+            let Some(service_arn) = current[name.as_str()]
+                .service_arn()
+                .filter(|a| !short_service_arn(a))
+            else {
+                continue;
+            };
+            self.mark(service_arn, run.as_str(), PENDING).await?;
+            taggable.insert(name.as_str(), service_arn.to_owned());
+        }
+        for name in todo {
+            let key = (run.as_str().to_owned(), name.clone());
             let out = self
                 .client
                 .update_service()
@@ -450,24 +523,35 @@ impl Restarter for EcsRestarter {
             if let Some(arn) = &arn {
                 arns.insert(name.clone(), arn.clone());
             }
-            if let Some(service_arn) = svc.service_arn() {
-                self.mark(service_arn, run.as_str(), &id).await?;
-            }
+            // Remembered before the second tag, so a retry in this process never
+            // forces again, whatever that tag does.
             self.started
                 .lock()
                 .expect("poisoned")
                 .insert(key, (id.clone(), arn));
-            deployments.insert(name.clone(), id);
+            deployments.insert(name.clone(), id.clone());
+            if let Some(service_arn) = taggable.get(name.as_str()) {
+                // The deployment is forced and must be followed: a failure here
+                // (the same permission just worked) only weakens the marker back to
+                // "pending", and is kept in the record rather than failing the step.
+                if let Err(e) = self.mark(service_arn, run.as_str(), &id).await {
+                    unmarked.insert(name.clone(), e.to_string());
+                }
+            }
+        }
+        let mut extra = serde_json::json!({
+            "cluster": self.cfg.cluster,
+            "deployments": deployments,
+            "service_deployment_arns": arns,
+        });
+        if !unmarked.is_empty() {
+            extra["unmarked"] = serde_json::json!(unmarked);
         }
         Ok(Rollout {
             target: self.describe(),
             run: run.clone(),
             id: deployments.values().cloned().collect::<Vec<_>>().join(","),
-            extra: serde_json::json!({
-                "cluster": self.cfg.cluster,
-                "deployments": deployments,
-                "service_deployment_arns": arns,
-            }),
+            extra,
         })
     }
 

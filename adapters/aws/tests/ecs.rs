@@ -4,26 +4,25 @@
 //!   the response parsing (preflight, UpdateService forceNewDeployment, DescribeServices
 //!   polling), but moto never finishes a rollout (rolloutState stays IN_PROGRESS), so
 //!   there they can only end in a timeout.
-//! * `fake_*` tests: a small stateful FAKE ECS written here (AWS JSON 1.1 on a loopback
-//!   socket, `X-Amz-Target: AmazonEC2ContainerServiceV20141113.*`) that scripts what moto
-//!   cannot: a rollout progressing to COMPLETED, one ending FAILED, and a circuit-breaker
-//!   rollback that makes the deployment disappear.
+//! * `fake_*` tests: the FAKE ECS of `ecs_fake/` (checked by the aws CLI in
+//!   `ecs_aws_cli.rs`), scripting what moto cannot: a rollout progressing to COMPLETED,
+//!   one ending FAILED, a circuit-breaker rollback, a service with the old short ARN, a
+//!   principal without `ecs:TagResource`.
 
 mod common;
+mod ecs_fake;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ecs::types::{
     ContainerDefinition, DeploymentController, DeploymentControllerType, LaunchType,
 };
-use serde_json::{json, Value};
 use vsync_orchestrate_api::{
     async_trait, ErrorKind, RestartContext, Restarter, RolloutOutcome, RunId,
 };
 use vsync_orchestrate_aws::{EcsConfig, EcsRestarter};
-use vsync_orchestrate_testkit::fake_http::{FakeHttp, Response};
+use vsync_orchestrate_testkit::fake_http::FakeHttp;
 use vsync_orchestrate_testkit::restarter::{RestartTarget, RestarterFixture, Scenario};
 
 fn config(cluster: &str, services: &[&str], endpoint: &str) -> EcsConfig {
@@ -105,6 +104,27 @@ async fn moto_preflight_restart_and_poll() {
         rollout,
         "restart is idempotent per run"
     );
+    // The marker a resumed run reads, through moto's TagResource.
+    let svc = ecs
+        .describe_services()
+        .cluster(&cluster)
+        .services("web")
+        .include(aws_sdk_ecs::types::ServiceField::Tags)
+        .send()
+        .await
+        .unwrap();
+    let tags = svc.services()[0].tags();
+    let tag = |k: &str| {
+        tags.iter()
+            .find(|t| t.key() == Some(k))
+            .and_then(|t| t.value())
+    };
+    assert_eq!(tag("vsync-orchestrate:run"), Some(run.as_str()), "{tags:?}");
+    assert_eq!(
+        tag("vsync-orchestrate:deployment"),
+        Some(id.as_str()),
+        "{tags:?}"
+    );
     // moto keeps the deployment IN_PROGRESS forever: the wait can only time out.
     let out = r
         .wait(&rollout, Instant::now() + Duration::from_millis(300))
@@ -134,235 +154,18 @@ async fn moto_preflight_restart_and_poll() {
 // ---------------------------------------------------------------------------------
 // Fake ECS: scripted rollouts.
 
-/// How a fake service's next deployment behaves, chosen by its name's prefix.
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Script {
-    /// IN_PROGRESS for two polls, then COMPLETED.
-    Completes,
-    /// IN_PROGRESS for one poll, then FAILED.
-    Fails,
-    /// IN_PROGRESS for one poll, then the circuit breaker rolls back: the new
-    /// deployment vanishes and the old one is PRIMARY again.
-    RollsBack,
-    /// Never leaves IN_PROGRESS.
-    Stalls,
+async fn fake_restarter(services: &[&str]) -> (EcsRestarter, FakeHttp<ecs_fake::FakeState>) {
+    let fake = ecs_fake::start(services).await;
+    (fake_restarter_on(&fake, services).await, fake)
 }
 
-struct FakeService {
-    name: String,
-    tags: Vec<Value>,
-    script: Script,
-    controller: &'static str,
-    deployments: Vec<Value>,
-    polls: u32,
-}
-
-#[derive(Default)]
-struct FakeState {
-    services: HashMap<String, FakeService>,
-    next_id: u32,
-    calls: HashMap<String, u32>,
-}
-
-const ARN: &str = "arn:aws:ecs:us-east-1:123456789012";
-
-impl FakeState {
-    fn add(&mut self, name: &str) {
-        let script = match name.split('-').next().unwrap() {
-            "ok" => Script::Completes,
-            "fail" => Script::Fails,
-            "rollback" => Script::RollsBack,
-            _ => Script::Stalls,
-        };
-        let controller = if name.starts_with("codedeploy") {
-            "CODE_DEPLOY"
-        } else {
-            "ECS"
-        };
-        let first = deployment("ecs-svc/0000", "PRIMARY", "COMPLETED", 2);
-        self.services.insert(
-            name.to_owned(),
-            FakeService {
-                name: name.into(),
-                tags: vec![],
-                script,
-                controller,
-                deployments: vec![first],
-                polls: 0,
-            },
-        );
-    }
-
-    fn handle(&mut self, target: &str, body: &Value) -> (u16, Value) {
-        let op = target.rsplit('.').next().unwrap_or("").to_owned();
-        *self.calls.entry(op.clone()).or_default() += 1;
-        if op == "TagResource" {
-            let arn = body["resourceArn"].as_str().unwrap_or("");
-            let name = arn.rsplit('/').next().unwrap_or("");
-            let Some(s) = self.services.get_mut(name) else {
-                return (
-                    400,
-                    json!({"__type": "InvalidParameterException", "message": "no such resource"}),
-                );
-            };
-            for t in body["tags"].as_array().cloned().unwrap_or_default() {
-                s.tags.retain(|x| x["key"] != t["key"]);
-                s.tags.push(t);
-            }
-            return (200, json!({}));
-        }
-        if body["cluster"] != "c1" {
-            return (
-                400,
-                json!({"__type": "ClusterNotFoundException", "message": "Cluster not found."}),
-            );
-        }
-        match op.as_str() {
-            "DescribeServices" => {
-                let mut services = vec![];
-                let mut failures = vec![];
-                for name in body["services"].as_array().unwrap() {
-                    let name = name.as_str().unwrap();
-                    match self.services.get_mut(name) {
-                        Some(s) => {
-                            s.advance();
-                            services.push(s.to_json());
-                        }
-                        None => failures.push(
-                            json!({"arn": format!("{ARN}:service/c1/{name}"), "reason": "MISSING"}),
-                        ),
-                    }
-                }
-                (200, json!({"services": services, "failures": failures}))
-            }
-            "UpdateService" => {
-                assert_eq!(
-                    body["forceNewDeployment"], true,
-                    "restart must force a deployment"
-                );
-                self.next_id += 1;
-                let id = format!("ecs-svc/{:04}", self.next_id);
-                let Some(s) = self.services.get_mut(body["service"].as_str().unwrap()) else {
-                    return (
-                        400,
-                        json!({"__type": "ServiceNotFoundException", "message": "Service not found."}),
-                    );
-                };
-                for d in &mut s.deployments {
-                    d["status"] = json!("ACTIVE");
-                }
-                s.deployments
-                    .insert(0, deployment(&id, "PRIMARY", "IN_PROGRESS", 0));
-                s.polls = 0;
-                (200, json!({"service": s.to_json()}))
-            }
-            _ => (
-                400,
-                json!({"__type": "InvalidAction", "message": "not faked"}),
-            ),
-        }
-    }
-}
-
-impl FakeService {
-    /// One DescribeServices poll passes.
-    fn advance(&mut self) {
-        if self.deployments.len() < 2 {
-            return; // no rollout of ours in flight
-        }
-        self.polls += 1;
-        match (self.script, self.polls) {
-            (Script::Completes, n) if n > 2 => {
-                self.deployments.truncate(1);
-                let d = &mut self.deployments[0];
-                d["rolloutState"] = json!("COMPLETED");
-                d["runningCount"] = json!(2);
-            }
-            (Script::Completes, _) => self.deployments[0]["runningCount"] = json!(1),
-            (Script::Fails, n) if n > 1 => {
-                let d = &mut self.deployments[0];
-                d["rolloutState"] = json!("FAILED");
-                d["failedTasks"] = json!(3);
-                d["rolloutStateReason"] = json!(
-                    "ECS deployment circuit breaker: tasks failed to start. Task failed ELB health checks."
-                );
-            }
-            (Script::RollsBack, n) if n > 1 => {
-                self.deployments.remove(0);
-                self.deployments[0]["status"] = json!("PRIMARY");
-            }
-            _ => {}
-        }
-    }
-
-    fn to_json(&self) -> Value {
-        json!({
-            "serviceName": self.name,
-            "serviceArn": format!("{ARN}:service/c1/{}", self.name),
-            "clusterArn": format!("{ARN}:cluster/c1"),
-            "status": "ACTIVE",
-            "desiredCount": 2,
-            "runningCount": 2,
-            "pendingCount": 0,
-            "launchType": "FARGATE",
-            "deploymentController": {"type": self.controller},
-            "deploymentConfiguration": {
-                "deploymentCircuitBreaker": {"enable": true, "rollback": true},
-                "maximumPercent": 200,
-                "minimumHealthyPercent": 100
-            },
-            "currentServiceDeployment": format!("{ARN}:service-deployment/c1/{}/x", self.name),
-            "deployments": self.deployments,
-            "tags": self.tags,
-        })
-    }
-}
-
-fn deployment(id: &str, status: &str, rollout: &str, running: i32) -> Value {
-    json!({
-        "id": id,
-        "status": status,
-        "taskDefinition": format!("{ARN}:task-definition/app:7"),
-        "desiredCount": 2,
-        "pendingCount": 2 - running,
-        "runningCount": running,
-        "failedTasks": 0,
-        "createdAt": 1_764_000_000.5,
-        "updatedAt": 1_764_000_000.5,
-        "launchType": "FARGATE",
-        "rolloutState": rollout,
-        "rolloutStateReason": format!("ECS deployment {id} {}.", rollout.to_lowercase()),
-    })
-}
-
-/// Starts the fake on the testkit's fake HTTP server (AWS JSON 1.1: every call is a
-/// POST to `/` named by `X-Amz-Target`).
-async fn fake_ecs(services: &[&str]) -> FakeHttp<FakeState> {
-    let mut state = FakeState::default();
-    for s in services {
-        state.add(s);
-    }
-    FakeHttp::builder(state)
-        .route("POST", "/", |req, st: &mut FakeState| {
-            let target = req.header("x-amz-target").unwrap_or_default();
-            assert!(
-                target.starts_with("AmazonEC2ContainerServiceV20141113."),
-                "unexpected target {target}"
-            );
-            let (status, reply) = st.handle(target, &req.json());
-            Response::json(status, &reply)
-                .header("content-type", "application/x-amz-json-1.1")
-                .header("x-amzn-requestid", "fake")
-        })
-        .start()
-        .await
-}
-
-async fn fake_restarter(services: &[&str]) -> (EcsRestarter, FakeHttp<FakeState>) {
-    let fake = fake_ecs(services).await;
+/// A restarter (as a fresh process would build it) on a running fake.
+async fn fake_restarter_on(
+    fake: &FakeHttp<ecs_fake::FakeState>,
+    services: &[&str],
+) -> EcsRestarter {
     let sdk = common::test_sdk_config(&fake.url()).await;
-    let r = EcsRestarter::from_sdk_config(config("c1", services, &fake.url()), &sdk).unwrap();
-    (r, fake)
+    EcsRestarter::from_sdk_config(config("c1", services, &fake.url()), &sdk).unwrap()
 }
 
 // ---------------------------------------------------------------------------------
@@ -370,7 +173,7 @@ async fn fake_restarter(services: &[&str]) -> (EcsRestarter, FakeHttp<FakeState>
 
 struct FakeEcs;
 struct FakeTarget {
-    fake: FakeHttp<FakeState>,
+    fake: FakeHttp<ecs_fake::FakeState>,
     service: String,
 }
 
@@ -383,7 +186,7 @@ impl RestarterFixture for FakeEcs {
             Scenario::Stalling => "stuck",
         };
         let service = format!("{prefix}-suite");
-        let fake = fake_ecs(&[&service]).await;
+        let fake = ecs_fake::start(&[&service]).await;
         Box::new(FakeTarget { fake, service })
     }
 
@@ -403,12 +206,7 @@ impl RestartTarget for FakeTarget {
     }
 
     async fn starts(&self) -> usize {
-        self.fake
-            .state()
-            .calls
-            .get("UpdateService")
-            .copied()
-            .unwrap_or(0) as usize
+        self.fake.state().forced as usize
     }
 }
 
@@ -431,11 +229,7 @@ async fn fake_rollouts_complete_after_progress() {
         r.restart(&RestartContext::new(run.clone())).await.unwrap(),
         rollout
     );
-    assert_eq!(
-        state.state().calls["UpdateService"],
-        2,
-        "a retried restart forced again"
-    );
+    assert_eq!(state.state().forced, 2, "a retried restart forced again");
     assert_eq!(rollout.extra["deployments"]["ok-api"], "ecs-svc/0001");
 
     match r.wait(&rollout, soon()).await.unwrap() {
@@ -477,9 +271,112 @@ async fn fake_rollback_is_a_failure_not_a_steady_service() {
         .await
         .unwrap();
     match r.wait(&rollout, soon()).await.unwrap() {
+        // The reason ECS gave, not "superseded by the rollback deployment".
+        RolloutOutcome::Failed { reason } => assert!(
+            reason.contains("rollback-api")
+                && reason.contains("circuit breaker: tasks failed to start")
+                && reason.contains("3 failed tasks"),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn fake_vanished_deployment_is_a_failure() {
+    let (r, _fake) = fake_restarter(&["vanish-api"]).await;
+    let rollout = r
+        .restart(&RestartContext::new(RunId("run-3b".into())))
+        .await
+        .unwrap();
+    match r.wait(&rollout, soon()).await.unwrap() {
         RolloutOutcome::Failed { reason } => assert!(reason.contains("disappeared"), "{reason}"),
         other => panic!("{other:?}"),
     }
+}
+
+/// Without `ecs:TagResource` the restart stops before UpdateService, names the
+/// permission, and once granted deploys exactly once, also from another process.
+async fn fake_tag_denied_stops_before_deploying() {
+    let (r, fake) = fake_restarter(&["ok-api", "ok-worker"]).await;
+    fake.state().denied.push("TagResource".into());
+    let run = RunId("run-5".into());
+    let err = r
+        .restart(&RestartContext::new(run.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Permission, "{}", err.chain());
+    assert!(
+        err.message().contains("ecs:TagResource"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(fake.state().forced, 0, "deployed before the marker was set");
+
+    fake.state().denied.clear();
+    let rollout = r.restart(&RestartContext::new(run.clone())).await.unwrap();
+    assert_eq!(fake.state().forced, 2);
+    let id = rollout.extra["deployments"]["ok-api"].as_str().unwrap();
+    assert_eq!(
+        fake.state()
+            .tag("ok-api", "vsync-orchestrate:deployment")
+            .as_deref(),
+        Some(id)
+    );
+    assert_eq!(
+        fake.state()
+            .tag("ok-api", "vsync-orchestrate:run")
+            .as_deref(),
+        Some("run-5")
+    );
+    // Another process resuming the run finds the markers.
+    let other = fake_restarter_on(&fake, &["ok-api", "ok-worker"]).await;
+    let again = other.restart(&RestartContext::new(run)).await.unwrap();
+    assert_eq!(again.extra["deployments"], rollout.extra["deployments"]);
+    assert_eq!(fake.state().forced, 2, "a resumed run forced again");
+    assert!(matches!(
+        other.wait(&again, soon()).await.unwrap(),
+        RolloutOutcome::Done { .. }
+    ));
+}
+
+/// A service with the old short ARN cannot be tagged: preflight says so and names
+/// the fix; the restart deploys it once, without TagResource, and follows it.
+async fn fake_short_arn_is_restarted_untagged_with_a_warning() {
+    let (r, fake) = fake_restarter(&["ok-short-api", "ok-api"]).await;
+    let pf = r.preflight().await.unwrap();
+    let w = pf
+        .warnings
+        .iter()
+        .find(|w| w.contains("ok-short-api"))
+        .unwrap_or_else(|| panic!("no short-ARN warning: {:?}", pf.warnings));
+    assert!(
+        w.contains("aws ecs put-account-setting --name serviceLongArnFormat --value enabled"),
+        "{w}"
+    );
+    assert!(
+        !pf.warnings
+            .iter()
+            .any(|w| w.contains("service ok-api ") && w.contains("short ARN")),
+        "{:?}",
+        pf.warnings
+    );
+    let run = RunId("run-6".into());
+    let rollout = r.restart(&RestartContext::new(run.clone())).await.unwrap();
+    assert_eq!(r.restart(&RestartContext::new(run)).await.unwrap(), rollout);
+    {
+        let st = fake.state();
+        assert_eq!(st.forced, 2, "one deployment per service");
+        assert!(st.tag("ok-short-api", "vsync-orchestrate:run").is_none());
+        assert_eq!(
+            st.tag("ok-api", "vsync-orchestrate:run").as_deref(),
+            Some("run-6")
+        );
+        assert!(rollout.extra.get("unmarked").is_none(), "{}", rollout.extra);
+    }
+    assert!(matches!(
+        r.wait(&rollout, soon()).await.unwrap(),
+        RolloutOutcome::Done { .. }
+    ));
 }
 
 async fn fake_stalled_rollout_times_out_and_bad_targets_are_refused() {
@@ -502,7 +399,7 @@ async fn fake_stalled_rollout_times_out_and_bad_targets_are_refused() {
         ErrorKind::Unsupported
     );
 
-    let fake = fake_ecs(&["ok-x"]).await;
+    let fake = ecs_fake::start(&["ok-x"]).await;
     let sdk = common::test_sdk_config(&fake.url()).await;
     let wrong =
         EcsRestarter::from_sdk_config(config("other", &["ok-x"], &fake.url()), &sdk).unwrap();
@@ -521,6 +418,9 @@ vsync_orchestrate_testkit::main! {
         fake_rollouts_complete_after_progress,
         fake_failed_rollout_reports_the_reason,
         fake_rollback_is_a_failure_not_a_steady_service,
+        fake_vanished_deployment_is_a_failure,
+        fake_tag_denied_stops_before_deploying,
+        fake_short_arn_is_restarted_untagged_with_a_warning,
         fake_stalled_rollout_times_out_and_bad_targets_are_refused,
     ],
 }
