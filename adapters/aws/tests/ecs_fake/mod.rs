@@ -311,7 +311,7 @@ impl FakeService {
                 ));
                 self.deployments.insert(0, rb);
             }
-            (Script::RollsBack, n) if n > 2 => {
+            (Script::RollsBack, n) if n > 3 => {
                 self.deployments.truncate(1);
                 self.deployments[0]["rolloutState"] = json!("COMPLETED");
             }
