@@ -2,7 +2,7 @@
 //! refusal is a [`PlanError`] whose problems carry file:line:column.
 
 use super::model::Plan;
-use super::validate::{self, Problem, Severity};
+use super::validate::{self, Problem};
 use std::path::{Path, PathBuf};
 
 /// A plan read from disk, validated, with what validation had to say.
@@ -117,7 +117,7 @@ pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<LoadedPlan, PlanError> {
 fn not_text(path: &Path, bytes: &[u8], e: std::str::Utf8Error) -> PlanError {
     let good = e.valid_up_to();
     let before = std::str::from_utf8(&bytes[..good]).unwrap_or_default();
-    let at = validate::line_col(before, good);
+    let at = super::spans::Lines::new(before).at(good);
     let why = if bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]) {
         "the plan is UTF-16 text (it starts with a UTF-16 byte-order mark); save it as UTF-8"
             .to_owned()
@@ -133,21 +133,12 @@ fn not_text(path: &Path, bytes: &[u8], e: std::str::Utf8Error) -> PlanError {
     PlanError::one(PlanErrorKind::NotText, path, Some(at), why)
 }
 
+/// Every problem is reported (sorted by place), not only the first.
 pub fn parse(path: &Path, source: &str) -> Result<LoadedPlan, PlanError> {
-    let plan: Plan = toml::from_str(source).map_err(|e| PlanError {
+    let (plan, warnings) = validate::check(path, source).map_err(|problems| PlanError {
         kind: PlanErrorKind::Invalid,
-        problems: vec![validate::from_toml_error(path, source, &e)],
+        problems,
     })?;
-    let problems = validate::check(path, source, &plan);
-    let (errors, warnings): (Vec<_>, Vec<_>) = problems
-        .into_iter()
-        .partition(|p| p.severity == Severity::Error);
-    if !errors.is_empty() {
-        return Err(PlanError {
-            kind: PlanErrorKind::Invalid,
-            problems: errors,
-        });
-    }
     Ok(LoadedPlan {
         path: path.to_owned(),
         source: source.to_owned(),

@@ -8,12 +8,15 @@ pub mod fuzzing;
 mod load;
 mod model;
 mod nearest;
+mod rules;
+mod spans;
+mod structure;
 mod validate;
 
 pub mod schema;
 pub use load::{load, parse, parse_bytes, LoadedPlan, PlanError, PlanErrorKind, MAX_PLAN_BYTES};
 pub use model::*;
-pub use nearest::nearest;
+pub use nearest::{nearest, suggest_type};
 pub use validate::{
     parse_duration, Problem, Severity, MAX_ITERATIONS, MAX_MESSAGE, MAX_MIN_AGE, MAX_PROBLEMS,
     MAX_SAMPLES, MAX_WAIT,
