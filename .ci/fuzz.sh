@@ -9,7 +9,7 @@
 # to build). cargo-fuzz passes `-Z` flags to rustc (sanitizer, coverage passes), which
 # a stable rustc accepts only with RUSTC_BOOTSTRAP=1; nothing else needs a nightly.
 # The corpus grows across runs in the cache; the seeds are made afresh each run from
-# the conformance vectors (shared/test-vectors), plans/*.toml, the malformed-plan corpus
+# the conformance vectors (tests/test-vectors), plans/*.toml, the malformed-plan corpus
 # (tests/malformed_plans) and a few hand-written inputs.
 # A crash is saved under the cache's fuzz/artifacts/<target>/, printed with the
 # command that replays it, and fails the script.
@@ -19,7 +19,10 @@ ROOT=$PWD
 CACHE="${CI_CACHE_DIR:-$ROOT/target/ci}"
 CARGO_FUZZ_VERSION=0.13.2
 FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
-VECTORS="${VSYNC_TEST_VECTORS:-$ROOT/../shared/test-vectors}"
+VECTORS="${VSYNC_TEST_VECTORS:-$ROOT/tests/test-vectors}"
+# The corpus is part of the tree, so a missing one is a broken checkout or a bad
+# VSYNC_TEST_VECTORS, never a reason to fuzz from the hand-written seeds alone.
+[ -d "$VECTORS/rqe1-decrypt" ] || { echo "fuzz: no conformance vectors at $VECTORS" >&2; exit 1; }
 ALL_TARGETS=(rqe1_decrypt rqem0001_unseal vsync_config_decode counter_parse audit_parse vault_inspect plan_load)
 if [ "$#" -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
 
@@ -49,18 +52,13 @@ WORK="$CACHE/fuzz"
 SEEDS="$WORK/seeds"
 rm -rf "$SEEDS"
 for t in "${ALL_TARGETS[@]}"; do mkdir -p "$SEEDS/$t" "$WORK/corpus/$t" "$WORK/artifacts/$t"; done
-if [ -d "$VECTORS" ]; then
-  cp "$VECTORS"/rqe1-decrypt/*.bin "$VECTORS"/rqe1-decrypt-error/*.bin "$SEEDS/rqe1_decrypt/"
-  for v in bundle-corrupt wrong-passphrase unsupported-spec-version; do
-    cp "$VECTORS/error-taxonomy/$v.bin" "$SEEDS/rqe1_decrypt/taxonomy-$v.bin"
-  done
-  cp "$VECTORS"/rqem0001-manifest/*.bin "$SEEDS/rqem0001_unseal/"
-  cp "$VECTORS"/config-blob/*.bin "$SEEDS/vsync_config_decode/"
-  cp "$VECTORS/error-taxonomy/config-unsupported-version.bin" "$SEEDS/vsync_config_decode/"
-else
-  log "warning: no conformance vectors at $VECTORS; hand-written seeds only"
-  [ "${CI:-}" = true ] && { echo "fuzz: the vectors are required under CI" >&2; exit 1; }
-fi
+cp "$VECTORS"/rqe1-decrypt/*.bin "$VECTORS"/rqe1-decrypt-error/*.bin "$SEEDS/rqe1_decrypt/"
+for v in bundle-corrupt wrong-passphrase unsupported-spec-version; do
+  cp "$VECTORS/error-taxonomy/$v.bin" "$SEEDS/rqe1_decrypt/taxonomy-$v.bin"
+done
+cp "$VECTORS"/rqem0001-manifest/*.bin "$SEEDS/rqem0001_unseal/"
+cp "$VECTORS"/config-blob/*.bin "$SEEDS/vsync_config_decode/"
+cp "$VECTORS/error-taxonomy/config-unsupported-version.bin" "$SEEDS/vsync_config_decode/"
 seed() { printf "$2" >"$SEEDS/$1/$3"; }
 seed rqem0001_unseal '20260523-114201' cli-pointer
 seed rqem0001_unseal '99991231-235959\n' last-stamp

@@ -8,11 +8,21 @@ use vsync_orchestrate::plan::fuzzing as fuzzing_plan;
 use vsync_orchestrate::vault::fuzzing;
 use vsync_orchestrate::vault::{config_blob, VaultErrorKind};
 
+/// The conformance corpus kept in this repository (`tests/vectors.rs` checks that it
+/// is whole); `VSYNC_TEST_VECTORS` points at another copy.
 fn vectors() -> PathBuf {
     std::env::var_os("VSYNC_TEST_VECTORS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/test-vectors"))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/test-vectors"))
 }
+
+/// The categories whose `.bin` files are parser inputs, by the target fed them.
+const RQE1: [&str; 3] = ["rqe1-decrypt", "rqe1-decrypt-error", "error-taxonomy"];
+const RQEM0001: &str = "rqem0001-manifest";
+const CONFIG: &str = "config-blob";
+
+/// Categories whose `.bin` is no parser's input: an asset's content is opaque bytes.
+const NOT_PARSED: [&str; 1] = ["asset-path"];
 
 fn bins(category: &str) -> Vec<Vec<u8>> {
     let dir = vectors().join(category);
@@ -25,6 +35,33 @@ fn bins(category: &str) -> Vec<Vec<u8>> {
     assert!(!out.is_empty(), "no vectors in {}", dir.display());
     out.sort();
     out
+}
+
+/// A `.bin` in a category nobody feeds (a new upstream category, say) fails here
+/// rather than silently going unfuzzed.
+#[test]
+fn every_binary_vector_is_fed_to_a_target() {
+    let fed: Vec<&str> = RQE1.into_iter().chain([RQEM0001, CONFIG]).collect();
+    let mut seen = 0;
+    for cat in std::fs::read_dir(vectors()).unwrap() {
+        let cat = cat.unwrap().path();
+        if !cat.is_dir() {
+            continue;
+        }
+        let name = cat.file_name().unwrap().to_str().unwrap().to_owned();
+        for f in std::fs::read_dir(&cat).unwrap() {
+            if f.unwrap().path().extension().is_some_and(|x| x == "bin") {
+                assert!(
+                    fed.contains(&name.as_str()) || NOT_PARSED.contains(&name.as_str()),
+                    "{name}: .bin vectors no fuzz property reads"
+                );
+                seen += 1;
+            }
+        }
+    }
+    assert_eq!(seen, 24, "binary vectors in {}", vectors().display());
+    let fed: usize = fed.iter().map(|c| bins(c).len()).sum();
+    assert_eq!(fed, 22, "the 2 asset-path files are the only ones not fed");
 }
 
 /// Every prefix and a few mutations of `input`: the cheap neighbourhood a fuzzer
@@ -43,11 +80,8 @@ fn around(input: &[u8]) -> Vec<Vec<u8>> {
 
 #[test]
 fn rqe1_vectors_and_their_neighbourhood() {
-    let mut all = bins("rqe1-decrypt");
-    all.extend(bins("rqe1-decrypt-error"));
-    all.extend(bins("error-taxonomy"));
-    for v in &all {
-        for input in around(v) {
+    for v in RQE1.into_iter().flat_map(bins) {
+        for input in around(&v) {
             fuzzing::rqe1_decrypt(&input);
         }
     }
@@ -55,7 +89,7 @@ fn rqe1_vectors_and_their_neighbourhood() {
 
 #[test]
 fn rqem0001_vectors_and_their_neighbourhood() {
-    for v in bins("rqem0001-manifest") {
+    for v in bins(RQEM0001) {
         for input in around(&v) {
             fuzzing::rqem0001_unseal(&input);
         }
@@ -67,7 +101,7 @@ fn rqem0001_vectors_and_their_neighbourhood() {
 
 #[test]
 fn vsync_config_vectors_and_their_neighbourhood() {
-    for v in bins("config-blob") {
+    for v in bins(CONFIG) {
         for input in around(&v) {
             fuzzing::vsync_config_decode(&input);
         }

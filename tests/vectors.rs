@@ -1,5 +1,6 @@
-//! The upstream conformance corpus (`shared/test-vectors/`), one named test per vector,
-//! dispatched by category and asserting bytes or the exact error class.
+//! The upstream conformance corpus (`tests/test-vectors/`, see its NOTICE.md), one
+//! named test per vector, dispatched by category and asserting bytes or the exact
+//! error class.
 
 mod support;
 
@@ -10,11 +11,87 @@ use vsync_orchestrate::api::Passphrase;
 use vsync_orchestrate::vault::crypto::{self, Key};
 use vsync_orchestrate::vault::{bootstrap, config_blob, lookup, seal, KdfParams, Stamp};
 
+/// The copy kept in this repository, which the guard tests below always check.
+fn in_repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/test-vectors")
+}
+
+/// `VSYNC_TEST_VECTORS` runs the vector tests against another copy of the corpus
+/// (a newer upstream one, before it is taken in).
 fn corpus() -> PathBuf {
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     std::env::var_os("VSYNC_TEST_VECTORS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| here.join("../shared/test-vectors"))
+        .unwrap_or_else(in_repo)
+}
+
+/// Files in the corpus folder that are notes about the copy, not vectors.
+const NOTES: [&str; 5] = [
+    ".gitattributes",
+    "MISSING.txt",
+    "NOTICE.md",
+    "README.md",
+    "SHA256SUMS",
+];
+
+/// Every file under `dir` (one folder deep, as the corpus is laid out), relative,
+/// with `/` separators.
+fn files_under(dir: &std::path::Path) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_str().unwrap().to_owned();
+        if p.is_dir() {
+            for f in std::fs::read_dir(&p).unwrap() {
+                let f = f.unwrap().path();
+                assert!(f.is_file(), "{}: nothing nests deeper", f.display());
+                out.insert(format!(
+                    "{name}/{}",
+                    f.file_name().unwrap().to_str().unwrap()
+                ));
+            }
+        } else {
+            out.insert(name);
+        }
+    }
+    out
+}
+
+/// The in-repo copy is there, whole and byte-identical to what was taken from
+/// upstream: a moved or emptied folder, a reformatted JSON or a checkout that
+/// converted line ends fails here instead of leaving the vector tests reading
+/// something else. Deliberately ignores `VSYNC_TEST_VECTORS`.
+#[test]
+fn the_in_repo_copy_is_complete_and_unaltered() {
+    use sha2::Digest;
+    let dir = in_repo();
+    let sums = std::fs::read_to_string(dir.join("SHA256SUMS"))
+        .unwrap_or_else(|e| panic!("{}/SHA256SUMS: {e}", dir.display()));
+    let mut listed = std::collections::BTreeSet::new();
+    for line in sums.lines() {
+        let (want, name) = line.split_once("  ").unwrap_or_else(|| panic!("{line:?}"));
+        let bytes = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            hex(&sha2::Sha256::digest(&bytes)),
+            want,
+            "{name} differs from upstream"
+        );
+        listed.insert(name.to_owned());
+    }
+    let count = |ext: &str| listed.iter().filter(|n| n.ends_with(ext)).count();
+    assert_eq!(
+        (count(".json"), count(".bin")),
+        (31, 24),
+        "vector files listed"
+    );
+    let mut present = files_under(&dir);
+    for note in NOTES {
+        assert!(
+            present.remove(note),
+            "{note} missing from {}",
+            dir.display()
+        );
+    }
+    assert_eq!(present, listed, "files in the folder vs SHA256SUMS");
 }
 
 struct Vector {
@@ -224,24 +301,24 @@ macro_rules! vectors {
     ($($test:ident => $name:literal,)*) => {
         $(#[tokio::test] async fn $test() { run($name).await })*
 
+        /// Every vector file in the corpus is read by one of the tests above: each
+        /// JSON is a named vector, and each `.bin` belongs to one (`run` reads it).
         #[test]
         fn every_vector_in_the_corpus_has_a_test() {
             let named: std::collections::BTreeSet<&str> = [$($name),*].into_iter().collect();
-            let mut found = std::collections::BTreeSet::new();
-            for cat in std::fs::read_dir(corpus()).unwrap() {
-                let cat = cat.unwrap().path();
-                if !cat.is_dir() { continue }
-                for f in std::fs::read_dir(&cat).unwrap() {
-                    let f = f.unwrap().path();
-                    if f.extension().is_some_and(|e| e == "json") {
-                        found.insert(format!("{}/{}", cat.file_name().unwrap().to_str().unwrap(),
-                            f.file_stem().unwrap().to_str().unwrap()));
-                    }
+            assert_eq!(named.len(), 31);
+            let mut found = files_under(&corpus());
+            found.retain(|f| !NOTES.contains(&f.as_str()));
+            let mut jsons = std::collections::BTreeSet::new();
+            for f in &found {
+                let (stem, ext) = f.rsplit_once('.').unwrap_or_else(|| panic!("{f}: not a vector"));
+                match ext {
+                    "json" => { jsons.insert(stem); }
+                    "bin" => assert!(named.contains(stem), "{f} belongs to no vector"),
+                    _ => panic!("{f}: not a vector"),
                 }
             }
-            let found: std::collections::BTreeSet<&str> = found.iter().map(String::as_str).collect();
-            assert_eq!(found, named);
-            assert_eq!(named.len(), 31);
+            assert_eq!(jsons, named);
         }
     };
 }

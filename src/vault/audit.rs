@@ -1,4 +1,5 @@
-//! `audit.csv`: the upstream columns, quoting and the ETag-conditional append (§8).
+//! `audit.csv`: the upstream columns, quoting and the ETag-conditional append
+//! (`docs/wire-format.md` §8).
 
 use super::storage::{Meta, PutCondition, Storage, StorageError, StorageErrorKind};
 use serde_json::Value;
@@ -397,7 +398,8 @@ mod tests {
         }
     }
 
-    /// Upstream's `src/audit.ts` rule, restated (wire format §8.3), as an oracle.
+    /// Upstream's `src/audit.ts` rule, restated (`docs/wire-format.md` §8.3), as an
+    /// oracle.
     fn upstream_quote(field: &str) -> String {
         if field.contains(['"', ',', '\n', '\r']) {
             format!("\"{}\"", field.replace('"', "\"\""))

@@ -1,4 +1,5 @@
-//! `VSYNC_CONFIG`: `vsync-cfg-v1:` + base64url(gzip(JSON)) (wire format §7).
+//! `VSYNC_CONFIG`: `vsync-cfg-v1:` + base64url(gzip(JSON))
+//! (`docs/wire-format.md` §7).
 
 use super::error::{VaultError, VaultErrorKind};
 use base64::Engine;

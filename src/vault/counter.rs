@@ -11,8 +11,9 @@ pub struct Counter {
 }
 
 impl Counter {
-    /// Strict parse with the CLI's rules (§6.2): empty is `{}`, unknown keys dropped,
-    /// anything else malformed is an error so rotate refuses before writing.
+    /// Strict parse with the CLI's rules (`docs/wire-format.md` §6.2): empty is `{}`,
+    /// unknown keys dropped, anything else malformed is an error so rotate refuses
+    /// before writing.
     pub fn parse(body: &[u8]) -> Result<Counter, String> {
         let text =
             std::str::from_utf8(body).map_err(|_| "counter cell is not UTF-8".to_string())?;

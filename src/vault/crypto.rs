@@ -1,4 +1,4 @@
-//! RQE1: AES-256-GCM under a PBKDF2-HMAC-SHA256 key (wire format §4).
+//! RQE1: AES-256-GCM under a PBKDF2-HMAC-SHA256 key (`docs/wire-format.md` §4).
 
 use super::error::{VaultError, VaultErrorKind};
 use aes_gcm::aead::{Aead, KeyInit};

@@ -1,6 +1,6 @@
 use std::fmt;
 
-/// The upstream runtime libraries' error taxonomy (wire format §11.1).
+/// The upstream runtime libraries' error taxonomy (`docs/wire-format.md` §11.1).
 ///
 /// Conformance vectors assert on these classes, and operators recognise the names
 /// from their apps' boot logs, so every vault failure maps onto exactly one.

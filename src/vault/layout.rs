@@ -1,5 +1,5 @@
-//! The two storage layouts upstream uses (wire format §2.2, §2.3), and which one a
-//! prefix holds.
+//! The two storage layouts upstream uses (`docs/wire-format.md` §2.2, §2.3), and
+//! which one a prefix holds.
 
 use super::stamp::Stamp;
 use super::storage::{Storage, StorageError};

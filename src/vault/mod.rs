@@ -1,9 +1,9 @@
 //! The vsync vault: byte formats, both storage layouts, rotation and audit.
 //!
 //! Everything here is compatible with what upstream's CLI and runtime libraries
-//! read and write (see `shared/docs/vsync-wire-format.md`), except where upstream's
-//! rotate is buggy: we re-seal the stamp, send real conditional writes, and write
-//! the counter where both readers look.
+//! read and write (see `docs/wire-format.md`), except where upstream's rotate is
+//! buggy: we re-seal the stamp, send real conditional writes, and write the counter
+//! where both readers look (`docs/wire-format.md` §9.4, §9.5).
 
 pub mod audit;
 pub mod bootstrap;

@@ -1,7 +1,7 @@
-//! Rotation (wire format §9.5, §9.6), split at the points the engine journals:
-//! `inspect` (read-only), `prepare` (uploads an orphan bundle nobody references),
-//! `commit` (the pointer swap, T0), `finish` (counters and audit, idempotent so a
-//! resumed run can call it again).
+//! Rotation (`docs/wire-format.md` §9.5, §9.6), split at the points the engine
+//! journals: `inspect` (read-only), `prepare` (uploads an orphan bundle nobody
+//! references), `commit` (the pointer swap, T0), `finish` (counters and audit,
+//! idempotent so a resumed run can call it again).
 
 use super::audit::{self, Origin};
 use super::counter::Counter;
@@ -17,7 +17,7 @@ use std::time::{Instant, SystemTime};
 use vsync_orchestrate_api::Passphrase;
 use zeroize::Zeroizing;
 
-/// Why a rotation stopped. Each maps to the runbook's exit code (design §3).
+/// Why a rotation stopped. Each maps to the runbook's exit code (README, "Exit codes").
 #[derive(Debug, thiserror::Error)]
 pub enum RotateError {
     #[error("ManifestNotFoundError: vault not found: no pointer (`latest` or `manifest`, or an empty one) at {0}")]

@@ -1,4 +1,5 @@
-//! RQEM0001: the stamp seal that binds a bundle to the pointer naming it (§5).
+//! RQEM0001: the stamp seal that binds a bundle to the pointer naming it
+//! (`docs/wire-format.md` §5).
 
 use super::error::VaultError;
 use super::stamp::Stamp;
