@@ -35,7 +35,7 @@ pub fn skip<T>(test: &str, why: &str) -> Option<T> {
 
 /// The services the tests read variables of: the variables' common prefix, and how
 /// to start the service, for the reason of a skip.
-const SERVICES: [(&str, &str); 4] = [
+const SERVICES: [(&str, &str); 6] = [
     ("VSYNC_TEST_MOTO_", "start moto: .ci/services/10-moto.sh"),
     (
         "VSYNC_TEST_SSH_",
@@ -48,6 +48,14 @@ const SERVICES: [(&str, &str); 4] = [
     (
         "VSYNC_TEST_KUBECTL",
         "install kubectl: .ci/services/05-tools.sh",
+    ),
+    (
+        "VSYNC_TEST_GCLOUD",
+        "find gcloud: .ci/services/40-gcp-clients.sh",
+    ),
+    (
+        "VSYNC_TEST_GCP_PYTHON",
+        "install Google's Python clients: .ci/services/40-gcp-clients.sh",
     ),
 ];
 

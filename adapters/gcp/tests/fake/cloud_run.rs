@@ -3,6 +3,12 @@
 //! revision name that exists is `ALREADY_EXISTS`), and the long-running operation
 //! each update returns, polled through `GET …/operations/ID` until it is done with
 //! the updated Service or with an error.
+//!
+//! REST reference: <https://cloud.google.com/run/docs/reference/rest/v2>; each route
+//! below names its page. Checked by `google-cloud-run` over REST
+//! (tests/vendor_clients.rs): `get_service`, `update_service(...).result()` polling
+//! the operation, a stale etag, and a failed rollout read back. (`gcloud run`
+//! speaks the v1 Knative API, which this fake does not serve.)
 
 use super::{google_error, int64};
 use serde_json::{json, Value};
@@ -152,21 +158,37 @@ fn handle(req: &Request, st: &mut RunState) -> Response {
     let name = req.param("rest").to_owned();
     if name.contains("/operations/") {
         return match req.method.as_str() {
+            // GET /v2/{name=projects/*/locations/*/operations/*} → Operation
+            // (…/rest/v2/projects.locations.operations/get)
             "GET" => get_operation(st, &name),
+            // The fake's own answer, not the vendor's (see fake/mod.rs).
             _ => google_error(400, "INVALID_ARGUMENT", "the fake only GETs operations"),
         };
     }
     if !st.services.contains_key(&name) {
+        // 404 NOT_FOUND (error model). The message is the form gcloud quotes for a
+        // missing service; it is not documented, and nothing here parses it.
+        let part = |key: &str| {
+            name.split('/')
+                .skip_while(|p| *p != key)
+                .nth(1)
+                .unwrap_or("")
+                .to_owned()
+        };
         return google_error(
             404,
             "NOT_FOUND",
             &format!(
-                "Resource '{}' of kind 'SERVICE' in region 'x' in project 'p' does not exist.",
-                name.rsplit('/').next().unwrap_or("")
+                "Resource '{}' of kind 'SERVICE' in region '{}' in project '{}' does not exist.",
+                part("services"),
+                part("locations"),
+                part("projects")
             ),
         );
     }
     match req.method.as_str() {
+        // GET /v2/{name=projects/*/locations/*/services/*} → Service
+        // (…/rest/v2/projects.locations.services/get)
         "GET" => {
             // The platform rolls out whether or not anyone polls the operation.
             let in_flight: Vec<String> = st
@@ -180,7 +202,10 @@ fn handle(req: &Request, st: &mut RunState) -> Response {
             }
             Response::json(200, &st.services[&name].json)
         }
+        // PATCH /v2/{service.name=projects/*/locations/*/services/*} → Operation
+        // (…/rest/v2/projects.locations.services/patch)
         "PATCH" => update(req, st, &name),
+        // The fake's own answer, not the vendor's (see fake/mod.rs).
         _ => google_error(400, "INVALID_ARGUMENT", "not faked"),
     }
 }
@@ -201,6 +226,12 @@ fn update(req: &Request, st: &mut RunState, name: &str) -> Response {
         svc["etag"] = json!(format!("\"s{}\"", etag_number(svc) + 1));
     }
     let svc = st.services.get_mut(name).unwrap();
+    // Service.etag is "a system-generated fingerprint … May be used to detect
+    // modification conflict during updates" (…/rest/v2/projects.locations.services
+    // #Service); the code of a mismatch is not given there. AIP-154, which the v2
+    // API follows: "If the user sends back an etag that does not match the current
+    // etag, the service must send an ABORTED error response"
+    // (https://google.aip.dev/154), 409 in the error model.
     if let Some(e) = body["etag"].as_str().filter(|e| !e.is_empty()) {
         if e != svc.json["etag"].as_str().unwrap_or("") {
             return google_error(
@@ -215,6 +246,10 @@ fn update(req: &Request, st: &mut RunState, name: &str) -> Response {
         .as_str()
         .unwrap_or("")
         .to_owned();
+    // A fixed revision name already taken: 409 ALREADY_EXISTS, "Revision named
+    // '…' with different configuration already exists." as gcloud quotes it (not
+    // documented on the reference pages; RevisionTemplate.revision only says the
+    // name must be unique, …/rest/v2/RevisionTemplate).
     if !fixed.is_empty()
         && svc
             .revisions
@@ -286,6 +321,8 @@ fn update(req: &Request, st: &mut RunState, name: &str) -> Response {
 }
 
 fn get_operation(st: &mut RunState, op_name: &str) -> Response {
+    // An unknown (or expired) operation: 404 NOT_FOUND. Operations are kept only
+    // for a while (AIP-151, https://google.aip.dev/151); the message is the fake's.
     if !st.ops.contains_key(op_name) {
         return google_error(404, "NOT_FOUND", "operation not found");
     }
@@ -309,6 +346,11 @@ fn advance(st: &mut RunState, op_name: &str) -> Value {
         .next()
         .unwrap_or("")
         .to_owned();
+    // A failed rollout ends the operation with a `google.rpc.Status`. Its code is
+    // not documented: FAILED_PRECONDITION (9) for a revision that cannot become
+    // ready, INTERNAL (13) for the platform's own failure. The message is Cloud
+    // Run's for a container that does not listen
+    // (https://cloud.google.com/run/docs/troubleshooting#container-failed-to-start).
     let outcome: Option<Result<(), (i64, String, String)>> = match (svc.behaviour, hook) {
         (_, Some(None)) => None,
         (_, Some(Some(Ok(())))) => Some(Ok(())),

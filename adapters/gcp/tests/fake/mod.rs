@@ -6,7 +6,36 @@
 //! whose `metadata` / `response` carry their `@type`.
 //!
 //! There is no official emulator for either service. `tests/e2e_gcp.rs` at the
-//! repository root includes this module by path to run the real binary against it.
+//! repository root includes this module by path to run the real binary against it,
+//! and `tests/vendor_clients.rs` drives these same fakes with Google's own clients
+//! (`gcloud`, and the Python `google-cloud-secret-manager` / `google-cloud-run` over
+//! REST), which build the requests and parse the answers.
+//!
+//! Where each answer comes from, so a reader can tell the documented from the
+//! assumed (every route and failure answer in the two fakes cites one of these, or
+//! says it is undocumented):
+//!
+//! * Error bodies: Google's error model, `{"error": {"code": <HTTP status>,
+//!   "message", "status": "<canonical code name>"}}` with the HTTP status of the
+//!   code's mapping table (INVALID_ARGUMENT and FAILED_PRECONDITION 400, NOT_FOUND
+//!   404, ABORTED and ALREADY_EXISTS 409, …),
+//!   <https://cloud.google.com/apis/design/errors#http_mapping>. The real service
+//!   may add `details` (ErrorInfo, RetryInfo); no client here needs them, so the
+//!   fakes send none. `Content-Type: application/json` as the real answers have.
+//!   Headers: Google's APIs put a retry delay in a `RetryInfo` detail, not in
+//!   `Retry-After`; the tests' `Fault::RetryAfter` is a proxy-style answer, and the
+//!   fakes themselves send no retry header.
+//! * JSON: proto3 JSON mapping (camelCase names, int64 as strings, enums by name
+//!   or, with `$alt=json;enum-encoding=int`, by number),
+//!   <https://protobuf.dev/programming-guides/json/>; checked by the Python
+//!   clients, which ask for integer enums, and by gcloud, which asks for names.
+//! * Long-running operations: `google.longrunning.Operation` with `metadata` and
+//!   `response` as `Any` (carrying `@type`) and `error` as a `google.rpc.Status`,
+//!   <https://cloud.google.com/run/docs/reference/rest/v2/projects.locations.operations#Operation>;
+//!   checked by the Python client's `update_service(...).result()`.
+//! * A request for a route a fake does not implement is answered 400
+//!   INVALID_ARGUMENT naming it: that answer is the fake's, not the vendor's (the
+//!   real front end answers an unknown path with an HTML 404).
 
 #![allow(dead_code)]
 
@@ -16,7 +45,9 @@ pub mod secret_manager;
 use serde_json::{json, Value};
 use vsync_orchestrate_testkit::fake_http::{Request, Response};
 
-/// A Google error body with its canonical status name.
+/// A Google error body with its canonical status name
+/// (<https://cloud.google.com/apis/design/errors#http_mapping>); `http` is the
+/// status the mapping table gives `status`.
 pub fn google_error(http: u16, status: &str, message: &str) -> Response {
     Response::json(
         http,

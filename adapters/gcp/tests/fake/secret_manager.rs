@@ -1,8 +1,13 @@
 //! A stateful fake of Secret Manager v1: secrets with numbered versions (ENABLED,
 //! DISABLED, DESTROYED), version aliases guarded by an etag, `latest` as the most
 //! recently created version whatever its state, payload CRC32C, and the service's
-//! errors (`NOT_FOUND`, `FAILED_PRECONDITION` for a version that is not enabled,
-//! `ABORTED` for an etag that no longer matches).
+//! errors (`NOT_FOUND`, `FAILED_PRECONDITION` for a version that is not enabled and
+//! for an etag that no longer matches).
+//!
+//! REST reference: <https://cloud.google.com/secret-manager/docs/reference/rest>;
+//! each route below names its page. Checked by gcloud (`secrets versions add`,
+//! `versions access`, `secrets update --update-version-aliases [--etag]`) and by
+//! `google-cloud-secret-manager` over REST (tests/vendor_clients.rs).
 
 use super::{crc32c, enum_value, google_error, int64, split_verb};
 use base64::Engine;
@@ -175,6 +180,9 @@ fn version_json(req: &Request, key: &str, n: i64, v: &Version) -> Value {
     })
 }
 
+/// 404 NOT_FOUND. The message is the one the service gives for a missing
+/// secret or version as clients quote it ("Secret [projects/…/secrets/s] not found
+/// or has no versions."); the status and shape are the error model's.
 fn not_found(what: &str) -> Response {
     google_error(
         404,
@@ -210,10 +218,20 @@ fn handle(req: &Request, st: &mut SmState) -> Response {
         .and_then(|i| parts.get(i + 1))
         .map(|s| s.to_string());
     match (req.method.as_str(), version_part, verb) {
+        // GET /v1/{name=projects/*/secrets/*} → Secret
+        // (…/rest/v1/projects.secrets/get)
         ("GET", None, None) => Response::json(200, &secret_json(req, &key, &st.secrets[&key])),
+        // PATCH /v1/{secret.name=projects/*/secrets/*}?updateMask=… → Secret
+        // (…/rest/v1/projects.secrets/patch)
         ("PATCH", None, None) => update_secret(req, st, &key),
+        // POST /v1/{parent=projects/*/secrets/*}:addVersion → SecretVersion
+        // (…/rest/v1/projects.secrets/addVersion)
         ("POST", None, Some("addVersion")) => add_version(req, st, &key),
+        // GET /v1/{name=projects/*/secrets/*/versions/*}:access →
+        // AccessSecretVersionResponse (…/rest/v1/projects.secrets.versions/access)
         ("GET", Some(v), Some("access")) => access(req, st, &key, &v),
+        // GET /v1/{name=projects/*/secrets/*/versions/*} → SecretVersion
+        // (…/rest/v1/projects.secrets.versions/get)
         ("GET", Some(v), None) => {
             let s = &st.secrets[&key];
             match resolve(s, &v) {
@@ -227,6 +245,12 @@ fn handle(req: &Request, st: &mut SmState) -> Response {
                 )),
             }
         }
+        // POST /v1/{name=projects/*/secrets/*/versions/*}:disable|:enable|:destroy
+        // → SecretVersion (…/rest/v1/projects.secrets.versions/disable, /enable,
+        // /destroy). DESTROYED is terminal: enabling or disabling one is
+        // FAILED_PRECONDITION with the message access gives (not documented for
+        // these two calls; the state is: "DESTROYED … cannot be re-enabled",
+        // …/rest/v1/projects.secrets.versions#State).
         ("POST", Some(v), Some(op @ ("disable" | "enable" | "destroy"))) => {
             let s = st.secrets.get_mut(&key).unwrap();
             let Some(n) = resolve(s, &v) else {
@@ -256,6 +280,7 @@ fn handle(req: &Request, st: &mut SmState) -> Response {
             };
             Response::json(200, &version_json(req, &key, n, ver))
         }
+        // The fake's own answer, not the vendor's (see fake/mod.rs).
         _ => google_error(
             400,
             "INVALID_ARGUMENT",
@@ -265,7 +290,12 @@ fn handle(req: &Request, st: &mut SmState) -> Response {
 }
 
 fn update_secret(req: &Request, st: &mut SmState, key: &str) -> Response {
-    if req.query_param("updateMask").as_deref() != Some("versionAliases") {
+    // The mask's path in either spelling: Google's Rust client sends the JSON
+    // name (`versionAliases`), gcloud the proto name (`version_aliases`, what
+    // `gcloud secrets update --update-version-aliases` sends; tests/vendor_clients.rs).
+    let mask = req.query_param("updateMask");
+    // Other fields are not faked: the fake's own refusal, not the vendor's.
+    if !matches!(mask.as_deref(), Some("versionAliases" | "version_aliases")) {
         return google_error(
             400,
             "INVALID_ARGUMENT",
@@ -311,9 +341,15 @@ fn update_secret(req: &Request, st: &mut SmState, key: &str) -> Response {
                     &format!("Version alias name {alias} is reserved."),
                 );
             }
+            // Not documented: INVALID_ARGUMENT for a value that is not a version
+            // number, the error model's code for a malformed field.
             let Some(n) = int64(v) else {
                 return google_error(400, "INVALID_ARGUMENT", "version alias is not an int64");
             };
+            // Not documented: an alias on a destroyed or missing version. The
+            // fake refuses both (FAILED_PRECONDITION / INVALID_ARGUMENT, the error
+            // model's codes for a resource state and a bad field); no test here
+            // depends on which.
             match s.versions.get((n - 1).max(0) as usize) {
                 Some(ver) if n >= 1 && ver.state != VersionState::Destroyed => {}
                 Some(_) if n >= 1 => {
@@ -349,6 +385,10 @@ fn add_version(req: &Request, st: &mut SmState, key: &str) -> Response {
     };
     let sent = int64(&body["payload"]["dataCrc32c"]);
     st.add_checksums.push(sent);
+    // SecretPayload.dataCrc32c: "If specified, SecretManagerService will verify the
+    // integrity of the received data" (…/rest/v1/SecretPayload). The code of a
+    // mismatch is not documented; INVALID_ARGUMENT is the error model's for a bad
+    // field.
     if let Some(sum) = sent {
         if sum != i64::from(crc32c(&data)) {
             return google_error(
@@ -383,6 +423,10 @@ fn access(_req: &Request, st: &mut SmState, key: &str, v: &str) -> Response {
         ));
     };
     let ver = &s.versions[(n - 1) as usize];
+    // A version that is not ENABLED cannot be read: 400 FAILED_PRECONDITION,
+    // "Secret Version [projects/…/versions/4] is in DESTROYED state." — the body as
+    // the service sent it, quoted in
+    // google-github-actions/get-secretmanager-secrets#268.
     if ver.state != VersionState::Enabled {
         return google_error(
             400,
