@@ -15,7 +15,6 @@ fn repo(p: &str) -> std::path::PathBuf {
 
 /// The CI example: the script (and the workflow's command) passes a good plan
 /// repository and fails a bad one with exit 10 and file:line:column.
-#[test]
 fn validate_plans_script_checks_a_plan_repository() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("plans")).unwrap();
@@ -59,7 +58,6 @@ fn validate_plans_script_checks_a_plan_repository() {
 /// runs every plan in /etc/vsync-orchestrate/plans, the vault rotates, and the
 /// metrics file appears. (A drop-in shortens the timer to seconds and runs it as
 /// root; everything else is the shipped unit.)
-#[tokio::test]
 async fn systemd_timer_fires_the_tool() {
     let Some(env) = support::nspawn::env("systemd_timer_fires_the_tool") else {
         return;
@@ -174,4 +172,11 @@ async fn systemd_timer_fires_the_tool() {
         "the journal lives in the service's StateDirectory"
     );
     env.ssh(cleanup);
+}
+
+vsync_orchestrate_testkit::main! {
+    tests: [
+        #[sync] validate_plans_script_checks_a_plan_repository,
+        systemd_timer_fires_the_tool,
+    ],
 }

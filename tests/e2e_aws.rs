@@ -71,7 +71,6 @@ fn run_env(
     (code, stdout, stderr)
 }
 
-#[tokio::test]
 async fn run_rotates_an_s3_vault_and_secrets_manager_on_moto() {
     let Some(ep) = support::moto_endpoint() else {
         return;
@@ -242,7 +241,6 @@ endpoint = "{ep}"
 /// `run --clean-stale` after a crash right after the pointer swap: the stale
 /// AWSPENDING is the only key to the live bundle, so it must stay; `resume` then
 /// finishes the crashed run.
-#[tokio::test]
 async fn clean_stale_keeps_a_staged_version_the_vault_needs() {
     let Some(ep) = support::moto_endpoint() else {
         return;
@@ -353,7 +351,6 @@ endpoint = "{ep}"
 /// One secret id in two regions (a replicated secret): two stores that describe
 /// themselves alike. Each is known by its plan position, so both are staged,
 /// activated and verified — not one twice and the other never.
-#[tokio::test]
 async fn one_secret_id_in_two_regions_is_two_stores() {
     let Some(ep) = support::moto_endpoint() else {
         return;
@@ -443,4 +440,12 @@ iterations = 2000
         values.push(v);
     }
     assert_eq!(values[0], values[1]);
+}
+
+vsync_orchestrate_testkit::main! {
+    tests: [
+        run_rotates_an_s3_vault_and_secrets_manager_on_moto,
+        clean_stale_keeps_a_staged_version_the_vault_needs,
+        one_secret_id_in_two_regions_is_two_stores,
+    ],
 }

@@ -5,8 +5,6 @@
 //! endpoint, a cheap key derivation, no health URLs (no apps run here; the fake's
 //! controller completes the rollouts).
 
-#![cfg(all(feature = "kubernetes", feature = "aws", feature = "s3"))]
-
 mod support;
 
 use aws_sdk_secretsmanager as sm;
@@ -17,7 +15,6 @@ use vsync_orchestrate_kubernetes_fake::{kubeconfig, FakeCluster, Res};
 const OLD: &str = "eks-old-passphrase-0123456789";
 const SALT: &str = "EksSaltEksSaltEksSalt0123";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_eks_example_plan_runs_end_to_end() {
     let Some(ep) = support::moto_endpoint() else {
         return;
@@ -183,4 +180,10 @@ async fn the_eks_example_plan_runs_end_to_end() {
             (Some(2), Some(2))
         );
     }
+}
+
+vsync_orchestrate_testkit::main! {
+    tests: [
+        #[multi_thread(2)] the_eks_example_plan_runs_end_to_end,
+    ],
 }

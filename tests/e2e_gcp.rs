@@ -9,8 +9,6 @@
 //! generation if the store activated the right version *and* the restarter pointed
 //! the service at it.
 
-#![cfg(all(feature = "gcp", feature = "s3"))]
-
 mod support;
 
 #[path = "../adapters/gcp/tests/fake/mod.rs"]
@@ -203,7 +201,6 @@ fn pinned_version(fake: &FakeHttp<RunState>) -> Value {
         .clone()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_rotates_secret_manager_and_rolls_cloud_run_under_live_apps() {
     let Some(moto) = support::moto_endpoint() else {
         return;
@@ -373,4 +370,10 @@ async fn run_rotates_secret_manager_and_rolls_cloud_run_under_live_apps() {
     );
     assert!(!stdout.contains(&newer) && !stderr.contains(&newer));
     drop(apps);
+}
+
+vsync_orchestrate_testkit::main! {
+    tests: [
+        #[multi_thread(2)] run_rotates_secret_manager_and_rolls_cloud_run_under_live_apps,
+    ],
 }

@@ -362,7 +362,6 @@ fn write_plan_dir(tv: &TestVault) -> tempfile::TempDir {
     dir
 }
 
-#[tokio::test]
 async fn run_rotates_a_vps_file_and_restarts_systemd_units() {
     let Some(env) = env("run_rotates_a_vps_file_and_restarts_systemd_units") else {
         return;
@@ -479,7 +478,6 @@ async fn assert_nothing_changed(
     }
 }
 
-#[tokio::test]
 async fn a_wrong_old_passphrase_changes_nothing() {
     let Some(env) = env("a_wrong_old_passphrase_changes_nothing") else {
         return;
@@ -529,4 +527,11 @@ async fn a_wrong_old_passphrase_changes_nothing() {
     assert!(r.summary["gen_after"].is_null(), "{}", r.summary);
     no_secret_in_output(&r);
     assert_nothing_changed(&env, &tv, &apps, &stamp, &old, &wrong, &invocations).await;
+}
+
+vsync_orchestrate_testkit::main! {
+    tests: [
+        run_rotates_a_vps_file_and_restarts_systemd_units,
+        a_wrong_old_passphrase_changes_nothing,
+    ],
 }

@@ -9,18 +9,10 @@ use support::sandbox::{Sandbox, Shown, OLD};
 use vsync_orchestrate::engine;
 
 /// The `age` tools, or a skip on a laptop without them (a failure under CI, which
-/// installs them).
+/// installs them), through the testkit's service-or-skip.
 fn age_tools() -> Option<()> {
-    let found = Command::new("age").arg("--version").output().is_ok()
-        && Command::new("age-keygen").arg("--version").output().is_ok();
-    if found {
-        return Some(());
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but the age command-line tools are missing: .ci/run must install Debian's `age`");
-    }
-    eprintln!("skipped: the age command-line tools are not installed (apt-get install age)");
-    None
+    use vsync_orchestrate_testkit::service::{current_test, tools_or_skip};
+    tools_or_skip(&current_test(), &["age", "age-keygen"])
 }
 
 fn decrypt(identity: &std::path::Path, sealed: &[u8]) -> String {
@@ -41,7 +33,6 @@ fn decrypt(identity: &std::path::Path, sealed: &[u8]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-#[tokio::test]
 async fn the_new_passphrase_is_sealed_before_staging_and_only_the_identity_opens_it() {
     if age_tools().is_none() {
         return;
@@ -144,7 +135,6 @@ async fn the_new_passphrase_is_sealed_before_staging_and_only_the_identity_opens
 }
 
 /// A recipient that is not an age public key is a plan error with its position.
-#[test]
 fn a_bad_recipient_is_refused_by_validate() {
     let dir = tempfile::tempdir().unwrap();
     let plan = dir.path().join("plan.toml");
@@ -164,4 +154,11 @@ fn a_bad_recipient_is_refused_by_validate() {
         err.contains("plan.toml:10:1") && err.contains("not an age X25519 public key"),
         "{err}"
     );
+}
+
+vsync_orchestrate_testkit::main! {
+    tests: [
+        the_new_passphrase_is_sealed_before_staging_and_only_the_identity_opens_it,
+        #[sync] a_bad_recipient_is_refused_by_validate,
+    ],
 }

@@ -710,7 +710,6 @@ async fn run_case(ep: String, case: Case) -> Result<Report, String> {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_single_fault_loses_the_passphrase() {
     let Some(ep) = support::moto_endpoint() else {
         return;
@@ -993,7 +992,6 @@ async fn run_late_case(ep: String, write: Req, late: Late) -> Result<Report, Str
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_late_write_loses_the_passphrase() {
     let Some(ep) = support::moto_endpoint() else {
         return;
@@ -1048,4 +1046,11 @@ async fn no_late_write_loses_the_passphrase() {
             .count()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+vsync_orchestrate_testkit::main! {
+    tests: [
+        #[multi_thread(4)] no_single_fault_loses_the_passphrase,
+        #[multi_thread(4)] no_late_write_loses_the_passphrase,
+    ],
 }

@@ -114,7 +114,6 @@ fn summaries(stdout: &[u8]) -> Vec<serde_json::Value> {
         .collect()
 }
 
-#[tokio::test]
 async fn five_plans_three_at_a_time_one_failing() {
     let Some(ep) = support::moto_endpoint() else {
         return;
@@ -167,7 +166,6 @@ async fn five_plans_three_at_a_time_one_failing() {
     }
 }
 
-#[tokio::test]
 async fn two_processes_running_the_same_plans_rotate_each_vault_once() {
     let Some(ep) = support::moto_endpoint() else {
         return;
@@ -235,4 +233,11 @@ async fn two_processes_running_the_same_plans_rotate_each_vault_once() {
             .await
             .is_ok());
     }
+}
+
+vsync_orchestrate_testkit::main! {
+    tests: [
+        five_plans_three_at_a_time_one_failing,
+        two_processes_running_the_same_plans_rotate_each_vault_once,
+    ],
 }

@@ -220,7 +220,6 @@ async fn cli() -> DirCase {
 
 /// Every hostile state of a directory vault, one after the other, with a table of
 /// what each gave (`--nocapture` prints it; the README quotes it).
-#[tokio::test]
 async fn hostile_directory_vaults_give_the_upstream_class_and_write_nothing() {
     let mut seen = Vec::new();
 
@@ -473,7 +472,6 @@ async fn hostile_directory_vaults_give_the_upstream_class_and_write_nothing() {
 /// (a log anyone can write must not be a way to stop rotations), and the row is not
 /// appended over bytes that cannot be read: exit 4 with the manual row, the log
 /// byte-identical, everything else rotated.
-#[tokio::test]
 async fn an_audit_log_of_garbage_is_left_alone_and_the_row_printed() {
     let c = runtime().await;
     let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 7919 % 251) as u8).collect();
@@ -505,7 +503,6 @@ async fn an_audit_log_of_garbage_is_left_alone_and_the_row_printed() {
 /// After the 23-byte header a runtime manifest's bytes are payload, which the
 /// libraries ignore: trailing bytes of any kind are not an error, and rotation
 /// keeps them.
-#[tokio::test]
 async fn trailing_bytes_in_a_runtime_manifest_are_payload() {
     let c = runtime().await;
     let mut m = c.read("manifest");
@@ -521,7 +518,6 @@ async fn trailing_bytes_in_a_runtime_manifest_are_payload() {
 /// A subset on moto (the real S3 protocol): the same classes and codes, and every
 /// object (key, body, ETag) the same before and after `plan` and `run`.
 #[cfg(feature = "s3")]
-#[tokio::test]
 async fn hostile_s3_vaults_on_moto() {
     let Some(ep) = support::moto_endpoint() else {
         return;
@@ -663,4 +659,13 @@ async fn objects(storage: &dyn Storage) -> BTreeMap<String, (String, String)> {
         out.insert(key, (format!("{:x}", Sha256::digest(&o.body)), o.etag));
     }
     out
+}
+
+vsync_orchestrate_testkit::main! {
+    tests: [
+        hostile_directory_vaults_give_the_upstream_class_and_write_nothing,
+        an_audit_log_of_garbage_is_left_alone_and_the_row_printed,
+        trailing_bytes_in_a_runtime_manifest_are_payload,
+        #[cfg(feature = "s3")] hostile_s3_vaults_on_moto,
+    ],
 }

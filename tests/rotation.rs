@@ -190,19 +190,16 @@ fn dir_storage() -> (tempfile::TempDir, Arc<dyn Storage>) {
     (dir, Arc::new(s))
 }
 
-#[tokio::test]
 async fn dir_round_trip_cli_layout() {
     let (_d, s) = dir_storage();
     round_trip(s, Layout::Cli).await;
 }
 
-#[tokio::test]
 async fn dir_round_trip_runtime_layout() {
     let (_d, s) = dir_storage();
     round_trip(s, Layout::Runtime).await;
 }
 
-#[tokio::test]
 async fn cli_bundles_are_resealed_with_the_new_stamp() {
     let (_d, s) = dir_storage();
     let vault = Vault::new(s.clone(), "app/prod/", kdf(), LayoutChoice::Cli);
@@ -232,7 +229,6 @@ async fn cli_bundles_are_resealed_with_the_new_stamp() {
     );
 }
 
-#[tokio::test]
 async fn wrong_old_passphrase_and_missing_vault_touch_nothing() {
     let (dir, s) = dir_storage();
     let vault = Vault::new(s.clone(), "app/prod/", kdf(), LayoutChoice::Auto);
@@ -259,7 +255,6 @@ async fn wrong_old_passphrase_and_missing_vault_touch_nothing() {
     drop(dir);
 }
 
-#[tokio::test]
 async fn malformed_counter_refuses_before_any_write() {
     let (_d, s) = dir_storage();
     let vault = seeded(s.clone(), Layout::Cli).await;
@@ -282,7 +277,6 @@ async fn malformed_counter_refuses_before_any_write() {
     assert_eq!(s.list("").await.unwrap(), before);
 }
 
-#[tokio::test]
 async fn both_layouts_present_needs_an_explicit_choice() {
     let (_d, s) = dir_storage();
     let vault = seeded(s.clone(), Layout::Cli).await;
@@ -305,7 +299,6 @@ async fn both_layouts_present_needs_an_explicit_choice() {
     rotate(&forced, OLD, NEW, None).await.unwrap();
 }
 
-#[tokio::test]
 async fn dir_backend_conditional_writes_are_strict_under_concurrency() {
     use vsync_orchestrate::vault::storage::PutCondition;
     let (_d, s) = dir_storage();
@@ -352,8 +345,7 @@ mod moto {
     use super::*;
     use vsync_orchestrate::vault::storage::PutCondition;
 
-    #[tokio::test]
-    async fn s3_round_trip_cli_layout() {
+    pub(crate) async fn s3_round_trip_cli_layout() {
         let Some(ep) = support::moto_endpoint() else {
             return;
         };
@@ -361,8 +353,7 @@ mod moto {
         round_trip(s, Layout::Cli).await;
     }
 
-    #[tokio::test]
-    async fn s3_round_trip_runtime_layout() {
+    pub(crate) async fn s3_round_trip_runtime_layout() {
         let Some(ep) = support::moto_endpoint() else {
             return;
         };
@@ -370,8 +361,7 @@ mod moto {
         round_trip(s, Layout::Runtime).await;
     }
 
-    #[tokio::test]
-    async fn stale_if_match_is_exit_3_and_leaves_the_pointer() {
+    pub(crate) async fn stale_if_match_is_exit_3_and_leaves_the_pointer() {
         let Some(ep) = support::moto_endpoint() else {
             return;
         };
@@ -399,8 +389,7 @@ mod moto {
         );
     }
 
-    #[tokio::test]
-    async fn two_rotations_at_once_exactly_one_wins() {
+    pub(crate) async fn two_rotations_at_once_exactly_one_wins() {
         let Some(ep) = support::moto_endpoint() else {
             return;
         };
@@ -423,8 +412,7 @@ mod moto {
         assert_eq!(opened.gen, 1);
     }
 
-    #[tokio::test]
-    async fn audit_failure_is_exit_4_with_the_manual_row() {
+    pub(crate) async fn audit_failure_is_exit_4_with_the_manual_row() {
         let Some(ep) = support::moto_endpoint() else {
             return;
         };
@@ -461,7 +449,6 @@ mod moto {
 
 /// An endpoint that answers 200 with a web page to every request is not "both
 /// layouts at once": the error names the endpoint, not `vault.layout`.
-#[tokio::test]
 async fn an_endpoint_that_answers_200_to_everything_is_not_called_two_layouts() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -497,4 +484,22 @@ async fn an_endpoint_that_answers_200_to_everything_is_not_called_two_layouts() 
         "{text}"
     );
     assert!(!text.contains("vault.layout"), "{text}");
+}
+
+vsync_orchestrate_testkit::main! {
+    tests: [
+        dir_round_trip_cli_layout,
+        dir_round_trip_runtime_layout,
+        cli_bundles_are_resealed_with_the_new_stamp,
+        wrong_old_passphrase_and_missing_vault_touch_nothing,
+        malformed_counter_refuses_before_any_write,
+        both_layouts_present_needs_an_explicit_choice,
+        dir_backend_conditional_writes_are_strict_under_concurrency,
+        #[cfg(feature = "s3")] moto::s3_round_trip_cli_layout,
+        #[cfg(feature = "s3")] moto::s3_round_trip_runtime_layout,
+        #[cfg(feature = "s3")] moto::stale_if_match_is_exit_3_and_leaves_the_pointer,
+        #[cfg(feature = "s3")] moto::two_rotations_at_once_exactly_one_wins,
+        #[cfg(feature = "s3")] moto::audit_failure_is_exit_4_with_the_manual_row,
+        an_endpoint_that_answers_200_to_everything_is_not_called_two_layouts,
+    ],
 }

@@ -14,8 +14,9 @@ use vsync_orchestrate::vault::storage::Storage;
 pub use vsync_orchestrate_testkit::unique;
 
 /// The moto server `.ci/run` starts (real S3 protocol on 127.0.0.1), through the
-/// testkit's service-or-skip: `None` and a `SKIPPED <test>: …` line on stderr on a
-/// developer's machine without it; under CI a missing server is a failure.
+/// testkit's service-or-skip: `None` on a developer's machine without it, and the
+/// test is reported `ignored (<why>)` (the files that call this run under the
+/// testkit's harness); under CI a missing server is a failure.
 pub fn moto_endpoint() -> Option<String> {
     use vsync_orchestrate_testkit::service::{current_test, env_or_skip};
     env_or_skip(&current_test(), &["VSYNC_TEST_MOTO_ENDPOINT"]).map(|mut v| v.remove(0))

@@ -15,8 +15,8 @@ pub struct Env {
 }
 
 /// The services `.ci/run` starts, through the testkit's service-or-skip: a skip
-/// (`None`, and a `SKIPPED <test>: …` line on stderr) on a developer machine, a
-/// failure under CI.
+/// (`None`, and the test reported `ignored (<why>)` by the testkit's harness) on a
+/// developer machine, a failure under CI.
 pub fn env(test: &str) -> Option<Env> {
     let v = vsync_orchestrate_testkit::service::env_or_skip(
         test,

@@ -33,9 +33,11 @@ pub fn skip<T>(test: &str, why: &str) -> Option<T> {
     None
 }
 
-/// The services the tests read variables of: the variables' common prefix, and how
-/// to start the service, for the reason of a skip.
-const SERVICES: [(&str, &str); 6] = [
+/// The services the tests need: the common prefix of the variables that describe
+/// one (or, for a command-line tool found on `PATH`, the tool's name), and how to
+/// start or install it, for the reason of a skip. A slice, so a line can be added
+/// without counting.
+const SERVICES: &[(&str, &str)] = &[
     ("VSYNC_TEST_MOTO_", "start moto: .ci/services/10-moto.sh"),
     (
         "VSYNC_TEST_SSH_",
@@ -48,6 +50,11 @@ const SERVICES: [(&str, &str); 6] = [
     (
         "VSYNC_TEST_KUBECTL",
         "install kubectl: .ci/services/05-tools.sh",
+    ),
+    // `age` and `age-keygen`, both in Debian's `age` package.
+    (
+        "age",
+        "install age (apt-get install age): .ci/services/05-tools.sh",
     ),
     (
         "VSYNC_TEST_GCLOUD",
@@ -161,6 +168,46 @@ pub fn env_or_skip(test: &str, vars: &[&str]) -> Option<Vec<String>> {
     skip(test, &missing_reason(vars, &missing))
 }
 
+/// `Some(())` when every one of `tools` runs (`<tool> --version` starts); otherwise
+/// a skip (or, in CI, a failure) naming the missing ones and how to install them.
+pub fn tools_or_skip(test: &str, tools: &[&str]) -> Option<()> {
+    let missing: Vec<&str> = tools
+        .iter()
+        .filter(|t| {
+            std::process::Command::new(t)
+                .arg("--version")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_err()
+        })
+        .copied()
+        .collect();
+    if missing.is_empty() {
+        return Some(());
+    }
+    skip(test, &tool_reason(&missing))
+}
+
+/// Why a test skips when the `missing` tools are not on `PATH`:
+/// `age, age-keygen not found on PATH; install age (…): .ci/services/05-tools.sh`.
+fn tool_reason(missing: &[&str]) -> String {
+    let mut why = format!("{} not found on PATH", missing.join(", "));
+    let mut how: Vec<&str> = Vec::new();
+    for tool in missing {
+        if let Some((_, start)) = SERVICES.iter().find(|(p, _)| tool.starts_with(p)) {
+            if !how.contains(start) {
+                how.push(start);
+            }
+        }
+    }
+    for h in how {
+        why.push_str("; ");
+        why.push_str(h);
+    }
+    why
+}
+
 /// The current test's name as the harness sets it on the thread (`a::b::test`).
 pub fn current_test() -> String {
     std::thread::current()
@@ -213,6 +260,36 @@ mod tests {
              .ci/services/10-moto.sh; boot the systemd container: .ci/services/30-nspawn.sh"
         );
         assert_eq!(missing_reason(&["A", "B"], &["B"]), "B not set");
+    }
+
+    #[test]
+    fn a_missing_tool_is_named_with_how_to_install_it() {
+        assert_eq!(
+            tool_reason(&["age", "age-keygen"]),
+            "age, age-keygen not found on PATH; install age (apt-get install age): \
+             .ci/services/05-tools.sh"
+        );
+        assert_eq!(
+            tool_reason(&["no-such-tool"]),
+            "no-such-tool not found on PATH"
+        );
+    }
+
+    #[test]
+    fn missing_tools_skip_outside_ci_and_fail_in_ci_and_present_ones_pass() {
+        // `true` ignores its arguments and is on every PATH this runs on.
+        assert_eq!(tools_or_skip("t", &["true"]), Some(()));
+        let r = std::panic::catch_unwind(|| tools_or_skip("t", &["vsync-testkit-no-such-tool"]));
+        if in_ci() {
+            let msg = r.unwrap_err();
+            let msg = msg.downcast_ref::<String>().unwrap();
+            assert!(
+                msg.contains("vsync-testkit-no-such-tool not found"),
+                "{msg}"
+            );
+        } else {
+            assert_eq!(r.unwrap(), None);
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! A `harness = false` test target is compiled without `--test`, so a `#[test]` or
 //! `#[tokio::test]` function in it is dropped without a word and never runs. Such a
 //! target (a suite file, see `vsync_orchestrate_testkit::harness`) lists its tests
-//! in `vsync_orchestrate_testkit::main!` instead; this fails on one left behind.
+//! in `vsync_orchestrate_testkit::main!` instead; this fails on one left behind, in
+//! the adapter crates and in the root crate (tests/*.rs) alike.
 
 use std::path::{Path, PathBuf};
 
@@ -67,6 +68,12 @@ fn no_harness_false_target_has_a_test_attribute() {
             .iter()
             .any(|t| t.ends_with("secrets_manager_moto.rs")),
         "the suite files were not found among {targets:?}"
+    );
+    // The root crate's integration tests that need a service are such targets too.
+    let root_test = workspace.join("tests/e2e_aws.rs");
+    assert!(
+        targets.contains(&root_test),
+        "the root crate's harness = false tests were not found among {targets:?}"
     );
     let mut dropped = Vec::new();
     for file in &targets {

@@ -3,9 +3,6 @@
 
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_secretsmanager::config::Credentials;
 
@@ -30,16 +27,5 @@ pub async fn test_sdk_config(endpoint: &str) -> SdkConfig {
         .await
 }
 
-/// A name no other test (or earlier run against the same moto) uses.
-pub fn unique(tag: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "vso-{tag}-{}-{nanos}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
+/// A name no other test (or earlier run against the same moto) uses: the testkit's.
+pub use vsync_orchestrate_testkit::unique;

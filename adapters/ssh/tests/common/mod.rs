@@ -5,20 +5,14 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
 use vsync_orchestrate_ssh::HostSpec;
 
 fn need(test: &str, vars: &[&str]) -> Option<Vec<String>> {
     vsync_orchestrate_testkit::service::env_or_skip(test, vars)
 }
 
-pub fn unique(name: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{name}-{}-{nanos}", std::process::id())
-}
+/// A name unique to this process and call: the testkit's.
+pub use vsync_orchestrate_testkit::unique;
 
 pub struct SshEnv {
     pub ports: Vec<u16>,
