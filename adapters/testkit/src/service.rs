@@ -64,6 +64,10 @@ const SERVICES: &[(&str, &str)] = &[
         "VSYNC_TEST_GCP_PYTHON",
         "install Google's Python clients: .ci/services/40-gcp-clients.sh",
     ),
+    (
+        "VSYNC_TEST_VERCEL_",
+        "install Vercel's SDK and CLI: .ci/services/41-vercel-clients.sh",
+    ),
 ];
 
 /// Why a test that reads `vars` skips when `missing` are unset:

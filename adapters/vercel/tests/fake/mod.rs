@@ -48,7 +48,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use vsync_orchestrate_testkit::fake_http::{FakeHttp, Request, Response};
 
-pub const TOKEN: &str = "vercel-test-token-4f8a";
+/// Word characters only: the CLI refuses a token with anything else (`index.ts`, `--token`).
+pub const TOKEN: &str = "vercelTestToken4f8a";
 pub const TEAM: &str = "team_fake123";
 pub const PROJECT: &str = "shop";
 pub const PROJECT_ID: &str = "prj_shop123";
@@ -223,6 +224,9 @@ impl VercelState {
     /// `util/projects/get-project-by-id-or-name.ts`, `includeRollbackInfo`; a
     /// plain read may leave them out, so the fake does).
     fn project_json(&mut self, rollback_info: bool) -> Value {
+        if rollback_info {
+            self.advance_alias_job();
+        }
         let prod = self.production.as_ref().map(|id| {
             let d = &self.deployments[id].json;
             json!({
@@ -244,7 +248,6 @@ impl VercelState {
             "targets": { "production": prod },
         });
         if rollback_info {
-            self.advance_alias_job();
             p["lastAliasRequest"] = self.last_alias_request.clone().unwrap_or(Value::Null);
             p["lastRollbackTarget"] = match &self.rolled_back_to {
                 Some(_) => json!({}),
@@ -284,7 +287,7 @@ impl VercelState {
     }
 
     /// One poll of a deployment: its lifecycle advances.
-    fn advance(&mut self, id: &str) {
+    pub fn advance(&mut self, id: &str) {
         let rolled_back = self.rolled_back_to.is_some();
         let envs = self.envs.clone();
         let hook = self.on_build.clone();
@@ -368,6 +371,12 @@ fn creator() -> Value {
 }
 
 pub const USER_ID: &str = "usr_fake456";
+
+fn team_json() -> Value {
+    json!({ "id": TEAM, "slug": TEAM_SLUG, "name": "Fake team", "avatar": null,
+            "createdAt": 1_690_000_000_000u64, "creatorId": USER_ID,
+            "membership": { "role": "OWNER", "confirmed": true, "createdAt": 1_690_000_000_000u64 } })
+}
 pub const TEAM_SLUG: &str = "fake-team";
 
 /// A deployment as `GET /v13/deployments/{idOrUrl}` answers it ([API]
@@ -405,8 +414,11 @@ fn refused(req: &Request) -> Option<Response> {
             "Not authorized: Trying to access resource under scope",
         ));
     }
-    // The user's own record is not team-scoped.
-    if req.path == "/v2/user" || req.path.starts_with("/v2/teams/") {
+    // The user's own record and teams are not team-scoped.
+    if req.path == "/v2/user"
+        || req.path.starts_with("/v1/teams")
+        || req.path.starts_with("/v2/teams")
+    {
         return None;
     }
     if req.query_param("teamId").as_deref() != Some(TEAM) {
@@ -420,8 +432,11 @@ fn is_project(p: &str) -> bool {
 }
 
 /// A listed entry: encrypted values stay encrypted, sensitive ones are absent.
+/// `securityIssues` is required in every listed entry (`@vercel/sdk`
+/// `FilterProjectEnvsResponseBody2.envs`).
 fn listed(e: &Value) -> Value {
     let mut e = e.clone();
+    e["securityIssues"] = json!([]);
     if e["type"] == "sensitive" {
         e.as_object_mut().unwrap().remove("value");
     } else {
@@ -451,7 +466,10 @@ fn route(req: &Request, st: &mut VercelState) -> Response {
     match (req.method.as_str(), parts.as_slice()) {
         ("GET", ["v10", "projects", p, "env"]) if is_project(p) => Response::json(
             200,
-            &json!({ "envs": st.envs.iter().map(listed).collect::<Vec<_>>(), "pagination": null }),
+            &json!({
+                "envs": st.envs.iter().map(listed).collect::<Vec<_>>(),
+                "pagination": { "count": st.envs.len(), "next": null, "prev": null },
+            }),
         ),
         ("GET", ["v1", "projects", p, "env", id]) if is_project(p) => {
             match st.envs.iter().find(|e| e["id"] == *id) {
@@ -634,14 +652,24 @@ fn route(req: &Request, st: &mut VercelState) -> Response {
                 "resourceConfig": {}, "stagingPrefix": "vsync", "avatar": null,
             } }),
         ),
-        // [API] teams/get-a-team, by id or slug; [CLI] `util/teams/get-team-by-id.ts`.
-        ("GET", ["v2", "teams", t]) if *t == TEAM || *t == TEAM_SLUG => Response::json(
+        // The project's custom environments: [CLI]
+        // `util/target/get-custom-environments.ts` asks the unversioned path (a 404
+        // there means "not flagged for custom environments"); the SDK asks v9.
+        (
+            "GET",
+            ["projects", p, "custom-environments"] | ["v9", "projects", p, "custom-environments"],
+        ) if is_project(p) => Response::json(200, &json!({ "environments": [] })),
+        // [API] teams/list-all-teams: the CLI resolves `--scope` from `/v1/teams`
+        // (`util/teams/get-teams.ts`, `body.teams`); v2 pages the same list.
+        ("GET", ["v1" | "v2", "teams"]) => Response::json(
             200,
-            &json!({ "id": TEAM, "slug": TEAM_SLUG, "name": "Fake team", "avatar": null,
-                     "createdAt": 1_690_000_000_000u64, "creatorId": USER_ID,
-                     "membership": { "role": "OWNER", "confirmed": true, "createdAt": 1_690_000_000_000u64 } }),
+            &json!({ "teams": [team_json()], "pagination": { "count": 1, "next": null, "prev": null } }),
         ),
-        ("GET", ["v2", "teams", _]) => error(404, "not_found", "Team not found"),
+        // [API] teams/get-a-team, by id or slug; [CLI] `util/teams/get-team-by-id.ts`.
+        ("GET", ["v1" | "v2", "teams", t]) if *t == TEAM || *t == TEAM_SLUG => {
+            Response::json(200, &team_json())
+        }
+        ("GET", ["v1" | "v2", "teams", _]) => error(404, "not_found", "Team not found"),
         _ => error(
             404,
             "not_found",
