@@ -122,6 +122,9 @@ struct MachineConfig {
     metadata: Option<HashMap<String, Value>>,
 }
 
+/// See [`Machine::checks`].
+const COMPAT_CHECK_PREFIX: &str = "bg_deployments_compat";
+
 #[derive(Debug, Clone, Deserialize)]
 struct Check {
     #[serde(default)]
@@ -174,8 +177,18 @@ impl Machine {
         }
     }
 
-    fn checks(&self) -> &[Check] {
-        self.checks.as_deref().unwrap_or(&[])
+    /// The checks that judge the machine, as fly-go judges them: without the
+    /// `bg_deployments_compat*` checks flaps still adds to its answers for old
+    /// flyctl blue-green deploys, which are not the app's health (superfly/fly-go
+    /// `machine_types.go`, `Machine.RemoveCompatChecks`, called on every machine
+    /// `flaps.Client.Get` and `List` return, and by `AllHealthChecks`).
+    fn checks(&self) -> Vec<&Check> {
+        self.checks
+            .as_deref()
+            .unwrap_or(&[])
+            .iter()
+            .filter(|c| !c.name.starts_with(COMPAT_CHECK_PREFIX))
+            .collect()
     }
 
     /// The newest start or restart event's time.
@@ -629,8 +642,11 @@ impl Inner {
                             "started" if m.last_start() > before || m.events.is_none() => {
                                 let since = *started_at.get_or_insert_with(Instant::now);
                                 let checks = m.checks();
-                                let bad: Vec<&Check> =
-                                    checks.iter().filter(|c| c.status != "passing").collect();
+                                let bad: Vec<&Check> = checks
+                                    .iter()
+                                    .copied()
+                                    .filter(|c| c.status != "passing")
+                                    .collect();
                                 if bad.is_empty() {
                                     return Step::Ready(Ok(MachineEnd::Done(
                                         if checks.is_empty() {

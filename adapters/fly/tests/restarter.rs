@@ -189,6 +189,42 @@ async fn a_failing_check_stops_the_rollout_naming_the_machine_and_its_output() {
     );
 }
 
+/// Flaps adds `bg_deployments_compat*` checks for old flyctl versions; fly-go drops
+/// them before judging health (`machine_types.go`, `RemoveCompatChecks`), so a
+/// critical one must not fail a healthy machine, nor count as a check.
+async fn compat_checks_flaps_adds_are_ignored_as_fly_go_ignores_them() {
+    let (mut st, ids) = app([Behaviour::Healthy; 3]);
+    for id in &ids {
+        st.add_compat_check(id, "critical");
+    }
+    let only_compat = st.add_machine("iad", "app", "started", Behaviour::Healthy);
+    st.machines.get_mut(&only_compat).unwrap().json["checks"] = serde_json::json!([]);
+    st.add_compat_check(&only_compat, "passing");
+    let fake = start(st).await;
+    let r = restarter(&fake);
+    let pf = r.preflight().await.unwrap();
+    assert!(
+        pf.warnings
+            .iter()
+            .any(|w| w.contains("machines without checks") && w.contains(&only_compat)),
+        "{:?}",
+        pf.warnings
+    );
+    assert!(
+        !pf.warnings.iter().any(|w| w.contains(&ids[0])),
+        "{:?}",
+        pf.warnings
+    );
+    let rollout = r.restart(&ctx("run-compat")).await.unwrap();
+    match r.wait(&rollout, soon()).await.unwrap() {
+        RolloutOutcome::Done { detail } => {
+            assert!(!detail.contains("bg_deployments"), "{detail}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(fake.state().total_restarts(), 4);
+}
+
 async fn a_machine_that_stops_after_the_restart_is_a_failure() {
     let (st, ids) = app([Behaviour::Crashes, Behaviour::Healthy, Behaviour::Healthy]);
     let fake = start(st).await;
@@ -404,6 +440,7 @@ vsync_orchestrate_testkit::main! {
         serving_machines_are_restarted_one_by_one_under_a_lease_and_marked,
         a_failing_check_stops_the_rollout_naming_the_machine_and_its_output,
         a_machine_that_stops_after_the_restart_is_a_failure,
+        compat_checks_flaps_adds_are_ignored_as_fly_go_ignores_them,
         a_held_lease_is_waited_out_and_never_taken_over,
         leases_are_released_on_timeout_cancel_and_a_dropped_wait,
         a_resumed_run_waits_for_marked_machines_instead_of_restarting_them,

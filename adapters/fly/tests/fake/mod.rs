@@ -1,23 +1,41 @@
 //! A stateful fake of the Fly.io Machines API (`/v1/apps/{app}/machines…`) on the
-//! test kit's fake HTTP server, in the shapes of the published spec (there is no
-//! emulator):
+//! test kit's fake HTTP server. No Fly client installs here, so its shapes are
+//! checked by hand against Fly's own Go client, superfly/fly-go (read at commit
+//! 22d6e518, 2025-08-21): the request each route takes is what `flaps/flaps_machines.go`
+//! and `flaps/flaps_machines_wait.go` send, the bodies are the JSON of the structs
+//! in `machine_types.go`, and failures are what `flaps/flaps.go` reads back:
 //!
-//! * `GET /v1/apps/{app}/machines` and `GET …/machines/{id}`: `{id, name, state,
-//!   region, instance_id, config{metadata{fly_process_group}}, checks[{name,
-//!   status, output}], events[{type, status, source, timestamp}]}`;
-//! * `POST …/{id}/lease?ttl=N` → `{status, data{nonce, expires_at, owner}}`, 409
-//!   while someone else holds it; `DELETE …/{id}/lease` with
-//!   `fly-machine-lease-nonce`;
-//! * `POST …/{id}/restart` (the nonce must match a held lease: 409 otherwise),
-//!   after which the machine goes `stopping` → `starting` → `started` over polls
-//!   and its checks go `critical` → `passing` (or stay critical, or it never
-//!   starts, as the machine's [`Behaviour`] says);
-//! * `GET …/{id}/wait?state=started&timeout=N`: 200 once the state is reached,
-//!   else 408 at once (the real server holds the request up to `timeout`; the
-//!   fake answers immediately, the client polls);
-//! * `POST …/{id}/metadata/{key}` `{value}`.
+//! * every answer carries `fly-request-id` (`flaps.go`: `headerFlyRequestId`, kept
+//!   in `FlapsError.FlyRequestId`);
+//! * a failure is any status > 299 with `{"error": "…"}` (`flaps.go`,
+//!   `handleAPIError`: `{error, message?}`; `flaps_error.go`, `errorResponse`
+//!   also has `status`), so its text reaches the caller as `error`.
+//!
+//! Routes (each cited again where it is served):
+//!
+//! * `GET /v1/apps/{app}/machines` (`Client.List`) → `[Machine]` and
+//!   `GET …/machines/{id}` (`Client.Get`) → `Machine`: `{id, name, state, region,
+//!   instance_id, private_ip, image_ref, config{metadata{fly_process_group}},
+//!   checks[MachineCheckStatus{name, status, output, updated_at}],
+//!   events[MachineEvent{type, status, source, timestamp (ms)}]}`. Flaps adds
+//!   `bg_deployments_compat*` checks for old flyctl versions, which fly-go drops
+//!   (`Machine.RemoveCompatChecks`); [`FlyState::add_compat_check`] adds one;
+//! * `POST …/{id}/lease?ttl=N` (`Client.AcquireLease`) → `MachineLease{status,
+//!   data{nonce, expires_at (s), owner, version}}`; 409 while someone else holds
+//!   it (the status `AcquireLease` retries on); `DELETE …/{id}/lease` with
+//!   `fly-machine-lease-nonce` (`Client.ReleaseLease`, `NonceHeader`);
+//! * `POST …/{id}/restart?force_stop=false` with the nonce (`Client.Restart`); 409
+//!   when the nonce does not match a held lease. The machine then goes `stopping` →
+//!   `starting` → `started` over polls and its checks `critical` → `passing` (or
+//!   stay critical, or it never starts, as the machine's [`Behaviour`] says);
+//! * `GET …/{id}/wait?state=started&timeout=N` (`Client.Wait`): 200 once the state
+//!   is reached, else 408 at once (the real server holds the request up to
+//!   `timeout`; the fake answers immediately, the client polls). The 408 is from
+//!   the Machines API reference, not from fly-go, which passes any status through;
+//! * `POST …/{id}/metadata/{key}` `{"value": …}` (`Client.SetMetadata`).
 //!
 //! Every request needs `Authorization` with the fake's token (403 otherwise).
+//! Never seen on a real account: the exact error texts, and the 408 and 403.
 //! `tests/e2e_fly.rs` at the repository root includes this module by path.
 
 #![allow(dead_code)]
@@ -71,6 +89,7 @@ pub struct FlyState {
     pub on_restart: Option<Hook>,
     clock: u64,
     next: u32,
+    requests: u64,
 }
 
 const CHECK_OUTPUT_OK: &str =
@@ -118,6 +137,20 @@ impl FlyState {
             },
         );
         id
+    }
+
+    /// Adds the kind of check flaps inserts for old flyctl blue-green deploys
+    /// (fly-go `machine_types.go`, `RemoveCompatChecks`: names starting
+    /// `bg_deployments_compat`; the suffix here is made up), in `status`, after the
+    /// machine's own check.
+    pub fn add_compat_check(&mut self, id: &str, status: &str) {
+        let m = self.machines.get_mut(id).unwrap();
+        m.json["checks"].as_array_mut().unwrap().push(json!({
+            "name": "bg_deployments_compat_http",
+            "status": status,
+            "output": "compatibility check for flyctl bluegreen deployments",
+            "updated_at": "2026-11-30T05:00:00Z",
+        }));
     }
 
     /// Someone else (a deploy) holds the machine's lease.
@@ -210,6 +243,7 @@ impl FlyState {
     }
 }
 
+/// fly-go `flaps.go` `handleAPIError`: `{"error": …}` for any status > 299.
 fn error(status: u16, message: &str) -> Response {
     Response::json(status, &json!({ "error": message }))
 }
@@ -224,11 +258,15 @@ fn nonce_ok(req: &Request, m: &FakeMachine) -> bool {
 pub async fn start(state: FlyState) -> FakeHttp<FlyState> {
     FakeHttp::builder(state)
         .route("*", "/**", |req, st: &mut FlyState| {
+            st.requests += 1;
+            let id = format!("01JFAKE{:019}", st.requests);
             let auth = req.header("authorization");
-            if auth != Some(TOKEN) && auth != Some("Bearer fly-personal-token") {
-                return error(403, "unauthorized");
-            }
-            route(req, st)
+            let answer = if auth != Some(TOKEN) && auth != Some("Bearer fly-personal-token") {
+                error(403, "unauthorized")
+            } else {
+                route(req, st)
+            };
+            answer.header("fly-request-id", &id)
         })
         .start()
         .await
@@ -238,6 +276,7 @@ fn route(req: &Request, st: &mut FlyState) -> Response {
     let parts: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
     match (req.method.as_str(), parts.as_slice()) {
         (_, ["v1", "apps", app, ..]) if *app != APP => error(404, "app not found"),
+        // fly-go `Client.List`: `GET /apps/{app}/machines` → `[]*fly.Machine`.
         ("GET", ["v1", "apps", _, "machines"]) => {
             let ids: Vec<String> = st.machines.keys().cloned().collect();
             for id in &ids {
@@ -252,6 +291,7 @@ fn route(req: &Request, st: &mut FlyState) -> Response {
                     .collect::<Vec<_>>()),
             )
         }
+        // fly-go `Client.Get`: `GET /apps/{app}/machines/{id}` → `fly.Machine`.
         ("GET", ["v1", "apps", _, "machines", id]) => {
             if !st.machines.contains_key(*id) {
                 return error(404, "machine not found");
@@ -259,6 +299,8 @@ fn route(req: &Request, st: &mut FlyState) -> Response {
             st.advance(id);
             Response::json(200, st.machine(id))
         }
+        // fly-go `Client.AcquireLease`: `POST …/{id}/lease?ttl=N`, no body →
+        // `fly.MachineLease`; a 409 is the status it retries on (lease held).
         ("POST", ["v1", "apps", _, "machines", id, "lease"]) => {
             let t = st.tick();
             let Some(m) = st.machines.get_mut(*id) else {
@@ -275,9 +317,11 @@ fn route(req: &Request, st: &mut FlyState) -> Response {
             st.leases_granted += 1;
             Response::json(
                 200,
-                &json!({ "status": "success", "data": { "nonce": nonce, "expires_at": t / 1000 + 300, "owner": "vsync@test", "description": "", "version": "01J" } }),
+                &json!({ "status": "success", "data": { "nonce": nonce, "expires_at": t / 1000 + 300, "owner": "vsync@test", "version": "01J" } }),
             )
         }
+        // fly-go `Client.ReleaseLease`: `DELETE …/{id}/lease` with
+        // `fly-machine-lease-nonce`; the body is not read.
         ("DELETE", ["v1", "apps", _, "machines", id, "lease"]) => {
             let Some(m) = st.machines.get_mut(*id) else {
                 return error(404, "machine not found");
@@ -292,6 +336,8 @@ fn route(req: &Request, st: &mut FlyState) -> Response {
             st.leases_released += 1;
             Response::json(200, &json!({ "ok": true }))
         }
+        // fly-go `Client.Restart`: `POST …/{id}/restart?force_stop=false` with the
+        // lease nonce, no body; the answer's body is not read.
         ("POST", ["v1", "apps", _, "machines", id, "restart"]) => {
             let t = st.tick();
             let Some(m) = st.machines.get_mut(*id) else {
@@ -313,6 +359,9 @@ fn route(req: &Request, st: &mut FlyState) -> Response {
             st.order.push((*id).to_owned());
             Response::json(200, &json!({ "ok": true }))
         }
+        // fly-go `Client.Wait` (`flaps_machines_wait.go`): `GET …/{id}/wait?
+        // state=started&timeout=N` (seconds); the body is not read, a status > 299
+        // is the error.
         ("GET", ["v1", "apps", _, "machines", id, "wait"]) => {
             if !st.machines.contains_key(*id) {
                 return error(404, "machine not found");
@@ -330,6 +379,8 @@ fn route(req: &Request, st: &mut FlyState) -> Response {
                 )
             }
         }
+        // fly-go `Client.SetMetadata`: `POST …/{id}/metadata/{key}` with
+        // `{"value": "…"}`; the body of the answer is not read.
         ("POST", ["v1", "apps", _, "machines", id, "metadata", key]) => {
             let value = req.json()["value"].clone();
             let Some(m) = st.machines.get_mut(*id) else {
