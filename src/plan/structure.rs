@@ -244,7 +244,10 @@ fn read_one<T: DeserializeOwned>(
     at: (usize, usize),
     kind: Kind,
 ) -> Option<T> {
-    let value = item.clone().into_value().ok()?;
+    let Ok(value) = item.clone().into_value() else {
+        r.error(at, format!("`{section}` has no value"));
+        return None;
+    };
     match T::deserialize(value.into_deserializer()) {
         Ok(v) => Some(v),
         Err(e) => {
@@ -276,11 +279,11 @@ fn explain(
     let place = found.as_ref().map(|f| r.doc.span_at(&f.span)).unwrap_or(at);
     // The key as the operator would name it: `vault.iterations`, but in a
     // [[store]] table just `timeout_secs` (the line says which table).
-    let key = match (&found, kind, item) {
-        (Some(f), Kind::Section, _) => format!("{section}.{}", f.path),
-        (Some(f), _, _) => f.path.clone(),
-        (None, Kind::Section, _) => section.to_owned(),
-        (None, _, _) => format!("[[{section}]]"),
+    let key = match (&found, kind) {
+        (Some(f), Kind::Section) => format!("{section}.{}", f.path),
+        (Some(f), _) => f.path.clone(),
+        (None, Kind::Section) => section.to_owned(),
+        (None, _) => format!("[[{section}]]"),
     };
     // A source reads its own value and says which (`passphrase.old.env: …`).
     let (key, msg) = match msg.split_once(": ") {
@@ -295,7 +298,10 @@ fn explain(
             None => (key, msg.clone()),
         },
     };
-    let secret = section == "passphrase";
+    // A string under these keys may be a passphrase written in the plan by mistake.
+    let secret = std::iter::once(section)
+        .chain(key.split('.'))
+        .any(|k| ["passphrase", "old", "new", "generate"].contains(&k));
     let mut out = words(&msg, &key, &backticked, kind, found.as_ref(), secret);
     if secret {
         // `passphrase = "…"`, `old = "…"`: the string may be the passphrase.
