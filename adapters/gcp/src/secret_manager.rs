@@ -532,12 +532,23 @@ impl SecretStore for SecretManagerStore {
     async fn stage(&self, new: &Passphrase, run: &RunId) -> Result<Staged> {
         let snap = self.read_secret().await?;
         let (aliased, current) = self.current_of(&snap).await?;
+        // The secret's other aliases, for the hand-run activation command: gcloud
+        // (528) sends `--update-version-aliases` as the whole new map, so an alias
+        // the command does not name is deleted (tests/vendor_clients.rs).
+        let keep: BTreeMap<&String, i64> = snap
+            .aliases
+            .iter()
+            .filter(|(a, _)| {
+                ![self.cfg.alias.as_str(), PENDING_ALIAS, PREVIOUS_ALIAS].contains(&a.as_str())
+            })
+            .map(|(a, n)| (a, *n))
+            .collect();
         let staged = |version: i64| Staged {
             target: self.describe(),
             run: run.clone(),
             version: version.to_string(),
             previous: Some(current.number.to_string()),
-            extra: serde_json::json!({ "alias": self.cfg.alias }),
+            extra: serde_json::json!({ "alias": self.cfg.alias, "keep": keep }),
         };
         let mut aliases = snap.aliases.clone();
         if aliased.is_none() {
@@ -707,10 +718,21 @@ impl SecretStore for SecretManagerStore {
         )))
     }
 
+    /// Names every alias the secret keeps, not only the two that move: gcloud
+    /// sends `--update-version-aliases` as the whole new map, deleting any alias
+    /// it does not name (`pending`, which activation drops anyway, and the
+    /// operator's own, which it must not; recorded at stage in `extra.keep`).
     fn activate_hint(&self, staged: &Staged) -> Option<String> {
         let mut pairs = format!("{}={}", self.cfg.alias, staged.version);
         if let Some(p) = &staged.previous {
             pairs.push_str(&format!(",{PREVIOUS_ALIAS}={p}"));
+        }
+        if let Some(keep) = staged.extra.get("keep").and_then(|k| k.as_object()) {
+            for (alias, n) in keep {
+                if let Some(n) = n.as_i64().filter(|_| alias_problem(alias).is_none()) {
+                    pairs.push_str(&format!(",{alias}={n}"));
+                }
+            }
         }
         let cmd = format!(
             "gcloud secrets update {} --update-version-aliases={pairs}",
@@ -777,6 +799,15 @@ mod tests {
             "gcloud secrets update vsync --project=p1 --location=europe-west1 \
              --update-version-aliases=current=7,previous=6"
         );
+        // The secret's other aliases are named too, or gcloud would delete them.
+        let staged = Staged {
+            extra: serde_json::json!({ "alias": "current", "keep": { "canary": 5, "stable": 6 } }),
+            ..staged
+        };
+        assert!(store
+            .activate_hint(&staged)
+            .unwrap()
+            .ends_with("--update-version-aliases=current=7,previous=6,canary=5,stable=6"));
         assert!(SecretManagerStore::new(SecretManagerConfig::new("vsync")).is_err());
     }
 }

@@ -15,6 +15,8 @@ use fake::secret_manager::{self as sm, VersionState};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use tokio::io::AsyncWriteExt;
+use vsync_orchestrate_api::{Passphrase, RunId, SecretStore};
+use vsync_orchestrate_gcp::{CredentialSource, SecretManagerConfig, SecretManagerStore};
 use vsync_orchestrate_testkit::service::{current_test, env_or_skip};
 
 const SECRET: &str = "projects/shop-prod/secrets/vsync-passphrase";
@@ -309,6 +311,47 @@ async fn gcloud_adds_accesses_and_moves_aliases_on_the_secret_manager_fake() {
     assert!(missing.stderr.contains("NOT_FOUND"), "{missing}");
 }
 
+/// The command the store prints for activating by hand, run as printed: it moves
+/// the apps' alias and keeps every other alias (gcloud replaces the whole map).
+async fn the_printed_activation_command_run_with_gcloud_activates_and_keeps_other_aliases() {
+    let mut state = sm::seeded(SECRET, OLD);
+    state.set_alias(SECRET, "canary", 1);
+    let fake = sm::start(state).await;
+    let Some(g) = Gcloud::find(fake.url()) else {
+        return;
+    };
+    let mut cfg = SecretManagerConfig::new(SECRET);
+    cfg.endpoint = Some(fake.url());
+    cfg.credentials = CredentialSource::Anonymous;
+    let store = SecretManagerStore::new(cfg).unwrap();
+    let staged = store
+        .stage(&Passphrase::from(NEW), &RunId("run-by-hand".into()))
+        .await
+        .unwrap();
+    assert_eq!(fake.state().secret(SECRET).aliases.get("pending"), Some(&2));
+
+    let hint = store.activate_hint(&staged).unwrap();
+    let prefix = format!(
+        "CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER={}/ gcloud ",
+        fake.url().trim_end_matches('/')
+    );
+    let args: Vec<&str> = hint
+        .strip_prefix(&prefix)
+        .unwrap_or_else(|| panic!("{hint}"))
+        .split_whitespace()
+        .collect();
+    let ran = g.run(&args, b"").await;
+    assert!(ran.ok, "{hint}\n{ran}");
+    let aliases = fake.state().secret(SECRET).aliases.clone();
+    assert_eq!(aliases.get("current"), Some(&2), "{hint}");
+    assert_eq!(aliases.get("previous"), Some(&1), "{hint}");
+    assert_eq!(aliases.get("canary"), Some(&1), "{hint}");
+    assert_eq!(aliases.get("pending"), None, "{hint}");
+    // The run, resumed, finds the activation done.
+    store.activate(&staged).await.unwrap();
+    assert_eq!(store.read_current().await.unwrap().unwrap().expose(), NEW);
+}
+
 // ---------------------------------------------------------------------------------
 // Google's Python clients
 
@@ -371,6 +414,7 @@ async fn the_python_cloud_run_client_follows_the_fakes_operations() {
 vsync_orchestrate_testkit::main! {
     tests: [
         gcloud_adds_accesses_and_moves_aliases_on_the_secret_manager_fake,
+        the_printed_activation_command_run_with_gcloud_activates_and_keeps_other_aliases,
         the_python_secret_manager_client_reads_the_fakes_answers,
         the_python_cloud_run_client_follows_the_fakes_operations,
     ],
