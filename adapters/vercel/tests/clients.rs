@@ -259,6 +259,8 @@ async fn the_cli_lists_env_redeploys_reads_the_rollback_and_promotes() {
     };
     let before = fake.state().production.clone().unwrap();
 
+    // (Not rate-limited here: the CLI honours Retry-After plus up to 30 s of
+    // random skew, `util/client.ts`.)
     let r = cli.run(&["env", "ls", "production"]).await;
     assert!(r.ok, "{}{}", r.out, trail(&fake));
     assert!(r.out.contains("VSYNC_PASSPHRASE"), "{}", r.out);

@@ -224,13 +224,8 @@ async fn a_promotion_job_that_fails_is_a_failure_and_a_queued_one_is_followed() 
 
 async fn rate_limits_and_blips_are_waited_out() {
     let fake = fake_with(Build::Healthy).await;
-    fake.inject(
-        When::path("/v13/deployments").method("POST"),
-        Fault::RetryAfter {
-            status: 429,
-            seconds: 1,
-        },
-    );
+    // Vercel's own refusal (429 `rate_limited`, Retry-After), not the kit's.
+    fake.state().rate_limit("POST", "/v13/deployments", 1, 1);
     let r = restarter(&fake);
     let t = Instant::now();
     let rollout = r.restart(&ctx("run-429")).await.unwrap();
@@ -274,8 +269,15 @@ async fn a_missing_project_and_a_refused_token_have_kinds() {
             .kind(),
         ErrorKind::NotFound
     );
-    fake.inject(When::any(), Fault::Status(403));
-    let e = restarter(&fake).preflight().await.unwrap_err();
+    // A token Vercel does not know: 403 `forbidden`.
+    std::env::set_var("VSYNC_TEST_VERCEL_WRONG_TOKEN", "notTheToken");
+    let mut c = config(&fake);
+    c.token_env = "VSYNC_TEST_VERCEL_WRONG_TOKEN".into();
+    let e = VercelRedeploy::new(c)
+        .unwrap()
+        .preflight()
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Permission);
     assert!(!e.chain().contains(TOKEN));
 }

@@ -272,13 +272,9 @@ async fn the_branch_and_preview_entries_are_selected_by_target_and_branch() {
 async fn rate_limits_are_waited_out_as_vercel_asks() {
     let fake = seeded("old-passphrase-0123456789", "sensitive").await;
     let s = store(&fake);
-    fake.inject(
-        When::path("/v10/projects/shop/env").method("POST").times(2),
-        Fault::RetryAfter {
-            status: 429,
-            seconds: 1,
-        },
-    );
+    // Vercel's own refusal (429 `rate_limited`, Retry-After), not the kit's.
+    fake.state()
+        .rate_limit("POST", "/v10/projects/shop/env", 2, 1);
     let t = std::time::Instant::now();
     let staged = s
         .stage(&Passphrase::from("new-passphrase-abcdefghijk"), &run("r3"))
@@ -295,13 +291,8 @@ async fn rate_limits_are_waited_out_as_vercel_asks() {
     );
     assert_eq!(fake.state().env("VSYNC_PASSPHRASE_NEXT").len(), 1);
     // A wait longer than the adapter honours goes back to the engine as a hint.
-    fake.inject(
-        When::any().method("PATCH"),
-        Fault::RetryAfter {
-            status: 429,
-            seconds: 120,
-        },
-    );
+    fake.state()
+        .rate_limit("PATCH", "/v9/projects/shop/env/", 1, 120);
     let e = s.activate(&staged).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Temporary);
     assert_eq!(e.wait_hint(), Some(std::time::Duration::from_secs(120)));
@@ -393,8 +384,11 @@ async fn token_and_scope_failures_have_kinds_and_no_token() {
     c.team_id = Some("team_other".into());
     let e = VercelStore::new(c).unwrap().preflight().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
-    fake.inject(When::any(), Fault::Status(403));
-    let e = store(&fake).preflight().await.unwrap_err();
+    // A token Vercel does not know: 403 `forbidden`.
+    std::env::set_var("VSYNC_TEST_VERCEL_WRONG_TOKEN", "notTheToken");
+    let mut c = config(&fake);
+    c.token_env = "VSYNC_TEST_VERCEL_WRONG_TOKEN".into();
+    let e = VercelStore::new(c).unwrap().preflight().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Permission);
     assert!(!e.chain().contains(TOKEN));
 }

@@ -119,6 +119,8 @@ pub struct VercelState {
     pub on_build: Option<Hook>,
     next: u32,
     requests: u64,
+    /// Refusals to come, set by [`VercelState::rate_limit`].
+    rate_limits: Vec<RateLimit>,
 }
 
 impl Default for VercelState {
@@ -137,6 +139,7 @@ impl Default for VercelState {
             on_build: None,
             next: 0,
             requests: 0,
+            rate_limits: Vec::new(),
         };
         let id = st.id("dpl_");
         let mut d = deployment_json(&id, json!({}), "READY");
@@ -163,7 +166,41 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+struct RateLimit {
+    method: String,
+    path_prefix: String,
+    times: u32,
+    retry_after: u64,
+}
+
 impl VercelState {
+    /// The next `times` `method` requests whose path starts with `path_prefix`
+    /// are refused as Vercel refuses a rate-limited one: 429, the code
+    /// `rate_limited` ([CLI] `util/deploy/create-deploy.ts` and `index.ts` match
+    /// on it) and `Retry-After` in seconds ([CLI] `util/errors-ts.ts` `APIError`,
+    /// [CLIENT] `check-deployment-status.ts` `parseRetryAfterMs`: "The
+    /// `Retry-After` header from the api tells us when the next rate limit token
+    /// is available"). The message is ours.
+    pub fn rate_limit(&mut self, method: &str, path_prefix: &str, times: u32, retry_after: u64) {
+        self.rate_limits.push(RateLimit {
+            method: method.to_owned(),
+            path_prefix: path_prefix.to_owned(),
+            times,
+            retry_after,
+        });
+    }
+
+    fn rate_limited(&mut self, req: &Request) -> Option<Response> {
+        let l = self.rate_limits.iter_mut().find(|l| {
+            l.times > 0 && l.method == req.method && req.path.starts_with(&l.path_prefix)
+        })?;
+        l.times -= 1;
+        Some(
+            error(429, "rate_limited", "Rate limit exceeded")
+                .header("retry-after", &l.retry_after.to_string()),
+        )
+    }
+
     fn id(&mut self, prefix: &str) -> String {
         self.next += 1;
         format!("{prefix}{:06}", self.next)
@@ -451,7 +488,7 @@ pub async fn start(state: VercelState) -> FakeHttp<VercelState> {
             st.requests += 1;
             // Every Vercel answer names its request (x-vercel-id).
             let id = format!("iad1::fake-{:08}", st.requests);
-            let r = match refused(req) {
+            let r = match refused(req).or_else(|| st.rate_limited(req)) {
                 Some(r) => r,
                 None => route(req, st),
             };
