@@ -5,13 +5,15 @@
 //! without `ecs:TagResource`), and the vendor's own client proves it speaks ECS.
 //!
 //! Wire protocol: AWS JSON 1.1, as the service model `ecs-2014-11-13` declares it
-//! (botocore `data/ecs/2014-11-13/service-2.json`: `"protocol": "json"`,
+//! (botocore `data/ecs/2014-11-13/service-2.json.gz`: `"protocol": "json"`,
 //! `"jsonVersion": "1.1"`, `"targetPrefix": "AmazonEC2ContainerServiceV20141113"`):
 //! every call is `POST /` named by `X-Amz-Target`, answered with
 //! `Content-Type: application/x-amz-json-1.1` and an `x-amzn-RequestId` header. A
 //! failure is HTTP 400 with `{"__type": "<Code>", "message": "…"}`, the shape
 //! botocore's JSON parser and smithy-rs's `aws-json` error parser read the code
-//! from (the `__type` member, optionally `namespace#Code`).
+//! from (the `__type` member, optionally `namespace#Code`). Every refusal's code is
+//! one the model lists in that operation's `errors` (none sets an `httpStatusCode`,
+//! so all are 400), checked against botocore 1.43.11's copy.
 //!
 //! Each operation below cites the API reference page whose request, response and
 //! "Errors" sections it follows:
@@ -174,13 +176,15 @@ impl FakeState {
                 (200, json!({}))
             }
             // API_ListTagsForResource: `{resourceArn}` → `{tags[{key, value}]}`; the
-            // same short-ARN refusal as TagResource.
+            // same short-ARN refusal as TagResource. Its model lists no
+            // ResourceNotFoundException, so an unknown ARN is an
+            // InvalidParameterException (wording not seen on a real account).
             "ListTagsForResource" => {
                 let arn = body["resourceArn"].as_str().unwrap_or("");
                 let Some(s) = self.by_arn(arn) else {
                     return error(
-                        "ResourceNotFoundException",
-                        "The specified resource wasn't found.",
+                        "InvalidParameterException",
+                        "The specified resource is not valid.",
                     );
                 };
                 if s.short_arn {
