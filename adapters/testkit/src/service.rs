@@ -57,6 +57,10 @@ const SERVICES: &[(&str, &str)] = &[
         "install age (apt-get install age): .ci/services/05-tools.sh",
     ),
     (
+        "VSYNC_TEST_AWS_CLI",
+        "install the aws CLI: .ci/services/42-aws-cli.sh",
+    ),
+    (
         "VSYNC_TEST_GCLOUD",
         "find gcloud: .ci/services/40-gcp-clients.sh",
     ),
