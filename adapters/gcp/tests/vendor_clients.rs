@@ -191,8 +191,13 @@ async fn gcloud_adds_accesses_and_moves_aliases_on_the_secret_manager_fake() {
             b"",
         )
         .await;
-    assert!(read.ok, "{read}");
-    assert_eq!(read.stdout, NEW, "gcloud prints the payload as it is");
+    // Compared, never printed: a failure names lengths only.
+    assert!(read.ok, "gcloud failed: {}", read.stderr);
+    assert!(
+        read.stdout == NEW,
+        "gcloud printed {} bytes, not the payload as it is",
+        read.stdout.len()
+    );
     let by_alias = g
         .run(
             &[
@@ -205,8 +210,12 @@ async fn gcloud_adds_accesses_and_moves_aliases_on_the_secret_manager_fake() {
             b"",
         )
         .await;
-    assert!(by_alias.ok, "{by_alias}");
-    assert_eq!(by_alias.stdout, OLD);
+    assert!(by_alias.ok, "gcloud failed: {}", by_alias.stderr);
+    assert!(
+        by_alias.stdout == OLD,
+        "gcloud printed {} bytes",
+        by_alias.stdout.len()
+    );
 
     let moved = g
         .run(
