@@ -99,7 +99,6 @@ async fn ours(
     r.wait(&rollout, Instant::now() + budget).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_and_the_restarter_agree_on_every_state() {
     let Some(k) = Kubectl::find() else { return };
     let env = Env::new("prod").await;
@@ -287,7 +286,6 @@ async fn kubectl_and_the_restarter_agree_on_every_state() {
         .is_done());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_sees_the_restarters_rollout_as_unfinished_until_the_controller_catches_up() {
     let Some(k) = Kubectl::find() else { return };
     let env = Env::new("prod").await;
@@ -327,4 +325,11 @@ async fn kubectl_sees_the_restarters_rollout_as_unfinished_until_the_controller_
         .await;
     assert!(status.ok, "{}", status.out);
     assert!(r.wait(&rollout, soon()).await.unwrap().is_done());
+}
+
+vsync_orchestrate_testkit::main! {
+    tests: [
+        #[multi_thread(2)] kubectl_and_the_restarter_agree_on_every_state,
+        #[multi_thread(2)] kubectl_sees_the_restarters_rollout_as_unfinished_until_the_controller_catches_up,
+    ],
 }

@@ -148,7 +148,6 @@ fn store(env: &common::SshEnv, host: usize, remote_file: String, ssh: SshOptions
 /// Not a test on its own: the process `a_killed_tool_leaves_no_master_behind` starts
 /// and SIGKILLs. It stages a new value over SSH with the default options, says so,
 /// and waits to be killed.
-#[tokio::test]
 async fn child_process_that_gets_killed_after_staging() {
     let Ok(control_dir) = std::env::var(CHILD_CONTROL_DIR) else {
         return;
@@ -182,7 +181,6 @@ impl Drop for Killed {
     }
 }
 
-#[test]
 fn a_killed_tool_leaves_no_master_behind() {
     let Some(env) = ssh_env("a_killed_tool_leaves_no_master_behind") else {
         return;
@@ -269,7 +267,6 @@ fn a_killed_tool_leaves_no_master_behind() {
     );
 }
 
-#[tokio::test]
 async fn a_living_tool_keeps_its_master_past_idle_timeout_and_close_ends_it() {
     let Some(env) = ssh_env("a_living_tool_keeps_its_master_past_idle_timeout_and_close_ends_it")
     else {
@@ -334,7 +331,6 @@ async fn a_living_tool_keeps_its_master_past_idle_timeout_and_close_ends_it() {
     );
 }
 
-#[tokio::test]
 async fn a_master_that_went_away_is_replaced_for_the_next_command() {
     let Some(env) = ssh_env("a_master_that_went_away_is_replaced_for_the_next_command") else {
         return;
@@ -384,4 +380,13 @@ async fn a_master_that_went_away_is_replaced_for_the_next_command() {
             .is_empty())
         .is_some()
     );
+}
+
+vsync_orchestrate_testkit::main! {
+    tests: [
+        child_process_that_gets_killed_after_staging,
+        #[sync] a_killed_tool_leaves_no_master_behind,
+        a_living_tool_keeps_its_master_past_idle_timeout_and_close_ends_it,
+        a_master_that_went_away_is_replaced_for_the_next_command,
+    ],
 }

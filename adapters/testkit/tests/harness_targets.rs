@@ -93,3 +93,55 @@ fn no_harness_false_target_has_a_test_attribute() {
         dropped.join("\n")
     );
 }
+
+/// The calls through which a test skips for want of its service: the testkit's own,
+/// and the helpers of the crates' `tests/common` and `tests/support` built on them.
+const SKIPS: [&str; 7] = [
+    "env_or_skip",
+    "tools_or_skip",
+    "service::skip",
+    "moto_endpoint(",
+    "ssh_env(",
+    "nspawn::env(",
+    "nspawn::{env",
+];
+
+/// The other side: libtest reports a skipped test as `ok`, so a file whose tests
+/// skip for a service must be a `harness = false` target (where the skip shows as
+/// `ignored (<why>)`).
+#[test]
+fn a_test_file_that_skips_for_a_service_is_a_harness_false_target() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut all = vec![workspace.join("Cargo.toml")];
+    manifests(&workspace.join("adapters"), &mut all);
+    let mut on_libtest = Vec::new();
+    for manifest in &all {
+        let harness_false = harness_false_targets(manifest);
+        let tests = manifest.parent().unwrap().join("tests");
+        let Ok(entries) = std::fs::read_dir(&tests) else {
+            continue;
+        };
+        for entry in entries {
+            let file = entry.unwrap().path();
+            // This file names the calls, and has no service.
+            let this_file = workspace.join(file!());
+            if file.extension().is_none_or(|e| e != "rs")
+                || harness_false.contains(&file)
+                || file == this_file
+            {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).unwrap();
+            if let Some(call) = SKIPS.iter().find(|s| text.contains(*s)) {
+                on_libtest.push(format!("{} ({call})", file.display()));
+            }
+        }
+    }
+    assert!(
+        on_libtest.is_empty(),
+        "these test files skip for a service but run under libtest, which reports a skip as \
+         `ok`; give each a `[[test]] harness = false` entry and a \
+         vsync_orchestrate_testkit::main!:\n{}",
+        on_libtest.join("\n")
+    );
+}
