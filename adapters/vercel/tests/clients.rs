@@ -4,9 +4,10 @@
 //!
 //! * `@vercel/sdk` (`clients/sdk.mjs`) makes the store's and the restarter's calls
 //!   and validates every answer against the schemas of Vercel's OpenAPI document;
-//! * the `vercel` CLI runs `env ls`, `redeploy`, `rollback status` and `promote`
-//!   with `--api` pointed at the fake; it asks `/v2/user` and the team first and
-//!   waits for the deployment with `@vercel/client`.
+//! * the `vercel` CLI runs `env ls`, `env update` (the value on stdin), `redeploy`,
+//!   `rollback status` and `promote` with `--api` pointed at the fake; it asks
+//!   `/v2/user` and the team first and waits for the deployment with
+//!   `@vercel/client`.
 //!
 //! `VSYNC_TEST_VERCEL_SDK_DIR` and `VSYNC_TEST_VERCEL_CLI` name them
 //! (`.ci/services/41-vercel-clients.sh` installs both). The token (the fake's)
@@ -219,8 +220,14 @@ impl Cli {
     }
 
     async fn run(&self, args: &[&str]) -> Ran {
+        self.run_with_stdin(args, None).await
+    }
+
+    /// `input` on stdin (an env value: never argv).
+    async fn run_with_stdin(&self, args: &[&str], input: Option<&str>) -> Ran {
+        use tokio::io::AsyncWriteExt;
         let h = &self.home.0;
-        let out = tokio::process::Command::new("node")
+        let mut child = tokio::process::Command::new("node")
             .arg(&self.bin)
             .args(["--api", &self.api, "--scope", TEAM_SLUG])
             .args(["--global-config", &h.join("global").to_string_lossy()])
@@ -237,10 +244,20 @@ impl Cli {
             .env("VERCEL_TELEMETRY_DISABLED", "1")
             .env("NO_UPDATE_NOTIFIER", "1")
             .env("FORCE_COLOR", "0")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .await
+            .stdin(if input.is_some() {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::null()
+            })
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .unwrap();
+        if let Some(text) = input {
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(text.as_bytes()).await.unwrap();
+        }
+        let out = child.wait_with_output().await.unwrap();
         Ran {
             ok: out.status.success(),
             out: format!(
@@ -264,6 +281,26 @@ async fn the_cli_lists_env_redeploys_reads_the_rollback_and_promotes() {
     let r = cli.run(&["env", "ls", "production"]).await;
     assert!(r.ok, "{}{}", r.out, trail(&fake));
     assert!(r.out.contains("VSYNC_PASSPHRASE"), "{}", r.out);
+
+    // `env update` re-sends the entry's type, as the store now does; the fake
+    // takes it (and would refuse a change out of sensitive).
+    let r = cli
+        .run_with_stdin(
+            &["env", "update", "VSYNC_PASSPHRASE", "production", "--yes"],
+            Some("value-from-the-cli-stdin"),
+        )
+        .await;
+    assert!(r.ok, "{}{}", r.out, trail(&fake));
+    let patch = fake
+        .requests()
+        .into_iter()
+        .find(|q| q.method == "PATCH")
+        .unwrap();
+    assert_eq!(patch.json()["type"], "sensitive", "{}", patch.json());
+    assert_eq!(
+        fake.state().production_value("VSYNC_PASSPHRASE").unwrap(),
+        "value-from-the-cli-stdin"
+    );
 
     // Read with `rollbackInfo=true`, as the restarter now reads it.
     let r = cli.run(&["rollback", "status", PROJECT]).await;

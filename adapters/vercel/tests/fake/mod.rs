@@ -501,6 +501,8 @@ pub async fn start(state: VercelState) -> FakeHttp<VercelState> {
 fn route(req: &Request, st: &mut VercelState) -> Response {
     let parts: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
     match (req.method.as_str(), parts.as_slice()) {
+        // [API] projects/retrieve-the-environment-variables-of-a-project-by-id-or-name
+        // (`@vercel/sdk` `filterProjectEnvs`: `{envs, pagination}`).
         ("GET", ["v10", "projects", p, "env"]) if is_project(p) => Response::json(
             200,
             &json!({
@@ -508,6 +510,9 @@ fn route(req: &Request, st: &mut VercelState) -> Response {
                 "pagination": { "count": st.envs.len(), "next": null, "prev": null },
             }),
         ),
+        // [API] projects/retrieve-the-decrypted-value-of-an-environment-variable-of-a-project-by-id
+        // (`getProjectEnv`); a sensitive entry "cannot be decrypted once created"
+        // ([API docs] sensitive-environment-variables): no value, `decrypted: false`.
         ("GET", ["v1", "projects", p, "env", id]) if is_project(p) => {
             match st.envs.iter().find(|e| e["id"] == *id) {
                 None => error(404, "not_found", "Environment Variable not found"),
@@ -523,6 +528,8 @@ fn route(req: &Request, st: &mut VercelState) -> Response {
                 }
             }
         }
+        // [API] projects/create-one-or-more-environment-variables (`createProjectEnv`,
+        // 201 `{created, failed}`).
         ("POST", ["v10", "projects", p, "env"]) if is_project(p) => create_env(req, st),
         // [API] projects/edit-an-environment-variable (`type` optional in the
         // OpenAPI body; [CLI] `util/env/update-env-record.ts` sends the entry's
@@ -555,6 +562,8 @@ fn route(req: &Request, st: &mut VercelState) -> Response {
             e["updatedAt"] = json!(now_ms());
             Response::json(200, &listed(e))
         }
+        // [API] projects/remove-an-environment-variable (`removeProjectEnv`, 200
+        // with the removed entry).
         ("DELETE", ["v9", "projects", p, "env", id]) if is_project(p) => {
             match st.envs.iter().position(|e| e["id"] == *id) {
                 None => error(404, "not_found", "Environment Variable not found"),
@@ -710,6 +719,7 @@ fn route(req: &Request, st: &mut VercelState) -> Response {
         _ => error(
             404,
             "not_found",
+            // Not Vercel's: a route the fake lacks says so.
             &format!("no fake route for {} {}", req.method, req.path),
         ),
     }
@@ -719,7 +729,8 @@ fn create_env(req: &Request, st: &mut VercelState) -> Response {
     let body = req.json();
     let key = body["key"].as_str().unwrap_or("").to_owned();
     let Some(value) = body["value"].as_str().map(str::to_owned) else {
-        return error(400, "bad_request", "value is required");
+        // [CLI] `util/env/known-error.ts` lists the env codes the API answers.
+        return error(400, "MISSING_VALUE", "value is required");
     };
     let targets: Vec<String> = match &body["target"] {
         Value::Array(a) => a
@@ -733,6 +744,9 @@ fn create_env(req: &Request, st: &mut VercelState) -> Response {
     if st.force_sensitive && targets.iter().all(|t| t != "development") {
         kind = "sensitive".into();
     }
+    // [API docs] sensitive-environment-variables: "You can only create sensitive
+    // environment variables in the preview and production environments"; the
+    // code and words are ours.
     if kind == "sensitive" && targets.iter().any(|t| t == "development") {
         return error(
             400,
@@ -750,6 +764,8 @@ fn create_env(req: &Request, st: &mut VercelState) -> Response {
                 .is_some_and(|t| t.iter().any(|t| targets.iter().any(|x| t == x.as_str())))
     });
     let entry = match existing {
+        // 400 `ENV_ALREADY_EXISTS` ([CLI] `util/env/known-error.ts`); the status is
+        // our reading.
         Some(_) if !upsert => {
             return error(
                 400,
