@@ -1,6 +1,8 @@
 //! Exit codes: the upstream runbook's 0–5 keep their meaning; 10 and up are ours,
 //! one meaning each. `--help` and the README print this table.
 
+use crate::vault::Refusal;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Exit {
@@ -106,17 +108,6 @@ impl Exit {
         Exit::ALL.into_iter().find(|e| e.code() == code)
     }
 
-    pub fn from_rotate_code(code: u8) -> Exit {
-        match code {
-            0 => Exit::Ok,
-            2 => Exit::UploadFailed,
-            3 => Exit::PointerSwap,
-            4 => Exit::AuditFailed,
-            5 => Exit::VaultNotFound,
-            _ => Exit::BadInput,
-        }
-    }
-
     pub fn meaning(self) -> &'static str {
         match self {
             Exit::Ok => "rotated, activated, restarted and verified",
@@ -143,5 +134,16 @@ impl Exit {
             s.push_str(&format!("  {:>2}  {}\n", e.code(), e.meaning()));
         }
         s
+    }
+}
+
+impl From<Refusal> for Exit {
+    fn from(r: Refusal) -> Exit {
+        match r {
+            Refusal::BadInput => Exit::BadInput,
+            Refusal::Upload => Exit::UploadFailed,
+            Refusal::Pointer => Exit::PointerSwap,
+            Refusal::NotFound => Exit::VaultNotFound,
+        }
     }
 }

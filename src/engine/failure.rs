@@ -46,7 +46,7 @@ impl Failure {
             | Failure::LockLost(_)
             | Failure::Raced(_) => Exit::LockHeld,
             Failure::Lock(_) | Failure::Preflight(_) => Exit::PreflightFailed,
-            Failure::Vault(e) => Exit::from_rotate_code(e.exit_code()),
+            Failure::Vault(e) => e.refusal().into(),
             Failure::Stage(_) => Exit::StageFailed,
             Failure::Interrupted(_) => Exit::Interrupted,
             Failure::WindowOpen(_) => Exit::WindowOpen,

@@ -86,11 +86,11 @@ pub(crate) async fn run(
                 cx.record(JournalEvent::Activated(a.slot));
             }
             Err(e) => {
-                cx.target(
+                cx.target_failed(
                     Step::Activate,
                     &a.target,
                     store_slot(a.slot),
-                    false,
+                    e.kind(),
                     e.chain(),
                     a.took,
                 );

@@ -182,7 +182,7 @@ pub(crate) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Preflig
                 }
             }
             Err(e) => {
-                cx.target(Step::Preflight, &target, slot, false, e.chain(), took);
+                cx.target_failed(Step::Preflight, &target, slot, e.kind(), e.chain(), took);
                 failed.push(format!("{target}: {}", e.chain()));
             }
         }

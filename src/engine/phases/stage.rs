@@ -56,7 +56,7 @@ pub(crate) async fn run(
                 staged.push(StagedEntry { slot, staged: st });
             }
             Err(e) => {
-                cx.target(Step::Stage, &t, store_slot(slot), false, e.chain(), took);
+                cx.target_failed(Step::Stage, &t, store_slot(slot), e.kind(), e.chain(), took);
                 failed.push(format!("{t}: {}", e.chain()));
             }
         }
