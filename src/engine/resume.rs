@@ -79,7 +79,7 @@ pub async fn resume_with(
 async fn entry(cx: &mut Ctx<'_>, parts: build::Parts, journal: Journal) -> State {
     let run = journal.run_id.clone();
     if let Err(f) = same_plan(&parts, &journal) {
-        return State::Ended(cx.fail(f));
+        return State::Ended(Box::new(cx.fail(f)));
     }
     cx.open_journal(journal.clone());
 
@@ -124,7 +124,9 @@ async fn entry(cx: &mut Ctx<'_>, parts: build::Parts, journal: Journal) -> State
     );
     match state {
         PointerState::New => committed(cx, parts, journal, acquired, staged_pass, &seen).await,
-        PointerState::Unknown(_) => State::Ended(unknown(cx, acquired, new_stamp.is_some(), &seen)),
+        PointerState::Unknown(_) => {
+            State::Ended(Box::new(unknown(cx, acquired, new_stamp.is_some(), &seen)))
+        }
         PointerState::Old | PointerState::Other(_) => {
             let someone_else = !matches!(state, PointerState::Old);
             discard(
@@ -186,7 +188,7 @@ async fn before_staging(
 ) -> State {
     let lock = match acquired {
         Ok(l) => l,
-        Err(e) => return State::Ended(cx.fail(Failure::Lock(e))),
+        Err(e) => return State::Ended(Box::new(cx.fail(Failure::Lock(e)))),
     };
     cx.reach(Phase::Aborted);
     cx.record(JournalEvent::Note("resumed: stopped before staging".into()));
@@ -305,11 +307,11 @@ async fn discard(
     let vault = &parts.vault;
     let lock = match acquired {
         Ok(l) => l,
-        Err(e @ LockError::Held { .. }) => return State::Ended(cx.fail(Failure::Lock(e))),
+        Err(e @ LockError::Held { .. }) => return State::Ended(Box::new(cx.fail(Failure::Lock(e)))),
         Err(e) => {
-            return State::Ended(cx.fail(Failure::Lock(e).and(format!(
+            return State::Ended(Box::new(cx.fail(Failure::Lock(e).and(format!(
                 "{seen}, and nothing was changed (the staged versions stay until a resume can take the lock)"
-            ))))
+            )))))
         }
     };
     cx.phase(
@@ -335,9 +337,9 @@ async fn discard(
         let e = crate::vault::RotateError::PointerConflict {
             key: vault.key(inspected.layout.pointer_name()),
         };
-        return State::Ended(cx.fail(Failure::Vault(e).and(format!(
+        return State::Ended(Box::new(cx.fail(Failure::Vault(e).and(format!(
             "{seen}: someone else rotated meanwhile; this run's staged versions were discarded"
-        ))));
+        )))));
     }
     cx.next_run(new_run_id());
     State::Preflight {
@@ -361,9 +363,9 @@ async fn committed(
     let lock = match acquired {
         Ok(l) => l,
         Err(e @ LockError::Held { .. }) => {
-            return State::Ended(cx.fail(Failure::WindowOpen(format!(
+            return State::Ended(Box::new(cx.fail(Failure::WindowOpen(format!(
                 "URGENT — {seen}, but {e}; the stores may still serve the old passphrase"
-            ))))
+            )))))
         }
         Err(e) => {
             cx.warn(format!(

@@ -54,7 +54,7 @@ pub(super) enum State {
     /// T1 passed: counters, audit row, restarts, verify.
     Finish(Box<Committed>),
     /// The run is over.
-    Ended(Summary),
+    Ended(Box<Summary>),
 }
 
 /// A vault that needs the new passphrase (T0 passed), and what closes the window
@@ -87,8 +87,8 @@ pub(super) async fn drive(cx: &mut Ctx<'_>, mut state: State) -> Summary {
             State::Stage(r) => stage(cx, r).await,
             State::Rotate { r, staged, keeper } => rotate(cx, r, staged, keeper).await,
             State::Activate(c) => activate(cx, c).await,
-            State::Finish(c) => State::Ended(finish(cx, *c).await),
-            State::Ended(summary) => return summary,
+            State::Finish(c) => State::Ended(Box::new(finish(cx, *c).await)),
+            State::Ended(summary) => return *summary,
         };
     }
 }
@@ -157,7 +157,7 @@ async fn preflight(cx: &mut Ctx<'_>, parts: build::Parts, command: &str) -> Stat
         cx.run
     );
     cx.header(header);
-    State::Ended(match preflight::run(cx, parts).await {
+    State::Ended(Box::new(match preflight::run(cx, parts).await {
         Ok(Preflighted::Ready(_)) if cx.dry_run && interrupt::requested() => cx.fail(
             Failure::Interrupted("interrupted during the dry run; nothing was written".into()),
         ),
@@ -168,19 +168,19 @@ async fn preflight(cx: &mut Ctx<'_>, parts: build::Parts, command: &str) -> Stat
         Ok(Preflighted::Ready(r)) => return State::Stage(r),
         Ok(Preflighted::NotDue(why)) => cx.nothing_to_do(why),
         Err(f) => cx.fail(f),
-    })
+    }))
 }
 
 /// Journal, lock, escrow copy, then every store stages the new passphrase.
 async fn stage(cx: &mut Ctx<'_>, r: Box<Ready>) -> State {
     if interrupt::requested() {
-        return State::Ended(cx.fail(Failure::Interrupted(
+        return State::Ended(Box::new(cx.fail(Failure::Interrupted(
             "interrupted before anything was written".into(),
-        )));
+        ))));
     }
     let keeper = match lock_and_journal(cx, &r).await {
         Ok(k) => k,
-        Err(f) => return State::Ended(cx.fail(f)),
+        Err(f) => return State::Ended(Box::new(cx.fail(f))),
     };
     if let Some(section) = cx.loaded.plan.escrow.clone() {
         if section.vault_copy {
@@ -192,7 +192,7 @@ async fn stage(cx: &mut Ctx<'_>, r: Box<Ready>) -> State {
             cx.reach(Phase::Aborted);
             let lock = keeper.stop().await;
             stage::release(cx, &r.vault, lock).await;
-            return State::Ended(cx.fail(f));
+            return State::Ended(Box::new(cx.fail(f)));
         }
     }
     let staged = match stage::run(cx, &r.stores, &r.new).await {
@@ -256,7 +256,7 @@ async fn activate(cx: &mut Ctx<'_>, mut c: Box<Committed>) -> State {
         Ok(()) => State::Finish(c),
         Err(window_open) => {
             c.keeper.stop().await;
-            State::Ended(window_open)
+            State::Ended(Box::new(window_open))
         }
     }
 }
@@ -336,7 +336,9 @@ async fn stop(
     why: Stop,
 ) -> State {
     let lock = keeper.stop().await;
-    State::Ended(stage::stop_before_t0(cx, &r.vault, &r.stores, staged, &r.new, lock, why).await)
+    State::Ended(Box::new(
+        stage::stop_before_t0(cx, &r.vault, &r.stores, staged, &r.new, lock, why).await,
+    ))
 }
 
 /// After T1: tidy, bookkeeping, restart, verify. Every store already serves the
