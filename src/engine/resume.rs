@@ -17,7 +17,7 @@ use crate::engine::build;
 use crate::engine::context::Ctx;
 use crate::engine::events::Subscriber;
 use crate::engine::events::{JournalEvent, Step, VaultFacts};
-use crate::engine::failure::Failure;
+use crate::engine::failure::{Failure, InputProblem, PlanChanged, PreflightProblem, WindowOpen};
 use crate::engine::infra::journal::Inspected;
 use crate::engine::infra::journal::{Journal, Phase};
 use crate::engine::infra::lock::{Keeper, Lock, LockError, Takeover};
@@ -29,7 +29,7 @@ use crate::engine::runbook::{close_all, drive, unbuildable, Committed, State};
 use crate::engine::summary::Summary;
 use crate::plan::LoadedPlan;
 use std::time::{Duration, Instant, SystemTime};
-use vsync_orchestrate_api::Passphrase;
+use vsync_orchestrate_api::{Passphrase, Target};
 
 /// `resume`: finish the newest unfinished run on this plan's vault.
 pub async fn resume(loaded: &LoadedPlan, opts: &RunOptions, p: &dyn Subscriber) -> Summary {
@@ -145,35 +145,26 @@ async fn entry(cx: &mut Ctx<'_>, parts: build::Parts, journal: Journal) -> State
 
 /// The plan must still name, at each journaled position, what the run used.
 fn same_plan(parts: &build::Parts, journal: &Journal) -> Result<(), Failure> {
-    let run = &journal.run_id;
-    let changed = |table: &str, slot: usize, was: &dyn std::fmt::Display, now: Option<String>| {
-        Failure::Input(format!(
-            "the plan changed since run {run}: [[{table}]] #{} was {was}, it is now {}; resume with the plan that run used ({})",
-            slot + 1,
-            now.unwrap_or_else(|| "missing".into()),
-            journal.plan.display()
-        ))
+    let changed = |table: &'static str, slot: usize, was: &Target, now: Option<Target>| {
+        Failure::Input(InputProblem::PlanChanged(Box::new(PlanChanged {
+            run: journal.run_id.to_string(),
+            table,
+            slot,
+            was: was.clone(),
+            now: now.map(|t| t.to_string()),
+            plan: journal.plan.clone(),
+        })))
     };
     for e in &journal.staged {
         let now = parts.stores.get(e.slot).map(|s| s.describe());
         if now.as_ref() != Some(&e.staged.target) {
-            return Err(changed(
-                "store",
-                e.slot,
-                &e.staged.target,
-                now.map(|t| t.to_string()),
-            ));
+            return Err(changed("store", e.slot, &e.staged.target, now));
         }
     }
     for e in &journal.rollouts {
         let now = parts.restarters.get(e.slot).map(|(r, _)| r.describe());
         if now.as_ref() != Some(&e.rollout.target) {
-            return Err(changed(
-                "restart",
-                e.slot,
-                &e.rollout.target,
-                now.map(|t| t.to_string()),
-            ));
+            return Err(changed("restart", e.slot, &e.rollout.target, now));
         }
     }
     Ok(())
@@ -285,11 +276,9 @@ fn unknown(
         "run `vsync-orchestrate resume {path}` again once the vault can be read; every staged version was kept"
     ));
     cx.fail(if swap_prepared {
-        Failure::WindowOpen(format!("URGENT — outcome unknown: {seen}. The swap may have taken effect, so nothing was discarded and nothing was activated"))
+        Failure::WindowOpen(WindowOpen::PointerUnknown { seen: seen.into() })
     } else {
-        Failure::Preflight(format!(
-            "{seen}; nothing was changed and every staged version was kept"
-        ))
+        Failure::Preflight(PreflightProblem::PointerUnknown { seen: seen.into() })
     })
 }
 
@@ -363,9 +352,12 @@ async fn committed(
     let lock = match acquired {
         Ok(l) => l,
         Err(e @ LockError::Held { .. }) => {
-            return State::Ended(Box::new(cx.fail(Failure::WindowOpen(format!(
-                "URGENT — {seen}, but {e}; the stores may still serve the old passphrase"
-            )))))
+            return State::Ended(Box::new(cx.fail(Failure::WindowOpen(
+                WindowOpen::LockHeld {
+                    seen: seen.into(),
+                    lock: e,
+                },
+            ))))
         }
         Err(e) => {
             cx.warn(format!(

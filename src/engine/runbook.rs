@@ -10,7 +10,7 @@ use crate::engine::context::Ctx;
 use crate::engine::events::JournalEvent;
 use crate::engine::events::Subscriber;
 use crate::engine::exit::Exit;
-use crate::engine::failure::Failure;
+use crate::engine::failure::{Failure, PreflightProblem};
 use crate::engine::infra::crash::crash_point;
 use crate::engine::infra::interrupt;
 use crate::engine::infra::journal::{Inspected, Journal, Phase, StagedEntry};
@@ -159,7 +159,7 @@ async fn preflight(cx: &mut Ctx<'_>, parts: build::Parts, command: &str) -> Stat
     cx.header(header);
     State::Ended(Box::new(match preflight::run(cx, parts).await {
         Ok(Preflighted::Ready(_)) if cx.dry_run && interrupt::requested() => cx.fail(
-            Failure::Interrupted("interrupted during the dry run; nothing was written".into()),
+            Failure::Interrupted("interrupted during the dry run; nothing was written"),
         ),
         Ok(Preflighted::Ready(r)) if cx.dry_run => {
             preflight::planned_writes(cx, &r);
@@ -175,7 +175,7 @@ async fn preflight(cx: &mut Ctx<'_>, parts: build::Parts, command: &str) -> Stat
 async fn stage(cx: &mut Ctx<'_>, r: Box<Ready>) -> State {
     if interrupt::requested() {
         return State::Ended(Box::new(cx.fail(Failure::Interrupted(
-            "interrupted before anything was written".into(),
+            "interrupted before anything was written",
         ))));
     }
     let keeper = match lock_and_journal(cx, &r).await {
@@ -201,7 +201,7 @@ async fn stage(cx: &mut Ctx<'_>, r: Box<Ready>) -> State {
             return stop(cx, &r, &staged, keeper, Stop::before_swap(failure)).await
         }
     };
-    if let Some(f) = should_stop(&keeper, "before the vault was touched") {
+    if let Some(f) = should_stop(&keeper, "interrupted before the vault was touched") {
         return stop(cx, &r, &staged, keeper, Stop::before_swap(f)).await;
     }
     State::Rotate { r, staged, keeper }
@@ -284,10 +284,10 @@ async fn lock_and_journal(cx: &mut Ctx<'_>, r: &Ready) -> Result<Keeper, Failure
     cx.open_journal(j);
     if let Err(e) = cx.checkpoint() {
         cx.drop_journal();
-        return Err(Failure::Preflight(format!(
-            "cannot write the journal in {} ({e}); nothing was written. Fix the state directory (--state-dir) and run again",
-            cx.opts.state_dir.display()
-        )));
+        return Err(Failure::Preflight(PreflightProblem::Journal {
+            dir: cx.opts.state_dir.clone(),
+            source: e,
+        }));
     }
     let takeover = Takeover {
         run: None,
@@ -320,9 +320,9 @@ async fn lock_and_journal(cx: &mut Ctx<'_>, r: &Ready) -> Result<Keeper, Failure
 }
 
 /// A signal or a lost lock, checked between phases.
-fn should_stop(keeper: &Keeper, when: &str) -> Option<Failure> {
+fn should_stop(keeper: &Keeper, when: &'static str) -> Option<Failure> {
     if interrupt::requested() {
-        return Some(Failure::Interrupted(format!("interrupted {when}")));
+        return Some(Failure::Interrupted(when));
     }
     keeper.lost().map(Failure::LockLost)
 }
@@ -364,7 +364,7 @@ async fn finish(cx: &mut Ctx<'_>, c: Committed) -> Summary {
         &prepared,
         &rotated_at,
     );
-    if let Some(f) = should_stop(&keeper, "after every store was activated") {
+    if let Some(f) = should_stop(&keeper, "interrupted after every store was activated") {
         return stopped_after_t1(cx, keeper, f).await;
     }
     // Apps report their generation from the counter cells, so those are written
@@ -404,7 +404,7 @@ async fn finish(cx: &mut Ctx<'_>, c: Committed) -> Summary {
     let mut exit = verify::report_bookkeeping(cx, prepared.gen_before, finished, took);
     match ended {
         restart::Ended::Interrupted => {
-            let f = Failure::Interrupted("interrupted while waiting for rollouts".into());
+            let f = Failure::Interrupted("interrupted while waiting for rollouts");
             return stopped_after_t1(cx, keeper, f).await;
         }
         restart::Ended::SomeFailed => exit = exit.most_urgent(Exit::RestartFailed),
@@ -421,7 +421,7 @@ async fn finish(cx: &mut Ctx<'_>, c: Committed) -> Summary {
     .await
     {
         verify::Verified::Interrupted => {
-            let f = Failure::Interrupted("interrupted while verifying".into());
+            let f = Failure::Interrupted("interrupted while verifying");
             return stopped_after_t1(cx, keeper, f).await;
         }
         verify::Verified::Stragglers => exit = exit.most_urgent(Exit::VerifyFailed),
