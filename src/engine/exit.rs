@@ -34,10 +34,14 @@ pub enum Exit {
     VerifyFailed,
     /// Interrupted (signal); the journal says where; `vsync-orchestrate resume` finishes it.
     Interrupted,
+    /// The command line is wrong (an unknown flag, a missing argument). Nothing was
+    /// read or touched. 64 is sysexits' EX_USAGE: clap's own 2 already means
+    /// "upload failed" here.
+    Usage,
 }
 
 impl Exit {
-    pub const ALL: [Exit; 14] = [
+    pub const ALL: [Exit; 15] = [
         Exit::Ok,
         Exit::BadInput,
         Exit::UploadFailed,
@@ -52,6 +56,7 @@ impl Exit {
         Exit::RestartFailed,
         Exit::VerifyFailed,
         Exit::Interrupted,
+        Exit::Usage,
     ];
 
     pub fn code(self) -> u8 {
@@ -70,6 +75,7 @@ impl Exit {
             Exit::RestartFailed => 15,
             Exit::VerifyFailed => 16,
             Exit::Interrupted => 17,
+            Exit::Usage => 64,
         }
     }
 
@@ -90,7 +96,8 @@ impl Exit {
             Exit::BadInput => 10,
             Exit::VaultNotFound => 11,
             Exit::PlanInvalid => 12,
-            Exit::Ok => 13,
+            Exit::Usage => 13,
+            Exit::Ok => 14,
         }
     }
 
@@ -124,6 +131,7 @@ impl Exit {
             Exit::RestartFailed => "passphrase rotated and active everywhere, but a restart failed or timed out",
             Exit::VerifyFailed => "verify found stragglers (an app or counter not on the new generation)",
             Exit::Interrupted => "interrupted; `vsync-orchestrate resume PLAN` finishes the run from its journal",
+            Exit::Usage => "usage error: the command line is wrong (unknown flag, missing argument); nothing was touched",
         }
     }
 
