@@ -32,6 +32,7 @@ pub fn capture_secret_env(cli: &Cli) {
 /// A summary's closing block and JSON. `is_result`: the block is the command's
 /// result (`plan`) and goes to stdout; a run's block ends its progress on stderr.
 fn emit(out: &Out, summary: &Summary, is_result: bool) -> Exit {
+    crate::report::log::outcome(summary);
     if is_result {
         summary.write_human(&mut out.result_writer());
     } else {
@@ -45,7 +46,7 @@ fn load(out: &Out, path: &Path) -> Result<LoadedPlan, Exit> {
     match plan::load(path) {
         Ok(l) => {
             for w in &l.warnings {
-                eprintln!("{w}");
+                warn_line(w);
             }
             Ok(l)
         }
@@ -256,6 +257,7 @@ async fn run(
         }
     }
     let outcomes = crate::fleet::run_all(ready, parallel as usize, |o| {
+        crate::report::log::outcome(&o.summary);
         o.summary.print_human();
     })
     .await;
@@ -272,6 +274,14 @@ async fn run(
         "runs": summaries,
         "invalid": invalid.iter().map(|(p, _)| p).collect::<Vec<_>>(),
     }));
+    if crate::report::log::json_only() {
+        return crate::fleet::worst(
+            outcomes
+                .iter()
+                .map(|o| o.summary.exit())
+                .chain(invalid.iter().map(|(_, c)| *c)),
+        );
+    }
     eprintln!();
     eprintln!(
         "{} plan(s): {} ran, {} invalid",
@@ -294,7 +304,10 @@ async fn run(
 fn write_metrics(cli: &Cli, runs: &[Summary]) {
     if let Some(path) = &cli.metrics_file {
         if let Err(e) = crate::report::metrics::write(path, runs) {
-            eprintln!("warning: writing metrics to {}: {e}", path.display());
+            warn_line(format!(
+                "warning: writing metrics to {}: {e}",
+                path.display()
+            ));
         }
     }
 }
@@ -654,7 +667,7 @@ async fn audit(out: &Out, loaded: &LoadedPlan, limit: usize) -> Exit {
     let text = match vault.storage.get(&key).await {
         Ok(Some(o)) => String::from_utf8_lossy(&o.body).into_owned(),
         Ok(None) => {
-            eprintln!("no audit log at {key}");
+            warn_line(format!("no audit log at {key}"));
             String::new()
         }
         Err(e) => {
@@ -687,4 +700,13 @@ async fn audit(out: &Out, loaded: &LoadedPlan, limit: usize) -> Exit {
     }
     out.object(serde_json::json!({ "key": key, "rows": as_maps }));
     Exit::Ok
+}
+
+/// A warning on stderr: a plain line, or a WARN event when stderr is JSON only.
+fn warn_line(w: impl std::fmt::Display) {
+    if crate::report::log::json_only() {
+        tracing::warn!(target: "vsync_orchestrate::commands", "{w}");
+    } else {
+        eprintln!("{w}");
+    }
 }

@@ -93,7 +93,8 @@ impl Progress {
     }
 
     fn emit(&self, s: &str) {
-        if self.quiet {
+        // Quiet, or stderr reserved for JSON log lines (the events are logged).
+        if self.quiet || (self.captured.is_none() && log::json_only()) {
             return;
         }
         let owned;
@@ -204,6 +205,9 @@ fn sep(detail: &str) -> String {
 impl Summary {
     /// The closing block on stderr: the end of a run's progress.
     pub fn print_human(&self) {
+        if log::json_only() {
+            return;
+        }
         self.write_human(&mut std::io::stderr().lock());
     }
 

@@ -33,19 +33,21 @@ impl Out {
 
     /// One line of the result.
     pub fn result(&self, line: impl Display) {
-        if self.json {
-            eprintln!("{line}");
-        } else {
+        if !self.json {
             println!("{line}");
+        } else if !crate::report::log::json_only() {
+            eprintln!("{line}");
         }
     }
 
     /// Where a block of the result is written.
     pub fn result_writer(&self) -> Box<dyn Write> {
-        if self.json {
+        if !self.json {
+            Box::new(std::io::stdout())
+        } else if !crate::report::log::json_only() {
             Box::new(std::io::stderr())
         } else {
-            Box::new(std::io::stdout())
+            Box::new(std::io::sink())
         }
     }
 
@@ -53,7 +55,11 @@ impl Out {
     /// when the command has no result to print.
     pub fn error(&self, msg: impl Display) {
         let msg = msg.to_string();
-        eprintln!("{msg}");
+        if crate::report::log::json_only() {
+            tracing::error!(target: "vsync_orchestrate::commands", "{msg}");
+        } else {
+            eprintln!("{msg}");
+        }
         lock(&self.errors).push(msg);
     }
 
