@@ -4,6 +4,7 @@ use crate::cli::{Cli, Command, Output};
 use crate::engine::journal::{Journal, Phase};
 use crate::engine::{self, build, lock::Lock, Exit, RunOptions};
 use crate::plan::{self, LoadedPlan};
+use crate::report::output::Out;
 use crate::report::{Progress, Summary};
 use futures_util::future::join_all;
 use std::path::Path;
@@ -28,34 +29,31 @@ pub fn capture_secret_env(cli: &Cli) {
     }
 }
 
-fn emit(cli: &Cli, summary: &Summary) -> Exit {
-    summary.print_human();
-    if cli.output == Output::Json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(summary).expect("summary serialises")
-        );
+/// A summary's closing block and JSON. `is_result`: the block is the command's
+/// result (`plan`) and goes to stdout; a run's block ends its progress on stderr.
+fn emit(out: &Out, summary: &Summary, is_result: bool) -> Exit {
+    crate::report::log::outcome(summary);
+    if is_result {
+        summary.write_human(&mut out.result_writer());
+    } else {
+        summary.print_human();
     }
+    out.object(serde_json::to_value(summary).expect("summary serialises"));
     summary.exit()
 }
 
-fn load(cli: &Cli, path: &Path) -> Result<LoadedPlan, Exit> {
+fn load(out: &Out, path: &Path) -> Result<LoadedPlan, Exit> {
     match plan::load(path) {
         Ok(l) => {
             for w in &l.warnings {
-                eprintln!("{w}");
+                warn_line(w);
             }
             Ok(l)
         }
         Err(e) => {
-            eprintln!("{e}");
-            if cli.output == Output::Json {
-                let problems: Vec<String> = e.problems.iter().map(|p| p.to_string()).collect();
-                println!(
-                    "{}",
-                    serde_json::json!({ "exit_code": Exit::PlanInvalid.code(), "outcome": "plan invalid", "problems": problems })
-                );
-            }
+            out.error(&e);
+            let problems: Vec<String> = e.problems.iter().map(|p| p.to_string()).collect();
+            out.object(serde_json::json!({ "outcome": "plan invalid", "problems": problems }));
             Err(Exit::PlanInvalid)
         }
     }
@@ -82,10 +80,25 @@ pub async fn dispatch(cli: &Cli) -> u8 {
     if let Command::DemoApp { port } = &cli.command {
         return crate::demo::app::run(*port).await;
     }
-    command(cli).await.code()
+    // Commands whose result is a report honour `--output json`; the others print
+    // an artifact (a completion script, the schema, a man page, a path).
+    let reports = matches!(
+        cli.command,
+        Command::Run { .. }
+            | Command::Plan { .. }
+            | Command::Validate { .. }
+            | Command::Resume { .. }
+            | Command::Status { .. }
+            | Command::Audit { .. }
+            | Command::Demo { .. }
+    );
+    let out = Out::new(reports && cli.output == Output::Json);
+    let exit = command(cli, &out).await;
+    out.finish(exit);
+    exit.code()
 }
 
-async fn command(cli: &Cli) -> Exit {
+async fn command(cli: &Cli, out: &Out) -> Exit {
     let progress = Progress::new();
     match &cli.command {
         Command::Run {
@@ -93,47 +106,47 @@ async fn command(cli: &Cli) -> Exit {
             parallel,
             force,
             clean_stale,
-        } => run(cli, plans, *parallel, *force, *clean_stale, &progress).await,
+        } => run(cli, out, plans, *parallel, *force, *clean_stale, &progress).await,
         Command::Plan { plan } => {
-            let Ok(loaded) = load(cli, plan) else {
+            let Ok(loaded) = load(out, plan) else {
                 return Exit::PlanInvalid;
             };
             let mut opts = options(cli, &loaded);
             opts.force = true;
             let s = engine::run(&loaded, &opts, &progress, true).await;
-            emit(cli, &s)
+            emit(out, &s, true)
         }
-        Command::Validate { plans } => validate(cli, plans),
+        Command::Validate { plans } => validate(out, plans),
         Command::Resume { plan } => {
-            let Ok(loaded) = load(cli, plan) else {
+            let Ok(loaded) = load(out, plan) else {
                 return Exit::PlanInvalid;
             };
             let mut opts = options(cli, &loaded);
             let notifier = crate::notify::Notifier::attach(&loaded, &mut opts);
             let s = engine::resume(&loaded, &opts, &progress).await;
-            let code = emit(cli, &s);
+            let code = emit(out, &s, false);
             if let Some(n) = notifier {
                 n.finish(&s).await;
             }
             code
         }
         Command::Status { plan } => {
-            let Ok(loaded) = load(cli, plan) else {
+            let Ok(loaded) = load(out, plan) else {
                 return Exit::PlanInvalid;
             };
-            status(cli, &loaded).await
+            status(cli, out, &loaded).await
         }
         Command::Audit { plan, limit } => {
-            let Ok(loaded) = load(cli, plan) else {
+            let Ok(loaded) = load(out, plan) else {
                 return Exit::PlanInvalid;
             };
-            audit(cli, &loaded, *limit).await
+            audit(out, &loaded, *limit).await
         }
         Command::Demo { dir, apps } => {
             match crate::demo::run(dir.clone(), *apps, cli.yes, &progress).await {
-                Ok(s) => emit(cli, &s),
+                Ok(s) => emit(out, &s, false),
                 Err(e) => {
-                    eprintln!("{e}");
+                    out.error(e);
                     Exit::BadInput
                 }
             }
@@ -204,6 +217,7 @@ async fn command(cli: &Cli) -> Exit {
 /// `run PLAN…`: one plan as before; several side by side (see `fleet`).
 async fn run(
     cli: &Cli,
+    out: &Out,
     plans: &[std::path::PathBuf],
     parallel: u16,
     force: bool,
@@ -213,7 +227,7 @@ async fn run(
     let mut ready = Vec::new();
     let mut invalid = Vec::new();
     for p in plans {
-        match load(cli, p) {
+        match load(out, p) {
             Ok(loaded) => {
                 let mut opts = options(cli, &loaded);
                 opts.force = force;
@@ -229,28 +243,22 @@ async fn run(
         };
         let notifier = crate::notify::Notifier::attach(&loaded, &mut opts);
         let s = engine::run(&loaded, &opts, progress, false).await;
-        let code = emit(cli, &s);
+        let code = emit(out, &s, false);
         if let Some(n) = notifier {
             n.finish(&s).await;
         }
         write_metrics(cli, std::slice::from_ref(&s));
         return code;
     }
-    let json = cli.output == Output::Json;
     let mut notifiers = std::collections::HashMap::new();
     for (l, opts) in ready.iter_mut() {
         if let Some(n) = crate::notify::Notifier::attach(l, opts) {
             notifiers.insert(l.path.clone(), n);
         }
     }
-    let outcomes = crate::fleet::run_all(ready, parallel as usize, move |o| {
+    let outcomes = crate::fleet::run_all(ready, parallel as usize, |o| {
+        crate::report::log::outcome(&o.summary);
         o.summary.print_human();
-        if json {
-            println!(
-                "{}",
-                serde_json::to_string(&o.summary).expect("summary serialises")
-            );
-        }
     })
     .await;
     join_all(outcomes.iter().filter_map(|o| {
@@ -261,6 +269,19 @@ async fn run(
     .await;
     let summaries: Vec<Summary> = outcomes.iter().map(|o| o.summary.clone()).collect();
     write_metrics(cli, &summaries);
+    out.object(serde_json::json!({
+        "outcome": format!("{} plan(s): {} ran, {} invalid", plans.len(), outcomes.len(), invalid.len()),
+        "runs": summaries,
+        "invalid": invalid.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+    }));
+    if crate::report::log::json_only() {
+        return crate::fleet::worst(
+            outcomes
+                .iter()
+                .map(|o| o.summary.exit())
+                .chain(invalid.iter().map(|(_, c)| *c)),
+        );
+    }
     eprintln!();
     eprintln!(
         "{} plan(s): {} ran, {} invalid",
@@ -283,21 +304,24 @@ async fn run(
 fn write_metrics(cli: &Cli, runs: &[Summary]) {
     if let Some(path) = &cli.metrics_file {
         if let Err(e) = crate::report::metrics::write(path, runs) {
-            eprintln!("warning: writing metrics to {}: {e}", path.display());
+            warn_line(format!(
+                "warning: writing metrics to {}: {e}",
+                path.display()
+            ));
         }
     }
 }
 
-fn validate(cli: &Cli, plans: &[std::path::PathBuf]) -> Exit {
+fn validate(out: &Out, plans: &[std::path::PathBuf]) -> Exit {
     let mut worst = Exit::Ok;
     let mut results = Vec::new();
     for path in plans {
         match plan::load(path) {
             Ok(l) => {
                 for w in &l.warnings {
-                    eprintln!("{w}");
+                    out.result(w);
                 }
-                eprintln!(
+                out.result(format!(
                     "{}: ok ({} store(s), {} restarter(s){})",
                     path.display(),
                     l.plan.stores.len(),
@@ -307,48 +331,51 @@ fn validate(cli: &Cli, plans: &[std::path::PathBuf]) -> Exit {
                     } else {
                         format!(", {} warning(s)", l.warnings.len())
                     }
-                );
+                ));
                 results.push(serde_json::json!({ "plan": path, "ok": true, "warnings": l.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>() }));
             }
             Err(e) => {
-                eprintln!("{e}");
+                // The problems are validate's result, not an error of the tool.
+                out.result(&e);
                 worst = Exit::PlanInvalid;
                 results.push(serde_json::json!({ "plan": path, "ok": false, "problems": e.problems.iter().map(|w| w.to_string()).collect::<Vec<_>>() }));
             }
         }
     }
-    if cli.output == Output::Json {
-        println!(
-            "{}",
-            serde_json::json!({ "exit_code": worst.code(), "plans": results })
-        );
-    }
+    out.object(serde_json::json!({ "plans": results }));
     worst
 }
 
-async fn status(cli: &Cli, loaded: &LoadedPlan) -> Exit {
+async fn status(cli: &Cli, out: &Out, loaded: &LoadedPlan) -> Exit {
+    // The status table is the command's result: stdout (see `report::output`).
+    macro_rules! say {
+        ($($t:tt)*) => { out.result(format!($($t)*)) };
+    }
     let vault = match build::vault(&loaded.plan).await {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("{e}");
+            out.error(e);
             return Exit::BadInput;
         }
     };
     let st = match vault.status().await {
         Ok(Some(s)) => s,
         Ok(None) => {
-            eprintln!("vault not found: no pointer at {}", vault.describe());
+            out.error(format!(
+                "vault not found: no pointer at {}",
+                vault.describe()
+            ));
             return Exit::VaultNotFound;
         }
         Err(e) => {
-            eprintln!("{}: {e}", vault.describe());
+            out.error(format!("{}: {e}", vault.describe()));
             return Exit::BadInput;
         }
     };
     let lock = match Lock::peek(&vault).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("reading the lock failed: {e}");
+            out.error(format!("warning: reading the lock failed: {e}"));
             None
         }
     };
@@ -365,9 +392,9 @@ async fn status(cli: &Cli, loaded: &LoadedPlan) -> Exit {
     }
     let opts = options(cli, loaded);
     let last = Journal::latest(&opts.state_dir, &vault.describe());
-    eprintln!("vault     {}", vault.describe());
-    eprintln!("layout    {}", st.layout.name());
-    eprintln!("pointer   stamp {}", st.stamp);
+    say!("vault     {}", vault.describe());
+    say!("layout    {}", st.layout.name());
+    say!("pointer   stamp {}", st.stamp);
     let cells: Vec<String> = st
         .cells
         .iter()
@@ -377,7 +404,7 @@ async fn status(cli: &Cli, loaded: &LoadedPlan) -> Exit {
         .pointer_meta
         .get("gen")
         .and_then(|g| g.parse::<u64>().ok());
-    eprintln!(
+    say!(
         "gen       {}  ({}){}",
         st.gen,
         if cells.is_empty() {
@@ -402,7 +429,7 @@ async fn status(cli: &Cli, loaded: &LoadedPlan) -> Exit {
         (Some(_), None) => Some(true),
         (None, _) => None,
     };
-    eprintln!(
+    say!(
         "rotated   {}{}",
         match (&st.rotated_at, age) {
             (Some(at), Some(age)) => format!(
@@ -419,14 +446,16 @@ async fn status(cli: &Cli, loaded: &LoadedPlan) -> Exit {
         }
     );
     match &lock {
-        Some(l) => eprintln!(
+        Some(l) => say!(
             "lock      held by run {} of {} since {}",
-            l.run_id, l.owner, l.created_at
+            l.run_id,
+            l.owner,
+            l.created_at
         ),
-        None => eprintln!("lock      free"),
+        None => say!("lock      free"),
     }
     for (t, ok, d) in &stores {
-        eprintln!("store     {} {t} — {d}", if *ok { "✓" } else { "✗" });
+        say!("store     {} {t} — {d}", if *ok { "✓" } else { "✗" });
     }
     // Which generations have a sealed break-glass copy: this machine's journals
     // and the objects under the vault prefix.
@@ -484,10 +513,10 @@ async fn status(cli: &Cli, loaded: &LoadedPlan) -> Exit {
         }
     }
     for (g, copies) in &escrowed {
-        eprintln!("escrow    gen {g}: {}", copies.join(", "));
+        say!("escrow    gen {g}: {}", copies.join(", "));
     }
     if let Some(j) = &last {
-        eprintln!(
+        say!(
             "last run  {} — {:?}{}",
             j.run_id,
             j.phase,
@@ -498,13 +527,10 @@ async fn status(cli: &Cli, loaded: &LoadedPlan) -> Exit {
     }
     let unfinished = unfinished_run(&opts.state_dir, &vault, &st, lock.as_ref(), &loaded.path);
     if let Some(u) = &unfinished {
-        eprintln!("{}", u.headline);
-        eprintln!("next      {}", u.next);
+        say!("{}", u.headline);
+        say!("next      {}", u.next);
     }
-    if cli.output == Output::Json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
+    out.object(serde_json::json!({
                 "vault": vault.describe(),
                 "status": st,
                 "lock": lock,
@@ -519,10 +545,7 @@ async fn status(cli: &Cli, loaded: &LoadedPlan) -> Exit {
                     "headline": u.headline,
                     "next_steps": [u.next],
                 })),
-            }))
-            .expect("serialises")
-        );
-    }
+    }));
     if let Some(u) = unfinished {
         return u.exit;
     }
@@ -629,26 +652,26 @@ fn rotation_age(st: &crate::vault::VaultStatus) -> Option<std::time::Duration> {
     std::time::SystemTime::now().duration_since(t).ok()
 }
 
-async fn audit(cli: &Cli, loaded: &LoadedPlan, limit: usize) -> Exit {
+async fn audit(out: &Out, loaded: &LoadedPlan, limit: usize) -> Exit {
     let Some(key) = build::audit_key(&loaded.plan) else {
-        eprintln!("audit is disabled in this plan (vault.audit = false)");
+        out.error("audit is disabled in this plan (vault.audit = false)");
         return Exit::BadInput;
     };
     let vault = match build::vault(&loaded.plan).await {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("{e}");
+            out.error(e);
             return Exit::BadInput;
         }
     };
     let text = match vault.storage.get(&key).await {
         Ok(Some(o)) => String::from_utf8_lossy(&o.body).into_owned(),
         Ok(None) => {
-            eprintln!("no audit log at {key}");
+            warn_line(format!("no audit log at {key}"));
             String::new()
         }
         Err(e) => {
-            eprintln!("{e}");
+            out.error(e);
             return Exit::BadInput;
         }
     };
@@ -665,7 +688,7 @@ async fn audit(cli: &Cli, loaded: &LoadedPlan, limit: usize) -> Exit {
         .collect();
     for r in &as_maps {
         let g = |k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or("");
-        eprintln!(
+        out.result(format!(
             "{}  {:<6} {:<15}  {}@{}  {}",
             g("ts"),
             g("action"),
@@ -673,14 +696,17 @@ async fn audit(cli: &Cli, loaded: &LoadedPlan, limit: usize) -> Exit {
             g("os_user"),
             g("hostname"),
             g("meta")
-        );
+        ));
     }
-    if cli.output == Output::Json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "key": key, "rows": as_maps }))
-                .expect("serialises")
-        );
-    }
+    out.object(serde_json::json!({ "key": key, "rows": as_maps }));
     Exit::Ok
+}
+
+/// A warning on stderr: a plain line, or a WARN event when stderr is JSON only.
+fn warn_line(w: impl std::fmt::Display) {
+    if crate::report::log::json_only() {
+        tracing::warn!(target: "vsync_orchestrate::commands", "{w}");
+    } else {
+        eprintln!("{w}");
+    }
 }

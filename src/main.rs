@@ -11,7 +11,19 @@ fn main() -> ExitCode {
     // client: with two providers compiled in (different SDKs pull different ones)
     // rustls cannot pick and panics at the first handshake.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // `--help` and `--version` are not errors; everything else clap refuses
+        // is a usage error, with its own code (clap's 2 means "upload failed" here).
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.exit_code() == 0 {
+                0
+            } else {
+                vsync_orchestrate::engine::Exit::Usage.code()
+            });
+        }
+    };
     vsync_orchestrate::report::log::init(cli.verbose, cli.log_format);
     // Before any thread exists: environment changes are only safe single-threaded.
     commands::capture_secret_env(&cli);

@@ -126,12 +126,13 @@ fn validate_output() {
     let out = bin().arg("validate").args(&fixtures).output().unwrap();
     assert_eq!(out.status.code(), Some(10));
     let (stdout, stderr) = text(&out);
-    assert_eq!(stdout, "");
+    // The verdicts are validate's result: stdout (issue "operator's first contact").
+    assert_eq!(stderr, "");
     assert!(
-        !stderr.contains("hunter2"),
+        !stdout.contains("hunter2"),
         "a literal secret was echoed back"
     );
-    snapshot("validate.txt", &store_types_as_placeholder(&stderr));
+    snapshot("validate.txt", &store_types_as_placeholder(&stdout));
 
     let json = bin()
         .args(["validate", "--output", "json"])
@@ -151,7 +152,9 @@ fn plan_output_is_a_dry_run() {
     let out = bin().arg("plan").arg(&demo.plan).output().unwrap();
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert_eq!(stdout, "");
+    // Progress on stderr, the closing block (the dry run's result) on stdout.
+    assert!(stdout.contains("exit 0: dry run"), "{stdout}");
+    assert!(!stderr.contains("exit 0: dry run"), "{stderr}");
     let json = bin()
         .args(["plan", "--output", "json"])
         .arg(&demo.plan)
@@ -161,7 +164,7 @@ fn plan_output_is_a_dry_run() {
     support::assert_rows_match(&json_err, &serde_json::from_str(&json_out).unwrap());
     assert_eq!(std::fs::read(dir.join("passphrase")).unwrap(), before);
     assert!(!dir.join("passphrase.new").exists());
-    snapshot("plan.txt", &normalize(&stderr, &dir));
+    snapshot("plan.txt", &normalize(&format!("{stderr}{stdout}"), &dir));
 }
 
 #[test]

@@ -107,11 +107,11 @@ fn cmd(plans: &[PathBuf], parallel: &str) -> std::process::Command {
     c
 }
 
+/// The runs of the one JSON object a fleet run prints.
 fn summaries(stdout: &[u8]) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
-        .collect()
+    let v: serde_json::Value =
+        serde_json::from_slice(stdout).expect("stdout is exactly one JSON object");
+    v["runs"].as_array().expect("its `runs`").clone()
 }
 
 async fn five_plans_three_at_a_time_one_failing() {

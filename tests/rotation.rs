@@ -6,11 +6,12 @@ mod support;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use vsync_orchestrate::api::Passphrase;
+use vsync_orchestrate::engine::Exit;
 use vsync_orchestrate::vault::audit::{self, Origin};
 use vsync_orchestrate::vault::storage::{DirStorage, Storage};
 use vsync_orchestrate::vault::{
-    AuditOutcome, AuditSpec, Content, KdfParams, Layout, LayoutChoice, RotateError, SeedContent,
-    Vault, VaultErrorKind,
+    AuditOutcome, AuditSpec, Content, KdfParams, Layout, LayoutChoice, Refusal, RotateError,
+    SeedContent, Vault, VaultErrorKind,
 };
 
 const OLD: &str = "old-passphrase-0123456789abcdef";
@@ -90,7 +91,7 @@ async fn round_trip(storage: Arc<dyn Storage>, layout: Layout) {
 
     let spec = audit_spec(&prefix);
     let finished = rotate(&vault, OLD, NEW, Some(&spec)).await.unwrap();
-    assert_eq!(finished.exit_code(), 0);
+    assert!(finished.bookkeeping_complete());
     assert_eq!(finished.audit, AuditOutcome::Written);
 
     let after = vault.open(&Passphrase::from(NEW)).await.unwrap();
@@ -233,7 +234,7 @@ async fn wrong_old_passphrase_and_missing_vault_touch_nothing() {
     let (dir, s) = dir_storage();
     let vault = Vault::new(s.clone(), "app/prod/", kdf(), LayoutChoice::Auto);
     let e = rotate(&vault, OLD, NEW, None).await.unwrap_err();
-    assert_eq!(e.exit_code(), 5, "{e}");
+    assert_eq!(Exit::from(e.refusal()).code(), 5, "{e}");
     vault
         .seed(
             Layout::Runtime,
@@ -246,7 +247,7 @@ async fn wrong_old_passphrase_and_missing_vault_touch_nothing() {
     let e = rotate(&vault, "not-the-passphrase-at-all", NEW, None)
         .await
         .unwrap_err();
-    assert_eq!(e.exit_code(), 1, "{e}");
+    assert_eq!(Exit::from(e.refusal()).code(), 1, "{e}");
     assert!(
         !e.to_string().contains("not-the-passphrase"),
         "error leaks the passphrase: {e}"
@@ -268,11 +269,8 @@ async fn malformed_counter_refuses_before_any_write() {
     .unwrap();
     let before = s.list("").await.unwrap();
     assert_eq!(
-        rotate(&vault, OLD, NEW, None)
-            .await
-            .unwrap_err()
-            .exit_code(),
-        3
+        rotate(&vault, OLD, NEW, None).await.unwrap_err().refusal(),
+        Refusal::Pointer
     );
     assert_eq!(s.list("").await.unwrap(), before);
 }
@@ -381,7 +379,7 @@ mod moto {
         intruder.unwrap();
         let e = vault.commit(&prepared).await.unwrap_err();
         assert!(matches!(e, RotateError::PointerConflict { .. }), "{e}");
-        assert_eq!(e.exit_code(), 3);
+        assert_eq!(Exit::from(e.refusal()).code(), 3);
         let ptr = s.get("app/prod/latest").await.unwrap().unwrap().body;
         assert_eq!(
             ptr, b"29990101-000000",
@@ -404,7 +402,11 @@ mod moto {
         for r in runs {
             match r.await.unwrap() {
                 Ok(p) => winners.push(p),
-                Err(e) => assert_eq!(e.exit_code(), 3, "the loser must see the conflict: {e}"),
+                Err(e) => assert_eq!(
+                    e.refusal(),
+                    Refusal::Pointer,
+                    "the loser must see the conflict: {e}"
+                ),
             }
         }
         assert_eq!(winners.len(), 1, "exactly one rotation may win");
@@ -432,7 +434,7 @@ mod moto {
         let vault = seeded(s.clone(), Layout::Cli).await;
         let spec = audit_spec("app/prod/");
         let finished = rotate(&vault, OLD, NEW, Some(&spec)).await.unwrap();
-        assert_eq!(finished.exit_code(), 4);
+        assert!(!finished.bookkeeping_complete()); // exit 4
         let AuditOutcome::Failed { row, .. } = &finished.audit else {
             panic!("{:?}", finished.audit)
         };

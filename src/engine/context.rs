@@ -3,8 +3,8 @@
 //! events they emit most.
 
 use crate::engine::events::Subscriber;
-use crate::engine::events::TargetResult;
 use crate::engine::events::{Event, JournalEvent, Step, VaultFacts};
+use crate::engine::events::{RowError, TargetResult};
 use crate::engine::exit::Exit;
 use crate::engine::infra::journal::{Journal, Phase};
 use crate::engine::options::RunOptions;
@@ -97,6 +97,29 @@ impl<'a> Ctx<'a> {
             slot,
             ok,
             detail: detail.into(),
+            error: None,
+            ms: ms(took),
+        }));
+    }
+
+    /// A failed row about the adapter at `slot`, with why as data.
+    pub fn target_failed(
+        &mut self,
+        step: Step,
+        t: &Target,
+        slot: String,
+        error: impl Into<RowError>,
+        detail: impl Into<String>,
+        took: Duration,
+    ) {
+        self.emit(Event::Row(TargetResult {
+            phase: step.as_str().into(),
+            kind: t.kind.clone(),
+            name: t.name.clone(),
+            slot: Some(slot),
+            ok: false,
+            detail: detail.into(),
+            error: Some(error.into()),
             ms: ms(took),
         }));
     }
@@ -207,6 +230,7 @@ impl<'a> Ctx<'a> {
     /// The summary, with the exit code and outcome; the journal records both.
     pub fn end(&mut self, exit: Exit, why: impl Into<String>) -> Summary {
         self.s.exit_code = exit.code();
+        self.s.failure = (exit != Exit::Ok).then(|| self.s.failure_report(exit));
         let why = why.into();
         self.s.outcome = if why.is_empty() {
             exit.meaning().to_owned()

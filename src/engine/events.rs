@@ -12,6 +12,7 @@ pub use crate::engine::infra::journal::JournalEvent;
 use serde::Serialize;
 use std::future::Future;
 use std::time::{Duration, Instant};
+use vsync_orchestrate_api::ErrorKind;
 
 /// One result row, as printed (`✓ label — detail`) and as in the JSON `targets`.
 #[derive(Debug, Clone, Serialize)]
@@ -24,7 +25,38 @@ pub struct TargetResult {
     pub slot: Option<String>,
     pub ok: bool,
     pub detail: String,
+    /// Why a failed row failed, as data (`"permission"`, `"timed_out"`): what a
+    /// script or an alert routes on, instead of the words in `detail`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<RowError>,
     pub ms: f64,
+}
+
+/// Why a row failed: the adapter's own error kind, or how a rollout it started
+/// ended. Serialized as the bare name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum RowError {
+    Adapter(ErrorKind),
+    Rollout(RolloutEnd),
+}
+
+/// How a rollout that was started ended, when not done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutEnd {
+    /// The platform reported the rollout failed.
+    Failed,
+    /// The restarter's timeout passed first.
+    TimedOut,
+    /// An outcome this build does not know.
+    Unknown,
+}
+
+impl From<ErrorKind> for RowError {
+    fn from(k: ErrorKind) -> Self {
+        RowError::Adapter(k)
+    }
 }
 
 impl TargetResult {
@@ -39,7 +71,8 @@ impl TargetResult {
 }
 
 /// The phases of the runbook, as the operator reads them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Step {
     Preflight,
     Plan,

@@ -1,6 +1,8 @@
 //! Exit codes: the upstream runbook's 0–5 keep their meaning; 10 and up are ours,
 //! one meaning each. `--help` and the README print this table.
 
+use crate::vault::Refusal;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Exit {
@@ -32,10 +34,14 @@ pub enum Exit {
     VerifyFailed,
     /// Interrupted (signal); the journal says where; `vsync-orchestrate resume` finishes it.
     Interrupted,
+    /// The command line is wrong (an unknown flag, a missing argument). Nothing was
+    /// read or touched. 64 is sysexits' EX_USAGE: clap's own 2 already means
+    /// "upload failed" here.
+    Usage,
 }
 
 impl Exit {
-    pub const ALL: [Exit; 14] = [
+    pub const ALL: [Exit; 15] = [
         Exit::Ok,
         Exit::BadInput,
         Exit::UploadFailed,
@@ -50,6 +56,7 @@ impl Exit {
         Exit::RestartFailed,
         Exit::VerifyFailed,
         Exit::Interrupted,
+        Exit::Usage,
     ];
 
     pub fn code(self) -> u8 {
@@ -68,6 +75,7 @@ impl Exit {
             Exit::RestartFailed => 15,
             Exit::VerifyFailed => 16,
             Exit::Interrupted => 17,
+            Exit::Usage => 64,
         }
     }
 
@@ -88,7 +96,8 @@ impl Exit {
             Exit::BadInput => 10,
             Exit::VaultNotFound => 11,
             Exit::PlanInvalid => 12,
-            Exit::Ok => 13,
+            Exit::Usage => 13,
+            Exit::Ok => 14,
         }
     }
 
@@ -104,17 +113,6 @@ impl Exit {
 
     pub fn from_code(code: u8) -> Option<Exit> {
         Exit::ALL.into_iter().find(|e| e.code() == code)
-    }
-
-    pub fn from_rotate_code(code: u8) -> Exit {
-        match code {
-            0 => Exit::Ok,
-            2 => Exit::UploadFailed,
-            3 => Exit::PointerSwap,
-            4 => Exit::AuditFailed,
-            5 => Exit::VaultNotFound,
-            _ => Exit::BadInput,
-        }
     }
 
     pub fn meaning(self) -> &'static str {
@@ -133,6 +131,7 @@ impl Exit {
             Exit::RestartFailed => "passphrase rotated and active everywhere, but a restart failed or timed out",
             Exit::VerifyFailed => "verify found stragglers (an app or counter not on the new generation)",
             Exit::Interrupted => "interrupted; `vsync-orchestrate resume PLAN` finishes the run from its journal",
+            Exit::Usage => "usage error: the command line is wrong (unknown flag, missing argument); nothing was touched",
         }
     }
 
@@ -143,5 +142,16 @@ impl Exit {
             s.push_str(&format!("  {:>2}  {}\n", e.code(), e.meaning()));
         }
         s
+    }
+}
+
+impl From<Refusal> for Exit {
+    fn from(r: Refusal) -> Exit {
+        match r {
+            Refusal::BadInput => Exit::BadInput,
+            Refusal::Upload => Exit::UploadFailed,
+            Refusal::Pointer => Exit::PointerSwap,
+            Refusal::NotFound => Exit::VaultNotFound,
+        }
     }
 }

@@ -1,13 +1,16 @@
-//! The runbook as code: preflight → stage → rotate → activate → restart → verify,
-//! phase after phase, and the way each stops. `resume` enters it after T1
-//! (`after_t1`) or starts a fresh run in its own output (`run_in`).
+//! The runbook as one state machine: preflight → stage → rotate (T0) → activate
+//! (T1) → finish (bookkeeping, restart, verify). Each [`State`] holds what the
+//! phase before it handed over, and its step says where the run goes next, so a
+//! phase never reaches back for what it needs. `run` enters at
+//! [`State::Preflight`]; `resume` enters wherever its journal and the pointer say
+//! the run stopped (`resume.rs`), and from there both are the same code.
 
 use crate::engine::build;
 use crate::engine::context::Ctx;
 use crate::engine::events::JournalEvent;
 use crate::engine::events::Subscriber;
 use crate::engine::exit::Exit;
-use crate::engine::failure::Failure;
+use crate::engine::failure::{Failure, PreflightProblem};
 use crate::engine::infra::crash::crash_point;
 use crate::engine::infra::interrupt;
 use crate::engine::infra::journal::{Inspected, Journal, Phase, StagedEntry};
@@ -28,7 +31,67 @@ use crate::vault::{Prepared, Vault};
 use futures_util::future::join_all;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vsync_orchestrate_api::{Restarter, SecretStore};
+use vsync_orchestrate_api::{Passphrase, Restarter, SecretStore};
+
+/// Where the run is, with what it carries into the next step.
+pub(super) enum State {
+    /// Read-only checks on the plan's parts. `command` is what the header calls
+    /// the run (`resume` starts a fresh `run` after discarding).
+    Preflight {
+        parts: build::Parts,
+        command: &'static str,
+    },
+    /// Preflight passed: journal, lock, escrow and staging — all before T0.
+    Stage(Box<Ready>),
+    /// Staged under the lock: the pointer swap, T0.
+    Rotate {
+        r: Box<Ready>,
+        staged: Vec<StagedEntry>,
+        keeper: Keeper,
+    },
+    /// T0 passed: every store switches to what it staged.
+    Activate(Box<Committed>),
+    /// T1 passed: counters, audit row, restarts, verify.
+    Finish(Box<Committed>),
+    /// The run is over.
+    Ended(Box<Summary>),
+}
+
+/// A vault that needs the new passphrase (T0 passed), and what closes the window
+/// and finishes the run. Built by the swap in `run`, or by `resume` from the
+/// journal once the pointer shows the swap landed.
+pub(super) struct Committed {
+    pub vault: Vault,
+    pub stores: Vec<Arc<dyn SecretStore>>,
+    pub restarters: Vec<(Arc<dyn Restarter>, Duration)>,
+    pub staged: Vec<StagedEntry>,
+    pub prepared: Prepared,
+    pub rotated_at: String,
+    pub keeper: Keeper,
+    /// The new passphrase, when this process holds it (`run`, or a `resume` that
+    /// read it back from a store): activation checks read-backs against it.
+    pub new: Option<Passphrase>,
+    /// T0 as this process measured it, for T2; `resume` has none.
+    pub t0: Option<Instant>,
+    /// The window as the swap left it, for activation to close and report.
+    pub window: Option<activate::Window>,
+    /// Signals held from the swap until every store is activated.
+    pub guard: Option<interrupt::WindowGuard>,
+}
+
+/// Runs the machine from `state` until the run is over.
+pub(super) async fn drive(cx: &mut Ctx<'_>, mut state: State) -> Summary {
+    loop {
+        state = match state {
+            State::Preflight { parts, command } => preflight(cx, parts, command).await,
+            State::Stage(r) => stage(cx, r).await,
+            State::Rotate { r, staged, keeper } => rotate(cx, r, staged, keeper).await,
+            State::Activate(c) => activate(cx, c).await,
+            State::Finish(c) => State::Ended(Box::new(finish(cx, *c).await)),
+            State::Ended(summary) => return *summary,
+        };
+    }
+}
 
 /// The summary of a command whose plan could not be turned into working parts.
 pub(super) fn unbuildable(
@@ -66,103 +129,12 @@ pub async fn run_with(
     let command = if dry_run { "plan" } else { "run" };
     let mut cx = Ctx::new(loaded, opts, p, command, new_run_id());
     cx.dry_run = dry_run;
-    run_in(&mut cx, parts, command).await
-}
-
-/// A run in an existing context: `resume` continues its own output with the
-/// fresh run it starts after discarding, so one summary holds both.
-pub(super) async fn run_in(cx: &mut Ctx<'_>, parts: build::Parts, command: &str) -> Summary {
-    let header = format!(
-        "vsync-orchestrate {command} {} — env {}, run {}",
-        cx.loaded.path.display(),
-        cx.loaded.plan.env,
-        cx.run
-    );
-    cx.header(header);
-    // Preflight already opened connections (SSH masters, SFTP sessions): whichever
-    // way the run ends, they are closed together at the end.
+    // Preflight opens connections (SSH masters, SFTP sessions): whichever way the
+    // run ends, they are closed together at the end.
     let (stores, restarters) = (parts.stores.clone(), parts.restarters.clone());
-    let summary = match preflight::run(cx, parts).await {
-        Ok(Preflighted::Ready(_)) if cx.dry_run && interrupt::requested() => cx.fail(
-            Failure::Interrupted("interrupted during the dry run; nothing was written".into()),
-        ),
-        Ok(Preflighted::Ready(r)) if cx.dry_run => {
-            preflight::planned_writes(cx, &r);
-            cx.end(Exit::Ok, "dry run: preflight passed; nothing was written")
-        }
-        Ok(Preflighted::Ready(r)) => runbook(cx, *r).await,
-        Ok(Preflighted::NotDue(why)) => cx.nothing_to_do(why),
-        Err(f) => cx.fail(f),
-    };
+    let summary = drive(&mut cx, State::Preflight { parts, command }).await;
     close_all(&stores, &restarters).await;
     summary
-}
-
-/// The README's phase table, as code: lock, stage, rotate (T0), activate (T1),
-/// then restart and verify.
-async fn runbook(cx: &mut Ctx<'_>, mut r: Ready) -> Summary {
-    if interrupt::requested() {
-        return cx.fail(Failure::Interrupted(
-            "interrupted before anything was written".into(),
-        ));
-    }
-    let keeper = match lock_and_journal(cx, &r).await {
-        Ok(k) => k,
-        Err(f) => return cx.fail(f),
-    };
-    if let Some(section) = cx.loaded.plan.escrow.clone() {
-        if section.vault_copy {
-            for w in escrow::sweep(&r.vault, &cx.opts.state_dir).await {
-                cx.warn(w);
-            }
-        }
-        if let Err(f) = escrow::write(cx, &r.vault, &r.new, &section, r.inspection.next_gen).await {
-            cx.reach(Phase::Aborted);
-            let lock = keeper.stop().await;
-            stage::release(cx, &r.vault, lock).await;
-            return cx.fail(f);
-        }
-    }
-    let new_key = r.new_key.take();
-    let staged = match stage::run(cx, &r.stores, &r.new).await {
-        Ok(staged) => staged,
-        Err((staged, failure)) => {
-            return stop(cx, &r, &staged, keeper, Stop::before_swap(failure)).await
-        }
-    };
-    if let Some(f) = should_stop(&keeper, "before the vault was touched") {
-        return stop(cx, &r, &staged, keeper, Stop::before_swap(f)).await;
-    }
-    let swapped = match rotate::run(cx, &r, new_key, &keeper).await {
-        Ok(s) => s,
-        Err(why) => return stop(cx, &r, &staged, keeper, why).await,
-    };
-    // ---- T0: apps that boot now need the new passphrase. Activate at once. ----
-    crash_point("committed");
-    let window = activate::Window {
-        t0: swapped.t0,
-        uncertain: swapped.uncertain,
-        pointer_row: Some(swapped.row.clone()),
-    };
-    let activated = activate::run(cx, &r.stores, &staged, Some(&r.new), Some(window)).await;
-    drop(swapped.window);
-    if let Err(window_open) = activated {
-        // Keep the lock: nobody else may rotate while the window is open.
-        keeper.stop().await;
-        return window_open;
-    }
-    after_t1(
-        cx,
-        &r.vault,
-        &r.stores,
-        &staged,
-        &r.restarters,
-        &swapped.prepared,
-        &swapped.rotated_at,
-        keeper,
-        Some(swapped.t0),
-    )
-    .await
 }
 
 /// Ends every adapter's connections at once: an SSH master closed on drop blocks
@@ -174,6 +146,119 @@ pub(super) async fn close_all(
     let stores = join_all(stores.iter().map(|s| s.close()));
     let restarters = join_all(restarters.iter().map(|(r, _)| r.close()));
     tokio::join!(stores, restarters);
+}
+
+/// Preflight: read-only checks; a dry run ends here.
+async fn preflight(cx: &mut Ctx<'_>, parts: build::Parts, command: &str) -> State {
+    let header = format!(
+        "vsync-orchestrate {command} {} — env {}, run {}",
+        cx.loaded.path.display(),
+        cx.loaded.plan.env,
+        cx.run
+    );
+    cx.header(header);
+    State::Ended(Box::new(match preflight::run(cx, parts).await {
+        Ok(Preflighted::Ready(_)) if cx.dry_run && interrupt::requested() => cx.fail(
+            Failure::Interrupted("interrupted during the dry run; nothing was written"),
+        ),
+        Ok(Preflighted::Ready(r)) if cx.dry_run => {
+            preflight::planned_writes(cx, &r);
+            cx.end(Exit::Ok, "dry run: preflight passed; nothing was written")
+        }
+        Ok(Preflighted::Ready(r)) => return State::Stage(r),
+        Ok(Preflighted::NotDue(why)) => cx.nothing_to_do(why),
+        Err(f) => cx.fail(f),
+    }))
+}
+
+/// Journal, lock, escrow copy, then every store stages the new passphrase.
+async fn stage(cx: &mut Ctx<'_>, r: Box<Ready>) -> State {
+    if interrupt::requested() {
+        return State::Ended(Box::new(cx.fail(Failure::Interrupted(
+            "interrupted before anything was written",
+        ))));
+    }
+    let keeper = match lock_and_journal(cx, &r).await {
+        Ok(k) => k,
+        Err(f) => return State::Ended(Box::new(cx.fail(f))),
+    };
+    if let Some(section) = cx.loaded.plan.escrow.clone() {
+        if section.vault_copy {
+            for w in escrow::sweep(&r.vault, &cx.opts.state_dir).await {
+                cx.warn(w);
+            }
+        }
+        if let Err(f) = escrow::write(cx, &r.vault, &r.new, &section, r.inspection.next_gen).await {
+            cx.reach(Phase::Aborted);
+            let lock = keeper.stop().await;
+            stage::release(cx, &r.vault, lock).await;
+            return State::Ended(Box::new(cx.fail(f)));
+        }
+    }
+    let staged = match stage::run(cx, &r.stores, &r.new).await {
+        Ok(staged) => staged,
+        Err((staged, failure)) => {
+            return stop(cx, &r, &staged, keeper, Stop::before_swap(failure)).await
+        }
+    };
+    if let Some(f) = should_stop(&keeper, "interrupted before the vault was touched") {
+        return stop(cx, &r, &staged, keeper, Stop::before_swap(f)).await;
+    }
+    State::Rotate { r, staged, keeper }
+}
+
+/// The new bundle uploaded and the pointer swapped: T0. Apps that boot from here
+/// on need the new passphrase, so activation follows at once.
+async fn rotate(
+    cx: &mut Ctx<'_>,
+    mut r: Box<Ready>,
+    staged: Vec<StagedEntry>,
+    keeper: Keeper,
+) -> State {
+    let new_key = r.new_key.take();
+    let swapped = match rotate::run(cx, &r, new_key, &keeper).await {
+        Ok(s) => s,
+        Err(why) => return stop(cx, &r, &staged, keeper, why).await,
+    };
+    crash_point("committed");
+    let Ready {
+        vault,
+        stores,
+        restarters,
+        new,
+        ..
+    } = *r;
+    State::Activate(Box::new(Committed {
+        vault,
+        stores,
+        restarters,
+        staged,
+        prepared: swapped.prepared,
+        rotated_at: swapped.rotated_at,
+        keeper,
+        new: Some(new),
+        t0: Some(swapped.t0),
+        window: Some(activate::Window {
+            t0: swapped.t0,
+            uncertain: swapped.uncertain,
+            pointer_row: Some(swapped.row),
+        }),
+        guard: Some(swapped.window),
+    }))
+}
+
+/// Every store switches staged → current: T1. A store left on the old passphrase
+/// ends the run URGENT, the lock kept so nobody else rotates meanwhile.
+async fn activate(cx: &mut Ctx<'_>, mut c: Box<Committed>) -> State {
+    let activated = activate::run(cx, &c.stores, &c.staged, c.new.as_ref(), c.window.take()).await;
+    drop(c.guard.take());
+    match activated {
+        Ok(()) => State::Finish(c),
+        Err(window_open) => {
+            c.keeper.stop().await;
+            State::Ended(Box::new(window_open))
+        }
+    }
 }
 
 /// Writes the first journal, then takes the vault's lock (renewed for as long as
@@ -199,10 +284,10 @@ async fn lock_and_journal(cx: &mut Ctx<'_>, r: &Ready) -> Result<Keeper, Failure
     cx.open_journal(j);
     if let Err(e) = cx.checkpoint() {
         cx.drop_journal();
-        return Err(Failure::Preflight(format!(
-            "cannot write the journal in {} ({e}); nothing was written. Fix the state directory (--state-dir) and run again",
-            cx.opts.state_dir.display()
-        )));
+        return Err(Failure::Preflight(PreflightProblem::Journal {
+            dir: cx.opts.state_dir.clone(),
+            source: e,
+        }));
     }
     let takeover = Takeover {
         run: None,
@@ -235,9 +320,9 @@ async fn lock_and_journal(cx: &mut Ctx<'_>, r: &Ready) -> Result<Keeper, Failure
 }
 
 /// A signal or a lost lock, checked between phases.
-fn should_stop(keeper: &Keeper, when: &str) -> Option<Failure> {
+fn should_stop(keeper: &Keeper, when: &'static str) -> Option<Failure> {
     if interrupt::requested() {
-        return Some(Failure::Interrupted(format!("interrupted {when}")));
+        return Some(Failure::Interrupted(when));
     }
     keeper.lost().map(Failure::LockLost)
 }
@@ -249,27 +334,37 @@ async fn stop(
     staged: &[StagedEntry],
     keeper: Keeper,
     why: Stop,
-) -> Summary {
+) -> State {
     let lock = keeper.stop().await;
-    stage::stop_before_t0(cx, &r.vault, &r.stores, staged, &r.new, lock, why).await
+    State::Ended(Box::new(
+        stage::stop_before_t0(cx, &r.vault, &r.stores, staged, &r.new, lock, why).await,
+    ))
 }
 
-/// After T1 (from `run` and from `resume`): tidy, bookkeeping, restart, verify.
-/// Every store already serves the new passphrase, so a signal or a lost lock stops
-/// the run where it is and `resume` finishes.
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn after_t1(
-    cx: &mut Ctx<'_>,
-    vault: &Vault,
-    stores: &[Arc<dyn SecretStore>],
-    staged: &[StagedEntry],
-    restarters: &[(Arc<dyn Restarter>, Duration)],
-    prepared: &Prepared,
-    rotated_at: &str,
-    keeper: Keeper,
-    t0: Option<Instant>,
-) -> Summary {
-    if let Some(f) = should_stop(&keeper, "after every store was activated") {
+/// After T1: tidy, bookkeeping, restart, verify. Every store already serves the
+/// new passphrase, so a signal or a lost lock stops the run where it is and
+/// `resume` finishes.
+async fn finish(cx: &mut Ctx<'_>, c: Committed) -> Summary {
+    let Committed {
+        vault,
+        stores,
+        restarters,
+        staged,
+        prepared,
+        rotated_at,
+        keeper,
+        t0,
+        ..
+    } = c;
+    let (vault, stores, restarters, staged, prepared, rotated_at) = (
+        &vault,
+        &stores[..],
+        &restarters[..],
+        &staged[..],
+        &prepared,
+        &rotated_at,
+    );
+    if let Some(f) = should_stop(&keeper, "interrupted after every store was activated") {
         return stopped_after_t1(cx, keeper, f).await;
     }
     // Apps report their generation from the counter cells, so those are written
@@ -309,7 +404,7 @@ pub(super) async fn after_t1(
     let mut exit = verify::report_bookkeeping(cx, prepared.gen_before, finished, took);
     match ended {
         restart::Ended::Interrupted => {
-            let f = Failure::Interrupted("interrupted while waiting for rollouts".into());
+            let f = Failure::Interrupted("interrupted while waiting for rollouts");
             return stopped_after_t1(cx, keeper, f).await;
         }
         restart::Ended::SomeFailed => exit = exit.most_urgent(Exit::RestartFailed),
@@ -326,7 +421,7 @@ pub(super) async fn after_t1(
     .await
     {
         verify::Verified::Interrupted => {
-            let f = Failure::Interrupted("interrupted while verifying".into());
+            let f = Failure::Interrupted("interrupted while verifying");
             return stopped_after_t1(cx, keeper, f).await;
         }
         verify::Verified::Stragglers => exit = exit.most_urgent(Exit::VerifyFailed),

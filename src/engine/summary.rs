@@ -2,7 +2,7 @@
 //! (the CLI, a fleet of runs, the tests) reads. Filled from the engine's events
 //! only ([`Summary::apply`]), so it cannot disagree with what was displayed.
 
-use crate::engine::events::{Event, TargetResult};
+use crate::engine::events::{Event, RowError, Step, TargetResult};
 use crate::engine::exit::Exit;
 use crate::engine::health::UrlResult;
 use serde::Serialize;
@@ -23,6 +23,11 @@ pub struct Summary {
     pub vault: String,
     pub exit_code: u8,
     pub outcome: String,
+    /// Where and why the run stopped, as data; absent when it succeeded.
+    pub failure: Option<FailureReport>,
+    /// The phase the run was in last (from the engine's phase events).
+    #[serde(skip)]
+    pub last_phase: Option<Step>,
     pub layout: Option<String>,
     pub gen_before: Option<u64>,
     pub gen_after: Option<u64>,
@@ -45,7 +50,46 @@ pub struct Summary {
     pub journal: Option<String>,
 }
 
+/// Where a run that did not succeed stopped: the phase it was in, the outcome's
+/// name (the exit code's meaning), and each failed adapter with why, so a script
+/// or an alert routes on data rather than on the words of `outcome`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailureReport {
+    pub phase: Option<Step>,
+    pub exit: Exit,
+    pub failed: Vec<FailedTarget>,
+}
+
+/// One adapter whose row failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedTarget {
+    pub phase: String,
+    pub slot: Option<String>,
+    pub target: String,
+    pub error: Option<RowError>,
+}
+
 impl Summary {
+    /// The failure as the events so far describe it: the last phase entered and
+    /// every failed row about an adapter.
+    pub fn failure_report(&self, exit: Exit) -> FailureReport {
+        FailureReport {
+            phase: self.last_phase,
+            exit,
+            failed: self
+                .targets
+                .iter()
+                .filter(|t| !t.ok && (t.slot.is_some() || t.error.is_some()))
+                .map(|t| FailedTarget {
+                    phase: t.phase.clone(),
+                    slot: t.slot.clone(),
+                    target: t.label(),
+                    error: t.error,
+                })
+                .collect(),
+        }
+    }
+
     /// The outcome as the one exit-code type (the JSON keeps the number).
     pub fn exit(&self) -> Exit {
         Exit::from_code(self.exit_code).unwrap_or(Exit::BadInput)
@@ -83,7 +127,8 @@ impl Summary {
             Event::Health(h) => self.health = h.clone(),
             Event::PlannedWrites(w) => self.planned_writes = w.clone(),
             Event::ManualAuditRow(r) => self.manual_audit_row = Some(r.clone()),
-            Event::Header(_) | Event::Phase { .. } | Event::Note(_) | Event::Journal(_) => {}
+            Event::Phase { step, .. } => self.last_phase = Some(*step),
+            Event::Header(_) | Event::Note(_) | Event::Journal(_) => {}
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod log;
 pub mod metrics;
+pub mod output;
 
 pub use crate::engine::events::TargetResult;
 use crate::engine::events::{Event, Subscriber};
@@ -92,7 +93,8 @@ impl Progress {
     }
 
     fn emit(&self, s: &str) {
-        if self.quiet {
+        // Quiet, or stderr reserved for JSON log lines (the events are logged).
+        if self.quiet || (self.captured.is_none() && log::json_only()) {
             return;
         }
         let owned;
@@ -201,9 +203,16 @@ fn sep(detail: &str) -> String {
 }
 
 impl Summary {
-    /// The closing block on stderr.
+    /// The closing block on stderr: the end of a run's progress.
     pub fn print_human(&self) {
-        let mut e = std::io::stderr().lock();
+        if log::json_only() {
+            return;
+        }
+        self.write_human(&mut std::io::stderr().lock());
+    }
+
+    /// The closing block, to `e`: stdout where it is the command's result (`plan`).
+    pub fn write_human(&self, e: &mut dyn Write) {
         let _ = writeln!(e);
         let status = if self.exit_code == 0 { "✓" } else { "✗" };
         let _ = writeln!(

@@ -28,7 +28,9 @@ pub use crypto::{KdfParams, DEFAULT_ITERATIONS};
 pub use error::{VaultError, VaultErrorKind};
 pub use layout::{Layout, LayoutChoice};
 pub use open::{Content, Opened, VaultStatus};
-pub use rotate::{AuditOutcome, AuditSpec, Committed, Finished, Inspection, Prepared, RotateError};
+pub use rotate::{
+    AuditOutcome, AuditSpec, Committed, Finished, Inspection, Prepared, Refusal, RotateError,
+};
 pub use seed::SeedContent;
 pub use stamp::Stamp;
 

@@ -56,11 +56,25 @@ pub enum RotateError {
     PointerFailed(StorageError),
 }
 
+/// Which of the upstream runbook's outcomes a refusal is. The engine maps each to
+/// the upstream exit code (1, 2, 3, 5) so on-call muscle memory transfers; the
+/// vault only says which it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Bad input, an unreadable vault, or the old passphrase does not open it.
+    BadInput,
+    /// Re-encryption or the bundle upload failed.
+    Upload,
+    /// The pointer swap was refused or failed, or a counter is malformed.
+    Pointer,
+    /// No pointer at the prefix.
+    NotFound,
+}
+
 impl RotateError {
-    /// The upstream runbook's exit codes, so on-call muscle memory transfers.
-    pub fn exit_code(&self) -> u8 {
+    pub fn refusal(&self) -> Refusal {
         match self {
-            RotateError::VaultNotFound(_) => 5,
+            RotateError::VaultNotFound(_) => Refusal::NotFound,
             RotateError::AmbiguousLayout(_)
             | RotateError::Read(_)
             | RotateError::PointerCorrupt { .. }
@@ -68,11 +82,11 @@ impl RotateError {
             | RotateError::BundleUnusable { .. }
             | RotateError::Unsealed { .. }
             | RotateError::StampExhausted(_)
-            | RotateError::Invalid(_) => 1,
-            RotateError::Encrypt(_) | RotateError::Upload(_) => 2,
+            | RotateError::Invalid(_) => Refusal::BadInput,
+            RotateError::Encrypt(_) | RotateError::Upload(_) => Refusal::Upload,
             RotateError::MalformedCounter { .. }
             | RotateError::PointerConflict { .. }
-            | RotateError::PointerFailed(_) => 3,
+            | RotateError::PointerFailed(_) => Refusal::Pointer,
         }
     }
 }
@@ -160,13 +174,10 @@ pub struct Finished {
 }
 
 impl Finished {
-    /// 4 when the rotation is live but its bookkeeping is incomplete.
-    pub fn exit_code(&self) -> u8 {
-        if matches!(self.audit, AuditOutcome::Failed { .. }) || !self.counter_errors.is_empty() {
-            4
-        } else {
-            0
-        }
+    /// Whether the audit row and every counter cell were written (the rotation is
+    /// live either way).
+    pub fn bookkeeping_complete(&self) -> bool {
+        !matches!(self.audit, AuditOutcome::Failed { .. }) && self.counter_errors.is_empty()
     }
 }
 

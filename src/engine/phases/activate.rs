@@ -3,7 +3,7 @@
 
 use crate::engine::context::{store_slot, Ctx};
 use crate::engine::events::{Event, JournalEvent, Step};
-use crate::engine::failure::Failure;
+use crate::engine::failure::{Failure, WindowOpen};
 use crate::engine::infra::journal::{Phase, StagedEntry};
 use crate::engine::infra::retry;
 use crate::engine::summary::Summary;
@@ -86,11 +86,11 @@ pub(crate) async fn run(
                 cx.record(JournalEvent::Activated(a.slot));
             }
             Err(e) => {
-                cx.target(
+                cx.target_failed(
                     Step::Activate,
                     &a.target,
                     store_slot(a.slot),
-                    false,
+                    e.kind(),
                     e.chain(),
                     a.took,
                 );
@@ -194,7 +194,6 @@ async fn all(
 
 /// The URGENT outcome: what is open and the exact way to close it.
 fn window_open(cx: &mut Ctx<'_>, open: &[(Target, ErrorKind, Option<String>)]) -> Summary {
-    let names: Vec<String> = open.iter().map(|(t, _, _)| t.to_string()).collect();
     let run = cx.journal().run_id.clone();
     let path = cx.loaded.path.display().to_string();
     cx.next_step(format!(
@@ -208,8 +207,7 @@ fn window_open(cx: &mut Ctx<'_>, open: &[(Target, ErrorKind, Option<String>)]) -
             }
         });
     }
-    cx.fail(Failure::WindowOpen(format!(
-        "URGENT — WINDOW OPEN: the vault needs the new passphrase but {} still serve(s) the old one; apps that boot now fail with WrongPassphraseError",
-        names.join(", ")
+    cx.fail(Failure::WindowOpen(WindowOpen::Stores(
+        open.iter().map(|(t, _, _)| t.clone()).collect(),
     )))
 }

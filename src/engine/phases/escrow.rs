@@ -9,7 +9,7 @@
 
 use crate::engine::context::Ctx;
 use crate::engine::events::Step;
-use crate::engine::failure::Failure;
+use crate::engine::failure::{EscrowProblem, Failure, PreflightProblem};
 use crate::engine::infra::journal::{EscrowRecord, Journal, JournalEvent, Phase};
 use crate::plan::escrow_key::parse_recipient;
 use crate::plan::EscrowSection;
@@ -188,8 +188,9 @@ pub(crate) async fn write(
         .iter()
         .map(|r| parse_recipient(r))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Failure::Preflight(format!("escrow: {e}")))?;
-    let sealed = seal(new, &recipients).map_err(|e| Failure::Preflight(format!("escrow: {e}")))?;
+        .map_err(|e| escrow_failure(EscrowProblem::Recipient(e.to_string())))?;
+    let sealed =
+        seal(new, &recipients).map_err(|e| escrow_failure(EscrowProblem::Seal(e.to_string())))?;
     let dir = cx.opts.state_dir.join("escrow");
     let local = dir.join(format!("{}.gen{generation}.age", cx.run));
     let remote = section
@@ -206,11 +207,8 @@ pub(crate) async fn write(
     // fence it with a tombstone instead of leaving a copy of a passphrase that was
     // never staged to appear later.
     cx.record(JournalEvent::Escrow(record));
-    cx.checkpoint().map_err(|e| {
-        Failure::Preflight(format!(
-            "cannot write the journal ({e}); nothing was staged"
-        ))
-    })?;
+    cx.checkpoint()
+        .map_err(|e| escrow_failure(EscrowProblem::Journal(e)))?;
     let write_local = || -> std::io::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
@@ -219,20 +217,21 @@ pub(crate) async fn write(
             .create(&dir)?;
         crate::vault::storage::write_atomic_file(&local, &sealed)
     };
-    write_local().map_err(|e| {
-        Failure::Preflight(format!(
-            "escrow: writing {}: {e}; nothing was staged",
-            local.display()
-        ))
+    write_local().map_err(|source| {
+        escrow_failure(EscrowProblem::Local {
+            path: local.clone(),
+            source,
+        })
     })?;
     if let Some(key) = &remote {
         if let Err(e) = put_remote(vault, key, &sealed).await {
             // The passphrase in it will never be staged: neither copy may outlive
             // the run as if it were a real one.
             let _ = std::fs::remove_file(&local);
-            return Err(Failure::Preflight(format!(
-                "escrow: writing {key}: {e}; nothing was staged"
-            )));
+            return Err(escrow_failure(EscrowProblem::Remote {
+                key: key.clone(),
+                why: e.to_string(),
+            }));
         }
     }
     cx.row(
@@ -250,4 +249,8 @@ pub(crate) async fn write(
         t.elapsed(),
     );
     Ok(())
+}
+
+fn escrow_failure(p: EscrowProblem) -> Failure {
+    Failure::Preflight(PreflightProblem::Escrow(p))
 }

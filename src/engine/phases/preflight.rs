@@ -5,7 +5,7 @@
 use crate::engine::build;
 use crate::engine::context::{restart_slot, store_slot, Ctx};
 use crate::engine::events::{Event, Step, VaultFacts};
-use crate::engine::failure::Failure;
+use crate::engine::failure::{Failure, InputProblem, PlanProblem, PreflightProblem, Raced};
 use crate::engine::health;
 use crate::engine::infra::lock::{Lock, LockError};
 use crate::engine::secrets;
@@ -77,14 +77,11 @@ pub(crate) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Preflig
             }
             return Err(Failure::Lock(e));
         }
-        Err(e) => {
-            return Err(Failure::Preflight(format!(
-                "reading the vault's lock failed: {e}"
-            )))
-        }
+        Err(e) => return Err(Failure::Preflight(PreflightProblem::LockUnreadable(e))),
     }
 
-    check_state_dir(&cx.opts.state_dir).map_err(Failure::Preflight)?;
+    check_state_dir(&cx.opts.state_dir)
+        .map_err(|e| Failure::Preflight(PreflightProblem::StateDir(e.to_string())))?;
 
     let mut stdin = secrets::Stdin::default();
     let mut inputs = secrets::Inputs {
@@ -99,7 +96,7 @@ pub(crate) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Preflig
         source @ (crate::plan::NewSource::Generate { .. }
         | crate::plan::NewSource::File { .. }
         | crate::plan::NewSource::Env { .. }) => {
-            Some(secrets::new(source, &mut inputs).map_err(|e| Failure::Input(e.0))?)
+            Some(secrets::new(source, &mut inputs).map_err(|e| Failure::Input(e.into()))?)
         }
         _ => None,
     };
@@ -133,11 +130,10 @@ pub(crate) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Preflig
                 ),
                 Ok(None) => {}
                 Err(e) => {
-                    return Err(Failure::Preflight(format!(
-                        "{}: clean-up failed: {}",
-                        s.describe(),
-                        e.chain()
-                    )))
+                    return Err(Failure::Preflight(PreflightProblem::CleanUp {
+                        target: s.describe(),
+                        source: e,
+                    }))
                 }
             }
         }
@@ -182,16 +178,13 @@ pub(crate) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Preflig
                 }
             }
             Err(e) => {
-                cx.target(Step::Preflight, &target, slot, false, e.chain(), took);
-                failed.push(format!("{target}: {}", e.chain()));
+                cx.target_failed(Step::Preflight, &target, slot, e.kind(), e.chain(), took);
+                failed.push((target, e));
             }
         }
     }
     if !failed.is_empty() {
-        return Err(Failure::Preflight(format!(
-            "preflight failed: {}",
-            failed.join("; ")
-        )));
+        return Err(Failure::Preflight(PreflightProblem::Adapters(failed)));
     }
 
     let (old, inspection) = match checked {
@@ -213,15 +206,15 @@ pub(crate) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Preflig
     let new = match early_new {
         Some(n) => n,
         None if cx.dry_run && prompt => secrets::generate(32),
-        None => secrets::new(&plan.passphrase.new, &mut inputs).map_err(|e| Failure::Input(e.0))?,
+        None => {
+            secrets::new(&plan.passphrase.new, &mut inputs).map_err(|e| Failure::Input(e.into()))?
+        }
     };
     if new_key.is_none() && !cx.dry_run {
         new_key = Some(vault.derive_task(&new));
     }
     if new.same_as(&old) {
-        return Err(Failure::Input(
-            "the new passphrase equals the old one".into(),
-        ));
+        return Err(Failure::Input(InputProblem::SamePassphrase));
     }
     if new.len() < 20 {
         cx.warn(
@@ -286,7 +279,8 @@ async fn not_due(
     vault: &Vault,
     min_age: &str,
 ) -> Result<Option<String>, Failure> {
-    let min = crate::plan::parse_duration(min_age).map_err(Failure::Plan)?;
+    let min = crate::plan::parse_duration(min_age)
+        .map_err(|e| Failure::Plan(PlanProblem::MinAge(e.to_string())))?;
     let Ok(Some(st)) = vault.status().await else {
         return Ok(None);
     };
@@ -333,18 +327,23 @@ async fn old_passphrase(
         }
     }))
     .await;
-    if let Some((t, Err(e))) = currents.iter().find(|(_, r)| r.is_err()) {
-        return Err(Failure::Preflight(format!(
-            "reading the current passphrase from {t}: {}",
-            e.chain()
-        )));
+    if let Some(i) = currents.iter().position(|(_, r)| r.is_err()) {
+        if let Some((target, Err(source))) = currents.into_iter().nth(i) {
+            return Err(Failure::Preflight(PreflightProblem::ReadCurrent {
+                target,
+                source,
+            }));
+        }
+        unreachable!("position found an error");
     }
     let old = secrets::old(&cx.loaded.plan.passphrase.old, &currents, inputs)
-        .map_err(|e| Failure::Input(e.0))?;
+        .map_err(|e| Failure::Input(e.into()))?;
     for (target, current) in &currents {
         if let Ok(Some(cur)) = current {
             if !cur.same_as(&old) {
-                return Err(Failure::Preflight(format!("{target} holds a different passphrase than the old one this plan uses; fix the store (or the plan's passphrase.old) first")));
+                return Err(Failure::Preflight(PreflightProblem::OldMismatch(
+                    target.clone(),
+                )));
             }
         }
     }
@@ -423,12 +422,11 @@ async fn lost_race(
         return failure;
     }
     if let Ok(Some(held)) = Lock::peek(vault).await {
-        return Failure::Raced(format!(
-            "run {} of {} holds the vault's lock and rotated it while this run was reading it; nothing was written. Run again once it has finished (its lock lasts until {})",
-            held.run_id,
-            held.owner,
-            held.until()
-        ));
+        return Failure::Raced(Raced::LockHolder {
+            run: held.run_id.to_string(),
+            owner: held.owner.to_string(),
+            until: held.until().to_string(),
+        });
     }
     let now = join_all(
         stores
@@ -440,9 +438,7 @@ async fn lost_race(
         .iter()
         .find(|(_, r)| matches!(r, Ok(Some(v)) if !v.same_as(old)))
     {
-        return Failure::Raced(format!(
-            "{t} serves another passphrase than it did a moment ago: another run rotated the vault while this run was reading it; nothing was written. Check `vsync-orchestrate status`, then run again if a rotation is still wanted"
-        ));
+        return Failure::Raced(Raced::StoreChanged(t.clone()));
     }
     // A run of this machine's that stopped past its swap: its staged passphrase
     // may be the key the bundle needs.

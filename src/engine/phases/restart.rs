@@ -4,7 +4,7 @@
 //! to start a second one.
 
 use crate::engine::context::{restart_slot, Ctx};
-use crate::engine::events::{Event, JournalEvent, Step};
+use crate::engine::events::{Event, JournalEvent, RolloutEnd, RowError, Step};
 use crate::engine::infra::interrupt;
 use crate::engine::infra::journal::{Phase, RolloutEntry, StagedEntry};
 use futures_util::future::join_all;
@@ -25,7 +25,7 @@ pub(crate) enum Ended {
 struct Outcome {
     slot: usize,
     target: Target,
-    result: Result<String, String>,
+    result: Result<String, (RowError, String)>,
     took: Duration,
 }
 
@@ -86,7 +86,7 @@ pub(crate) async fn all(
                             return Some(Outcome {
                                 slot,
                                 target,
-                                result: Err(e.chain()),
+                                result: Err((e.kind().into(), e.chain())),
                                 took: t.elapsed(),
                             })
                         }
@@ -94,12 +94,18 @@ pub(crate) async fn all(
                 };
                 let result = match r.wait(&rollout, Instant::now() + *timeout).await {
                     Ok(RolloutOutcome::Done { detail }) => Ok(detail),
-                    Ok(RolloutOutcome::Failed { reason }) => Err(reason),
-                    Ok(RolloutOutcome::TimedOut { detail }) => Err(format!("timed out: {detail}")),
-                    Ok(other) => Err(format!(
-                        "ended in a state this build does not know: {other:?}"
+                    Ok(RolloutOutcome::Failed { reason }) => {
+                        Err((RowError::Rollout(RolloutEnd::Failed), reason))
+                    }
+                    Ok(RolloutOutcome::TimedOut { detail }) => Err((
+                        RowError::Rollout(RolloutEnd::TimedOut),
+                        format!("timed out: {detail}"),
                     )),
-                    Err(e) => Err(e.chain()),
+                    Ok(other) => Err((
+                        RowError::Rollout(RolloutEnd::Unknown),
+                        format!("ended in a state this build does not know: {other:?}"),
+                    )),
+                    Err(e) => Err((e.kind().into(), e.chain())),
                 };
                 Some(Outcome {
                     slot,
@@ -154,14 +160,14 @@ pub(crate) async fn all(
                 d,
                 o.took,
             ),
-            Err(e) => {
+            Err((why, e)) => {
                 failed = true;
                 cx.next_step(format!("restart {} by hand: {e}", o.target));
-                cx.target(
+                cx.target_failed(
                     Step::Restart,
                     &o.target,
                     restart_slot(o.slot),
-                    false,
+                    why,
                     e,
                     o.took,
                 );

@@ -4,7 +4,7 @@
 
 use crate::engine::context::Ctx;
 use crate::engine::events::{JournalEvent, Step, VaultFacts};
-use crate::engine::failure::Failure;
+use crate::engine::failure::{Failure, StageProblem};
 use crate::engine::infra::interrupt;
 use crate::engine::infra::journal::Phase;
 use crate::engine::infra::lock::Keeper;
@@ -83,13 +83,14 @@ pub(crate) async fn run(
         new_stamp: Some(prepared.new_stamp.clone()),
     };
     if let Err(e) = saved {
-        return Err(before_swap(Failure::Stage(format!(
-            "cannot write the journal before the pointer swap ({e})"
-        ))));
+        return Err(before_swap(Failure::Stage(StageProblem::Journal {
+            when: "before the pointer swap",
+            source: e,
+        })));
     }
     if interrupt::requested() {
         return Err(before_swap(Failure::Interrupted(
-            "interrupted before the pointer swap".into(),
+            "interrupted before the pointer swap",
         )));
     }
     if let Some(why) = keeper.lost() {

@@ -3,7 +3,7 @@
 
 use crate::engine::context::{store_slot, Ctx};
 use crate::engine::events::{JournalEvent, Step};
-use crate::engine::failure::Failure;
+use crate::engine::failure::{Failure, StageProblem, WindowOpen};
 use crate::engine::infra::journal::{Phase, StagedEntry};
 use crate::engine::infra::lock::Lock;
 use crate::engine::infra::pointer::{self, PointerState};
@@ -56,8 +56,8 @@ pub(crate) async fn run(
                 staged.push(StagedEntry { slot, staged: st });
             }
             Err(e) => {
-                cx.target(Step::Stage, &t, store_slot(slot), false, e.chain(), took);
-                failed.push(format!("{t}: {}", e.chain()));
+                cx.target_failed(Step::Stage, &t, store_slot(slot), e.kind(), e.chain(), took);
+                failed.push((t, e));
             }
         }
     }
@@ -67,15 +67,15 @@ pub(crate) async fn run(
     crate::engine::infra::crash::crash_point("staged");
     cx.phase_done(Step::Stage, began);
     if !failed.is_empty() {
-        return Err((
-            staged,
-            Failure::Stage(format!("stage failed ({})", failed.join("; "))),
-        ));
+        return Err((staged, Failure::Stage(StageProblem::Refused(failed))));
     }
     if let Err(e) = saved {
         return Err((
             staged,
-            Failure::Stage(format!("cannot write the journal after staging ({e})")),
+            Failure::Stage(StageProblem::Journal {
+                when: "after staging",
+                source: e,
+            }),
         ));
     }
     Ok(staged)
@@ -286,10 +286,10 @@ pub(crate) async fn stop_before_t0(
     });
     drop(lock);
     if stop.swap != Swap::NotSent {
-        return cx.fail(Failure::WindowOpen(format!(
-            "URGENT — outcome unknown: {}; {seen}. The vault may already need the new passphrase, which every store holds only as a staged version; nothing was discarded",
-            stop.failure.message()
-        )));
+        return cx.fail(Failure::WindowOpen(WindowOpen::SwapUnsettled {
+            cause: stop.failure.message(),
+            seen,
+        }));
     }
     cx.fail(stop.failure.and(format!(
         "{seen}, so the staged versions were kept rather than discarded on a guess"

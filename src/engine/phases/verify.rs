@@ -52,7 +52,7 @@ pub(crate) fn report_bookkeeping(
             AuditOutcome::Failed { error, .. } => format!("FAILED: {error}"),
         }
     );
-    let ok = finished.exit_code() == 0;
+    let ok = finished.bookkeeping_complete();
     if let Some(row) = &finished.audit_row {
         cx.emit(Event::AuditRow(row.trim_end().to_owned()));
     }

@@ -1,0 +1,89 @@
+//! The run's outcome as data: where a failed run stopped and why each adapter
+//! failed, as kinds a script routes on (not the words of `outcome`); and the one
+//! mapping from the vault's refusals onto exit codes. In-memory fakes
+//! (tests/support/fakes.rs) on a directory vault: no service needed.
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use support::fakes::{MemRestarter, MemStore};
+use support::sandbox::{log, Sandbox, Shown, OLD};
+use vsync_orchestrate::engine::{self, Exit};
+use vsync_orchestrate::vault::Refusal;
+
+#[tokio::test]
+async fn a_refused_stage_names_the_phase_the_store_and_the_adapters_kind() {
+    let sb = Sandbox::new("").await;
+    let log = log();
+    let bad = MemStore::new("bad", OLD, &log, None);
+    bad.fail_stage.store(true, Ordering::SeqCst);
+    let parts = sb.parts(vec![sb.file_store(), bad.clone()], None).await;
+    let shown = Shown::new();
+    let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &shown.p, false).await;
+    assert_eq!(s.exit_code, Exit::StageFailed.code(), "{}", s.outcome);
+    let json = serde_json::to_value(&s).unwrap();
+    let failure = &json["failure"];
+    assert_eq!(failure["exit"], "stage_failed", "{failure}");
+    assert_eq!(failure["failed"].as_array().unwrap().len(), 1, "{failure}");
+    let failed = &failure["failed"][0];
+    assert_eq!(failed["phase"], "stage", "{failure}");
+    assert_eq!(failed["slot"], "store.2", "{failure}");
+    assert_eq!(failed["target"], "memory bad", "{failure}");
+    // MemStore refuses with `Error::permission`: its kind, not its words.
+    assert_eq!(failed["error"], "permission", "{failure}");
+    let row = json["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["slot"] == "store.2" && t["phase"] == "stage")
+        .expect("the stage row of store.2");
+    assert_eq!(row["error"], "permission", "{row}");
+}
+
+#[tokio::test]
+async fn a_failed_rollout_is_a_rollout_failure_after_the_window() {
+    let sb = Sandbox::new("").await;
+    let log = log();
+    let restarter = MemRestarter::new(&log);
+    restarter.fail.store(true, Ordering::SeqCst);
+    let parts = sb.parts(vec![sb.file_store()], Some(restarter)).await;
+    let shown = Shown::new();
+    let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &shown.p, false).await;
+    assert_eq!(s.exit_code, Exit::RestartFailed.code(), "{}", s.outcome);
+    let json = serde_json::to_value(&s).unwrap();
+    let failure = &json["failure"];
+    assert_eq!(failure["exit"], "restart_failed", "{failure}");
+    let failed = &failure["failed"][0];
+    assert_eq!(failed["phase"], "restart", "{failure}");
+    assert_eq!(failed["error"], "failed", "{failure}");
+}
+
+#[tokio::test]
+async fn a_successful_run_has_no_failure() {
+    let sb = Sandbox::new("").await;
+    let parts = sb.parts(vec![sb.file_store()], None).await;
+    let shown = Shown::new();
+    let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &shown.p, false).await;
+    assert_eq!(s.exit_code, 0, "{}", s.outcome);
+    let json = serde_json::to_value(&s).unwrap();
+    assert!(json["failure"].is_null(), "{}", json["failure"]);
+    assert!(json["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t.get("error").is_none()));
+}
+
+#[test]
+fn the_vaults_refusals_keep_the_upstream_exit_codes() {
+    let codes: Vec<u8> = [
+        Refusal::BadInput,
+        Refusal::Upload,
+        Refusal::Pointer,
+        Refusal::NotFound,
+    ]
+    .into_iter()
+    .map(|r| Exit::from(r).code())
+    .collect();
+    assert_eq!(codes, [1, 2, 3, 5]);
+}
