@@ -126,7 +126,10 @@ impl Project {
     }
 
     /// Whether production is pinned by an Instant Rollback (new deployments do
-    /// not get the production domains), in words.
+    /// not get the production domains), in words. `lastAliasRequest` decides, as
+    /// it does for the CLI (which moved off `lastRollbackTarget`, vercel/vercel
+    /// #10019): a rollback pins, a promotion that succeeded unpins; only without
+    /// either does the older `lastRollbackTarget` count.
     fn rolled_back(&self) -> Option<String> {
         let req = &self.last_alias_request;
         if req["type"] == "rollback" {
@@ -136,6 +139,9 @@ impl Project {
                     .as_str()
                     .unwrap_or("an earlier deployment")
             ));
+        }
+        if req["type"] == "promote" && req["jobStatus"] == "succeeded" {
+            return None;
         }
         if self.last_rollback_target.is_object() {
             return Some("production is in an Instant Rollback state".to_owned());
@@ -669,6 +675,27 @@ mod tests {
         );
         let canceled = dep(json!({"id": "dpl_4", "readyState": "CANCELED"}));
         assert!(matches!(judge(&canceled, false), Progress::Failed(r) if r.contains("canceled")));
+    }
+
+    #[test]
+    fn a_succeeded_promotion_ends_the_rollback_whatever_the_old_field_says() {
+        let p = |v: Value| serde_json::from_value::<Project>(v).unwrap();
+        let base = json!({"id": "prj_1", "name": "shop"});
+        let mut rb = base.clone();
+        rb["lastAliasRequest"] =
+            json!({"type": "rollback", "toDeploymentId": "dpl_1", "jobStatus": "succeeded"});
+        assert!(p(rb).rolled_back().unwrap().contains("dpl_1"));
+        let mut promoted = base.clone();
+        promoted["lastAliasRequest"] =
+            json!({"type": "promote", "toDeploymentId": "dpl_2", "jobStatus": "succeeded"});
+        promoted["lastRollbackTarget"] = json!({});
+        assert_eq!(p(promoted).rolled_back(), None);
+        let mut failed = base.clone();
+        failed["lastAliasRequest"] =
+            json!({"type": "promote", "toDeploymentId": "dpl_2", "jobStatus": "failed"});
+        failed["lastRollbackTarget"] = json!({});
+        assert!(p(failed).rolled_back().is_some());
+        assert_eq!(p(base).rolled_back(), None);
     }
 
     /// `@vercel/client`'s `isFailed` (any `*_ERROR`, `readyState` before `state`)
