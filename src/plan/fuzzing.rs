@@ -7,7 +7,7 @@
 //! Not an API: hidden from the docs and free to change with the target.
 
 use super::load::{parse_bytes, PlanErrorKind, MAX_PLAN_BYTES};
-use super::validate::Severity;
+use super::problem::Severity;
 use std::path::Path;
 
 /// The name every fuzzed plan is reported under.

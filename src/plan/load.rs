@@ -2,7 +2,8 @@
 //! refusal is a [`PlanError`] whose problems carry file:line:column.
 
 use super::model::Plan;
-use super::validate::{self, Problem};
+use super::problem::Problem;
+use super::validate;
 use std::path::{Path, PathBuf};
 
 /// A plan read from disk, validated, with what validation had to say.

@@ -8,6 +8,7 @@ pub mod fuzzing;
 mod load;
 mod model;
 mod nearest;
+mod problem;
 mod rules;
 mod spans;
 mod structure;
@@ -17,7 +18,7 @@ pub mod schema;
 pub use load::{load, parse, parse_bytes, LoadedPlan, PlanError, PlanErrorKind, MAX_PLAN_BYTES};
 pub use model::*;
 pub use nearest::{nearest, suggest_type};
-pub use validate::{
+pub use problem::{
     parse_duration, Problem, Severity, MAX_ITERATIONS, MAX_MESSAGE, MAX_MIN_AGE, MAX_PROBLEMS,
     MAX_SAMPLES, MAX_WAIT,
 };

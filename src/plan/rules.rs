@@ -4,12 +4,12 @@
 //! parser's spans ([`super::spans`]).
 
 use super::model::*;
-use super::spans::Step::{self, Key, Nth};
-use super::structure::Parts;
-use super::validate::{
+use super::problem::{
     parse_duration, too_long, Report, MAX_ITERATIONS, MAX_MIN_AGE, MAX_MIN_AGE_SHOWN, MAX_SAMPLES,
     MAX_WAIT, MAX_WAIT_SHOWN,
 };
+use super::spans::Step::{self, Key, Nth};
+use super::structure::Parts;
 use std::collections::HashMap;
 use vsync_orchestrate_api::{Finding, Severity as AdapterSeverity};
 

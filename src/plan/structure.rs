@@ -5,8 +5,8 @@
 
 use super::model::*;
 use super::nearest::{nearest, suggest_type};
+use super::problem::Report;
 use super::spans::{find_key, find_key_in_value, key_of_span, Found, Step};
-use super::validate::Report;
 use serde::de::{DeserializeOwned, IntoDeserializer};
 use std::path::PathBuf;
 use toml_edit::{Item, Value};
