@@ -78,6 +78,7 @@ registry! {
         VpsFile = "vps_file", "ssh", vsync_orchestrate_ssh::VpsFileTable;
         GcpSecretManager = "gcp_secret_manager", "gcp", vsync_orchestrate_gcp::SecretManagerConfig;
         Vercel = "vercel", "vercel", vsync_orchestrate_vercel::VercelStoreConfig;
+        KubernetesSecret = "kubernetes_secret", "kubernetes", vsync_orchestrate_kubernetes::KubernetesSecretConfig;
     }
     restarters {
         Command = "command", "local", vsync_orchestrate_local::CommandRestarterConfig;

@@ -11,15 +11,24 @@
 //! early, named with the last lines of their log.
 //!
 //! The restarter never sees the passphrase; it restarts pods so they read it anew.
+//!
+//! The `kubernetes_secret` store ([`KubernetesSecretStore`]) is for a passphrase
+//! that lives only in a Kubernetes Secret: staged in a copy no pod reads,
+//! activated by one patch of the live key under its `resourceVersion`.
 
 mod config;
+mod connect;
 mod error;
 mod restarter;
+mod secret_store;
 mod status;
 mod workload;
 
 pub use config::KubernetesConfig;
 pub use restarter::KubernetesRestarter;
+pub use secret_store::{
+    KubernetesSecretConfig, KubernetesSecretStore, STAGED_PREVIOUS, STAGED_SUFFIX, STAGED_VALUE,
+};
 pub use workload::{Kind, WorkloadRef};
 
 /// The pod-template annotation `kubectl rollout restart` sets (RFC 3339, seconds).

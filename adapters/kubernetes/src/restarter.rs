@@ -302,7 +302,7 @@ fn snapshot<K: Workload>(obj: &K, kubectl_args: &str) -> Snapshot {
 }
 
 /// `fut`, or a temporary error once `limit` has passed.
-async fn bounded<T>(
+pub(crate) async fn bounded<T>(
     op: &str,
     limit: Duration,
     fut: impl Future<Output = kube::Result<T>>,
@@ -368,39 +368,12 @@ impl KubernetesRestarter {
     }
 
     async fn load_config(&self) -> Result<kube::Config> {
-        use kube::config::{KubeConfigOptions, Kubeconfig};
-        let mut config = if self.cfg.in_cluster {
-            kube::Config::incluster().map_err(|e| {
-                Error::invalid_config(format!(
-                    "in_cluster: not running in a pod with a ServiceAccount token ({e})"
-                ))
-            })?
-        } else {
-            let opts = KubeConfigOptions {
-                context: self.cfg.context.clone(),
-                ..Default::default()
-            };
-            let loaded = match self.cfg.kubeconfig.as_deref().map(expand_home) {
-                Some(path) => {
-                    let kc = Kubeconfig::read_from(&path).map_err(|e| {
-                        Error::invalid_config(format!("kubeconfig {}: {e}", path.display()))
-                    })?;
-                    kube::Config::from_custom_kubeconfig(kc, &opts).await
-                }
-                None => kube::Config::from_kubeconfig(&opts).await,
-            };
-            loaded.map_err(|e| {
-                let what = match &self.cfg.context {
-                    Some(c) => format!("context {c:?}"),
-                    None => "the current context".to_owned(),
-                };
-                Error::invalid_config(format!("kubeconfig: cannot use {what}: {e}"))
-            })?
-        };
-        // Retries are the engine's, by error kind and within its deadlines: the
-        // client's own policy would sleep for whatever Retry-After a server names.
-        config.default_retry = false;
-        Ok(config)
+        crate::connect::load_config(
+            self.cfg.kubeconfig.as_deref(),
+            self.cfg.context.as_deref(),
+            self.cfg.in_cluster,
+        )
+        .await
     }
 
     async fn client(&self) -> Result<Client> {
@@ -1017,14 +990,6 @@ impl KubernetesRestarter {
         }
         warnings.dedup();
         Ok(warnings)
-    }
-}
-
-/// `~/x` as the shell would read it: plans are written by people.
-fn expand_home(p: &std::path::Path) -> std::path::PathBuf {
-    match (p.strip_prefix("~"), std::env::var_os("HOME")) {
-        (Ok(rest), Some(home)) => std::path::Path::new(&home).join(rest),
-        _ => p.to_owned(),
     }
 }
 

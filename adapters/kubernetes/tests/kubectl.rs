@@ -327,9 +327,299 @@ async fn kubectl_sees_the_restarters_rollout_as_unfinished_until_the_controller_
     assert!(r.wait(&rollout, soon()).await.unwrap().is_done());
 }
 
+/// Secrets as kubectl reads and writes them: `get` (the server-side table and
+/// `-o jsonpath`), `create secret generic`, `patch` (merge and strategic), and the
+/// API server's refusals as kubectl prints them — a stale `resourceVersion`, an
+/// immutable Secret, RBAC — then the store and kubectl see each other's writes.
+async fn kubectl_reads_and_patches_secrets_as_on_a_cluster() {
+    use vsync_orchestrate_api::{Passphrase, RunId};
+    let Some(k) = Kubectl::find() else { return };
+    let env = Env::new("prod").await;
+    let b64 = |s: &str| {
+        serde_json::to_value(k8s_openapi::ByteString(s.as_bytes().to_vec()))
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+
+    // `kubectl create -f` sends JSON (`create secret generic` sends protobuf,
+    // which this fake does not decode).
+    let manifest = env.dir.path().join("secret.json");
+    std::fs::write(
+        &manifest,
+        serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "app"},
+            "stringData": {"VSYNC_PASSPHRASE": "kubectl-old-value", "OTHER": "x"}})
+        .to_string(),
+    )
+    .unwrap();
+    let manifest = manifest.to_string_lossy().into_owned();
+    let create = ["create", "--validate=false", "-f", manifest.as_str()];
+    let made = k.run(&env, &create).await;
+    assert!(made.ok, "{}", made.out);
+    assert!(made.out.contains("secret/app created"), "{}", made.out);
+    let again = k.run(&env, &create).await;
+    assert!(!again.ok);
+    assert!(
+        again
+            .out
+            .contains("Error from server (AlreadyExists): error when creating")
+            && again.out.contains("secrets \"app\" already exists"),
+        "{}",
+        again.out
+    );
+
+    let table = k.run(&env, &["get", "secret", "app"]).await;
+    assert!(table.ok, "{}", table.out);
+    let lines: Vec<Vec<&str>> = table
+        .out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], ["NAME", "TYPE", "DATA", "AGE"], "{}", table.out);
+    assert_eq!(lines[1][..3], ["app", "Opaque", "2"], "{}", table.out);
+    let value = k
+        .run(
+            &env,
+            &[
+                "get",
+                "secret",
+                "app",
+                "-o",
+                "jsonpath={.data.VSYNC_PASSPHRASE}",
+            ],
+        )
+        .await;
+    assert_eq!(value.out, b64("kubectl-old-value"));
+    let missing = k.run(&env, &["get", "secret", "nope"]).await;
+    assert!(
+        missing
+            .out
+            .contains("Error from server (NotFound): secrets \"nope\" not found"),
+        "{}",
+        missing.out
+    );
+
+    // A patch with the resourceVersion kubectl read: applied. With a stale one:
+    // the API server's 409, as kubectl prints it, and nothing changed.
+    let rv = k
+        .run(
+            &env,
+            &[
+                "get",
+                "secret",
+                "app",
+                "-o",
+                "jsonpath={.metadata.resourceVersion}",
+            ],
+        )
+        .await
+        .out;
+    let patch = |rv: &str, v: &str| {
+        format!(
+            "{{\"metadata\":{{\"resourceVersion\":\"{rv}\"}},\"data\":{{\"VSYNC_PASSPHRASE\":\"{}\"}}}}",
+            b64(v)
+        )
+    };
+    let ok = k
+        .run(
+            &env,
+            &[
+                "patch",
+                "secret",
+                "app",
+                "--type",
+                "merge",
+                "-p",
+                &patch(&rv, "kubectl-new-value"),
+            ],
+        )
+        .await;
+    assert!(ok.ok, "{}", ok.out);
+    assert!(ok.out.contains("secret/app patched"), "{}", ok.out);
+    let stale = k
+        .run(
+            &env,
+            &[
+                "patch",
+                "secret",
+                "app",
+                "--type",
+                "merge",
+                "-p",
+                &patch(&rv, "kubectl-late-value"),
+            ],
+        )
+        .await;
+    assert!(!stale.ok, "{}", stale.out);
+    assert!(
+        stale.out.contains(
+            "Error from server (Conflict): Operation cannot be fulfilled on secrets \"app\": \
+             the object has been modified; please apply your changes to the latest version \
+             and try again"
+        ),
+        "{}",
+        stale.out
+    );
+    assert_eq!(
+        env.fake
+            .state()
+            .secret_value(NS, "app", "VSYNC_PASSPHRASE")
+            .as_deref(),
+        Some("kubectl-new-value")
+    );
+    // kubectl's default patch type (strategic merge) of a label.
+    let labelled = k
+        .run(
+            &env,
+            &[
+                "patch",
+                "secret",
+                "app",
+                "-p",
+                r#"{"metadata":{"labels":{"team":"shop"}}}"#,
+            ],
+        )
+        .await;
+    assert!(labelled.ok, "{}", labelled.out);
+
+    // The store and kubectl see each other's writes.
+    let mut c = env.secret_config("app");
+    c.key = "VSYNC_PASSPHRASE".into();
+    let store = env.secret_store(c);
+    assert!(store
+        .read_current()
+        .await
+        .unwrap()
+        .unwrap()
+        .same_as(&Passphrase::from("kubectl-new-value")));
+    let staged = store
+        .stage(
+            &Passphrase::from("store-new-value"),
+            &RunId("kubectl-run".into()),
+        )
+        .await
+        .unwrap();
+    let listed = k.run(&env, &["get", "secrets"]).await;
+    assert!(
+        listed.out.contains("app-vsync-staged") && listed.out.contains("Opaque"),
+        "{}",
+        listed.out
+    );
+    let by_label = k
+        .run(
+            &env,
+            &[
+                "get",
+                "secrets",
+                "-l",
+                "app.kubernetes.io/managed-by=vsync-orchestrate",
+                "-o",
+                "name",
+            ],
+        )
+        .await;
+    assert_eq!(by_label.out.trim(), "secret/app-vsync-staged");
+    store.activate(&staged).await.unwrap();
+    let value = k
+        .run(
+            &env,
+            &[
+                "get",
+                "secret",
+                "app",
+                "-o",
+                "jsonpath={.data.VSYNC_PASSPHRASE}",
+            ],
+        )
+        .await;
+    assert_eq!(value.out, b64("store-new-value"));
+    let deleted = k.run(&env, &["delete", "secret", "app-vsync-staged"]).await;
+    assert!(deleted.ok, "{}", deleted.out);
+    assert!(
+        deleted.out.contains("secret \"app-vsync-staged\" deleted"),
+        "{}",
+        deleted.out
+    );
+
+    // Immutable: metadata may change, data may not (422 Invalid).
+    k.run(
+        &env,
+        &[
+            "patch",
+            "secret",
+            "app",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"immutable":true}"#,
+        ],
+    )
+    .await;
+    let refused = k
+        .run(
+            &env,
+            &[
+                "patch",
+                "secret",
+                "app",
+                "--type",
+                "merge",
+                "-p",
+                &format!("{{\"data\":{{\"OTHER\":\"{}\"}}}}", b64("y")),
+            ],
+        )
+        .await;
+    assert!(!refused.ok, "{}", refused.out);
+    assert!(
+        refused.out.contains(
+            "The Secret \"app\" is invalid: data: Forbidden: field is immutable when \
+             `immutable` is set"
+        ),
+        "{}",
+        refused.out
+    );
+    let e = store.preflight().await.unwrap_err();
+    assert!(e.message().contains("immutable"), "{}", e.message());
+
+    // RBAC: kubectl gets the API server's 403.
+    env.fake.state().set_rbac(Some(vec![Rule {
+        api_groups: vec!["".into()],
+        resources: vec!["secrets".into()],
+        verbs: vec!["get".into()],
+        resource_names: vec![],
+    }]));
+    let forbidden = k
+        .run(
+            &env,
+            &[
+                "patch",
+                "secret",
+                "app",
+                "--type",
+                "merge",
+                "-p",
+                r#"{"metadata":{"labels":{"a":"b"}}}"#,
+            ],
+        )
+        .await;
+    assert!(!forbidden.ok, "{}", forbidden.out);
+    assert!(
+        forbidden.out.contains(
+            "Error from server (Forbidden): secrets \"app\" is forbidden: User \
+             \"system:serviceaccount:ops:vsync-orchestrate\" cannot patch resource \"secrets\" \
+             in API group \"\" in the namespace \"shop\""
+        ),
+        "{}",
+        forbidden.out
+    );
+}
+
 vsync_orchestrate_testkit::main! {
     tests: [
         #[multi_thread(2)] kubectl_and_the_restarter_agree_on_every_state,
         #[multi_thread(2)] kubectl_sees_the_restarters_rollout_as_unfinished_until_the_controller_catches_up,
+        #[multi_thread(2)] kubectl_reads_and_patches_secrets_as_on_a_cluster,
     ],
 }

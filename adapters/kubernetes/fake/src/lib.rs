@@ -4,11 +4,12 @@
 //! (`/version`, `/api`, `/apis`, the group versions), Deployments, StatefulSets and
 //! DaemonSets (get, list, watch with bookmarks and `sendInitialEvents`, strategic-
 //! merge and JSON-merge patch), pods (list) and their logs, and
-//! `SelfSubjectAccessReview`; every request is authorised against RBAC rules when
+//! `SelfSubjectAccessReview`, core/v1 Secrets (see `secrets`); every request is authorised against RBAC rules when
 //! the test sets them. Objects are built from `k8s-openapi`'s types, so every field
 //! name is the API's own; a background controller advances rollouts one step per
 //! tick and can be scripted to stall, exceed the progress deadline or crash-loop.
 
+mod secrets;
 mod sim;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
@@ -83,6 +84,17 @@ struct Watcher {
     tx: StreamSender,
 }
 
+/// A change another client makes just before a matching request is served: the
+/// write that lands between a client's read and its conditional write.
+type Race = (String, String, Box<dyn FnOnce(&mut Cluster) + Send>);
+
+/// Matching requests are held (no answer) until [`Cluster::release_held`].
+struct HoldRule {
+    method: String,
+    path_contains: String,
+    times: usize,
+}
+
 struct ApiFault {
     method: String,
     path_contains: String,
@@ -110,6 +122,12 @@ pub struct Cluster {
     patches: Vec<PatchSeen>,
     denials: Vec<String>,
     ticks: u64,
+    /// core/v1 Secrets by (namespace, name), as the API serves them.
+    secrets: BTreeMap<(String, String), Value>,
+    uids: u64,
+    races: Vec<Race>,
+    holds: Vec<HoldRule>,
+    held: Vec<(Request, StreamSender)>,
 }
 
 impl Default for Cluster {
@@ -128,6 +146,11 @@ impl Default for Cluster {
             patches: Vec::new(),
             denials: Vec::new(),
             ticks: 0,
+            secrets: BTreeMap::new(),
+            uids: 0,
+            races: Vec::new(),
+            holds: Vec::new(),
+            held: Vec::new(),
         }
     }
 }
@@ -397,11 +420,78 @@ impl Cluster {
         })
     }
 
+    /// Runs `f` on the cluster just before the next request with this method whose
+    /// path contains `path_contains` is served: another client's write landing
+    /// between a read and the write that was based on it.
+    pub fn before_next(
+        &mut self,
+        method: &str,
+        path_contains: &str,
+        f: impl FnOnce(&mut Cluster) + Send + 'static,
+    ) {
+        self.races.push((
+            method.to_ascii_uppercase(),
+            path_contains.to_owned(),
+            Box::new(f),
+        ));
+    }
+
+    /// Holds the next `times` matching requests: each gets its response headers
+    /// and then nothing, so the client gives up on it, until
+    /// [`Cluster::release_held`] applies it: a request a slow path or a proxy
+    /// delivers after its client has moved on.
+    pub fn hold(&mut self, method: &str, path_contains: &str, times: usize) {
+        self.holds.push(HoldRule {
+            method: method.to_ascii_uppercase(),
+            path_contains: path_contains.to_owned(),
+            times,
+        });
+    }
+
+    /// How many requests are held now.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Applies every held request, oldest first, as the server would have when it
+    /// arrived now; returns the status code each got. The held client's answer
+    /// ends without a body (it has given up by then).
+    pub fn release_held(&mut self) -> Vec<u16> {
+        let held = std::mem::take(&mut self.held);
+        held.into_iter()
+            .map(|(req, tx)| {
+                let code = self.route(&req).status;
+                drop(tx);
+                code
+            })
+            .collect()
+    }
+
     /// Serves one request.
     pub fn handle(&mut self, req: &Request) -> Response {
+        if let Some(i) = self
+            .races
+            .iter()
+            .position(|(m, p, _)| *m == req.method && req.path.contains(p.as_str()))
+        {
+            let (_, _, f) = self.races.remove(i);
+            f(self);
+        }
         if let Some(r) = self.fault(req) {
             return r;
         }
+        if let Some(h) = self.holds.iter_mut().find(|h| {
+            h.times > 0 && h.method == req.method && req.path.contains(h.path_contains.as_str())
+        }) {
+            h.times -= 1;
+            let (resp, tx) = Response::streaming(200, "application/json");
+            self.held.push((req.clone(), tx));
+            return resp;
+        }
+        self.route(req)
+    }
+
+    fn route(&mut self, req: &Request) -> Response {
         let q = Query::parse(req.query.as_deref());
         let parts: Vec<&str> = req.path.trim_matches('/').split('/').collect();
         match (req.method.as_str(), parts.as_slice()) {
@@ -427,6 +517,22 @@ impl Cluster {
                     &[
                         ("pods", "Pod", true, &["get", "list", "watch"], &["po"]),
                         ("pods/log", "Pod", true, &["get"], &[]),
+                        (
+                            "secrets",
+                            "Secret",
+                            true,
+                            &[
+                                "create",
+                                "delete",
+                                "deletecollection",
+                                "get",
+                                "list",
+                                "patch",
+                                "update",
+                                "watch",
+                            ],
+                            &[],
+                        ),
                         ("namespaces", "Namespace", false, &["get", "list"], &["ns"]),
                     ],
                 ),
@@ -514,6 +620,32 @@ impl Cluster {
                 None => not_found_path(),
             },
             ("GET", ["api", "v1", "namespaces", ns, "pods"]) => self.list_pods(ns, &q),
+            // Every namespace exists (kubectl reads one after a `NotFound`, to say
+            // whether the object or its namespace is missing):
+            // https://kubernetes.io/docs/reference/kubernetes-api/cluster-resources/namespace-v1/
+            ("GET", ["api", "v1", "namespaces", ns]) => {
+                if let Some(denied) = self.authorize("get", "", "namespaces", "", Some(ns)) {
+                    return denied;
+                }
+                Response::json(
+                    200,
+                    &json!({"kind": "Namespace", "apiVersion": "v1",
+                        "metadata": {"name": ns, "uid": format!("uid-ns-{ns}"),
+                            "resourceVersion": "1", "labels": {"kubernetes.io/metadata.name": ns}},
+                        "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}),
+                )
+            }
+            ("GET", ["api", "v1", "namespaces", ns, "secrets"]) => self.list_secrets(ns, req, &q),
+            ("POST", ["api", "v1", "namespaces", ns, "secrets"]) => self.create_secret(ns, req, &q),
+            ("GET", ["api", "v1", "namespaces", ns, "secrets", name]) => {
+                self.get_secret(ns, name, req)
+            }
+            ("PATCH", ["api", "v1", "namespaces", ns, "secrets", name]) => {
+                self.patch_secret(ns, name, req, &q)
+            }
+            ("DELETE", ["api", "v1", "namespaces", ns, "secrets", name]) => {
+                self.delete_secret(ns, name, req)
+            }
             ("GET", ["api", "v1", "namespaces", ns, "pods", name, "log"]) => self.log(ns, name, &q),
             _ => not_found_path(),
         }

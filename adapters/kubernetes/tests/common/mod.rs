@@ -4,8 +4,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use vsync_orchestrate_api::{RestartContext, Restarter, RunId};
-use vsync_orchestrate_kubernetes::{KubernetesConfig, KubernetesRestarter};
+use vsync_orchestrate_api::{RestartContext, Restarter, RunId, SecretStore};
+use vsync_orchestrate_kubernetes::{
+    KubernetesConfig, KubernetesRestarter, KubernetesSecretConfig, KubernetesSecretStore,
+};
 #[allow(unused_imports)]
 pub use vsync_orchestrate_kubernetes_fake::{kubeconfig, FakeCluster, Res, Rule, Script};
 
@@ -49,6 +51,18 @@ impl Env {
 
     pub fn restarter(&self, c: KubernetesConfig) -> Arc<dyn Restarter> {
         Arc::new(KubernetesRestarter::new(c).unwrap())
+    }
+
+    /// A `kubernetes_secret` table for `secret` in this cluster's namespace.
+    pub fn secret_config(&self, secret: &str) -> KubernetesSecretConfig {
+        let mut c = KubernetesSecretConfig::new(NS, secret);
+        c.kubeconfig = Some(self.kubeconfig.clone());
+        c.context = Some(self.context.clone());
+        c
+    }
+
+    pub fn secret_store(&self, c: KubernetesSecretConfig) -> Arc<dyn SecretStore> {
+        Arc::new(KubernetesSecretStore::new(c).unwrap())
     }
 
     pub fn deployments(&self, names: &[&str]) -> Arc<dyn Restarter> {
