@@ -246,18 +246,41 @@ fn outcome(s: &Summary) -> Option<NotifyOn> {
     }
 }
 
-fn read_url(w: &WebhookSection) -> Result<zeroize::Zeroizing<String>, String> {
-    let raw = match &w.url {
-        SecretRef::Env { env } => std::env::var(env)
-            .map_err(|_| format!("the environment variable {env} (the URL) is not set"))?,
-        SecretRef::File { file } => std::fs::read_to_string(file)
-            .map_err(|e| format!("reading the URL from {}: {e}", file.display()))?,
-    };
-    let url = raw.trim().to_owned();
+/// Why a webhook URL could not be had. The URL is a credential (whoever holds it
+/// can post): no variant quotes it or any part of it.
+#[derive(Debug, thiserror::Error)]
+enum UrlError {
+    #[error("the environment variable {var} (the URL) is not set")]
+    EnvUnset { var: String },
+    #[error("the environment variable {var} (the URL) is not UTF-8")]
+    EnvNotUtf8 { var: String },
+    #[error("reading the URL from {}: {source}", .path.display())]
+    File {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the URL does not start with https:// or http://")]
+    NotHttp,
+}
+
+fn read_url(w: &WebhookSection) -> Result<zeroize::Zeroizing<String>, UrlError> {
+    let raw = zeroize::Zeroizing::new(match &w.url {
+        SecretRef::Env { env } => std::env::var(env).map_err(|e| match e {
+            std::env::VarError::NotPresent => UrlError::EnvUnset { var: env.clone() },
+            std::env::VarError::NotUnicode(_) => UrlError::EnvNotUtf8 { var: env.clone() },
+        })?,
+        SecretRef::File { file } => {
+            std::fs::read_to_string(file).map_err(|source| UrlError::File {
+                path: file.clone(),
+                source,
+            })?
+        }
+    });
+    let url = raw.trim();
     if !(url.starts_with("https://") || url.starts_with("http://")) {
-        return Err("the URL does not start with https:// or http://".into());
+        return Err(UrlError::NotHttp);
     }
-    Ok(zeroize::Zeroizing::new(url))
+    Ok(zeroize::Zeroizing::new(url.to_owned()))
 }
 
 /// Slack's `text`: the lines an on-call engineer needs first.
@@ -333,5 +356,52 @@ async fn run_command(argv: &[String], s: &Summary, timeout: Duration) {
             argv[0],
             humantime::format_duration(timeout)
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_file(path: &std::path::Path) -> Result<zeroize::Zeroizing<String>, UrlError> {
+        read_url(&WebhookSection {
+            url: SecretRef::File {
+                file: path.to_owned(),
+            },
+        })
+    }
+
+    #[test]
+    fn a_url_that_cannot_be_had_says_why_without_quoting_it() {
+        let d = tempfile::tempdir().unwrap();
+        let missing = d.path().join("missing");
+        match from_file(&missing) {
+            Err(UrlError::File { path, source }) => {
+                assert_eq!(path, missing);
+                assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+            }
+            other => panic!("{other:?}"),
+        }
+        let ftp = d.path().join("ftp");
+        std::fs::write(&ftp, "ftp://hooks.example/T0/secret-token\n").unwrap();
+        let e = from_file(&ftp).unwrap_err();
+        assert!(matches!(e, UrlError::NotHttp), "{e:?}");
+        assert!(!e.to_string().contains("secret-token"), "{e}");
+        let ok = d.path().join("ok");
+        std::fs::write(&ok, "  https://hooks.example/T0/x\n").unwrap();
+        assert_eq!(
+            from_file(&ok).unwrap().as_str(),
+            "https://hooks.example/T0/x"
+        );
+
+        let var = "VSYNC_ORCHESTRATE_TEST_NOTIFY_URL_NEVER_SET";
+        let e = read_url(&WebhookSection {
+            url: SecretRef::Env { env: var.into() },
+        })
+        .unwrap_err();
+        assert!(
+            matches!(&e, UrlError::EnvUnset { var: v } if v == var),
+            "{e:?}"
+        );
     }
 }

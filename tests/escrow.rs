@@ -148,7 +148,8 @@ fn a_bad_recipient_is_refused_by_validate() {
         .arg(&plan)
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    // validate's verdicts are its result: stdout.
+    let err = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(10), "{err}");
     assert!(
         err.contains("plan.toml:10:1") && err.contains("not an age X25519 public key"),

@@ -11,9 +11,7 @@ use support::demo::{bin, Demo};
 fn json_lines(stderr: &str) -> Vec<serde_json::Value> {
     stderr
         .lines()
-        .map(|l| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l:?}"))
-        })
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l:?}")))
         .collect()
 }
 
@@ -39,12 +37,19 @@ fn json_logs_are_all_stderr_has() {
         .find(|l| l.get("window_ms").is_some())
         .expect("a window line");
     let w = window["window_ms"].as_f64().unwrap();
-    assert_eq!((w * 1000.0).round() / 1000.0, w, "milliseconds to the µs: {w}");
+    assert_eq!(
+        (w * 1000.0).round() / 1000.0,
+        w,
+        "milliseconds to the µs: {w}"
+    );
     let stage = lines
         .iter()
         .find(|l| l["phase"] == "stage" && l["ok"] == true)
         .expect("a stage row");
-    assert_eq!(stage["target"], "vsync_orchestrate::engine::stage", "{stage}");
+    assert_eq!(
+        stage["target"], "vsync_orchestrate::engine::stage",
+        "{stage}"
+    );
 }
 
 #[test]
@@ -62,7 +67,10 @@ fn rust_log_selects_the_engine_by_module() {
         .lines()
         .filter(|l| l.contains("vsync_orchestrate::engine::"))
         .collect();
-    assert!(!logged.is_empty(), "nothing logged for the activate target:\n{stderr}");
+    assert!(
+        !logged.is_empty(),
+        "nothing logged for the activate target:\n{stderr}"
+    );
     assert!(
         logged
             .iter()
@@ -106,7 +114,9 @@ fn a_failed_run_logs_one_error_with_phase_and_targets() {
     );
     assert_eq!(end["phase"], "preflight", "{end}");
     assert!(
-        end["targets"].as_str().is_some_and(|t| t.contains("store.1")),
+        end["targets"]
+            .as_str()
+            .is_some_and(|t| t.contains("store.1")),
         "{end}"
     );
 }

@@ -220,7 +220,8 @@ fn a_literal_webhook_url_is_refused_with_its_location() {
         + "\n[notify.slack]\nurl = \"https://hooks.example.invalid/services/T0/B0/abc\"\n";
     std::fs::write(&demo.plan, &plan).unwrap();
     let out = bin().arg("validate").arg(&demo.plan).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    // validate's verdicts are its result: stdout.
+    let err = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(10), "{err}");
     let line = plan
         .lines()

@@ -94,17 +94,50 @@ pub fn stop(dir: &Path, app: u32) {
     let _ = std::fs::remove_file(&f.pid);
 }
 
+/// Why a demo app is not serving.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    /// The app was never started in this sandbox (or its files were removed).
+    #[error("app {app}: no {what} file under {}", .dir.display())]
+    NoFile {
+        app: u32,
+        what: &'static str,
+        dir: PathBuf,
+    },
+    /// The process is gone; `last_line` is the last line of its log.
+    #[error("app {app} exited at boot: {last_line}")]
+    ExitedAtBoot { app: u32, last_line: String },
+    #[error("app {app} did not listen on 127.0.0.1:{port} within {}s", .timeout.as_secs())]
+    NotListening {
+        app: u32,
+        port: u16,
+        timeout: Duration,
+    },
+    #[error("app {app}: opening its lock file: {source}")]
+    LockFile { app: u32, source: std::io::Error },
+    #[error("app {app}: cannot lock: {source}")]
+    Lock { app: u32, source: std::io::Error },
+    #[error("app {app}: cannot start: {source}")]
+    Start { app: u32, source: std::io::Error },
+}
+
+/// The number in one of an app's files (`.port`, `.pid`), if it holds one.
+fn read_number<T: std::str::FromStr>(path: &Path) -> Option<T> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+}
+
 /// Waits until the app answers on its port, or says why it died.
-pub fn wait_ready(dir: &Path, app: u32, timeout: Duration) -> Result<(), String> {
+pub fn wait_ready(dir: &Path, app: u32, timeout: Duration) -> Result<(), CtlError> {
     let f = files(dir, app);
-    let port: u16 = std::fs::read_to_string(&f.port)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .ok_or("no port file")?;
-    let pid: i32 = std::fs::read_to_string(&f.pid)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .ok_or("no pid file")?;
+    let no_file = |what| CtlError::NoFile {
+        app,
+        what,
+        dir: dir.to_owned(),
+    };
+    let port: u16 = read_number(&f.port).ok_or_else(|| no_file("port"))?;
+    let pid: i32 = read_number(&f.pid).ok_or_else(|| no_file("pid"))?;
     let began = Instant::now();
     loop {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -114,14 +147,11 @@ pub fn wait_ready(dir: &Path, app: u32, timeout: Duration) -> Result<(), String>
         let reaped = unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) } == pid;
         if reaped || !alive(pid) {
             let log = std::fs::read_to_string(&f.log).unwrap_or_default();
-            let last = log.lines().last().unwrap_or("(no output)").to_owned();
-            return Err(format!("app {app} exited at boot: {last}"));
+            let last_line = log.lines().last().unwrap_or("(no output)").to_owned();
+            return Err(CtlError::ExitedAtBoot { app, last_line });
         }
         if began.elapsed() > timeout {
-            return Err(format!(
-                "app {app} did not listen on 127.0.0.1:{port} within {}s",
-                timeout.as_secs()
-            ));
+            return Err(CtlError::NotListening { app, port, timeout });
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -129,7 +159,7 @@ pub fn wait_ready(dir: &Path, app: u32, timeout: Duration) -> Result<(), String>
 
 /// `demo-ctl restart`: stop, start on the same port with the files as they are
 /// now, and wait until it serves.
-pub fn restart(dir: &Path, app: u32) -> Result<(), String> {
+pub fn restart(dir: &Path, app: u32) -> Result<(), CtlError> {
     // One restart of an app at a time: a run killed mid-restart leaves its
     // `demo-ctl` running while `resume` restarts the same app.
     let apps = dir.join("apps");
@@ -139,19 +169,76 @@ pub fn restart(dir: &Path, app: u32) -> Result<(), String> {
         .truncate(false)
         .write(true)
         .open(apps.join(format!("app-{app}.lock")))
-        .map_err(|e| format!("app {app}: {e}"))?;
+        .map_err(|source| CtlError::LockFile { app, source })?;
     // SAFETY: flock on a file descriptor this function owns; released on close.
     if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
-        return Err(format!(
-            "app {app}: cannot lock: {}",
-            std::io::Error::last_os_error()
-        ));
+        return Err(CtlError::Lock {
+            app,
+            source: std::io::Error::last_os_error(),
+        });
     }
-    let port: u16 = std::fs::read_to_string(files(dir, app).port)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .ok_or_else(|| format!("app {app}: no port file under {}", dir.display()))?;
+    let port: u16 = read_number(&files(dir, app).port).ok_or_else(|| CtlError::NoFile {
+        app,
+        what: "port",
+        dir: dir.to_owned(),
+    })?;
     stop(dir, app);
-    start(dir, app, port).map_err(|e| format!("app {app}: {e}"))?;
+    start(dir, app, port).map_err(|source| CtlError::Start { app, source })?;
     wait_ready(dir, app, Duration::from_secs(20))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_app_never_started_has_no_files_to_wait_on() {
+        let d = tempfile::tempdir().unwrap();
+        let e = wait_ready(d.path(), 2, Duration::from_millis(10)).unwrap_err();
+        assert!(
+            matches!(&e, CtlError::NoFile { app: 2, what: "port", dir } if dir == d.path()),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!("app 2: no port file under {}", d.path().display())
+        );
+        let e = restart(d.path(), 3).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                CtlError::NoFile {
+                    app: 3,
+                    what: "port",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn an_app_that_died_at_boot_is_told_by_its_log() {
+        let d = tempfile::tempdir().unwrap();
+        let f = files(d.path(), 1);
+        std::fs::create_dir_all(f.pid.parent().unwrap()).unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        std::fs::write(&f.pid, pid.to_string()).unwrap();
+        std::fs::write(&f.port, free_port().unwrap().to_string()).unwrap();
+        std::fs::write(
+            &f.log,
+            "booting\nWrongPassphraseError: cannot open the vault\n",
+        )
+        .unwrap();
+        let e = wait_ready(d.path(), 1, Duration::from_secs(5)).unwrap_err();
+        match e {
+            CtlError::ExitedAtBoot { app, last_line } => {
+                assert_eq!(app, 1);
+                assert_eq!(last_line, "WrongPassphraseError: cannot open the vault");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -97,26 +97,46 @@ interval = "100ms"
     )
 }
 
+/// Why the demo could not set up or run. A setup step that failed is named by
+/// `what` ("VSYNC_CONFIG file", "starting an app", …).
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("demo setup: {what}: {source}")]
+    Io {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{} already holds a demo; pass an empty or new --dir", .dir.display())]
+    AlreadyADemo { dir: PathBuf },
+    #[error("demo setup: random: {0}")]
+    Random(#[source] getrandom::Error),
+    #[error("demo setup: seeding the vault: {0}")]
+    Seed(#[source] crate::vault::storage::StorageError),
+    #[error(transparent)]
+    App(#[from] ctl::CtlError),
+    #[error("demo: creating a temporary sandbox: {0}")]
+    TempDir(#[source] std::io::Error),
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
+}
+
 /// Creates the sandbox: vault, config, passphrase, running apps, plan.
 pub async fn setup(
     dir: &Path,
     apps: u32,
     iterations: u32,
     p: &Progress,
-) -> Result<PathBuf, String> {
-    let err = |what: &str, e: &dyn std::fmt::Display| format!("demo setup: {what}: {e}");
-    std::fs::create_dir_all(dir).map_err(|e| err("creating the sandbox", &e))?;
-    let dir = dir.canonicalize().map_err(|e| err("sandbox", &e))?;
+) -> Result<PathBuf, DemoError> {
+    let err = |what: &'static str| move |source| DemoError::Io { what, source };
+    std::fs::create_dir_all(dir).map_err(err("creating the sandbox"))?;
+    let dir = dir.canonicalize().map_err(err("sandbox"))?;
     if dir.join("vault").exists() {
-        return Err(format!(
-            "{} already holds a demo; pass an empty or new --dir",
-            dir.display()
-        ));
+        return Err(DemoError::AlreadyADemo { dir });
     }
     let salt = {
         use base64::Engine;
         let mut b = [0u8; 18];
-        getrandom::fill(&mut b).map_err(|e| err("random", &e))?;
+        getrandom::fill(&mut b).map_err(DemoError::Random)?;
         base64::engine::general_purpose::STANDARD.encode(b)
     };
     let config = config_blob::VsyncConfig {
@@ -135,11 +155,11 @@ pub async fn setup(
         &dir.join("vsync-config"),
         config_blob::encode(&config).as_bytes(),
     )
-    .map_err(|e| err("VSYNC_CONFIG file", &e))?;
+    .map_err(err("VSYNC_CONFIG file"))?;
     let passphrase = engine::secrets::generate(32);
     write_private(&dir.join("passphrase"), passphrase.expose().as_bytes())
-        .map_err(|e| err("passphrase file", &e))?;
-    let storage = DirStorage::new(dir.join("vault")).map_err(|e| err("vault dir", &e))?;
+        .map_err(err("passphrase file"))?;
+    let storage = DirStorage::new(dir.join("vault")).map_err(err("vault dir"))?;
     let vault = Vault::new(
         Arc::new(storage),
         PREFIX,
@@ -163,7 +183,7 @@ pub async fn setup(
             &content,
         )
         .await
-        .map_err(|e| err("seeding the vault", &e))?;
+        .map_err(DemoError::Seed)?;
     p.line(format!(
         "demo: sandbox {}; vault seeded at {PREFIX} (runtime layout, stamp {stamp}, gen 0)",
         dir.display()
@@ -171,8 +191,8 @@ pub async fn setup(
 
     let mut ports = Vec::new();
     for n in 1..=apps {
-        let port = ctl::free_port().map_err(|e| err("port", &e))?;
-        ctl::start(&dir, n, port).map_err(|e| err("starting an app", &e))?;
+        let port = ctl::free_port().map_err(err("port"))?;
+        ctl::start(&dir, n, port).map_err(err("starting an app"))?;
         ports.push(port);
     }
     for n in 1..=apps {
@@ -186,10 +206,10 @@ pub async fn setup(
             .collect::<Vec<_>>()
             .join(", ")
     ));
-    let exe = std::env::current_exe().map_err(|e| err("own path", &e))?;
+    let exe = std::env::current_exe().map_err(err("own path"))?;
     let plan = dir.join("plan.toml");
     std::fs::write(&plan, plan_text(&dir, &exe.display().to_string(), &ports))
-        .map_err(|e| err("plan", &e))?;
+        .map_err(err("plan"))?;
     Ok(plan)
 }
 
@@ -205,14 +225,14 @@ pub async fn run(
     apps: u32,
     yes: bool,
     p: &Progress,
-) -> Result<Summary, String> {
+) -> Result<Summary, DemoError> {
     let (dir, _temp) = match dir {
         Some(d) => (d, None),
         None => {
             let t = tempfile::Builder::new()
                 .prefix("vsync-demo-")
                 .tempdir()
-                .map_err(|e| e.to_string())?;
+                .map_err(DemoError::TempDir)?;
             (t.path().to_owned(), Some(t))
         }
     };
@@ -230,7 +250,7 @@ pub async fn run(
             opts.yes = yes;
             Ok(engine::run(&loaded, &opts, p, false).await)
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(DemoError::Plan(e)),
     };
     stop_apps(&dir, apps);
     // The journal went with a temporary sandbox; don't point at it.
@@ -266,5 +286,26 @@ mod tests {
             std::fs::write(&path, &text).unwrap();
         }
         assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    }
+
+    /// A sandbox that already holds a demo is refused before anything is written
+    /// or started, and the refusal names the directory.
+    #[tokio::test]
+    async fn a_sandbox_holding_a_demo_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("vault")).unwrap();
+        let (p, out) = crate::report::Progress::capture();
+        let e = super::setup(d.path(), 1, 1, &p).await.unwrap_err();
+        match &e {
+            super::DemoError::AlreadyADemo { dir } => {
+                assert_eq!(dir, &d.path().canonicalize().unwrap())
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(e
+            .to_string()
+            .ends_with("already holds a demo; pass an empty or new --dir"));
+        assert!(!d.path().join("vsync-config").exists());
+        assert!(out.lock().unwrap().is_empty());
     }
 }

@@ -27,7 +27,7 @@ impl Http {
 
     /// GET with a timeout; the body is capped at 64 KiB. The error says what went
     /// wrong without repeating the URL (callers print it beside).
-    pub async fn get(&self, url: &str, timeout: Duration) -> Result<(u16, String), String> {
+    pub async fn get(&self, url: &str, timeout: Duration) -> Result<(u16, String), HealthError> {
         let r = self
             .client
             .get(url)
@@ -35,8 +35,26 @@ impl Http {
             .timeout(timeout)
             .send()
             .await
-            .map_err(|e| e.message().to_owned())?;
+            .map_err(HealthError::NoAnswer)?;
         Ok((r.status(), r.text()))
+    }
+}
+
+/// Why a health URL gave no answer to classify (a status of any kind is an
+/// answer). The HTTP client's error is kept for its kind: a timeout or refused
+/// connection is temporary, a URL the client cannot use is not.
+#[derive(Debug, thiserror::Error)]
+pub enum HealthError {
+    /// Shown as the client's message alone: the caller prints the URL beside it.
+    #[error("{}", .0.message())]
+    NoAnswer(#[source] vsync_orchestrate_api::Error),
+}
+
+impl HealthError {
+    pub fn kind(&self) -> vsync_orchestrate_api::ErrorKind {
+        match self {
+            HealthError::NoAnswer(e) => e.kind(),
+        }
     }
 }
 
@@ -151,7 +169,9 @@ pub async fn wait_fresh(
             .await
         {
             Ok((status, body)) => classify(status, &body),
-            Err(error) => Answer::Unreachable { error },
+            Err(error) => Answer::Unreachable {
+                error: error.to_string(),
+            },
         };
         if last == (Answer::Fresh { gen: want_gen }) {
             streak += 1;
@@ -219,10 +239,15 @@ mod tests {
             .get(&url, Duration::from_millis(200))
             .await
             .unwrap_err();
-        assert_eq!(e, "no answer within 200ms");
+        assert_eq!(e.to_string(), "no answer within 200ms");
+        assert_eq!(e.kind(), vsync_orchestrate_api::ErrorKind::Temporary);
         a.inject(When::any(), Fault::CutBefore);
         let e = http.get(&url, Duration::from_secs(2)).await.unwrap_err();
-        assert!(!e.contains(&url), "the caller names the URL: {e}");
+        assert!(matches!(e, HealthError::NoAnswer(_)), "{e:?}");
+        assert!(
+            !e.to_string().contains(&url),
+            "the caller names the URL: {e}"
+        );
     }
 
     #[tokio::test]

@@ -74,13 +74,10 @@ fn csv_reader(bytes: &[u8]) -> csv::Reader<&[u8]> {
 }
 
 /// Every record of a log (the header first), or the first CSV error.
-fn records(bytes: &[u8]) -> Result<Vec<Vec<String>>, String> {
+fn records(bytes: &[u8]) -> Result<Vec<Vec<String>>, csv::Error> {
     csv_reader(bytes)
         .records()
-        .map(|r| {
-            r.map(|rec| rec.iter().map(str::to_owned).collect())
-                .map_err(|e| e.to_string())
-        })
+        .map(|r| r.map(|rec| rec.iter().map(str::to_owned).collect()))
         .collect()
 }
 
@@ -107,26 +104,38 @@ pub fn parse(text: &str) -> Vec<Row> {
 
 /// Why an existing log is not appended to: rewriting bytes we cannot read would
 /// destroy them (and someone's evidence), and a row appended to something that is
-/// not the upstream log is a row no reader finds.
-fn unusable(detail: impl std::fmt::Display) -> String {
-    format!(
-        "BundleCorruptError: the audit log is not an upstream audit.csv ({detail}); it was left exactly as it is"
-    )
+/// not the upstream log is a row no reader finds. Every variant says the log was
+/// left as it is, under upstream's `BundleCorruptError` class.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("{UNUSABLE} (not UTF-8 at byte {valid_up_to}){LEFT_ALONE}")]
+    NotUtf8 { valid_up_to: usize },
+    #[error("{UNUSABLE} ({0}){LEFT_ALONE}")]
+    Csv(#[source] csv::Error),
+    #[error("{UNUSABLE} (its first line is not the upstream header){LEFT_ALONE}")]
+    NotUpstreamHeader,
+    /// The existing log ends inside a quoted field, which would swallow the row.
+    #[error("{UNUSABLE} (an appended row would not read back as a row of its own: an unterminated quoted field){LEFT_ALONE}")]
+    RowSwallowed,
 }
+
+const UNUSABLE: &str = "BundleCorruptError: the audit log is not an upstream audit.csv";
+const LEFT_ALONE: &str = "; it was left exactly as it is";
 
 /// The existing log's rows, strictly: UTF-8, well-formed CSV, and a header that
 /// starts with the upstream columns. `Ok(None)`: empty or whitespace only, which
 /// is rewritten as a fresh log (header + row).
-pub fn parse_strict(bytes: &[u8]) -> Result<Option<Vec<Row>>, String> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| unusable(format!("not UTF-8 at byte {}", e.valid_up_to())))?;
+pub fn parse_strict(bytes: &[u8]) -> Result<Option<Vec<Row>>, AuditError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| AuditError::NotUtf8 {
+        valid_up_to: e.valid_up_to(),
+    })?;
     if text.trim().is_empty() {
         return Ok(None);
     }
-    let recs = records(bytes).map_err(unusable)?;
+    let recs = records(bytes).map_err(AuditError::Csv)?;
     let header = recs.first().map(Vec::as_slice).unwrap_or(&[]);
     if header.len() < COLUMNS.len() || header[..COLUMNS.len()] != COLUMNS {
-        return Err(unusable("its first line is not the upstream header"));
+        return Err(AuditError::NotUpstreamHeader);
     }
     Ok(Some(to_rows(recs)))
 }
@@ -136,7 +145,7 @@ pub fn parse_strict(bytes: &[u8]) -> Result<Option<Vec<Row>>, String> {
 /// missing final line end added), and the result is read back: `row` must be a
 /// record of its own at the end, which it would not be after an unterminated
 /// quoted field.
-pub fn appended(existing: &[u8], row: &str) -> Result<Vec<u8>, String> {
+pub fn appended(existing: &[u8], row: &str) -> Result<Vec<u8>, AuditError> {
     let Some(rows) = parse_strict(existing)? else {
         return Ok(format!("{HEADER}\n{row}\n").into_bytes());
     };
@@ -146,15 +155,13 @@ pub fn appended(existing: &[u8], row: &str) -> Result<Vec<u8>, String> {
     }
     body.extend_from_slice(row.as_bytes());
     body.push(b'\n');
-    let back = records(&body).map_err(unusable)?;
+    let back = records(&body).map_err(AuditError::Csv)?;
     let want: Vec<String> = records(row.as_bytes())
         .ok()
         .and_then(|mut r| r.pop())
         .unwrap_or_default();
     if back.len() != rows.len() + 2 || back.last() != Some(&want) {
-        return Err(unusable(
-            "an appended row would not read back as a row of its own: an unterminated quoted field",
-        ));
+        return Err(AuditError::RowSwallowed);
     }
     Ok(body)
 }
@@ -325,7 +332,7 @@ pub async fn append(
                     return Ok(Appended::AlreadyPresent);
                 }
                 let body = appended(&obj.body, row).map_err(|why| {
-                    StorageError::new(StorageErrorKind::Other, "append", key, why)
+                    StorageError::new(StorageErrorKind::Other, "append", key, why.to_string())
                 })?;
                 (body, PutCondition::IfMatch(obj.etag))
             }
@@ -552,9 +559,27 @@ mod tests {
             ("header cut short", b"ts,action,version_ts\n"),
         ];
         for (what, existing) in cases {
-            let e = appended(existing, &row).unwrap_err();
+            let e = appended(existing, &row).unwrap_err().to_string();
             assert!(e.starts_with("BundleCorruptError: "), "{what}: {e}");
+            assert!(e.ends_with("; it was left exactly as it is"), "{what}: {e}");
         }
+        let e = appended(&garbage, &row).unwrap_err();
+        assert!(
+            matches!(e, AuditError::NotUtf8 { valid_up_to: 128 }),
+            "{e:?}"
+        );
+        assert!(matches!(
+            appended(b"a,b,c\n1,2,3\n", &row),
+            Err(AuditError::NotUpstreamHeader)
+        ));
+        assert!(matches!(
+            appended(b"ts,action,version_ts\n", &row),
+            Err(AuditError::NotUpstreamHeader)
+        ));
+        assert!(matches!(
+            appended(unterminated.as_bytes(), &row),
+            Err(AuditError::RowSwallowed)
+        ));
         // Lenient reading for display never fails.
         let _ = parse(&String::from_utf8_lossy(&garbage));
     }

@@ -184,7 +184,7 @@ impl Vault {
                     return Ok(None);
                 }
                 Stamp::parse(text.trim())
-                    .map_err(|e| PointerReadError::Corrupt(VaultError::corrupt(e)))?
+                    .map_err(|e| PointerReadError::Corrupt(VaultError::corrupt(e.to_string())))?
             }
             Layout::Runtime => {
                 seal::unseal(&obj.body)

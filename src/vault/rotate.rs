@@ -4,7 +4,7 @@
 //! idempotent so a resumed run can call it again).
 
 use super::audit::{self, Origin};
-use super::counter::Counter;
+use super::counter::{Counter, CounterError};
 use super::crypto::{self, Key};
 use super::error::{VaultError, VaultErrorKind};
 use super::handle::Vault;
@@ -42,8 +42,8 @@ pub enum RotateError {
     },
     #[error("BundleCorruptError: the pointer names stamp {0}, the last one a YYYYMMDD-HHMMSS stamp can express, so a rotation has no later stamp to write; point the vault at a real version first")]
     StampExhausted(Stamp),
-    #[error("BundleCorruptError: the counter cell {key} is malformed ({detail}); fix or remove it before rotating")]
-    MalformedCounter { key: String, detail: String },
+    #[error("BundleCorruptError: the counter cell {key} is malformed ({source}); fix or remove it before rotating")]
+    MalformedCounter { key: String, source: CounterError },
     #[error("{0}")]
     Invalid(String),
     #[error("re-encryption failed its self-check: {0}")]
@@ -242,16 +242,16 @@ impl Vault {
                 Err(e) if e.kind == StorageErrorKind::TooLarge => {
                     return Err(RotateError::MalformedCounter {
                         key,
-                        detail: e.message,
+                        source: CounterError::TooLarge(e),
                     })
                 }
                 Err(e) => return Err(RotateError::Read(e)),
             };
             if let Some(obj) = cell {
                 let c =
-                    Counter::parse(&obj.body).map_err(|detail| RotateError::MalformedCounter {
+                    Counter::parse(&obj.body).map_err(|source| RotateError::MalformedCounter {
                         key: key.clone(),
-                        detail,
+                        source,
                     })?;
                 if c.gen.unwrap_or(0) >= gen {
                     gen = c.gen.unwrap_or(0);
@@ -259,12 +259,10 @@ impl Vault {
                 }
             }
         }
-        let next_gen = gen
-            .checked_add(1)
-            .ok_or_else(|| RotateError::MalformedCounter {
-                key: gen_key,
-                detail: format!("gen {gen} is the largest there is and cannot be incremented"),
-            })?;
+        let next_gen = gen.checked_add(1).ok_or(RotateError::MalformedCounter {
+            key: gen_key,
+            source: CounterError::Exhausted { gen },
+        })?;
         let bundle_key = self.key(&layout.bundle_name(&stamp));
         let unusable = |source| RotateError::BundleUnusable {
             key: bundle_key.clone(),

@@ -12,9 +12,25 @@ const LAST_REPRESENTABLE: u64 = 253_402_300_799;
 #[serde(try_from = "String", into = "String")]
 pub struct Stamp(String);
 
+/// Why text is not a stamp. What is quoted is cut short ([`super::error::excerpt`]):
+/// a stamp comes from vault content anyone can write, of any size.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StampError {
+    /// Not 8 digits, `-`, 6 digits.
+    #[error("{excerpt} is not a YYYYMMDD-HHMMSS stamp")]
+    Shape { excerpt: String },
+    /// The right shape, but no such instant (month 13, day 99, …).
+    #[error("{stamp:?} is not a valid UTC time")]
+    NoSuchTime {
+        stamp: String,
+        #[source]
+        source: humantime::TimestampError,
+    },
+}
+
 impl TryFrom<String> for Stamp {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = StampError;
+    fn try_from(s: String) -> Result<Self, StampError> {
         Stamp::parse(&s)
     }
 }
@@ -28,7 +44,7 @@ impl From<Stamp> for String {
 impl Stamp {
     pub const LEN: usize = 15;
 
-    pub fn parse(s: &str) -> Result<Stamp, String> {
+    pub fn parse(s: &str) -> Result<Stamp, StampError> {
         let b = s.as_bytes();
         let ok = b.len() == Self::LEN
             && b[8] == b'-'
@@ -36,15 +52,17 @@ impl Stamp {
                 .enumerate()
                 .all(|(i, c)| i == 8 || c.is_ascii_digit());
         if !ok {
-            return Err(format!(
-                "{} is not a YYYYMMDD-HHMMSS stamp",
-                super::error::excerpt(s)
-            ));
+            return Err(StampError::Shape {
+                excerpt: super::error::excerpt(s),
+            });
         }
         let stamp = Stamp(s.to_owned());
         stamp
             .to_system_time()
-            .map_err(|_| format!("{s:?} is not a valid UTC time"))?;
+            .map_err(|source| StampError::NoSuchTime {
+                stamp: s.to_owned(),
+                source,
+            })?;
         Ok(stamp)
     }
 
@@ -138,9 +156,29 @@ mod tests {
         assert!(Stamp::parse("2026052-1142011").is_err());
         // What does not parse is quoted in a bounded excerpt, whatever its size.
         let huge = "2".repeat(1 << 20);
-        let e = Stamp::parse(&huge).unwrap_err();
+        let e = Stamp::parse(&huge).unwrap_err().to_string();
         assert!(e.len() < 100 && e.contains("(1048576 bytes)"), "{e}");
         assert!(Stamp::parse("ééééééééééééééééééééééééééééééééééééééééééééé").is_err());
         assert!(Stamp::parse("20261399-114201").is_err());
+    }
+
+    #[test]
+    fn shape_and_time_are_told_apart() {
+        assert_eq!(
+            Stamp::parse("2026052-1142011"),
+            Err(StampError::Shape {
+                excerpt: "\"2026052-1142011\"".into()
+            })
+        );
+        let e = Stamp::parse("20261399-114201").unwrap_err();
+        assert!(
+            matches!(&e, StampError::NoSuchTime { stamp, .. } if stamp == "20261399-114201"),
+            "{e:?}"
+        );
+        assert_eq!(e.to_string(), "\"20261399-114201\" is not a valid UTC time");
+        assert!(std::error::Error::source(&e).is_some());
+        // Through serde too: a journal with a bad stamp names why.
+        let e = serde_json::from_str::<Stamp>("\"20261399-114201\"").unwrap_err();
+        assert!(e.to_string().contains("is not a valid UTC time"), "{e}");
     }
 }

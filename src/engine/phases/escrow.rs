@@ -13,28 +13,57 @@ use crate::engine::failure::{EscrowProblem, Failure, PreflightProblem};
 use crate::engine::infra::journal::{EscrowRecord, Journal, JournalEvent, Phase};
 use crate::plan::escrow_key::parse_recipient;
 use crate::plan::EscrowSection;
-use crate::vault::storage::{Meta, PutCondition};
+use crate::vault::storage::{Meta, PutCondition, StorageError};
 use crate::vault::Vault;
 use std::io::Write;
 use std::time::Instant;
 use vsync_orchestrate_api::Passphrase;
 
+/// Why escrow could not seal or store its copy. None of them carries the
+/// passphrase: age's errors are about recipients and the output stream, and the
+/// storage errors name keys.
+#[derive(Debug, thiserror::Error)]
+pub enum EscrowError {
+    #[error("age: {0}")]
+    Encryptor(#[source] age::EncryptError),
+    #[error("age armor: {0}")]
+    Armor(#[source] std::io::Error),
+    #[error("age: {0}")]
+    Seal(#[source] std::io::Error),
+    /// The create failed and the key already held a tombstone: the run that
+    /// owned it (this one, on an earlier attempt, or `resume`) withdrew it.
+    #[error("{source}; the key is fenced with a tombstone")]
+    AlreadyFenced { source: StorageError },
+    /// The create failed and the key holds bytes that are neither ours nor a
+    /// tombstone.
+    #[error("{source}; {key} holds another object")]
+    Occupied { key: String, source: StorageError },
+    /// The create failed and nothing was there: this run wrote a tombstone so
+    /// the create, if it is still travelling, cannot land.
+    #[error("{source}; the key is fenced with a tombstone, so a late copy cannot appear")]
+    Fenced { source: StorageError },
+    /// The create failed and neither reading the key nor fencing it worked.
+    #[error("{source}; the key could not be fenced: a sealed copy of a passphrase that was never staged may still appear there; remove it: {remove}")]
+    Unfenced {
+        source: StorageError,
+        remove: String,
+    },
+}
+
 /// The passphrase encrypted to every recipient, ASCII-armored.
-fn seal(new: &Passphrase, recipients: &[age::x25519::Recipient]) -> Result<Vec<u8>, String> {
+fn seal(new: &Passphrase, recipients: &[age::x25519::Recipient]) -> Result<Vec<u8>, EscrowError> {
     let encryptor =
         age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
-            .map_err(|e| format!("age: {e}"))?;
+            .map_err(EscrowError::Encryptor)?;
     let mut out = Vec::new();
     let armor = age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
-        .map_err(|e| format!("age armor: {e}"))?;
-    let mut w = encryptor
-        .wrap_output(armor)
-        .map_err(|e| format!("age: {e}"))?;
+        .map_err(EscrowError::Armor)?;
+    let mut w = encryptor.wrap_output(armor).map_err(EscrowError::Seal)?;
     w.write_all(new.expose().as_bytes())
-        .map_err(|e| format!("age: {e}"))?;
+        .map_err(EscrowError::Seal)?;
     w.finish()
         .and_then(|armor| armor.finish())
-        .map_err(|e| format!("age: {e}"))?;
+        .map_err(EscrowError::Seal)?;
     Ok(out)
 }
 
@@ -61,14 +90,14 @@ pub fn is_tombstone(body: &[u8]) -> bool {
 /// followed by reading the key: our own bytes there are success. When they are not
 /// there, the create may still land later, so the key is fenced with a tombstone
 /// before the error is returned.
-async fn put_remote(vault: &Vault, key: &str, sealed: &[u8]) -> Result<(), String> {
+async fn put_remote(vault: &Vault, key: &str, sealed: &[u8]) -> Result<(), EscrowError> {
     let first = match vault
         .storage
         .put(key, sealed.to_vec(), PutCondition::IfAbsent, &Meta::new())
         .await
     {
         Ok(_) => return Ok(()),
-        Err(e) => e.to_string(),
+        Err(e) => e,
     };
     for attempt in 0..4u32 {
         if attempt > 0 {
@@ -77,9 +106,14 @@ async fn put_remote(vault: &Vault, key: &str, sealed: &[u8]) -> Result<(), Strin
         match vault.storage.get(key).await {
             Ok(Some(o)) if o.body == sealed => return Ok(()),
             Ok(Some(o)) if is_tombstone(&o.body) => {
-                return Err(format!("{first}; the key is fenced with a tombstone"))
+                return Err(EscrowError::AlreadyFenced { source: first })
             }
-            Ok(Some(_)) => return Err(format!("{first}; {key} holds another object")),
+            Ok(Some(_)) => {
+                return Err(EscrowError::Occupied {
+                    key: key.to_owned(),
+                    source: first,
+                })
+            }
             Ok(None) => {}
             Err(_) => continue,
         }
@@ -94,15 +128,13 @@ async fn put_remote(vault: &Vault, key: &str, sealed: &[u8]) -> Result<(), Strin
             .await
             .is_ok()
         {
-            return Err(format!(
-                "{first}; the key is fenced with a tombstone, so a late copy cannot appear"
-            ));
+            return Err(EscrowError::Fenced { source: first });
         }
     }
-    Err(format!(
-        "{first}; the key could not be fenced: a sealed copy of a passphrase that was never staged may still appear there; remove it: {}",
-        vault.storage.delete_command(key)
-    ))
+    Err(EscrowError::Unfenced {
+        source: first,
+        remove: vault.storage.delete_command(key),
+    })
 }
 
 /// A run that stopped before T0 withdraws its sealed copies: the vault never
@@ -253,4 +285,79 @@ pub(crate) async fn write(
 
 fn escrow_failure(p: EscrowProblem) -> Failure {
     Failure::Preflight(PreflightProblem::Escrow(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::storage::{DirStorage, StorageErrorKind};
+    use crate::vault::{KdfParams, LayoutChoice};
+    use std::sync::Arc;
+
+    #[test]
+    fn sealing_to_nobody_is_age_s_own_refusal() {
+        let e = seal(&Passphrase::new("correct horse battery".into()), &[]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                EscrowError::Encryptor(age::EncryptError::MissingRecipients)
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().starts_with("age: "), "{e}");
+        assert!(!e.to_string().contains("correct horse"), "{e}");
+    }
+
+    /// A create refused because the key is taken keeps the storage error that
+    /// refused it, and says what the key holds.
+    #[tokio::test]
+    async fn a_taken_key_is_reported_with_the_storage_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = Vault::new(
+            Arc::new(DirStorage::new(dir.path()).unwrap()),
+            "app/prod/",
+            KdfParams::new("c2FsdA==", 1),
+            LayoutChoice::Runtime,
+        );
+        let key = remote_key(&vault, 4, "run-1");
+        vault
+            .storage
+            .put(
+                &key,
+                b"someone else's bytes".to_vec(),
+                PutCondition::IfAbsent,
+                &Meta::new(),
+            )
+            .await
+            .unwrap();
+        let e = put_remote(&vault, &key, b"ours").await.unwrap_err();
+        match &e {
+            EscrowError::Occupied { key: k, source } => {
+                assert_eq!(k, &key);
+                assert_eq!(source.kind, StorageErrorKind::PreconditionFailed);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(std::error::Error::source(&e).is_some());
+        assert!(e.to_string().ends_with("holds another object"), "{e}");
+
+        // Our own bytes already there are success (a create whose answer was lost).
+        put_remote(&vault, &key, b"someone else's bytes")
+            .await
+            .unwrap();
+
+        let fenced = remote_key(&vault, 5, "run-2");
+        vault
+            .storage
+            .put(
+                &fenced,
+                TOMBSTONE.to_vec(),
+                PutCondition::IfAbsent,
+                &Meta::new(),
+            )
+            .await
+            .unwrap();
+        let e = put_remote(&vault, &fenced, b"ours").await.unwrap_err();
+        assert!(matches!(e, EscrowError::AlreadyFenced { .. }), "{e:?}");
+    }
 }

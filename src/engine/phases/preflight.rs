@@ -239,7 +239,7 @@ pub(crate) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Preflig
 /// that passes must mean `run` can write it: the directory, or the nearest part of
 /// its path that exists, must be a writable directory. Checked without creating
 /// anything.
-fn check_state_dir(dir: &std::path::Path) -> Result<(), String> {
+fn check_state_dir(dir: &std::path::Path) -> Result<(), StateDirError> {
     let mut at = dir;
     let existing = loop {
         match std::fs::metadata(at) {
@@ -251,27 +251,48 @@ fn check_state_dir(dir: &std::path::Path) -> Result<(), String> {
         }
     };
     let (path, meta) = existing;
-    let fix = "set state_dir in the plan, or --state-dir, to a directory this user can write";
     if !meta.is_dir() {
-        return Err(format!(
-            "the state directory {} cannot be created: {} is not a directory; {fix}",
-            dir.display(),
-            path.display()
-        ));
+        return Err(StateDirError::NotADirectory {
+            dir: dir.to_owned(),
+            at: path.to_owned(),
+        });
     }
     let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
-        .map_err(|_| format!("the state directory {} has a NUL byte", dir.display()))?;
+        .map_err(|_| StateDirError::NulByte {
+            dir: dir.to_owned(),
+        })?;
     // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
     if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
-        return Err(format!(
-            "the state directory {} is not writable ({}: {}); {fix}",
-            dir.display(),
-            path.display(),
-            std::io::Error::last_os_error()
-        ));
+        return Err(StateDirError::NotWritable {
+            dir: dir.to_owned(),
+            at: path.to_owned(),
+            source: std::io::Error::last_os_error(),
+        });
     }
     Ok(())
 }
+
+/// Why the journal could not be written where the plan says: `at` is the part of
+/// `dir`'s path that exists.
+#[derive(Debug, thiserror::Error)]
+enum StateDirError {
+    #[error("the state directory {} cannot be created: {} is not a directory; {STATE_DIR_FIX}", .dir.display(), .at.display())]
+    NotADirectory {
+        dir: std::path::PathBuf,
+        at: std::path::PathBuf,
+    },
+    #[error("the state directory {} has a NUL byte", .dir.display())]
+    NulByte { dir: std::path::PathBuf },
+    #[error("the state directory {} is not writable ({}: {source}); {STATE_DIR_FIX}", .dir.display(), .at.display())]
+    NotWritable {
+        dir: std::path::PathBuf,
+        at: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+const STATE_DIR_FIX: &str =
+    "set state_dir in the plan, or --state-dir, to a directory this user can write";
 
 /// Whether `[schedule] min_age` says the vault is not due; fills the summary if so.
 async fn not_due(
@@ -538,4 +559,29 @@ pub(crate) fn planned_writes(cx: &mut Ctx<'_>, r: &Ready) {
         cx.note(format!("{:>2}. {line}", n + 1));
     }
     cx.emit(Event::PlannedWrites(w));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_dir_under_a_file_is_not_a_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("plain");
+        std::fs::write(&file, b"").unwrap();
+        let e = check_state_dir(&file.join("state")).unwrap_err();
+        match &e {
+            StateDirError::NotADirectory { dir, at } => {
+                assert_eq!(dir, &file.join("state"));
+                assert_eq!(at, &file);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(e.to_string().ends_with(STATE_DIR_FIX), "{e}");
+        // Nothing was created, and a path that does not exist yet under a
+        // writable directory passes.
+        check_state_dir(&d.path().join("a/b/c")).unwrap();
+        assert!(!d.path().join("a").exists());
+    }
 }
