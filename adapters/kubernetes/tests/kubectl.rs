@@ -616,10 +616,236 @@ async fn kubectl_reads_and_patches_secrets_as_on_a_cluster() {
     );
 }
 
+/// External Secrets in the fake, driven as an operator does with kubectl: create
+/// an ExternalSecret, read its `Ready` condition and `refreshTime`, force a sync
+/// with the `force-sync` annotation, and see the refresh policies ESO documents
+/// (`Periodic` on its interval and on the annotation, `OnChange` on the
+/// annotation, `CreatedOnce` never again), and a stopped controller syncing nothing.
+async fn kubectl_drives_external_secrets_as_eso_documents() {
+    let Some(k) = Kubectl::find() else { return };
+    let env = Env::new("prod").await;
+    let json_value = |v: &str| format!("{{\"VSYNC_PASSPHRASE\":\"{v}\"}}");
+    env.fake
+        .state()
+        .set_provider_value("prod/myapp/config", &json_value("v1"));
+    let b64 = |s: &str| {
+        serde_json::to_value(k8s_openapi::ByteString(s.as_bytes().to_vec()))
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let jsonpath = |what: &'static str, name: &'static str, path: &'static str| {
+        let k = &k;
+        let env = &env;
+        async move {
+            k.run(env, &["get", what, name, "-o", &format!("jsonpath={path}")])
+                .await
+                .out
+        }
+    };
+    let until = |what: &'static str, name: &'static str, path: &'static str, want: String| {
+        let jsonpath = &jsonpath;
+        async move {
+            let end = Instant::now() + Duration::from_secs(10);
+            loop {
+                let got = jsonpath(what, name, path).await;
+                if got == want || Instant::now() > end {
+                    return got;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    for (name, policy, interval) in [
+        ("periodic", "Periodic", "1h"),
+        ("onchange", "OnChange", "1h"),
+        ("once", "CreatedOnce", "1h"),
+        ("fast", "Periodic", "1s"),
+    ] {
+        let manifest = env.dir.path().join(format!("{name}.json"));
+        std::fs::write(
+            &manifest,
+            serde_json::json!({
+                "apiVersion": "external-secrets.io/v1beta1", "kind": "ExternalSecret",
+                "metadata": {"name": name},
+                "spec": {
+                    "refreshInterval": interval, "refreshPolicy": policy,
+                    "secretStoreRef": {"name": "aws", "kind": "SecretStore"},
+                    "target": {"name": format!("{name}-secret")},
+                    "data": [{"secretKey": "VSYNC_PASSPHRASE",
+                        "remoteRef": {"key": "prod/myapp/config", "property": "VSYNC_PASSPHRASE"}}]
+                }
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let made = k
+            .run(
+                &env,
+                &[
+                    "create",
+                    "--validate=false",
+                    "-f",
+                    &manifest.to_string_lossy(),
+                ],
+            )
+            .await;
+        assert!(made.ok, "{}", made.out);
+        assert!(
+            made.out.contains(&format!(
+                "externalsecret.external-secrets.io/{name} created"
+            )),
+            "{}",
+            made.out
+        );
+    }
+    let ready = r#"{.status.conditions[?(@.type=="Ready")].status}"#;
+    let data = "{.data.VSYNC_PASSPHRASE}";
+    for (es, secret) in [
+        ("periodic", "periodic-secret"),
+        ("onchange", "onchange-secret"),
+        ("once", "once-secret"),
+    ] {
+        assert_eq!(
+            until("externalsecret", es, ready, "True".into()).await,
+            "True"
+        );
+        assert_eq!(until("secret", secret, data, b64("v1")).await, b64("v1"));
+    }
+    assert_eq!(
+        jsonpath(
+            "es",
+            "periodic",
+            r#"{.status.conditions[?(@.type=="Ready")].reason}"#
+        )
+        .await,
+        "SecretSynced"
+    );
+    assert_eq!(
+        jsonpath(
+            "secret",
+            "periodic-secret",
+            "{.metadata.ownerReferences[0].kind}"
+        )
+        .await,
+        "ExternalSecret"
+    );
+    let refreshed = jsonpath("es", "periodic", "{.status.refreshTime}").await;
+    assert!(
+        refreshed.ends_with('Z') && refreshed.len() == 20,
+        "{refreshed}"
+    );
+
+    // The provider changes; within the hour nothing syncs but the 1s one.
+    env.fake
+        .state()
+        .set_provider_value("prod/myapp/config", &json_value("v2"));
+    assert_eq!(
+        until("secret", "fast-secret", data, b64("v2")).await,
+        b64("v2")
+    );
+    assert_eq!(jsonpath("secret", "periodic-secret", data).await, b64("v1"));
+
+    // force-sync, as ESO's docs write it.
+    let synced_before = jsonpath("es", "periodic", "{.status.syncedResourceVersion}").await;
+    for es in ["periodic", "onchange", "once"] {
+        let a = k
+            .run(
+                &env,
+                &["annotate", "es", es, "force-sync=1700000000", "--overwrite"],
+            )
+            .await;
+        assert!(a.ok, "{}", a.out);
+        assert!(
+            a.out.contains(&format!(
+                "externalsecret.external-secrets.io/{es} annotated"
+            )),
+            "{}",
+            a.out
+        );
+    }
+    assert_eq!(
+        until("secret", "periodic-secret", data, b64("v2")).await,
+        b64("v2")
+    );
+    assert_eq!(
+        until("secret", "onchange-secret", data, b64("v2")).await,
+        b64("v2")
+    );
+    assert_ne!(
+        jsonpath("es", "periodic", "{.status.syncedResourceVersion}").await,
+        synced_before
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        jsonpath("secret", "once-secret", data).await,
+        b64("v1"),
+        "CreatedOnce never syncs again"
+    );
+
+    // A stopped controller: the annotation changes, nothing syncs until it runs.
+    env.fake.state().hold_external_secrets(true);
+    env.fake
+        .state()
+        .set_provider_value("prod/myapp/config", &json_value("v3"));
+    let syncs = env.fake.state().external_secret_syncs();
+    k.run(
+        &env,
+        &[
+            "annotate",
+            "es",
+            "periodic",
+            "force-sync=1700000001",
+            "--overwrite",
+        ],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(jsonpath("secret", "periodic-secret", data).await, b64("v2"));
+    assert_eq!(env.fake.state().external_secret_syncs(), syncs);
+    env.fake.state().hold_external_secrets(false);
+    assert_eq!(
+        until("secret", "periodic-secret", data, b64("v3")).await,
+        b64("v3")
+    );
+
+    // A provider error: Ready turns False with ESO's reason.
+    env.fake
+        .state()
+        .set_provider_value("prod/myapp/config", "not json");
+    k.run(
+        &env,
+        &[
+            "annotate",
+            "es",
+            "periodic",
+            "force-sync=1700000002",
+            "--overwrite",
+        ],
+    )
+    .await;
+    assert_eq!(
+        until("es", "periodic", ready, "False".into()).await,
+        "False"
+    );
+    assert_eq!(
+        jsonpath(
+            "es",
+            "periodic",
+            r#"{.status.conditions[?(@.type=="Ready")].reason}"#
+        )
+        .await,
+        "SecretSyncedError"
+    );
+    assert_eq!(jsonpath("secret", "periodic-secret", data).await, b64("v3"));
+}
+
 vsync_orchestrate_testkit::main! {
     tests: [
         #[multi_thread(2)] kubectl_and_the_restarter_agree_on_every_state,
         #[multi_thread(2)] kubectl_sees_the_restarters_rollout_as_unfinished_until_the_controller_catches_up,
         #[multi_thread(2)] kubectl_reads_and_patches_secrets_as_on_a_cluster,
+        #[multi_thread(2)] kubectl_drives_external_secrets_as_eso_documents,
     ],
 }

@@ -4,11 +4,16 @@
 //! (`/version`, `/api`, `/apis`, the group versions), Deployments, StatefulSets and
 //! DaemonSets (get, list, watch with bookmarks and `sendInitialEvents`, strategic-
 //! merge and JSON-merge patch), pods (list) and their logs, and
-//! `SelfSubjectAccessReview`, core/v1 Secrets (see `secrets`); every request is authorised against RBAC rules when
-//! the test sets them. Objects are built from `k8s-openapi`'s types, so every field
-//! name is the API's own; a background controller advances rollouts one step per
-//! tick and can be scripted to stall, exceed the progress deadline or crash-loop.
+//! `SelfSubjectAccessReview`; core/v1 Secrets for the `kubernetes_secret` store
+//! (`secrets`); and External Secrets Operator's `ExternalSecret` with a controller
+//! that syncs it as ESO does (`external_secrets`). Every request is authorised
+//! against RBAC rules when the test sets them. Objects are built from
+//! `k8s-openapi`'s types, so every field name is the API's own; a background
+//! controller advances rollouts one step per tick and can be scripted to stall,
+//! exceed the progress deadline or crash-loop. A request can be held until
+//! released, or preceded by another client's write, to test late and racing writes.
 
+mod external_secrets;
 mod secrets;
 mod sim;
 
@@ -20,6 +25,7 @@ use std::sync::{Arc, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 use vsync_orchestrate_testkit::fake_http::{FakeHttp, Request, Response, StreamSender};
 
+pub use external_secrets::{parse_go_duration, FORCE_SYNC};
 use sim::Work;
 pub use sim::{Res, Script};
 
@@ -128,6 +134,12 @@ pub struct Cluster {
     races: Vec<Race>,
     holds: Vec<HoldRule>,
     held: Vec<(Request, StreamSender)>,
+    /// ExternalSecrets (external-secrets.io/v1beta1) by (namespace, name).
+    externalsecrets: BTreeMap<(String, String), Value>,
+    /// The provider ESO reads: remote key → value.
+    provider: BTreeMap<String, String>,
+    eso_hold: bool,
+    eso_syncs: u64,
 }
 
 impl Default for Cluster {
@@ -151,6 +163,10 @@ impl Default for Cluster {
             races: Vec::new(),
             holds: Vec::new(),
             held: Vec::new(),
+            externalsecrets: BTreeMap::new(),
+            provider: BTreeMap::new(),
+            eso_hold: false,
+            eso_syncs: 0,
         }
     }
 }
@@ -302,6 +318,7 @@ impl Cluster {
                 }
             }
         }
+        self.eso_tick();
         if self.ticks.is_multiple_of(5) {
             let rv = self.rv.to_string();
             for w in self.watchers.iter().filter(|w| w.bookmarks) {
@@ -587,6 +604,55 @@ impl Cluster {
                     ],
                 ),
             ),
+            ("GET", ["apis", external_secrets::GROUP, external_secrets::VERSION]) => {
+                Response::json(
+                    200,
+                    &resource_list(
+                        "external-secrets.io/v1beta1",
+                        &[
+                            (
+                                "externalsecrets",
+                                "ExternalSecret",
+                                true,
+                                &[
+                                    "delete",
+                                    "deletecollection",
+                                    "get",
+                                    "list",
+                                    "patch",
+                                    "create",
+                                    "update",
+                                    "watch",
+                                ],
+                                &["es"],
+                            ),
+                            (
+                                "externalsecrets/status",
+                                "ExternalSecret",
+                                true,
+                                &["get", "patch", "update"],
+                                &[],
+                            ),
+                        ],
+                    ),
+                )
+            }
+            (
+                "GET",
+                ["apis", external_secrets::GROUP, external_secrets::VERSION, "namespaces", ns, "externalsecrets"],
+            ) => self.list_external_secrets(ns),
+            (
+                "POST",
+                ["apis", external_secrets::GROUP, external_secrets::VERSION, "namespaces", ns, "externalsecrets"],
+            ) => self.create_external_secret(ns, req),
+            (
+                "GET",
+                ["apis", external_secrets::GROUP, external_secrets::VERSION, "namespaces", ns, "externalsecrets", name],
+            ) => self.get_external_secret(ns, name),
+            (
+                "PATCH",
+                ["apis", external_secrets::GROUP, external_secrets::VERSION, "namespaces", ns, "externalsecrets", name],
+            ) => self.patch_external_secret(ns, name, req, &q),
             ("GET", ["apis", "authorization.k8s.io", "v1"]) => Response::json(
                 200,
                 &resource_list(
@@ -938,8 +1004,11 @@ fn discovery_groups() -> Value {
         json!({"name": name, "versions": [{"groupVersion": format!("{name}/v1"), "version": "v1"}],
             "preferredVersion": {"groupVersion": format!("{name}/v1"), "version": "v1"}})
     };
+    let eso = json!({"name": "external-secrets.io",
+        "versions": [{"groupVersion": "external-secrets.io/v1beta1", "version": "v1beta1"}],
+        "preferredVersion": {"groupVersion": "external-secrets.io/v1beta1", "version": "v1beta1"}});
     json!({"kind": "APIGroupList", "apiVersion": "v1",
-        "groups": [group("apps"), group("authorization.k8s.io")]})
+        "groups": [group("apps"), group("authorization.k8s.io"), eso]})
 }
 
 type ResourceRow<'a> = (&'a str, &'a str, bool, &'a [&'a str], &'a [&'a str]);

@@ -158,7 +158,7 @@ impl Cluster {
         self
     }
 
-    fn store_new_secret(&mut self, ns: &str, mut obj: Value) -> Value {
+    pub(crate) fn store_new_secret(&mut self, ns: &str, mut obj: Value) -> Value {
         self.rv += 1;
         self.uids += 1;
         let name = obj["metadata"]["name"].as_str().unwrap_or("").to_owned();
