@@ -232,6 +232,18 @@ pub struct KubernetesSecretStore {
     cfg: KubernetesSecretConfig,
     /// Opened on first use, never in `build` (plans build offline).
     client: tokio::sync::OnceCell<Client>,
+    /// What this instance staged, and the live Secret's resourceVersion it read
+    /// then: activation tries that one conditional patch first, so when nothing
+    /// touched the Secret since staging the window is a single request.
+    prepared: std::sync::Mutex<Option<Prepared>>,
+}
+
+#[derive(Clone)]
+struct Prepared {
+    run: RunId,
+    uid: String,
+    live_rv: String,
+    value: Passphrase,
 }
 
 impl std::fmt::Debug for KubernetesSecretStore {
@@ -283,6 +295,7 @@ impl KubernetesSecretStore {
         Ok(KubernetesSecretStore {
             cfg,
             client: tokio::sync::OnceCell::new(),
+            prepared: std::sync::Mutex::new(None),
         })
     }
 
@@ -559,6 +572,111 @@ impl KubernetesSecretStore {
         annotation(live, RUN_ANNOTATION) == Some(run.as_str())
     }
 
+    fn remember(&self, run: &RunId, uid: &str, live_rv: Option<&str>, value: &Passphrase) {
+        let prepared = live_rv.map(|rv| Prepared {
+            run: run.clone(),
+            uid: uid.to_owned(),
+            live_rv: rv.to_owned(),
+            value: value.clone(),
+        });
+        *self.prepared.lock().unwrap_or_else(|e| e.into_inner()) = prepared;
+    }
+
+    /// The one write of activation: a JSON merge patch (RFC 7386) of the key and
+    /// the run-id annotation, with `metadata.resourceVersion` in the body as the
+    /// precondition the API server checks before applying it. Errors unwrapped,
+    /// so the caller can tell a `409` from the rest.
+    async fn patch_live(&self, run: &RunId, new: &Passphrase, rv: &str) -> Result<()> {
+        let value = serde_json::to_value(ByteString(new.expose().as_bytes().to_vec()))
+            .map_err(|e| Error::failed(format!("encoding the value: {e}")))?;
+        let patch = serde_json::json!({
+            "metadata": {
+                "resourceVersion": rv,
+                "annotations": { RUN_ANNOTATION: run.as_str() },
+            },
+            "data": { self.cfg.key.as_str(): value },
+        });
+        let api = self.api().await?;
+        bounded(
+            &format!("patch secret {}", self.cfg.secret),
+            self.limit(),
+            api.patch(
+                &self.cfg.secret,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            ),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// A failed patch other than a `409`: made immutable after preflight (`422
+    /// Invalid`, "field is immutable") is the preflight refusal; RBAC gets the rules.
+    async fn patch_failure(&self, err: Error) -> Error {
+        if err.kind() == ErrorKind::InvalidConfig {
+            if let Some(refusal) = self.live().await.ok().and_then(|l| self.refusal(&l)) {
+                return refusal;
+            }
+        }
+        self.ctx(self.with_rules(err))
+    }
+
+    /// Activation from what the cluster holds now: a fresh instance (`resume`),
+    /// or a Secret that changed since staging.
+    async fn activate_by_reading(&self, staged: &Staged) -> Result<()> {
+        let live = self.live().await?;
+        if Self::activated_by(&live, &staged.run) {
+            return Ok(()); // a retry whose first answer was lost, or a resume
+        }
+        if let Some(e) = self.refusal(&live) {
+            return Err(e);
+        }
+        let s = self.staged_secret(staged).await?;
+        let new = self.staged_value(&s, STAGED_VALUE)?;
+        let previous = self.staged_value(&s, STAGED_PREVIOUS)?;
+        let now = self.live_value(&live)?;
+        if now.same_as(&new) {
+            return Ok(()); // activated by hand, with the printed command
+        }
+        let changed = || {
+            self.ctx(Error::conflict(format!(
+                "key {} of Secret {} was changed by someone else since run {} staged (it holds \
+                 neither the value it had then nor the staged one); it was not overwritten",
+                self.cfg.key, self.cfg.secret, staged.run
+            )))
+        };
+        if !now.same_as(&previous) {
+            return Err(changed());
+        }
+        let rv = live.metadata.resource_version.clone().unwrap_or_default();
+        let sent = self.patch_live(&staged.run, &new, &rv).await;
+        let err = match sent {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        match err.kind() {
+            ErrorKind::Conflict => {
+                // The Secret changed after it was read: find out by whom.
+                let back = self.live().await?;
+                if Self::activated_by(&back, &staged.run) || self.live_value(&back)?.same_as(&new) {
+                    return Ok(()); // our own earlier write, whose answer was lost
+                }
+                if self.live_value(&back)?.same_as(&previous) {
+                    return Err(self.ctx(
+                        Error::conflict(format!(
+                            "Secret {} changed (another field) between reading and patching \
+                             it; read again and retry",
+                            self.cfg.secret
+                        ))
+                        .retryable(),
+                    ));
+                }
+                Err(changed())
+            }
+            _ => Err(self.patch_failure(err).await),
+        }
+    }
+
     fn record(&self, run: &RunId, uid: String, live_rv: Option<String>) -> Staged {
         Staged {
             target: self.describe(),
@@ -685,6 +803,7 @@ impl SecretStore for KubernetesSecretStore {
                         ))));
                     }
                     let uid = existing.metadata.uid.clone().unwrap_or_default();
+                    self.remember(run, &uid, rv.as_deref(), new);
                     return Ok(self.record(run, uid, rv));
                 }
                 if let Some(e) = self.stale(&live, &existing) {
@@ -734,6 +853,7 @@ impl SecretStore for KubernetesSecretStore {
             {
                 Ok(created) => {
                     let uid = created.metadata.uid.unwrap_or_default();
+                    self.remember(run, &uid, rv.as_deref(), new);
                     return Ok(self.record(run, uid, rv));
                 }
                 // AlreadyExists: an earlier attempt's create landed, or a racer's.
@@ -755,84 +875,23 @@ impl SecretStore for KubernetesSecretStore {
     }
 
     async fn activate(&self, staged: &Staged) -> Result<()> {
-        let live = self.live().await?;
-        if Self::activated_by(&live, &staged.run) {
-            return Ok(()); // a retry whose first answer was lost, or a resume
-        }
-        if let Some(e) = self.refusal(&live) {
-            return Err(e);
-        }
-        let s = self.staged_secret(staged).await?;
-        let new = self.staged_value(&s, STAGED_VALUE)?;
-        let previous = self.staged_value(&s, STAGED_PREVIOUS)?;
-        let now = self.live_value(&live)?;
-        if now.same_as(&new) {
-            return Ok(()); // activated by hand, with the printed command
-        }
-        let changed = || {
-            self.ctx(Error::conflict(format!(
-                "key {} of Secret {} was changed by someone else since run {} staged (it holds \
-                 neither the value it had then nor the staged one); it was not overwritten",
-                self.cfg.key, self.cfg.secret, staged.run
-            )))
-        };
-        if !now.same_as(&previous) {
-            return Err(changed());
-        }
-        let rv = live.metadata.resource_version.clone().unwrap_or_default();
-        let value = serde_json::to_value(ByteString(new.expose().as_bytes().to_vec()))
-            .map_err(|e| self.ctx(Error::failed(format!("encoding the value: {e}"))))?;
-        // A JSON merge patch (RFC 7386) of one key; `metadata.resourceVersion` in
-        // the body is the precondition the API server checks before applying it.
-        let patch = serde_json::json!({
-            "metadata": {
-                "resourceVersion": rv,
-                "annotations": { RUN_ANNOTATION: staged.run.as_str() },
-            },
-            "data": { self.cfg.key.as_str(): value },
-        });
-        let api = self.api().await?;
-        let sent = bounded(
-            &format!("patch secret {}", self.cfg.secret),
-            self.limit(),
-            api.patch(
-                &self.cfg.secret,
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            ),
-        )
-        .await;
-        let err = match sent {
-            Ok(_) => return Ok(()),
-            Err(e) => e,
-        };
-        match err.kind() {
-            ErrorKind::Conflict => {
-                // The Secret changed after it was read: find out by whom.
-                let back = self.live().await?;
-                if Self::activated_by(&back, &staged.run) || self.live_value(&back)?.same_as(&new) {
-                    return Ok(()); // our own earlier write, whose answer was lost
+        let prepared = self
+            .prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .filter(|p| p.run == staged.run && p.uid == staged.version);
+        if let Some(p) = prepared {
+            match self.patch_live(&staged.run, &p.value, &p.live_rv).await {
+                Ok(()) => return Ok(()),
+                // Changed since staging (or our own write landed): decide by reading.
+                Err(e) if e.kind() == ErrorKind::Conflict => {
+                    *self.prepared.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 }
-                if self.live_value(&back)?.same_as(&previous) {
-                    return Err(self.ctx(
-                        Error::conflict(format!(
-                            "Secret {} changed (another field) between reading and patching \
-                             it; read again and retry",
-                            self.cfg.secret
-                        ))
-                        .retryable(),
-                    ));
-                }
-                Err(changed())
+                Err(e) => return Err(self.patch_failure(e).await),
             }
-            // Made immutable after preflight: `422 Invalid`, "field is immutable".
-            ErrorKind::InvalidConfig => match self.live().await.ok().and_then(|l| self.refusal(&l))
-            {
-                Some(refusal) => Err(refusal),
-                None => Err(self.ctx(err)),
-            },
-            _ => Err(self.ctx(self.with_rules(err))),
         }
+        self.activate_by_reading(staged).await
     }
 
     /// The staged copy is deleted once the live Secret shows the activation; before
@@ -860,6 +919,7 @@ impl SecretStore for KubernetesSecretStore {
     }
 
     async fn discard(&self, staged: &Staged) -> Result<()> {
+        *self.prepared.lock().unwrap_or_else(|e| e.into_inner()) = None;
         let Some(s) = self.get(&self.cfg.staged_name()).await? else {
             return Ok(());
         };
@@ -878,6 +938,7 @@ impl SecretStore for KubernetesSecretStore {
     }
 
     async fn clean_stale(&self) -> Result<Option<String>> {
+        *self.prepared.lock().unwrap_or_else(|e| e.into_inner()) = None;
         let live = self.live().await?;
         let Some(s) = self.get(&self.cfg.staged_name()).await? else {
             return Ok(None);

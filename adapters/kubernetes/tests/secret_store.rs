@@ -496,28 +496,92 @@ async fn a_stale_resource_version_holding_another_value_is_a_conflict() {
     s.discard(&staged).await.unwrap();
 }
 
-/// …and still holding the value it had at staging (someone changed a label): a
-/// retryable conflict, and the retry activates.
-async fn a_stale_resource_version_from_another_field_is_retried() {
+/// …and still holding the value it had at staging (someone changed a label):
+/// activation reads it again and patches under the new resourceVersion; when that
+/// too meets a change, a retryable conflict, and the retry activates.
+async fn a_stale_resource_version_from_another_field_is_read_again() {
     let env = seeded().await;
     let s = store(&env);
     let staged = s
         .stage(&Passphrase::from(NEW), &run("label"))
         .await
         .unwrap();
-    env.fake.state().before_next("PATCH", "/secrets/app", |c| {
-        c.edit_secret(NS, SECRET, |o| {
-            o["metadata"]["labels"] = serde_json::json!({"team": "shop"})
-        })
-    });
+    let label = |v: &'static str| {
+        move |c: &mut vsync_orchestrate_kubernetes_fake::Cluster| {
+            c.edit_secret(NS, SECRET, |o| {
+                o["metadata"]["labels"] = serde_json::json!({ "team": v })
+            })
+        }
+    };
+    env.fake
+        .state()
+        .before_next("PATCH", "/secrets/app", label("shop"));
+    s.activate(&staged).await.unwrap();
+    assert_eq!(live(&env).as_deref(), Some(NEW));
+    let labels = env.fake.state().secret(NS, SECRET).unwrap().metadata.labels;
+    assert_eq!(labels.unwrap()["team"], "shop", "their change is kept");
+
+    let env = seeded().await;
+    let s = store(&env);
+    let staged = s
+        .stage(&Passphrase::from(NEW), &run("label2"))
+        .await
+        .unwrap();
+    env.fake
+        .state()
+        .before_next("PATCH", "/secrets/app", label("a"));
+    env.fake
+        .state()
+        .before_next("PATCH", "/secrets/app", label("b"));
     let e = s.activate(&staged).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict, "{}", e.chain());
     assert!(e.is_temporary());
     assert_eq!(live(&env).as_deref(), Some(OLD));
     s.activate(&staged).await.unwrap();
     assert_eq!(live(&env).as_deref(), Some(NEW));
-    let labels = env.fake.state().secret(NS, SECRET).unwrap().metadata.labels;
-    assert_eq!(labels.unwrap()["team"], "shop", "their change is kept");
+}
+
+/// The store that staged activates with the one conditional patch and nothing
+/// else; a fresh one (resume) reads the live and the staged Secret first.
+async fn activation_by_the_staging_store_is_one_request() {
+    let env = seeded().await;
+    let s = store(&env);
+    let staged = s.stage(&Passphrase::from(NEW), &run("one")).await.unwrap();
+    let before = env.fake.http().requests().len();
+    s.activate(&staged).await.unwrap();
+    let sent: Vec<String> = env.fake.http().requests()[before..]
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        sent,
+        [format!("PATCH /api/v1/namespaces/{NS}/secrets/{SECRET}")]
+    );
+
+    let env = seeded().await;
+    let staged = store(&env)
+        .stage(&Passphrase::from(NEW), &run("fresh"))
+        .await
+        .unwrap();
+    let before = env.fake.http().requests().len();
+    store(&env).activate(&staged).await.unwrap();
+    let methods: Vec<String> = env.fake.http().requests()[before..]
+        .iter()
+        .map(|r| r.method.clone())
+        .collect();
+    assert_eq!(methods, ["GET", "GET", "PATCH"]);
+    assert_eq!(live(&env).as_deref(), Some(NEW));
+}
+
+/// A discarded stage is not activated by the instance that staged it either.
+async fn a_discarded_stage_is_not_activated() {
+    let env = seeded().await;
+    let s = store(&env);
+    let staged = s.stage(&Passphrase::from(NEW), &run("gone")).await.unwrap();
+    s.discard(&staged).await.unwrap();
+    let e = s.activate(&staged).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{}", e.chain());
+    assert_eq!(live(&env).as_deref(), Some(OLD));
 }
 
 /// The patch is applied and its answer lost: the error is temporary, and the
@@ -676,7 +740,9 @@ vsync_orchestrate_testkit::main! {
         a_missing_secret_or_key_is_not_found,
         a_stale_resource_version_holding_our_value_is_success,
         a_stale_resource_version_holding_another_value_is_a_conflict,
-        a_stale_resource_version_from_another_field_is_retried,
+        a_stale_resource_version_from_another_field_is_read_again,
+        activation_by_the_staging_store_is_one_request,
+        a_discarded_stage_is_not_activated,
         a_lost_activation_answer_is_found_done,
         a_lost_stage_answer_is_found_again,
         a_held_activation_forwarded_after_the_retry_never_overwrites,
