@@ -370,6 +370,10 @@ impl Cluster {
         self.denials.clone()
     }
 
+    /// RBAC: a request no rule allows is `403 Forbidden`, with the authorizer's
+    /// `User "…" cannot VERB resource "…" in API group "…" in the namespace "…"`
+    /// (https://kubernetes.io/docs/reference/access-authn-authz/rbac/,
+    /// https://kubernetes.io/docs/reference/access-authn-authz/authorization/#determine-whether-a-request-is-allowed-or-denied).
     fn authorize(
         &mut self,
         verb: &str,

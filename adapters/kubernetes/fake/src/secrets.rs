@@ -36,7 +36,8 @@ fn key(ns: &str, name: &str) -> (String, String) {
     (ns.to_owned(), name.to_owned())
 }
 
-/// `secrets "x" not found`, with the details the API server adds.
+/// `secrets "x" not found`, with the details the API server adds
+/// (`StatusReasonNotFound`, api-conventions.md#response-status-kind).
 fn not_found(name: &str) -> Response {
     with_details(
         status(404, "NotFound", &format!("secrets \"{name}\" not found"), 0),
@@ -51,6 +52,8 @@ fn with_details(mut r: Response, details: Value) -> Response {
     r
 }
 
+/// A write whose `metadata.resourceVersion` is not the stored one
+/// (api-conventions.md#concurrency-control-and-consistency: "409 Conflict").
 fn conflict_modified(name: &str) -> Response {
     with_details(
         status(
@@ -66,7 +69,8 @@ fn conflict_modified(name: &str) -> Response {
     )
 }
 
-/// The `422 Invalid` of `ValidateSecretUpdate` for an immutable Secret.
+/// The `422 Invalid` of `ValidateSecretUpdate` for an immutable Secret
+/// (https://kubernetes.io/docs/concepts/configuration/secret/#secret-immutable).
 fn immutable_refusal(name: &str, field: &str) -> Response {
     let m = "field is immutable when `immutable` is set";
     with_details(
@@ -314,6 +318,7 @@ impl Cluster {
                 0,
             );
         }
+        // `409 AlreadyExists` (api-conventions.md#response-status-kind).
         if self.secrets.contains_key(&key(ns, &name)) {
             return with_details(
                 status(
@@ -333,6 +338,8 @@ impl Cluster {
         Response::json(201, &stored)
     }
 
+    /// PATCH (https://kubernetes.io/docs/reference/kubernetes-api/config-and-storage-resources/secret-v1/#patch-partially-update-the-specified-secret):
+    /// strategic merge and JSON merge patch of maps are the same merge (RFC 7386).
     pub(crate) fn patch_secret(
         &mut self,
         ns: &str,
@@ -419,6 +426,8 @@ impl Cluster {
         let Some(obj) = self.secrets.get(&key(ns, name)).cloned() else {
             return not_found(name);
         };
+        // DeleteOptions.preconditions: a mismatch is `409 Conflict`
+        // (https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/delete-options/).
         let opts = req.json();
         let pre = &opts["preconditions"];
         for (field, what) in [("uid", "UID"), ("resourceVersion", "ResourceVersion")] {
