@@ -242,6 +242,7 @@ async fn run(
             return Exit::PlanInvalid;
         };
         let notifier = crate::notify::Notifier::attach(&loaded, &mut opts);
+        opts.confirm = confirmation(cli);
         let s = engine::run(&loaded, &opts, progress, false).await;
         let code = emit(out, &s, false);
         if let Some(n) = notifier {
@@ -709,4 +710,23 @@ fn warn_line(w: impl std::fmt::Display) {
     } else {
         eprintln!("{w}");
     }
+}
+
+/// The question before `run`'s first write, when a person is at a terminal and
+/// `--yes` was not given. Anything but `yes` stops the run.
+fn confirmation(cli: &Cli) -> Option<engine::Confirm> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if cli.yes || !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    Some(engine::Confirm(std::sync::Arc::new(|what: &str| {
+        let mut e = std::io::stderr().lock();
+        let _ = write!(
+            e,
+            "\n{what}.\nOnly 'yes' continues (--yes skips this question): "
+        );
+        let _ = e.flush();
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer).is_ok() && answer.trim() == "yes"
+    })))
 }
