@@ -84,23 +84,23 @@ local dir=$1 out=$2 typed=$3 line ok=''
 zpty z zsh -f -i
 zpty -w z "PS1=''; unsetopt zle_bracketed_paste 2>/dev/null"
 zpty -w z "fpath=(${(q)dir} \$fpath); autoload -Uz compinit && compinit -u -D"
-zpty -w z "zstyle ':completion:*' menu no; zstyle ':completion:*' list-prompt ''"
+zpty -w z "unsetopt autolist listbeep beep; zstyle ':completion:*' menu no"
 zpty -w z 'compadd() { if (( ${@[(I)-[OAD]]} )); then builtin compadd "$@"; return; fi; local -a m; builtin compadd -A m "$@"; (( $#m )) && print -rl -- $m >>'"${(q)out}"'; builtin compadd "$@"; }'
 zpty -w z "print -r -- READY\$((6*7))"
-for i in {1..200}; do
-  if zpty -r -t z line && [[ $line == *READY42* ]]; then ok=1; break; fi
-  sleep 0.05
+for i in {1..400}; do
+  if zpty -r -t z line; then [[ $line == *READY42* ]] && { ok=1; break }; else sleep 0.05; fi
 done
 [[ -n $ok ]] || { print -u2 "zsh never became ready"; exit 4; }
 : >| $out
 zpty -w -n z "$typed"$'\t'
-local last=-1 size=0
-for i in {1..100}; do
-  sleep 0.1
-  size=$(wc -c < $out)
-  (( size > 0 && size == last )) && break
-  last=$size
+# Typed after the TAB, so it runs once the completion widget has returned: when
+# its output appears, every candidate has been recorded.
+zpty -w z $'\C-u'"print -r -- DONE\$((6*7))"
+ok=''
+for i in {1..800}; do
+  if zpty -r -t z line; then [[ $line == *DONE42* ]] && { ok=1; break }; else sleep 0.05; fi
 done
+[[ -n $ok ]] || { print -u2 "the completion never returned"; exit 5; }
 zpty -d z
 "#;
 

@@ -95,11 +95,12 @@ fn page(root: &Command, cmd: &Command, is_root: bool) -> io::Result<Page> {
 
 /// The `.TH` line, written here because clap_mangen leaves an empty date
 /// unquoted, which shifts the source and manual names one field left. No date:
-/// the version (with its commit) says which build the page describes.
+/// the version (with its commit) says which build the page describes. `.nh`:
+/// names, paths and variables are copied from the page, so none is hyphenated.
 fn title(file_name: &str) -> String {
     let name = file_name.trim_end_matches(&format!(".{SECTION}"));
     format!(
-        ".ie \\n(.g .ds Aq \\(aq\n.el .ds Aq '\n.TH {} {SECTION} \"\" \"{}\" \"vsync-orchestrate manual\"\n",
+        ".ie \\n(.g .ds Aq \\(aq\n.el .ds Aq '\n.TH {} {SECTION} \"\" \"{}\" \"vsync-orchestrate manual\"\n.nh\n",
         escape(name),
         escape(env!("VSYNC_ORCHESTRATE_VERSION")),
     )
