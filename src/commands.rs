@@ -169,29 +169,39 @@ async fn command(cli: &Cli, out: &Out) -> Exit {
         // `dispatch` runs it, with the app's own exit codes.
         Command::DemoApp { .. } => Exit::Ok,
         Command::Completions { shell } => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(
-                *shell,
-                &mut cmd,
-                "vsync-orchestrate",
-                &mut std::io::stdout(),
-            );
-            Exit::Ok
+            match crate::cli::completions::write(*shell, &mut std::io::stdout()) {
+                Ok(()) => Exit::Ok,
+                Err(e) => {
+                    eprintln!("writing the completions: {e}");
+                    Exit::BadInput
+                }
+            }
         }
         Command::Schema => {
             println!("{}", plan::schema::pretty());
             Exit::Ok
         }
-        Command::Man => {
-            let cmd = <Cli as clap::CommandFactory>::command();
-            match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+        Command::Man { dir } => match dir {
+            None => match crate::cli::manual::write_main(&mut std::io::stdout()) {
                 Ok(()) => Exit::Ok,
                 Err(e) => {
                     eprintln!("writing the man page: {e}");
                     Exit::BadInput
                 }
-            }
-        }
+            },
+            Some(dir) => match crate::cli::manual::write_to(dir) {
+                Ok(paths) => {
+                    for p in paths {
+                        println!("{}", p.display());
+                    }
+                    Exit::Ok
+                }
+                Err(e) => {
+                    eprintln!("writing the man pages to {}: {e}", dir.display());
+                    Exit::BadInput
+                }
+            },
+        },
         Command::DemoCtl { action, dir, app } => {
             if action == "stop" {
                 crate::demo::ctl::stop(dir, *app);
