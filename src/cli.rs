@@ -3,6 +3,9 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+pub mod completions;
+pub mod manual;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     Human,
@@ -55,6 +58,7 @@ pub enum Command {
     /// Rotate: preflight, stage, rotate, activate, restart, verify. Several plans
     /// (one per environment) run side by side, each under its own vault lock.
     Run {
+        /// Plan files (TOML), one per environment.
         #[arg(required = true)]
         plans: Vec<PathBuf>,
         /// How many plans run at once.
@@ -69,19 +73,31 @@ pub enum Command {
         clean_stale: bool,
     },
     /// Dry run: the full read-only preflight and the ordered list of every write `run` would make.
-    Plan { plan: PathBuf },
+    Plan {
+        /// The plan file (TOML).
+        plan: PathBuf,
+    },
     /// Static checks only (no network): for CI on plan repositories.
     Validate {
+        /// Plan files (TOML).
         #[arg(required = true)]
         plans: Vec<PathBuf>,
     },
     /// Finish the newest interrupted run on this plan's vault from its journal.
-    Resume { plan: PathBuf },
+    Resume {
+        /// The plan file (TOML) of the interrupted run.
+        plan: PathBuf,
+    },
     /// Pointer, stamp, generation, last rotation, lock and each store's state.
-    Status { plan: PathBuf },
+    Status {
+        /// The plan file (TOML).
+        plan: PathBuf,
+    },
     /// The newest rows of the vault's audit log.
     Audit {
+        /// The plan file (TOML).
         plan: PathBuf,
+        /// How many rows, newest first.
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
@@ -90,6 +106,7 @@ pub enum Command {
         /// Keep the sandbox here for inspection (default: a temporary directory, removed).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// How many demo apps to start.
         #[arg(long, default_value_t = 3)]
         apps: u32,
     },
@@ -112,10 +129,18 @@ pub enum Command {
         #[arg(long)]
         port: u16,
     },
-    /// Shell completions, to stdout.
-    Completions { shell: clap_complete::Shell },
-    /// The man page (roff), to stdout.
-    Man,
+    /// The shell completion script, to stdout.
+    Completions {
+        /// The shell the script is for.
+        shell: clap_complete::Shell,
+    },
+    /// The man page (roff) to stdout, or with --dir every page (one per command).
+    Man {
+        /// Write vsync-orchestrate.1 and one vsync-orchestrate-COMMAND.1 per
+        /// command here (e.g. /usr/local/share/man/man1) and list them.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// The plan's JSON Schema (for editors: taplo / Even Better TOML), to stdout.
     Schema,
     /// Restart one demo app (the demo plan's `command` restarter runs this).

@@ -169,29 +169,39 @@ async fn command(cli: &Cli, out: &Out) -> Exit {
         // `dispatch` runs it, with the app's own exit codes.
         Command::DemoApp { .. } => Exit::Ok,
         Command::Completions { shell } => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(
-                *shell,
-                &mut cmd,
-                "vsync-orchestrate",
-                &mut std::io::stdout(),
-            );
-            Exit::Ok
+            match crate::cli::completions::write(*shell, &mut std::io::stdout()) {
+                Ok(()) => Exit::Ok,
+                Err(e) => {
+                    eprintln!("writing the completions: {e}");
+                    Exit::BadInput
+                }
+            }
         }
         Command::Schema => {
             println!("{}", plan::schema::pretty());
             Exit::Ok
         }
-        Command::Man => {
-            let cmd = <Cli as clap::CommandFactory>::command();
-            match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+        Command::Man { dir } => match dir {
+            None => match crate::cli::manual::write_main(&mut std::io::stdout()) {
                 Ok(()) => Exit::Ok,
                 Err(e) => {
                     eprintln!("writing the man page: {e}");
                     Exit::BadInput
                 }
-            }
-        }
+            },
+            Some(dir) => match crate::cli::manual::write_to(dir) {
+                Ok(paths) => {
+                    for p in paths {
+                        println!("{}", p.display());
+                    }
+                    Exit::Ok
+                }
+                Err(e) => {
+                    eprintln!("writing the man pages to {}: {e}", dir.display());
+                    Exit::BadInput
+                }
+            },
+        },
         Command::DemoCtl { action, dir, app } => {
             if action == "stop" {
                 crate::demo::ctl::stop(dir, *app);
@@ -242,6 +252,7 @@ async fn run(
             return Exit::PlanInvalid;
         };
         let notifier = crate::notify::Notifier::attach(&loaded, &mut opts);
+        opts.confirm = confirmation(cli);
         let s = engine::run(&loaded, &opts, progress, false).await;
         let code = emit(out, &s, false);
         if let Some(n) = notifier {
@@ -709,4 +720,23 @@ fn warn_line(w: impl std::fmt::Display) {
     } else {
         eprintln!("{w}");
     }
+}
+
+/// The question before `run`'s first write, when a person is at a terminal and
+/// `--yes` was not given. Anything but `yes` stops the run.
+fn confirmation(cli: &Cli) -> Option<engine::Confirm> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if cli.yes || !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    Some(engine::Confirm(std::sync::Arc::new(|what: &str| {
+        let mut e = std::io::stderr().lock();
+        let _ = write!(
+            e,
+            "\n{what}.\nOnly 'yes' continues (--yes skips this question): "
+        );
+        let _ = e.flush();
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer).is_ok() && answer.trim() == "yes"
+    })))
 }

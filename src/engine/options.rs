@@ -26,6 +26,21 @@ pub struct RunOptions {
     /// How long a pointer swap without a final answer (a 200, or a 412 and a read)
     /// is sent again before the run gives up and keeps everything staged (exit 14).
     pub commit_deadline: Duration,
+    /// Asked once preflight passed and before the first write (the journal, the
+    /// lock): `false` stops the run with nothing written. Set by the CLI when a
+    /// person is at a terminal and `--yes` was not given, as `terraform apply`
+    /// asks unless `-auto-approve`.
+    pub confirm: Option<Confirm>,
+}
+
+/// The question before the first write: gets what is about to happen, in words.
+#[derive(Clone)]
+pub struct Confirm(pub std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for Confirm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Confirm")
+    }
 }
 
 /// What else sees the engine's events besides the display (the plan's
@@ -51,6 +66,7 @@ impl RunOptions {
             activate_attempt: Duration::from_secs(5),
             activate_deadline: Duration::from_secs(20),
             commit_deadline: Duration::from_secs(20),
+            confirm: None,
         }
     }
 }

@@ -178,6 +178,21 @@ async fn stage(cx: &mut Ctx<'_>, r: Box<Ready>) -> State {
             "interrupted before anything was written",
         ))));
     }
+    if let Some(confirm) = cx.opts.confirm.clone() {
+        let what = format!(
+            "rotate {} now: stage on {} store(s), swap the pointer, activate, then restart {} target(s)",
+            r.vault.describe(),
+            r.stores.len(),
+            r.restarters.len()
+        );
+        // The prompt blocks on a person: off the runtime's workers.
+        let yes = tokio::task::spawn_blocking(move || (confirm.0)(&what))
+            .await
+            .unwrap_or(false);
+        if !yes {
+            return State::Ended(Box::new(cx.fail(Failure::Declined)));
+        }
+    }
     let keeper = match lock_and_journal(cx, &r).await {
         Ok(k) => k,
         Err(f) => return State::Ended(Box::new(cx.fail(f))),

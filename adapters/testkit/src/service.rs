@@ -72,6 +72,11 @@ const SERVICES: &[(&str, &str)] = &[
         "VSYNC_TEST_VERCEL_",
         "install Vercel's SDK and CLI: .ci/services/41-vercel-clients.sh",
     ),
+    ("zsh", "install zsh: .ci/services/05-tools.sh"),
+    ("fish", "install fish: .ci/services/05-tools.sh"),
+    ("groff", "install groff-base: .ci/services/05-tools.sh"),
+    ("man", "install man-db: .ci/services/05-tools.sh"),
+    ("systemd-analyze", "install systemd"),
 ];
 
 /// Why a test that reads `vars` skips when `missing` are unset:
