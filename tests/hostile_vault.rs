@@ -219,7 +219,7 @@ async fn cli() -> DirCase {
 }
 
 /// Every hostile state of a directory vault, one after the other, with a table of
-/// what each gave (`--nocapture` prints it; the README quotes it).
+/// what each gave (`--nocapture` prints it; docs/safety.md quotes it).
 async fn hostile_directory_vaults_give_the_upstream_class_and_write_nothing() {
     let mut seen = Vec::new();
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use vsync_orchestrate_api::{ErrorKind, RolloutOutcome};
 use vsync_orchestrate_testkit::fake_http::{Fault, When};
 
-/// The Role in `deploy/kubernetes/cronjob.yaml`, which the README quotes.
+/// The Role in `deploy/kubernetes/cronjob.yaml`, which docs/adapters.md quotes.
 fn documented_role() -> Vec<Rule> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../deploy/kubernetes/cronjob.yaml");
