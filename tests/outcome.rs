@@ -87,3 +87,73 @@ fn the_vaults_refusals_keep_the_upstream_exit_codes() {
     .collect();
     assert_eq!(codes, [1, 2, 3, 5]);
 }
+
+/// Issue "the window apps feel": a store read at boot delivers at T1, so apps feel
+/// the store window; one whose value reaches new deployments only delivers when the
+/// restart is done, and the summary's delivery window is the longest.
+#[tokio::test]
+async fn the_delivery_window_is_what_apps_feel() {
+    let sb = Sandbox::new("").await;
+    let log = log();
+    let deploys = MemStore::new("deploys", OLD, &log, None);
+    deploys.on_redeploy.store(true, Ordering::SeqCst);
+    let restarter = MemRestarter::new(&log);
+    let parts = sb
+        .parts(vec![sb.file_store(), deploys.clone()], Some(restarter))
+        .await;
+    let shown = Shown::new();
+    let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &shown.p, false).await;
+    assert_eq!(s.exit_code, 0, "{}", s.outcome);
+    let json = serde_json::to_value(&s).unwrap();
+    let d = json["delivery"].as_array().unwrap();
+    assert_eq!(d.len(), 2, "{json}");
+    assert_eq!(d[0]["path"], "at_boot");
+    assert_eq!(
+        d[0]["window_ms"].as_f64(),
+        s.window_ms,
+        "read at boot: T0 → T1"
+    );
+    assert_eq!(d[1]["path"], "on_redeploy");
+    let redeploy = d[1]["window_ms"].as_f64().expect("measured");
+    let t2 = s.t2_ms.expect("the restart reported done");
+    assert!(
+        redeploy >= s.window_ms.unwrap() && redeploy <= t2 + 50.0,
+        "new deployments only: T0 → the restart done ({redeploy} ms; window {:?}, T2 {t2})",
+        s.window_ms
+    );
+    assert_eq!(s.delivery_window_ms, Some(redeploy));
+}
+
+#[tokio::test]
+async fn a_store_only_new_deployments_read_with_nothing_to_restart_is_named() {
+    let sb = Sandbox::new("").await;
+    let log = log();
+    let deploys = MemStore::new("deploys", OLD, &log, None);
+    deploys.on_redeploy.store(true, Ordering::SeqCst);
+    let parts = sb.parts(vec![sb.file_store(), deploys.clone()], None).await;
+    let shown = Shown::new();
+    let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &shown.p, false).await;
+    assert_eq!(s.exit_code, 0, "{}", s.outcome);
+    assert_eq!(s.delivery_window_ms, None, "never delivered");
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.contains("memory deploys") && w.contains("new deployments only")),
+        "{:?}",
+        s.warnings
+    );
+
+    // The dry run says so before anything is written.
+    let parts = sb.parts(vec![sb.file_store(), deploys], None).await;
+    let (p, shown) = vsync_orchestrate::report::Progress::capture();
+    let dry = engine::run_with(&sb.loaded, parts, &sb.opts(), &p, true).await;
+    assert_eq!(dry.exit_code, 0, "{}", dry.outcome);
+    let shown = shown.lock().unwrap().clone();
+    assert!(
+        shown.contains(
+            "delivery  memory deploys: reaches new deployments only and the plan restarts nothing"
+        ),
+        "{shown}"
+    );
+    assert!(shown.contains("read by processes as they start"), "{shown}");
+}

@@ -12,7 +12,7 @@ pub use crate::engine::infra::journal::JournalEvent;
 use serde::Serialize;
 use std::future::Future;
 use std::time::{Duration, Instant};
-use vsync_orchestrate_api::ErrorKind;
+use vsync_orchestrate_api::{Delivery, ErrorKind};
 
 /// One result row, as printed (`✓ label — detail`) and as in the JSON `targets`.
 #[derive(Debug, Clone, Serialize)]
@@ -30,6 +30,19 @@ pub struct TargetResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<RowError>,
     pub ms: f64,
+}
+
+/// One store's path into the apps: `window_ms` is T0 → the moment a process that
+/// starts can get the new passphrase through it (the store activated, for a store
+/// read at boot; the restart done, for one that reaches only new deployments).
+/// `None` in a dry run, after `resume` (no T0 of its own), or when it never did
+/// (a restart that failed, or none to deliver it).
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryWindow {
+    pub slot: String,
+    pub target: String,
+    pub path: Delivery,
+    pub window_ms: Option<f64>,
 }
 
 /// Why a row failed: the adapter's own error kind, or how a rollout it started
@@ -133,6 +146,9 @@ pub enum Event {
     Window(Duration),
     /// T0 → every rollout reported done.
     T2(Duration),
+    /// The window apps feel, per store: how its passphrase reaches a process that
+    /// starts, and (in a run that swapped) how long after T0 it could.
+    Delivery(Vec<DeliveryWindow>),
     Facts(VaultFacts),
     Health(Vec<UrlResult>),
     PlannedWrites(Vec<String>),

@@ -420,6 +420,7 @@ async fn committed(
         keeper,
         new: staged_pass,
         t0: None,
+        t1: None,
         window: None,
         guard: None,
     }))

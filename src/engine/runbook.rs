@@ -19,6 +19,7 @@ use crate::engine::infra::retry;
 use crate::engine::infra::run_id::new_run_id;
 use crate::engine::options::RunOptions;
 use crate::engine::phases::activate;
+use crate::engine::phases::delivery;
 use crate::engine::phases::escrow;
 use crate::engine::phases::preflight::{self, Preflighted, Ready};
 use crate::engine::phases::restart;
@@ -73,6 +74,8 @@ pub(super) struct Committed {
     pub new: Option<Passphrase>,
     /// T0 as this process measured it, for T2; `resume` has none.
     pub t0: Option<Instant>,
+    /// T1, once activation answered.
+    pub t1: Option<Instant>,
     /// The window as the swap left it, for activation to close and report.
     pub window: Option<activate::Window>,
     /// Signals held from the swap until every store is activated.
@@ -163,6 +166,7 @@ async fn preflight(cx: &mut Ctx<'_>, parts: build::Parts, command: &str) -> Stat
         ),
         Ok(Preflighted::Ready(r)) if cx.dry_run => {
             preflight::planned_writes(cx, &r);
+            delivery::plan(cx, &r.stores, r.restarters.len());
             cx.end(Exit::Ok, "dry run: preflight passed; nothing was written")
         }
         Ok(Preflighted::Ready(r)) => return State::Stage(r),
@@ -253,6 +257,7 @@ async fn rotate(
         keeper,
         new: Some(new),
         t0: Some(swapped.t0),
+        t1: None,
         window: Some(activate::Window {
             t0: swapped.t0,
             uncertain: swapped.uncertain,
@@ -268,7 +273,10 @@ async fn activate(cx: &mut Ctx<'_>, mut c: Box<Committed>) -> State {
     let activated = activate::run(cx, &c.stores, &c.staged, c.new.as_ref(), c.window.take()).await;
     drop(c.guard.take());
     match activated {
-        Ok(()) => State::Finish(c),
+        Ok(t1) => {
+            c.t1 = Some(t1);
+            State::Finish(c)
+        }
         Err(window_open) => {
             c.keeper.stop().await;
             State::Ended(Box::new(window_open))
@@ -369,6 +377,7 @@ async fn finish(cx: &mut Ctx<'_>, c: Committed) -> Summary {
         rotated_at,
         keeper,
         t0,
+        t1,
         ..
     } = c;
     let (vault, stores, restarters, staged, prepared, rotated_at) = (
@@ -402,11 +411,12 @@ async fn finish(cx: &mut Ctx<'_>, c: Committed) -> Summary {
             .await;
         (a, t.elapsed())
     };
-    let (ended, tidied, ((audit, audit_row), took)) = tokio::join!(
-        restart::all(cx, restarters, staged, t0),
-        tidy(stores, staged),
-        audit
-    );
+    let restart = async {
+        let ended = restart::all(cx, restarters, staged, t0).await;
+        (ended, Instant::now())
+    };
+    let ((ended, restarted_at), tidied, ((audit, audit_row), took)) =
+        tokio::join!(restart, tidy(stores, staged), audit);
     for w in tidied {
         cx.warn(w);
     }
@@ -425,6 +435,9 @@ async fn finish(cx: &mut Ctx<'_>, c: Committed) -> Summary {
         restart::Ended::SomeFailed => exit = exit.most_urgent(Exit::RestartFailed),
         restart::Ended::AllDone => {}
     }
+    let delivered_by_restart =
+        (ended == restart::Ended::AllDone && !restarters.is_empty()).then_some(restarted_at);
+    delivery::report(cx, stores, staged, t0, t1, delivered_by_restart);
     crash_point("restarted");
     match verify::verify(
         cx,

@@ -2,7 +2,7 @@
 //! (the CLI, a fleet of runs, the tests) reads. Filled from the engine's events
 //! only ([`Summary::apply`]), so it cannot disagree with what was displayed.
 
-use crate::engine::events::{Event, RowError, Step, TargetResult};
+use crate::engine::events::{DeliveryWindow, Event, RowError, Step, TargetResult};
 use crate::engine::exit::Exit;
 use crate::engine::health::UrlResult;
 use serde::Serialize;
@@ -37,6 +37,11 @@ pub struct Summary {
     pub window_ms: Option<f64>,
     /// T0 → T2 (every restarter reported its rollout done), milliseconds.
     pub t2_ms: Option<f64>,
+    /// The window apps feel, per store (see [`DeliveryWindow`]).
+    pub delivery: Vec<DeliveryWindow>,
+    /// The longest of them: T0 → every store's value can reach a process that
+    /// starts. `None` unless every store's was measured.
+    pub delivery_window_ms: Option<f64>,
     pub phases_ms: BTreeMap<String, f64>,
     pub targets: Vec<TargetResult>,
     pub health: Vec<UrlResult>,
@@ -108,6 +113,16 @@ impl Summary {
             Event::Window(w) => self.window_ms = Some(ms(*w)),
             Event::AuditRow(r) => self.audit_row = Some(r.clone()),
             Event::T2(t) => self.t2_ms = Some(ms(*t)),
+            Event::Delivery(d) => {
+                self.delivery_window_ms = if d.is_empty() {
+                    None
+                } else {
+                    d.iter()
+                        .map(|w| w.window_ms)
+                        .try_fold(0.0_f64, |worst, w| w.map(|w| worst.max(w)))
+                };
+                self.delivery = d.clone();
+            }
             Event::Facts(f) => {
                 let keep = |mine: &mut Option<String>, new: &Option<String>| {
                     if new.is_some() {

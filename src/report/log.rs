@@ -179,6 +179,11 @@ pub fn event(run: &str, phase: &str, span: &tracing::Span, e: &Event) {
         Event::T2(t) => {
             by_phase!(phase, info, run = %run, t2_ms = ms(*t), "every rollout done")
         }
+        Event::Delivery(d) => {
+            for w in d {
+                by_phase!(phase, info, run = %run, slot = %w.slot, store = %w.target, path = ?w.path, window_ms = w.window_ms, "delivery window");
+            }
+        }
         Event::Facts(f) => by_phase!(phase, debug,
             run = %run,
             gen_before = f.gen_before,

@@ -242,6 +242,18 @@ impl Summary {
                 "  window   {w:.1} ms  (pointer swap T0 → every store activated T1)"
             );
         }
+        for d in self.delivery.iter().filter(|d| d.window_ms.is_some()) {
+            let path = match d.path {
+                vsync_orchestrate_api::Delivery::AtBoot => "read at boot",
+                vsync_orchestrate_api::Delivery::OnRedeploy => "new deployments only",
+            };
+            let _ = writeln!(
+                e,
+                "  delivery {}  T0 → a starting app gets it: {} ({path})",
+                d.target,
+                fmt_ms(Duration::from_secs_f64(d.window_ms.unwrap_or(0.0) / 1000.0))
+            );
+        }
         if let Some(t2) = self.t2_ms {
             let t2 = fmt_ms(Duration::from_secs_f64(t2 / 1000.0));
             let _ = writeln!(e, "  restart  T2 = T0 + {t2}: every rollout reported done");

@@ -35,6 +35,8 @@ pub struct MemStore {
     /// What `current` becomes right after the next read: someone else rotating
     /// between two reads of this run's.
     pub next_current: Mutex<Option<Passphrase>>,
+    /// Its value reaches new deployments only (as a Vercel variable's does).
+    pub on_redeploy: AtomicBool,
 }
 
 impl MemStore {
@@ -53,6 +55,7 @@ impl MemStore {
             stall_activate: AtomicUsize::new(0),
             stall_after_applying: AtomicBool::new(false),
             next_current: Mutex::new(None),
+            on_redeploy: AtomicBool::new(false),
         })
     }
 
@@ -82,6 +85,15 @@ impl MemStore {
 
 #[async_trait]
 impl SecretStore for MemStore {
+    fn capabilities(&self) -> vsync_orchestrate::api::StoreCapabilities {
+        let all = vsync_orchestrate::api::StoreCapabilities::ALL;
+        if self.on_redeploy.load(Ordering::SeqCst) {
+            all.delivered(vsync_orchestrate::api::Delivery::OnRedeploy)
+        } else {
+            all
+        }
+    }
+
     fn describe(&self) -> Target {
         Target::new("memory", self.name.clone())
     }

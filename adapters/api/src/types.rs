@@ -107,18 +107,44 @@ pub struct StoreCapabilities {
     /// `read_staged` returns the staged value, so `resume` can prove it opens the
     /// live bundle before activating.
     pub read_staged: bool,
+    /// How a booting process gets what this store serves: what decides the window
+    /// apps feel, as opposed to the store's own.
+    pub delivery: Delivery,
+}
+
+/// How the passphrase travels from a store into a process that starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// A process reads the store when it starts (a file, Secrets Manager injected
+    /// at task start, a GCP alias, a Kubernetes Secret read by a new pod): apps
+    /// feel the store's own window, T0 → the store activated.
+    AtBoot,
+    /// The value reaches only new deployments (a Vercel environment variable):
+    /// processes of the serving deployment that start after T0 still get the old
+    /// value until a restart has delivered a new deployment. Apps feel T0 → the
+    /// restart done.
+    OnRedeploy,
 }
 
 impl StoreCapabilities {
     pub const ALL: StoreCapabilities = StoreCapabilities {
         read_current: true,
         read_staged: true,
+        delivery: Delivery::AtBoot,
     };
     /// A store whose values cannot be read back at all.
     pub const WRITE_ONLY: StoreCapabilities = StoreCapabilities {
         read_current: false,
         read_staged: false,
+        delivery: Delivery::AtBoot,
     };
+
+    /// The same capabilities, delivered to processes as `delivery` says.
+    pub const fn delivered(mut self, delivery: Delivery) -> StoreCapabilities {
+        self.delivery = delivery;
+        self
+    }
 }
 
 impl Default for StoreCapabilities {

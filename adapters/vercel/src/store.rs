@@ -19,8 +19,8 @@ use serde_json::{json, Value};
 use std::sync::Mutex;
 use std::time::Duration;
 use vsync_orchestrate_api::{
-    async_trait, Error, ErrorKind, Passphrase, Preflight, Result, RunId, SecretStore, Staged,
-    StoreCapabilities, Target,
+    async_trait, Delivery, Error, ErrorKind, Passphrase, Preflight, Result, RunId, SecretStore,
+    Staged, StoreCapabilities, Target,
 };
 use vsync_orchestrate_http::Method;
 
@@ -432,15 +432,17 @@ impl SecretStore for VercelStore {
         Target::new(KIND, name)
     }
 
-    /// A sensitive variable cannot be read back; the staged one can.
+    /// A sensitive variable cannot be read back; the staged one can. Either way a
+    /// changed variable reaches new deployments only.
     fn capabilities(&self) -> StoreCapabilities {
-        if self.cfg.sensitive {
+        let c = if self.cfg.sensitive {
             let mut c = StoreCapabilities::WRITE_ONLY;
             c.read_staged = true;
             c
         } else {
             StoreCapabilities::ALL
-        }
+        };
+        c.delivered(Delivery::OnRedeploy)
     }
 
     async fn preflight(&self) -> Result<Preflight> {

@@ -31,15 +31,16 @@ pub(crate) struct Window {
     pub pointer_row: Option<(String, Duration)>,
 }
 
-/// Activates every staged entry not already activated, reports it, journals it.
-/// `Err(summary)`: a store still serves the old passphrase — the run ends, URGENT.
+/// Activates every staged entry not already activated, reports it, journals it;
+/// T1, the moment the last answer came back. `Err(summary)`: a store still serves
+/// the old passphrase — the run ends, URGENT.
 pub(crate) async fn run(
     cx: &mut Ctx<'_>,
     stores: &[Arc<dyn SecretStore>],
     staged: &[StagedEntry],
     new: Option<&Passphrase>,
     window: Option<Window>,
-) -> Result<(), Summary> {
+) -> Result<Instant, Summary> {
     let done = cx.journal().activated.clone();
     let limits = Limits {
         attempt: cx.opts.activate_attempt,
@@ -123,7 +124,7 @@ pub(crate) async fn run(
             took,
         });
     }
-    Ok(())
+    Ok(t1)
 }
 
 /// Every activation request has an attempt timeout (a request that stalls is

@@ -3,6 +3,7 @@
 //! back into the runbook.
 
 pub(crate) mod activate;
+pub(crate) mod delivery;
 pub mod escrow;
 pub(crate) mod preflight;
 pub(crate) mod restart;
