@@ -45,7 +45,12 @@ fn validate_plans_script_checks_a_plan_repository() {
     )
     .unwrap();
     let bad = run();
-    let err = String::from_utf8_lossy(&bad.stderr);
+    // validate's verdicts are its result (stdout); the script's own words, stderr.
+    let err = format!(
+        "{}{}",
+        String::from_utf8_lossy(&bad.stdout),
+        String::from_utf8_lossy(&bad.stderr)
+    );
     assert_eq!(bad.status.code(), Some(10), "{err}");
     assert!(err.contains("plans/broken.toml:8:1"), "{err}");
     assert!(err.contains("did you mean `secret_id`"), "{err}");
