@@ -64,6 +64,7 @@ pub struct Error {
     message: String,
     temporary: bool,
     retry_after: Option<std::time::Duration>,
+    next_step: Option<String>,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
@@ -75,6 +76,7 @@ impl Error {
             message: message.into(),
             temporary: kind == ErrorKind::Temporary,
             retry_after: None,
+            next_step: None,
             source: None,
         }
     }
@@ -102,6 +104,18 @@ impl Error {
     /// The wait the platform asked for, if any.
     pub fn wait_hint(&self) -> Option<std::time::Duration> {
         self.retry_after
+    }
+
+    /// The one command that fixes this on the operator's machine (`aws sso login
+    /// --profile prod`): the summary lists it under next steps, and the engine
+    /// reads an error that has one as the machine's setup, not the plan.
+    pub fn with_next_step(mut self, command: impl Into<String>) -> Self {
+        self.next_step = Some(command.into());
+        self
+    }
+
+    pub fn next_step(&self) -> Option<&str> {
+        self.next_step.as_deref()
     }
 
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {

@@ -41,6 +41,12 @@ where
         )),
         SdkError::TimeoutError(_) => Error::temporary(format!("{op}: timed out")),
         SdkError::DispatchFailure(d) => {
+            if let Some(e) = d
+                .as_connector_error()
+                .and_then(|c| vsync_orchestrate_aws_auth::credential_failure(None, c))
+            {
+                return e.context(op);
+            }
             // Connector errors describe the connection, never a body.
             let kind = if d.is_user() {
                 ErrorKind::InvalidConfig
