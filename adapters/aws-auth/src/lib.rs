@@ -15,6 +15,7 @@ use std::time::Duration;
 use vsync_orchestrate_api::{BuildContext, Error, Result};
 
 pub use aws_config;
+pub use aws_credential_types;
 
 /// How long credential discovery may take before the run gives up: the instance
 /// metadata service answers in milliseconds where it exists, and off EC2 its
@@ -334,6 +335,98 @@ mod tests {
         assert_eq!(a.region().unwrap().as_ref(), "eu-west-1");
         assert_eq!(b.region().unwrap().as_ref(), "us-east-1");
         assert!(sdk_config(&ctx, Some(" "), None).await.is_err());
+    }
+
+    fn setup(profile: Option<&str>, config: &str, credentials: &str) -> Setup {
+        let mut profiles = HashMap::new();
+        sections(config, true, &mut profiles);
+        sections(credentials, false, &mut profiles);
+        Setup {
+            profile: profile.map(|p| (p.to_owned(), "the plan")),
+            config: "/h/.aws/config".into(),
+            credentials: "/h/.aws/credentials".into(),
+            profiles,
+        }
+    }
+
+    #[test]
+    fn profiles_come_from_both_files() {
+        let s = setup(
+            None,
+            "[default]\nregion = x\n[profile sso]\nsso_session = s\n[sso-session s]\nsso_region = y\n",
+            "[keys]\naws_access_key_id = a\n",
+        );
+        let mut names: Vec<_> = s.profiles.keys().cloned().collect();
+        names.sort();
+        assert_eq!(names, ["default", "keys", "sso"]);
+        assert_eq!(s.profiles["sso"], ["sso_session"]);
+    }
+
+    #[test]
+    fn a_missing_profile_names_both_files_and_the_command() {
+        let e = no_credentials(&setup(Some("nope"), "[default]\n", ""), None);
+        assert_eq!(e.kind(), vsync_orchestrate_api::ErrorKind::InvalidConfig);
+        assert_eq!(
+            e.message(),
+            "AWS profile `nope` (from the plan) is in neither /h/.aws/config nor /h/.aws/credentials; create it with `aws configure --profile nope`"
+        );
+        assert_eq!(e.next_step(), Some("aws configure --profile nope"));
+        // A missing profile explains a missing region too.
+        assert_eq!(
+            no_region(&setup(Some("nope"), "", "")).next_step(),
+            Some("aws configure --profile nope")
+        );
+    }
+
+    #[test]
+    fn an_sso_profile_without_a_session_signs_in() {
+        let s = setup(Some("prod"), "[profile prod]\nsso_session = acme\n", "");
+        let e = no_credentials(&s, Some(&CredentialsError::not_loaded("no token")));
+        assert_eq!(e.kind(), vsync_orchestrate_api::ErrorKind::Permission);
+        assert_eq!(
+            e.message(),
+            "AWS profile `prod` signs in through SSO and has no valid session (the credential provider was not enabled: no token); run `aws sso login --profile prod`"
+        );
+        assert_eq!(e.next_step(), Some("aws sso login --profile prod"));
+        let timed_out = no_credentials(&setup(Some("prod"), "[profile prod]\n", ""), None);
+        assert_eq!(
+            timed_out.message(),
+            "AWS profile `prod` gave no credentials (no answer within 3s); run `aws configure --profile prod`"
+        );
+    }
+
+    #[test]
+    fn a_missing_region_says_where_it_looked() {
+        let e = no_region(&setup(None, "", ""));
+        assert_eq!(e.kind(), vsync_orchestrate_api::ErrorKind::InvalidConfig);
+        assert_eq!(
+            e.message(),
+            "no AWS region: not in the plan, AWS_REGION, AWS_DEFAULT_REGION, or profile `default` in /h/.aws/config; set `region` in the plan or run `export AWS_REGION=<region>`"
+        );
+        assert_eq!(e.next_step(), Some("export AWS_REGION=<region>"));
+    }
+
+    /// How the SDK hands a missing credential to a request: inside its
+    /// connector error.
+    #[test]
+    fn a_request_failure_caused_by_credentials_is_recognised() {
+        #[derive(Debug)]
+        struct Wrapper(CredentialsError);
+        impl std::fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("dispatch failure")
+            }
+        }
+        impl std::error::Error for Wrapper {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let err = Wrapper(CredentialsError::not_loaded("nothing"));
+        let e = credential_failure(None, &err).unwrap();
+        assert!(e.next_step().is_some());
+        let other = std::io::Error::other("connection refused");
+        assert!(credential_failure(None, &other).is_none());
     }
 
     #[test]
