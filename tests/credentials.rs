@@ -248,6 +248,28 @@ fn gcp_without_application_default_credentials() {
     );
 }
 
+/// `GOOGLE_APPLICATION_CREDENTIALS` naming a file that is not there: ADC reads
+/// nothing else while it is set, so the fix unsets it.
+#[test]
+fn gcp_credentials_file_missing() {
+    let h = home();
+    let file = h.path().join("sa.json");
+    let file = file.to_str().unwrap();
+    fails_in_preflight(
+        h.path(),
+        "plans/cloud-run.toml",
+        &[
+            STATIC_KEYS[0],
+            STATIC_KEYS[1],
+            ("GOOGLE_APPLICATION_CREDENTIALS", file),
+        ],
+        &format!(
+            "gcp_secret_manager:projects/acme-prod/secrets/vsync-passphrase: permission denied: Google credentials: GOOGLE_APPLICATION_CREDENTIALS names {file}, which could not be loaded (could not find or open the credentials file {file}. This file name was found in the `GOOGLE_APPLICATION_CREDENTIALS` environment variable. Verify this environment variable points to a valid file.); point it at a valid credentials file or run `unset GOOGLE_APPLICATION_CREDENTIALS && gcloud auth application-default login`"
+        ),
+        "unset GOOGLE_APPLICATION_CREDENTIALS && gcloud auth application-default login",
+    );
+}
+
 /// A metadata server that accepts and never answers: the discovery timeout, not
 /// the client's retries, decides how long that takes.
 #[test]

@@ -129,16 +129,23 @@ async fn adc() -> Result<Credentials> {
     });
     let creds = google_cloud_auth::credentials::Builder::default()
         .build()
-        .map_err(|e| {
-            let from = match (&env_path, &well_known) {
-                (Some(p), _) => format!("{} (GOOGLE_APPLICATION_CREDENTIALS)", p.to_string_lossy()),
-                (None, Some(w)) => w.display().to_string(),
-                (None, None) => "the environment".to_owned(),
-            };
-            Error::permission(format!(
-                "Google Application Default Credentials in {from} could not be loaded ({e}); run `{ADC_FIX}`"
+        .map_err(|e| match (&env_path, &well_known) {
+            (Some(p), _) => {
+                let fix = format!("unset GOOGLE_APPLICATION_CREDENTIALS && {ADC_FIX}");
+                Error::permission(format!(
+                    "Google credentials: GOOGLE_APPLICATION_CREDENTIALS names {}, which could not be loaded ({e}); point it at a valid credentials file or run `{fix}`",
+                    p.to_string_lossy()
+                ))
+                .with_next_step(fix)
+            }
+            (None, w) => Error::permission(format!(
+                "Google credentials: {} could not be loaded ({e}); run `{ADC_FIX}`",
+                w.as_ref().map_or_else(
+                    || "Application Default Credentials".to_owned(),
+                    |w| w.display().to_string()
+                )
             ))
-            .with_next_step(ADC_FIX)
+            .with_next_step(ADC_FIX),
         })?;
     if env_path.is_some() || well_known.as_ref().is_some_and(|w| w.exists()) {
         return Ok(creds);
