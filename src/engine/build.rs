@@ -295,3 +295,32 @@ async fn credentials(ctx: &BuildContext) -> vsync_orchestrate_api::Result<()> {
     let _ = ctx;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vsync_orchestrate_api::Error;
+
+    /// Exit 12 (preflight) for what the machine lacks, 1 for what the plan says.
+    #[test]
+    fn setup_problems_are_preflight_and_keep_their_fix() {
+        let refused = BuildError::adapter("vault", Error::permission("no AWS credentials"));
+        assert!(refused.is_unavailable());
+        assert_eq!(refused.next_step(), None);
+
+        let region = BuildError::adapter(
+            "vault",
+            Error::invalid_config("no AWS region").with_next_step("export AWS_REGION=<region>"),
+        );
+        assert_eq!(region.kind(), BuildErrorKind::Credential);
+        assert!(region.is_unavailable());
+        assert_eq!(region.next_step(), Some("export AWS_REGION=<region>"));
+        assert_eq!(
+            region.to_string(),
+            "vault: invalid configuration: no AWS region"
+        );
+
+        let plan = BuildError::adapter("vault.endpoint", Error::invalid_config("no scheme"));
+        assert!(!plan.is_unavailable());
+    }
+}
