@@ -12,7 +12,7 @@ use vsync_orchestrate_api::{BuildContext, ErrorKind, Restarter, SecretStore};
 /// Why the plan could not be turned into working parts.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct BuildError(pub String, BuildErrorKind);
+pub struct BuildError(pub String, BuildErrorKind, Option<String>);
 
 /// What kind of failure stopped the build, so the caller can pick the exit code:
 /// a credential that cannot be loaded is a preflight failure (12), not bad input.
@@ -28,20 +28,30 @@ pub enum BuildErrorKind {
 
 impl BuildError {
     fn plan(message: impl Into<String>) -> Self {
-        BuildError(message.into(), BuildErrorKind::Plan)
+        BuildError(message.into(), BuildErrorKind::Plan, None)
     }
 
     pub fn kind(&self) -> BuildErrorKind {
         self.1
     }
 
+    /// The one command that fixes this machine's setup, when the adapter knows it.
+    pub fn next_step(&self) -> Option<&str> {
+        self.2.as_deref()
+    }
+
+    /// An adapter error that names a command to run is about this machine's setup
+    /// (a profile to create, a region to export), not the plan: preflight, like a
+    /// refused credential.
     fn adapter(what: &str, e: vsync_orchestrate_api::Error) -> Self {
         let kind = match e.kind() {
             ErrorKind::Permission => BuildErrorKind::Credential,
+            _ if e.next_step().is_some() => BuildErrorKind::Credential,
             _ if e.is_temporary() => BuildErrorKind::Unavailable,
             _ => BuildErrorKind::Plan,
         };
-        BuildError(format!("{what}: {}", e.chain()), kind)
+        let next = e.next_step().map(str::to_owned);
+        BuildError(format!("{what}: {}", e.chain()), kind, next)
     }
 }
 
@@ -142,6 +152,9 @@ pub async fn vault_in(plan: &plan::Plan, ctx: &BuildContext) -> Result<Vault, Bu
             )
             .await
             .map_err(|e| BuildError::adapter("vault", e))?;
+            credentials(ctx)
+                .await
+                .map_err(|e| BuildError::adapter("vault", e))?;
             Arc::new(storage::S3Storage::from_sdk_config(
                 &sdk,
                 &storage::S3Options {
@@ -249,10 +262,65 @@ pub async fn parts(loaded: &LoadedPlan) -> Result<Parts, BuildError> {
     let plan = &loaded.plan;
     let ctx = BuildContext::new();
     let vault = vault_in(plan, &ctx).await?;
-    let (stores, restarters) = adapters(plan, &ctx).await?;
+    let mut stores = Vec::new();
+    for s in &plan.stores {
+        stores.push(store_in(s, &ctx).await?);
+        credentials(&ctx)
+            .await
+            .map_err(|e| BuildError::adapter(&s.config().identity(), e))?;
+    }
+    let mut restarters = Vec::new();
+    for r in &plan.restarts {
+        restarters.push((restarter_in(r, &ctx).await?, restart_timeout(r)));
+        credentials(&ctx)
+            .await
+            .map_err(|e| BuildError::adapter(&r.config().identity(), e))?;
+    }
     Ok(Parts {
         vault,
         stores,
         restarters,
     })
+}
+
+/// Fetches the credentials the tables built so far will use, so that a machine
+/// without them stops here with the command that fixes it (`run` and `plan` are
+/// about to call out; `validate` builds offline and never gets here).
+async fn credentials(ctx: &BuildContext) -> vsync_orchestrate_api::Result<()> {
+    #[cfg(any(feature = "s3", feature = "aws"))]
+    vsync_orchestrate_aws_auth::check_credentials(ctx).await?;
+    #[cfg(feature = "gcp")]
+    vsync_orchestrate_gcp::check_credentials(ctx).await?;
+    #[cfg(not(any(feature = "s3", feature = "aws", feature = "gcp")))]
+    let _ = ctx;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vsync_orchestrate_api::Error;
+
+    /// Exit 12 (preflight) for what the machine lacks, 1 for what the plan says.
+    #[test]
+    fn setup_problems_are_preflight_and_keep_their_fix() {
+        let refused = BuildError::adapter("vault", Error::permission("no AWS credentials"));
+        assert!(refused.is_unavailable());
+        assert_eq!(refused.next_step(), None);
+
+        let region = BuildError::adapter(
+            "vault",
+            Error::invalid_config("no AWS region").with_next_step("export AWS_REGION=<region>"),
+        );
+        assert_eq!(region.kind(), BuildErrorKind::Credential);
+        assert!(region.is_unavailable());
+        assert_eq!(region.next_step(), Some("export AWS_REGION=<region>"));
+        assert_eq!(
+            region.to_string(),
+            "vault: invalid configuration: no AWS region"
+        );
+
+        let plan = BuildError::adapter("vault.endpoint", Error::invalid_config("no scheme"));
+        assert!(!plan.is_unavailable());
+    }
 }

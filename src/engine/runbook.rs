@@ -7,8 +7,8 @@
 
 use crate::engine::build;
 use crate::engine::context::Ctx;
-use crate::engine::events::JournalEvent;
 use crate::engine::events::Subscriber;
+use crate::engine::events::{JournalEvent, Step};
 use crate::engine::exit::Exit;
 use crate::engine::failure::{Failure, PreflightProblem};
 use crate::engine::infra::crash::crash_point;
@@ -105,6 +105,13 @@ pub(super) fn unbuildable(
     e: build::BuildError,
 ) -> Summary {
     let mut cx = Ctx::new(loaded, opts, p, command, new_run_id());
+    // Credentials that cannot be loaded are preflight's finding, with their fix.
+    if e.is_unavailable() {
+        cx.phase(Step::Preflight, "read-only checks");
+    }
+    if let Some(fix) = e.next_step() {
+        cx.next_step(fix);
+    }
     cx.fail(Failure::Build(e))
 }
 

@@ -115,6 +115,11 @@ pub fn filter(verbose: u8) -> EnvFilter {
         _ => "trace",
     };
     let mut directives = vec!["warn".to_owned()];
+    if verbose == 0 {
+        // The credential chain warns about every provider it tried, with the SDK's
+        // debug dump; the tool's own error says what was missing and how to fix it.
+        directives.push("aws_config=error".to_owned());
+    }
     directives.extend(OWN_CRATES.iter().map(|c| format!("{c}={level}")));
     EnvFilter::new(directives.join(","))
 }

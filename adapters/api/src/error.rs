@@ -63,9 +63,16 @@ pub struct Error {
     kind: ErrorKind,
     message: String,
     temporary: bool,
-    retry_after: Option<std::time::Duration>,
+    /// What few errors carry, boxed: errors travel inside every `Result`.
+    hints: Option<Box<Hints>>,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+#[derive(Debug, Default)]
+struct Hints {
+    retry_after: Option<std::time::Duration>,
+    next_step: Option<String>,
 }
 
 impl Error {
@@ -74,7 +81,7 @@ impl Error {
             kind,
             message: message.into(),
             temporary: kind == ErrorKind::Temporary,
-            retry_after: None,
+            hints: None,
             source: None,
         }
     }
@@ -90,7 +97,7 @@ impl Error {
     /// [`Error::retryable`].
     pub fn retry_after(mut self, wait: std::time::Duration) -> Self {
         self.temporary = true;
-        self.retry_after = Some(wait);
+        self.hints.get_or_insert_with(Box::default).retry_after = Some(wait);
         self
     }
 
@@ -101,7 +108,19 @@ impl Error {
 
     /// The wait the platform asked for, if any.
     pub fn wait_hint(&self) -> Option<std::time::Duration> {
-        self.retry_after
+        self.hints.as_ref().and_then(|h| h.retry_after)
+    }
+
+    /// The one command that fixes this on the operator's machine (`aws sso login
+    /// --profile prod`): the summary lists it under next steps, and the engine
+    /// reads an error that has one as the machine's setup, not the plan.
+    pub fn with_next_step(mut self, command: impl Into<String>) -> Self {
+        self.hints.get_or_insert_with(Box::default).next_step = Some(command.into());
+        self
+    }
+
+    pub fn next_step(&self) -> Option<&str> {
+        self.hints.as_ref().and_then(|h| h.next_step.as_deref())
     }
 
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {

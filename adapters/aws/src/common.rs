@@ -41,6 +41,12 @@ where
         )),
         SdkError::TimeoutError(_) => Error::temporary(format!("{op}: timed out")),
         SdkError::DispatchFailure(d) => {
+            if let Some(e) = d
+                .as_connector_error()
+                .and_then(|c| vsync_orchestrate_aws_auth::credential_failure(None, c))
+            {
+                return e.context(op);
+            }
             // Connector errors describe the connection, never a body.
             let kind = if d.is_user() {
                 ErrorKind::InvalidConfig
@@ -107,6 +113,38 @@ fn kind_for(code: &str, status: u16, invalid: InvalidMeans) -> ErrorKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A request the SDK could not sign for want of credentials is a permission
+    /// problem with a fix, not a network blip to retry.
+    #[test]
+    fn missing_credentials_are_not_temporary() {
+        use aws_sdk_ecs::error::ConnectorError;
+        use vsync_orchestrate_aws_auth::aws_credential_types::provider::error::CredentialsError;
+        let err: SdkError<aws_sdk_ecs::operation::update_service::UpdateServiceError> =
+            SdkError::dispatch_failure(ConnectorError::other(
+                Box::new(CredentialsError::not_loaded(
+                    "no credentials found in chain",
+                )),
+                None,
+            ));
+        let e = sdk_error("UpdateService", err, InvalidMeans::BadInput);
+        assert_eq!(e.kind(), ErrorKind::Permission);
+        assert!(!e.is_temporary());
+        assert!(
+            e.message().starts_with("UpdateService: "),
+            "{}",
+            e.message()
+        );
+        assert!(e.next_step().is_some_and(|s| s.starts_with("aws ")));
+        assert!(!e.message().contains("DispatchFailure"), "{}", e.message());
+
+        let refused: SdkError<aws_sdk_ecs::operation::update_service::UpdateServiceError> =
+            SdkError::dispatch_failure(ConnectorError::io(Box::new(std::io::Error::other(
+                "connection refused",
+            ))));
+        let e = sdk_error("UpdateService", refused, InvalidMeans::BadInput);
+        assert_eq!(e.kind(), ErrorKind::Temporary);
+    }
 
     #[test]
     fn codes_map_to_kinds() {

@@ -179,7 +179,8 @@ mod tests {
         assert_eq!(ecs.poll_interval, Duration::from_secs(2));
         sm("s", Some("eu-west-1")).build(&ctx).await.unwrap();
         ecs.build(&ctx).await.unwrap();
-        assert_eq!(ctx.shared_count(), 1);
+        // One chain, and the list check_credentials reads.
+        assert_eq!(ctx.shared_count(), 2);
         assert_eq!(ecs.targets(), vec!["ecs:eu-west-1:c/a".to_owned()]);
     }
 }

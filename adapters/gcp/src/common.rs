@@ -61,8 +61,15 @@ impl Auth {
     /// One `Auth` per credential source and plan.
     pub(crate) async fn shared(ctx: &BuildContext, source: CredentialSource) -> Result<Auth> {
         let key = format!("gcp-credentials:{source:?}");
-        ctx.shared(&key, || async move { Ok(Auth::new(source)) })
-            .await
+        let auth = ctx
+            .shared(&key, || async move { Ok(Auth::new(source)) })
+            .await?;
+        let used = used(ctx).await?;
+        let mut all = used.lock().unwrap_or_else(|e| e.into_inner());
+        if !all.iter().any(|a| Arc::ptr_eq(&a.cell, &auth.cell)) {
+            all.push(auth.clone());
+        }
+        Ok(auth)
     }
 
     pub(crate) async fn credentials(&self) -> Result<Credentials> {
@@ -70,13 +77,7 @@ impl Auth {
         self.cell
             .get_or_try_init(|| async move {
                 match source {
-                    CredentialSource::Adc => google_cloud_auth::credentials::Builder::default()
-                        .build()
-                        .map_err(|e| {
-                            Error::permission(format!(
-                                "Application Default Credentials could not be loaded: {e}"
-                            ))
-                        }),
+                    CredentialSource::Adc => adc().await,
                     CredentialSource::Anonymous => {
                         Ok(google_cloud_auth::credentials::anonymous::Builder::new().build())
                     }
@@ -85,6 +86,90 @@ impl Auth {
             .await
             .cloned()
     }
+}
+
+type Used = Arc<std::sync::Mutex<Vec<Auth>>>;
+
+/// Every credential source the plan's tables use, so [`check_credentials`] can
+/// try each once.
+async fn used(ctx: &BuildContext) -> Result<Used> {
+    ctx.shared("gcp credentials used", || async { Ok(Used::default()) })
+        .await
+}
+
+/// Loads the credentials of every GCP table built so far (a token from the
+/// metadata server within [`DISCOVERY_TIMEOUT`]), so a machine without them stops
+/// before the first call, once, with where ADC looked and the command that fixes
+/// it. Building stays offline; `run` and `plan` call this once they are about to
+/// call out.
+pub async fn check_credentials(ctx: &BuildContext) -> Result<()> {
+    let all = std::mem::take(&mut *used(ctx).await?.lock().unwrap_or_else(|e| e.into_inner()));
+    for auth in all {
+        auth.credentials().await?;
+    }
+    Ok(())
+}
+
+/// How long the metadata server may take to hand out a token before ADC counts
+/// as missing: on GCE it answers in milliseconds; elsewhere its name may not
+/// resolve, or its address may swallow packets while the client retries.
+pub const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(3);
+
+const ADC_FIX: &str = "gcloud auth application-default login";
+
+/// Application Default Credentials as AIP-4110 orders them: the file
+/// `GOOGLE_APPLICATION_CREDENTIALS` names, gcloud's well-known file, then the
+/// metadata server. When only the metadata server is left, it must hand out a
+/// token now: otherwise the first API call would fail later, after the client's
+/// retries, as a "transient" error.
+async fn adc() -> Result<Credentials> {
+    let env_path = std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").filter(|p| !p.is_empty());
+    let well_known = std::env::var_os("HOME").map(|h| {
+        std::path::PathBuf::from(h).join(".config/gcloud/application_default_credentials.json")
+    });
+    let creds = google_cloud_auth::credentials::Builder::default()
+        .build()
+        .map_err(|e| match (&env_path, &well_known) {
+            (Some(p), _) => {
+                let fix = format!("unset GOOGLE_APPLICATION_CREDENTIALS && {ADC_FIX}");
+                Error::permission(format!(
+                    "Google credentials: GOOGLE_APPLICATION_CREDENTIALS names {}, which could not be loaded ({e}); point it at a valid credentials file or run `{fix}`",
+                    p.to_string_lossy()
+                ))
+                .with_next_step(fix)
+            }
+            (None, w) => Error::permission(format!(
+                "Google credentials: {} could not be loaded ({e}); run `{ADC_FIX}`",
+                w.as_ref().map_or_else(
+                    || "Application Default Credentials".to_owned(),
+                    |w| w.display().to_string()
+                )
+            ))
+            .with_next_step(ADC_FIX),
+        })?;
+    if env_path.is_some() || well_known.as_ref().is_some_and(|w| w.exists()) {
+        return Ok(creds);
+    }
+    let got = tokio::time::timeout(DISCOVERY_TIMEOUT, creds.headers(http::Extensions::new())).await;
+    if matches!(got, Ok(Ok(_))) {
+        return Ok(creds);
+    }
+    let host = std::env::var("GCE_METADATA_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "metadata.google.internal".to_owned());
+    let answer = match got {
+        Err(_) => format!("gave no token within {}s", DISCOVERY_TIMEOUT.as_secs()),
+        _ => "gave no token".to_owned(),
+    };
+    let file = well_known.map_or_else(
+        || "gcloud's credentials file (HOME is not set)".to_owned(),
+        |w| w.display().to_string(),
+    );
+    Err(Error::permission(format!(
+        "no Google credentials: GOOGLE_APPLICATION_CREDENTIALS is not set, {file} does not exist, and the metadata server ({host}) {answer}; run `{ADC_FIX}`"
+    ))
+    .with_next_step(ADC_FIX))
 }
 
 /// The client-side retry loop: a few quick retries of idempotent calls on

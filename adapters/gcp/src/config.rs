@@ -122,7 +122,8 @@ mod tests {
         assert!(store.check().is_empty() && run.check().is_empty());
         store.build(&ctx).await.unwrap();
         run.build(&ctx).await.unwrap();
-        assert_eq!(ctx.shared_count(), 1);
+        // One credential source, and the list check_credentials reads.
+        assert_eq!(ctx.shared_count(), 2);
         assert_eq!(
             store.identity(),
             "gcp_secret_manager:projects/p/secrets/vsync"

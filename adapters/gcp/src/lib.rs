@@ -18,5 +18,5 @@ mod error;
 mod secret_manager;
 
 pub use cloud_run::{CloudRunConfig, CloudRunRestarter, RUN_ANNOTATION};
-pub use common::CredentialSource;
+pub use common::{check_credentials, CredentialSource, DISCOVERY_TIMEOUT};
 pub use secret_manager::{SecretManagerConfig, SecretManagerStore, PENDING_ALIAS, PREVIOUS_ALIAS};
