@@ -365,8 +365,9 @@ async fn status(cli: &Cli, out: &Out, loaded: &LoadedPlan) -> Exit {
     let vault = match build::vault(&loaded.plan).await {
         Ok(v) => v,
         Err(e) => {
+            let exit = unbuildable_exit(&e);
             out.error(e);
-            return Exit::BadInput;
+            return exit;
         }
     };
     let st = match vault.status().await {
@@ -671,8 +672,9 @@ async fn audit(out: &Out, loaded: &LoadedPlan, limit: usize) -> Exit {
     let vault = match build::vault(&loaded.plan).await {
         Ok(v) => v,
         Err(e) => {
+            let exit = unbuildable_exit(&e);
             out.error(e);
-            return Exit::BadInput;
+            return exit;
         }
     };
     let text = match vault.storage.get(&key).await {
@@ -739,4 +741,14 @@ fn confirmation(cli: &Cli) -> Option<engine::Confirm> {
         let mut answer = String::new();
         std::io::stdin().lock().read_line(&mut answer).is_ok() && answer.trim() == "yes"
     })))
+}
+
+/// A vault that cannot be built: the machine's setup (credentials, a service) is
+/// exit 12 as in `run`; a plan that cannot work is exit 1.
+fn unbuildable_exit(e: &build::BuildError) -> Exit {
+    if e.is_unavailable() {
+        Exit::PreflightFailed
+    } else {
+        Exit::BadInput
+    }
 }
