@@ -19,6 +19,38 @@ use vsync_orchestrate_api::Passphrase;
 
 pub const PREFIX: &str = "demo/demo/";
 
+/// The sandbox `plans/demo.toml` names: `demo --dir /tmp/vsync-demo` builds the
+/// sandbox that plan runs as it stands.
+pub const EXAMPLE_DIR: &str = "/tmp/vsync-demo";
+
+/// App N of `demo` listens on `FIRST_PORT + N - 1` when that port is free, so the
+/// example plan's health URLs (8081, 8082, 8083) are the apps' own.
+pub const FIRST_PORT: u16 = 8081;
+
+/// Where the apps listen: the fixed ports the example plan names, or any free ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ports {
+    /// `FIRST_PORT`, `FIRST_PORT + 1`, …, each falling back to a free port when taken.
+    Fixed,
+    /// Free ports the kernel picks: for sandboxes side by side (`demo-setup`, tests).
+    Any,
+}
+
+/// A port for app `n` (1-based), and whether it is the fixed one.
+fn port_for(n: u32, ports: Ports) -> std::io::Result<(u16, bool)> {
+    if ports == Ports::Fixed {
+        if let Some(fixed) = u16::try_from(n - 1)
+            .ok()
+            .and_then(|i| FIRST_PORT.checked_add(i))
+        {
+            if std::net::TcpListener::bind(("127.0.0.1", fixed)).is_ok() {
+                return Ok((fixed, true));
+            }
+        }
+    }
+    Ok((ctl::free_port()?, ports == Ports::Any))
+}
+
 fn q(s: &str) -> String {
     toml::Value::from(s).to_string()
 }
@@ -52,7 +84,10 @@ pub fn plan_text(dir: &Path, exe: &str, ports: &[u16]) -> String {
     format!(
         r#"# A local rotation: the vault is a directory, the passphrase a 0600 file the apps
 # read through VSYNC_PASSPHRASE_FILE, and each app is restarted by a command.
-# `vsync-orchestrate demo` writes this file into its sandbox and runs it.
+# `vsync-orchestrate demo --dir DIR` writes this file as DIR/plan.toml and runs it;
+# `vsync-orchestrate run DIR/plan.toml` then rotates the sandbox again (the restarts
+# start the apps the demo stopped). plans/demo.toml is the one for
+# DIR=/tmp/vsync-demo with the apps on 8081-8083 and vsync-orchestrate on PATH.
 env = "demo"
 state_dir = {state}
 
@@ -120,11 +155,22 @@ pub enum DemoError {
     Plan(#[from] crate::plan::PlanError),
 }
 
-/// Creates the sandbox: vault, config, passphrase, running apps, plan.
+/// Creates the sandbox: vault, config, passphrase, running apps on free ports, plan.
 pub async fn setup(
     dir: &Path,
     apps: u32,
     iterations: u32,
+    p: &Progress,
+) -> Result<PathBuf, DemoError> {
+    setup_on(dir, apps, iterations, Ports::Any, p).await
+}
+
+/// `setup` with the apps on `ports`.
+pub async fn setup_on(
+    dir: &Path,
+    apps: u32,
+    iterations: u32,
+    ports_wanted: Ports,
     p: &Progress,
 ) -> Result<PathBuf, DemoError> {
     let err = |what: &'static str| move |source| DemoError::Io { what, source };
@@ -190,8 +236,12 @@ pub async fn setup(
     ));
 
     let mut ports = Vec::new();
+    let mut moved = Vec::new();
     for n in 1..=apps {
-        let port = ctl::free_port().map_err(err("port"))?;
+        let (port, as_wanted) = port_for(n, ports_wanted).map_err(err("port"))?;
+        if !as_wanted {
+            moved.push(format!("app-{n} on {port}"));
+        }
         ctl::start(&dir, n, port).map_err(err("starting an app"))?;
         ports.push(port);
     }
@@ -206,6 +256,12 @@ pub async fn setup(
             .collect::<Vec<_>>()
             .join(", ")
     ));
+    if !moved.is_empty() {
+        p.line(format!(
+            "demo: port(s) from {FIRST_PORT} taken, so {}: plans/demo.toml does not match this sandbox; its own plan.toml does",
+            moved.join(", ")
+        ));
+    }
     let exe = std::env::current_exe().map_err(err("own path"))?;
     let plan = dir.join("plan.toml");
     std::fs::write(&plan, plan_text(&dir, &exe.display().to_string(), &ports))
@@ -236,7 +292,15 @@ pub async fn run(
             (t.path().to_owned(), Some(t))
         }
     };
-    let plan_path = match setup(&dir, apps, crate::vault::DEFAULT_ITERATIONS, p).await {
+    let plan_path = match setup_on(
+        &dir,
+        apps,
+        crate::vault::DEFAULT_ITERATIONS,
+        Ports::Fixed,
+        p,
+    )
+    .await
+    {
         Ok(p) => p,
         Err(e) => {
             stop_apps(&dir, apps);
@@ -262,10 +326,17 @@ pub async fn run(
     });
     match _temp {
         Some(_) => p.line(format!("demo: stopped the {apps} app(s); removed the temporary sandbox (use --dir to keep one)")),
-        None => p.line(format!(
-            "demo: stopped the {apps} app(s); sandbox kept at {} (vault/, vsync-config, passphrase and passphrase.prev, plan.toml, state/)",
-            dir.display()
-        )),
+        None => {
+            p.line(format!(
+                "demo: stopped the {apps} app(s); sandbox kept at {} (vault/, vsync-config, passphrase and passphrase.prev, plan.toml, state/)",
+                dir.display()
+            ));
+            // The plan restarts the stopped apps itself: it runs as it stands.
+            p.line(format!(
+                "demo: rotate it again with: vsync-orchestrate run {}",
+                plan_path.display()
+            ));
+        }
     }
     result
 }
@@ -273,14 +344,16 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     /// `plans/demo.toml` is the demo's plan for users to copy; keep it identical
-    /// to what `demo` writes (`UPDATE_SNAPSHOTS=1` regenerates it).
+    /// to what `demo --dir /tmp/vsync-demo` writes with its three apps on their
+    /// fixed ports (`UPDATE_SNAPSHOTS=1` regenerates it).
     #[test]
     fn the_example_plan_is_what_demo_runs() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/demo.toml");
+        let p = super::FIRST_PORT;
         let text = super::plan_text(
-            std::path::Path::new("/tmp/vsync-demo"),
+            std::path::Path::new(super::EXAMPLE_DIR),
             "vsync-orchestrate",
-            &[8081, 8082, 8083],
+            &[p, p + 1, p + 2],
         );
         if std::env::var("UPDATE_SNAPSHOTS").as_deref() == Ok("1") {
             std::fs::write(&path, &text).unwrap();

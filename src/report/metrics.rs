@@ -1,14 +1,58 @@
 //! `--metrics-file`: a Prometheus textfile for node-exporter's textfile collector,
 //! so monitoring notices a cron rotation that failed, or one that stopped running.
 //!
-//! One file can serve every environment: the series of the envs this invocation
-//! ran are replaced, the others kept, and the file is replaced atomically (the
-//! collector must never read half of it).
+//! One file can serve every plan: each series is labelled by `env`, `plan` and
+//! `vault`, because two plans may share an env (two `prod` vaults) and each must
+//! keep its own series. The series this invocation ran are replaced, the others
+//! kept, and the file is replaced atomically (the collector must never read half
+//! of it).
 
 use crate::engine::summary::Summary;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// One run to record: its summary and, where the caller knows it, the plan file it
+/// ran (`Summary` alone carries the env and the vault, not the plan).
+pub trait Recorded {
+    fn summary(&self) -> &Summary;
+    fn plan(&self) -> Option<&Path> {
+        None
+    }
+}
+
+impl Recorded for Summary {
+    fn summary(&self) -> &Summary {
+        self
+    }
+}
+
+impl Recorded for crate::fleet::Outcome {
+    fn summary(&self) -> &Summary {
+        &self.summary
+    }
+    fn plan(&self) -> Option<&Path> {
+        Some(&self.plan)
+    }
+}
+
+impl Recorded for (&Path, &Summary) {
+    fn summary(&self) -> &Summary {
+        self.1
+    }
+    fn plan(&self) -> Option<&Path> {
+        Some(self.0)
+    }
+}
+
+impl Recorded for (PathBuf, Summary) {
+    fn summary(&self) -> &Summary {
+        &self.1
+    }
+    fn plan(&self) -> Option<&Path> {
+        Some(&self.0)
+    }
+}
 
 const METRICS: [(&str, &str); 5] = [
     (
@@ -59,13 +103,29 @@ fn values_of(s: &Summary, now: f64) -> [(&'static str, Option<String>); 5] {
     ]
 }
 
+/// The label set of a run's series. The plan is named by its absolute path, so
+/// `plans/prod.toml` and `./plans/prod.toml` are one series.
+fn labels(run: &dyn Recorded) -> String {
+    let s = run.summary();
+    let mut l = format!("env=\"{}\"", escape(&s.env));
+    if let Some(plan) = run.plan() {
+        let plan = std::path::absolute(plan).unwrap_or_else(|_| plan.to_owned());
+        l.push_str(&format!(
+            ",plan=\"{}\"",
+            escape(&plan.display().to_string())
+        ));
+    }
+    l.push_str(&format!(",vault=\"{}\"", escape(&s.vault)));
+    format!("{{{l}}}")
+}
+
 /// Writes (or updates) the textfile with the runs of this invocation.
-pub fn write(path: &Path, runs: &[Summary]) -> std::io::Result<()> {
+pub fn write<R: Recorded>(path: &Path, runs: &[R]) -> std::io::Result<()> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
-    // name -> label -> value, from the existing file.
+    // (name, labels) -> value, from the existing file.
     let mut values: BTreeMap<(String, String), String> = BTreeMap::new();
     if let Ok(text) = std::fs::read_to_string(path) {
         for line in text
@@ -82,8 +142,13 @@ pub fn write(path: &Path, runs: &[Summary]) -> std::io::Result<()> {
             }
         }
     }
-    for s in runs {
-        let label = format!("{{env=\"{}\"}}", escape(&s.env));
+    for run in runs {
+        let s = run.summary();
+        let label = labels(run);
+        // The env-only series an older version wrote for this env is this run's,
+        // now under more labels: left, it would read as a second, stale plan.
+        let legacy = format!("{{env=\"{}\"}}", escape(&s.env));
+        values.retain(|(_, l), _| *l != legacy);
         for (name, value) in values_of(s, now) {
             if let Some(v) = value {
                 values.insert((name.to_owned(), label.clone()), v);
@@ -103,4 +168,83 @@ pub fn write(path: &Path, runs: &[Summary]) -> std::io::Result<()> {
     // A collector runs as another user; the file holds no secret.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(env: &str, vault: &str, exit_code: u8, gen: u64) -> Summary {
+        Summary {
+            env: env.into(),
+            vault: vault.into(),
+            exit_code,
+            gen_after: Some(gen),
+            ..Summary::default()
+        }
+    }
+
+    /// Two plans of one env write a series each, told apart by plan and vault; an
+    /// older env-only series of that env goes, another env's stays.
+    #[test]
+    fn plans_sharing_an_env_keep_a_series_each() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("m.prom");
+        std::fs::write(
+            &file,
+            "vsync_orchestrate_generation{env=\"prod\"} 7\nvsync_orchestrate_generation{env=\"stage\"} 4\n",
+        )
+        .unwrap();
+        let a = summary("prod", "s3://a/app/", 0, 3);
+        let b = summary("prod", "s3://b/app/", 15, 9);
+        write(
+            &file,
+            &[
+                (Path::new("/etc/vsync/a.toml"), &a),
+                (Path::new("/etc/vsync/b.toml"), &b),
+            ],
+        )
+        .unwrap();
+        let body = std::fs::read_to_string(&file).unwrap();
+        let gens: Vec<&str> = body
+            .lines()
+            .filter(|l| l.starts_with("vsync_orchestrate_generation{"))
+            .collect();
+        assert_eq!(
+            gens,
+            [
+                "vsync_orchestrate_generation{env=\"prod\",plan=\"/etc/vsync/a.toml\",vault=\"s3://a/app/\"} 3",
+                "vsync_orchestrate_generation{env=\"prod\",plan=\"/etc/vsync/b.toml\",vault=\"s3://b/app/\"} 9",
+                "vsync_orchestrate_generation{env=\"stage\"} 4",
+            ],
+            "{body}"
+        );
+        // A later run of one plan replaces its own series only.
+        write(
+            &file,
+            &[(
+                Path::new("/etc/vsync/b.toml"),
+                &summary("prod", "s3://b/app/", 0, 10),
+            )],
+        )
+        .unwrap();
+        let body = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            body.contains("plan=\"/etc/vsync/a.toml\",vault=\"s3://a/app/\"} 3\n"),
+            "{body}"
+        );
+        assert!(
+            body.contains("plan=\"/etc/vsync/b.toml\",vault=\"s3://b/app/\"} 10\n"),
+            "{body}"
+        );
+        assert!(!body.contains("} 9\n"), "{body}");
+    }
+
+    /// Without a plan (a caller that has only the summary) the series still carry
+    /// the vault; label values are escaped.
+    #[test]
+    fn labels_escape_and_go_without_a_plan() {
+        let s = summary("a\"b", "dir:/x\\y/", 0, 1);
+        assert_eq!(labels(&s), "{env=\"a\\\"b\",vault=\"dir:/x\\\\y/\"}");
+    }
 }

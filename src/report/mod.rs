@@ -9,11 +9,17 @@ pub use crate::engine::events::TargetResult;
 use crate::engine::events::{Event, Subscriber};
 pub use crate::engine::summary::{ms, Summary};
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Without a terminal (cron, CI, a journal), how often a slow wait prints that it
+/// is still waiting: otherwise a 60 s health wait shows nothing for 60 s.
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
+
 /// Progress on stderr: one line per phase and target, with elapsed time, and a
-/// live indicator while waiting when stderr is a terminal. It is the human
+/// live indicator while waiting when stderr is a terminal (a heartbeat line every
+/// [`HEARTBEAT`] when it is not). It is the human
 /// renderer of the engine's events ([`Progress::render`]) and, beside it, the
 /// structured logs ([`log::Logs`]): the engine's [`Subscriber`] for a person.
 pub struct Progress {
@@ -25,6 +31,9 @@ pub struct Progress {
     /// `[env] ` when several plans run at once and their lines interleave.
     prefix: String,
     logs: log::Logs,
+    heartbeat: Duration,
+    /// How many heartbeats the current wait has printed.
+    beats: AtomicU64,
 }
 
 impl Default for Progress {
@@ -53,6 +62,8 @@ impl Progress {
             captured: None,
             prefix: String::new(),
             logs: log::Logs::default(),
+            heartbeat: HEARTBEAT,
+            beats: AtomicU64::new(0),
         }
     }
 
@@ -67,6 +78,8 @@ impl Progress {
                 captured: Some(buf.clone()),
                 prefix: String::new(),
                 logs: log::Logs::default(),
+                heartbeat: HEARTBEAT,
+                beats: AtomicU64::new(0),
             },
             buf,
         )
@@ -81,7 +94,16 @@ impl Progress {
             captured: None,
             prefix: String::new(),
             logs: log::Logs::default(),
+            heartbeat: HEARTBEAT,
+            beats: AtomicU64::new(0),
         }
+    }
+
+    /// Heartbeats on waits without a terminal every `every` instead of [`HEARTBEAT`]
+    /// (tests wait a second, not ten).
+    pub fn heartbeat_every(mut self, every: Duration) -> Progress {
+        self.heartbeat = every.max(Duration::from_millis(1));
+        self
     }
 
     /// Every line starts with `prefix` (the env, when plans run side by side).
@@ -173,11 +195,22 @@ impl Subscriber for Progress {
         self.render(e);
     }
 
+    /// A terminal redraws a spinner; anything else gets heartbeat lines. Neither
+    /// when quiet or when stderr carries JSON log lines only.
     fn live(&self) -> bool {
-        self.tty && !self.quiet
+        !self.quiet && (self.captured.is_some() || !log::json_only())
     }
 
     fn tick(&self, label: &str, elapsed: Duration, frame: usize) {
+        if !self.tty {
+            let due = (elapsed.as_nanos() / self.heartbeat.as_nanos()) as u64;
+            if due > self.beats.load(Ordering::Relaxed) {
+                self.beats.store(due, Ordering::Relaxed);
+                let at = self.heartbeat.saturating_mul(due as u32);
+                self.emit(&format!("            {label} ({}s)…", at.as_secs()));
+            }
+            return;
+        }
         let spin = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
         let mut e = std::io::stderr();
         let _ = write!(
@@ -190,7 +223,10 @@ impl Subscriber for Progress {
     }
 
     fn tick_end(&self) {
-        let _ = write!(std::io::stderr(), "\r\x1b[K");
+        self.beats.store(0, Ordering::Relaxed);
+        if self.tty {
+            let _ = write!(std::io::stderr(), "\r\x1b[K");
+        }
     }
 }
 
