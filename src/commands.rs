@@ -258,7 +258,7 @@ async fn run(
         if let Some(n) = notifier {
             n.finish(&s).await;
         }
-        write_metrics(cli, std::slice::from_ref(&s));
+        write_metrics(cli, &[(loaded.path.as_path(), &s)]);
         return code;
     }
     let mut notifiers = std::collections::HashMap::new();
@@ -279,7 +279,7 @@ async fn run(
     }))
     .await;
     let summaries: Vec<Summary> = outcomes.iter().map(|o| o.summary.clone()).collect();
-    write_metrics(cli, &summaries);
+    write_metrics(cli, &outcomes);
     out.object(serde_json::json!({
         "outcome": format!("{} plan(s): {} ran, {} invalid", plans.len(), outcomes.len(), invalid.len()),
         "runs": summaries,
@@ -312,7 +312,7 @@ async fn run(
     )
 }
 
-fn write_metrics(cli: &Cli, runs: &[Summary]) {
+fn write_metrics<R: crate::report::metrics::Recorded>(cli: &Cli, runs: &[R]) {
     if let Some(path) = &cli.metrics_file {
         if let Err(e) = crate::report::metrics::write(path, runs) {
             warn_line(format!(

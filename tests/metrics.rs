@@ -73,6 +73,11 @@ fn two_plans_of_one_env_write_two_series() {
         let mut want = [vault(&a), vault(&b)];
         want.sort();
         assert_eq!(vaults, want, "{name}: {body}");
+        let mut plans: Vec<&str> = s.iter().map(|(l, _)| l["plan"].as_str()).collect();
+        plans.sort();
+        let mut want = [a.plan.display().to_string(), b.plan.display().to_string()];
+        want.sort();
+        assert_eq!(plans, want, "{name}: {body}");
     }
 
     // Then one plan alone, failing at preflight (its passphrase file is gone): its
