@@ -69,12 +69,29 @@ pub struct KubernetesConfig {
     #[serde(default = "KubernetesConfig::default_resync", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub resync: Duration,
+    /// ExternalSecrets (external-secrets.io, this namespace) that copy the cloud
+    /// store's passphrase into the Secret the pods read. The restart force-syncs
+    /// each and waits until its target Secret holds a new value before rolling
+    /// anything: pods started on the stale Secret would crash-loop until ESO's next
+    /// scheduled refresh (1 hour by default).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external_secrets: Vec<String>,
+    /// How long the restart waits for the ExternalSecrets to sync (default 2
+    /// minutes); on a timeout nothing is rolled.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub external_secrets_timeout: Option<Duration>,
 }
 
 impl KubernetesConfig {
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
     pub const DEFAULT_POLL: Duration = Duration::from_secs(5);
     pub const DEFAULT_RESYNC: Duration = Duration::from_secs(60);
+    pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(120);
 
     fn default_poll() -> Duration {
         Self::DEFAULT_POLL
@@ -99,7 +116,15 @@ impl KubernetesConfig {
             timeout: None,
             poll_interval: Self::DEFAULT_POLL,
             resync: Self::DEFAULT_RESYNC,
+            external_secrets: vec![],
+            external_secrets_timeout: None,
         }
+    }
+
+    /// How long the ExternalSecrets may take to sync.
+    pub fn sync_timeout(&self) -> Duration {
+        self.external_secrets_timeout
+            .unwrap_or(Self::DEFAULT_SYNC_TIMEOUT)
     }
 
     /// The cluster as the identity names it: the context, or where the config comes
@@ -256,7 +281,29 @@ impl RestarterConfig for KubernetesConfig {
                 ));
             }
         }
+        let mut es_seen = std::collections::BTreeSet::new();
+        for n in &self.external_secrets {
+            if let Err(e) = check_name(n) {
+                out.push(Finding::error(Some("external_secrets"), e));
+            } else if !es_seen.insert(n) {
+                out.push(Finding::error(
+                    Some("external_secrets"),
+                    format!("externalsecret/{n} is listed twice"),
+                ));
+            }
+        }
+        if self.external_secrets.is_empty() && self.external_secrets_timeout.is_some() {
+            out.push(Finding::error(
+                Some("external_secrets_timeout"),
+                "external_secrets_timeout without external_secrets: name the ExternalSecrets \
+                 to sync",
+            ));
+        }
         out.extend(positive("timeout", self.timeout));
+        out.extend(positive(
+            "external_secrets_timeout",
+            self.external_secrets_timeout,
+        ));
         out.extend(positive("poll_interval", Some(self.poll_interval)));
         out.extend(positive("resync", Some(self.resync)));
         if self.resync > Duration::from_secs(290) {
@@ -387,6 +434,33 @@ mod tests {
         let r: std::result::Result<KubernetesConfig, _> =
             serde_json::from_value(serde_json::json!({"namespace": "x", "deployment": ["api"]}));
         assert!(r.unwrap_err().to_string().contains("unknown field"));
+    }
+
+    #[test]
+    fn external_secrets_are_checked() {
+        let c = table(serde_json::json!({
+            "context": "c", "namespace": "shop", "deployments": ["api"],
+            "external_secrets": ["vsync", "vsync"], "external_secrets_timeout": "0s"
+        }));
+        let e = errors(&c).join("\n");
+        assert!(
+            e.contains("external_secrets: externalsecret/vsync is listed twice"),
+            "{e}"
+        );
+        assert!(
+            e.contains("external_secrets_timeout: external_secrets_timeout must be positive"),
+            "{e}"
+        );
+        let c = table(serde_json::json!({
+            "context": "c", "namespace": "shop", "deployments": ["api"],
+            "external_secrets": ["vsync"], "external_secrets_timeout": "90s"
+        }));
+        assert!(errors(&c).is_empty(), "{:?}", errors(&c));
+        assert_eq!(c.sync_timeout(), Duration::from_secs(90));
+        assert_eq!(
+            KubernetesConfig::new("x").sync_timeout(),
+            KubernetesConfig::DEFAULT_SYNC_TIMEOUT
+        );
     }
 
     #[test]

@@ -19,12 +19,14 @@
 mod config;
 mod connect;
 mod error;
+mod external_secrets;
 mod restarter;
 mod secret_store;
 mod status;
 mod workload;
 
 pub use config::KubernetesConfig;
+pub use external_secrets::{FORCE_SYNC, FORCE_SYNC_AT};
 pub use restarter::KubernetesRestarter;
 pub use secret_store::{
     KubernetesSecretConfig, KubernetesSecretStore, STAGED_PREVIOUS, STAGED_SUFFIX, STAGED_VALUE,

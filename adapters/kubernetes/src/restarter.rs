@@ -89,6 +89,9 @@ struct Record {
     cluster: String,
     namespace: String,
     waves: Vec<Vec<Entry>>,
+    /// The ExternalSecrets synced before the first wave was rolled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    external_secrets: Vec<crate::external_secrets::Synced>,
 }
 
 /// A workload as read, whatever its kind.
@@ -1049,6 +1052,18 @@ impl Restarter for KubernetesRestarter {
                 .await
                 .map_err(|e| self.ctx(e))?,
         );
+        if !self.cfg.external_secrets.is_empty() {
+            warnings.extend(
+                crate::external_secrets::preflight(
+                    &client,
+                    &self.cfg.namespace,
+                    &self.cfg.external_secrets,
+                    &self.kubectl_args(),
+                )
+                .await
+                .map_err(|e| self.ctx(e))?,
+            );
+        }
         let mut detail = format!(
             "{} (Kubernetes {}), namespace {}: {}",
             self.cfg.cluster_label(),
@@ -1081,6 +1096,22 @@ impl Restarter for KubernetesRestarter {
                     .collect()
             })
             .collect();
+        // The Secret the pods read must hold the new value before any pod restarts:
+        // a pod started on the stale one crash-loops until ESO's next refresh.
+        let synced = if self.cfg.external_secrets.is_empty() {
+            Vec::new()
+        } else {
+            crate::external_secrets::sync(
+                &client,
+                &self.cfg.namespace,
+                &self.cfg.external_secrets,
+                &ctx.run,
+                self.cfg.poll_interval,
+                Instant::now() + self.cfg.sync_timeout(),
+            )
+            .await
+            .map_err(|e| self.ctx(e))?
+        };
         entries[0] = self
             .restart_wave(&client, &entries[0], &ctx.run)
             .await
@@ -1094,6 +1125,7 @@ impl Restarter for KubernetesRestarter {
             cluster: self.cfg.cluster_label(),
             namespace: self.cfg.namespace.clone(),
             waves: entries,
+            external_secrets: synced,
         };
         Ok(Rollout {
             target: self.describe(),

@@ -169,6 +169,12 @@ impl Cluster {
             .insert(remote_key.to_owned(), value.to_owned());
     }
 
+    /// Deletes `key` from the provider: ESO's next sync of an ExternalSecret that
+    /// reads it fails (`Ready`/`False`/`SecretSyncedError`).
+    pub fn remove_provider_value(&mut self, remote_key: &str) {
+        self.provider.remove(remote_key);
+    }
+
     /// Stops (`true`) or restarts the ESO controller: nothing syncs while stopped.
     pub fn hold_external_secrets(&mut self, hold: bool) {
         self.eso_hold = hold;
@@ -255,6 +261,7 @@ impl Cluster {
             .unwrap_or(name)
             .to_owned();
         if ok {
+            self.writes.push(format!("sync secrets/{target}"));
             let string_data: serde_json::Map<String, Value> =
                 data.into_iter().map(|(k, v)| (k, json!(v))).collect();
             if self.secrets.contains_key(&key(ns, &target)) {
@@ -400,6 +407,7 @@ impl Cluster {
             let g = before["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
             merged["metadata"]["generation"] = json!(g);
         }
+        self.writes.push(format!("patch externalsecrets/{name}"));
         if merged != before {
             self.rv += 1;
             merged["metadata"]["resourceVersion"] = json!(self.rv.to_string());

@@ -140,6 +140,9 @@ pub struct Cluster {
     provider: BTreeMap<String, String>,
     eso_hold: bool,
     eso_syncs: u64,
+    /// Every write in the order it happened, as `VERB RESOURCE/NAME` (`patch
+    /// externalsecrets/app`, `sync secrets/app` for the ESO controller's write).
+    writes: Vec<String>,
 }
 
 impl Default for Cluster {
@@ -167,6 +170,7 @@ impl Default for Cluster {
             provider: BTreeMap::new(),
             eso_hold: false,
             eso_syncs: 0,
+            writes: Vec::new(),
         }
     }
 }
@@ -363,6 +367,13 @@ impl Cluster {
             type_,
             object,
         });
+    }
+
+    /// Every write so far, in order, as `VERB RESOURCE/NAME`: a workload or
+    /// ExternalSecret patch (`patch deployments/api`), the ESO controller's write
+    /// of a target Secret (`sync secrets/app`).
+    pub fn writes(&self) -> Vec<String> {
+        self.writes.clone()
     }
 
     /// Every request RBAC refused, as `verb resource name`.
@@ -897,6 +908,7 @@ impl Cluster {
         w.obj = merged;
         let changed = w.obj != before;
         w.spec_changed(&before);
+        self.writes.push(format!("patch {}/{name}", res.plural()));
         self.patches.push(PatchSeen {
             resource: res.plural().into(),
             namespace: ns.into(),
