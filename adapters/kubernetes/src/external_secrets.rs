@@ -27,9 +27,7 @@ use k8s_openapi::api::authorization::v1::{
 };
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{
-    Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
-};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -45,7 +43,6 @@ pub const FORCE_SYNC: &str = "force-sync";
 pub const FORCE_SYNC_AT: &str = "vsync-orchestrate/force-sync-at";
 
 const GROUP: &str = "external-secrets.io";
-const VERSION: &str = "v1beta1";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One ExternalSecret as read in preflight or before the sync.
@@ -67,13 +64,40 @@ pub(crate) struct Synced {
     pub refresh_time: String,
 }
 
-fn api(client: &Client, ns: &str) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk(GROUP, VERSION, "ExternalSecret");
-    Api::namespaced_with(
-        client.clone(),
-        ns,
-        &ApiResource::from_gvk_with_plural(&gvk, "externalsecrets"),
+fn api(client: &Client, ns: &str, ar: &ApiResource) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), ns, ar)
+}
+
+/// The ExternalSecret resource at the version the cluster prefers: ESO serves
+/// `v1` since 0.17 and has stopped serving `v1beta1` in later releases, while
+/// older installs serve only `v1beta1`; the fields read here are the same in both.
+async fn discover(client: &Client) -> Result<ApiResource> {
+    let group = bounded(
+        &format!("discover {GROUP}"),
+        REQUEST_TIMEOUT,
+        kube::discovery::oneshot::group(client, GROUP),
     )
+    .await;
+    let group = match group {
+        Ok(g) => g,
+        Err(e) if e.kind() == ErrorKind::Failed || e.kind() == ErrorKind::NotFound => {
+            return Err(Error::not_found(format!(
+                "the cluster serves no {GROUP} API ({}): is External Secrets Operator \
+                 installed? external_secrets needs its ExternalSecret resource",
+                e.message()
+            )))
+        }
+        Err(e) => return Err(e),
+    };
+    group
+        .recommended_kind("ExternalSecret")
+        .map(|(ar, _)| ar)
+        .ok_or_else(|| {
+            Error::not_found(format!(
+                "the {GROUP} API group has no ExternalSecret resource in versions {}",
+                group.versions().collect::<Vec<_>>().join(", ")
+            ))
+        })
 }
 
 /// The Role rules the option needs, ready to paste.
@@ -128,11 +152,11 @@ fn read(obj: &DynamicObject) -> Read {
     }
 }
 
-async fn get(client: &Client, ns: &str, name: &str) -> Result<DynamicObject> {
+async fn get(client: &Client, ar: &ApiResource, ns: &str, name: &str) -> Result<DynamicObject> {
     bounded(
         &format!("get externalsecret/{name}"),
         REQUEST_TIMEOUT,
-        api(client, ns).get(name),
+        api(client, ns, ar).get(name),
     )
     .await
     .map_err(|e| {
@@ -206,11 +230,12 @@ pub(crate) async fn preflight(
     names: &[String],
     kubectl_args: &str,
 ) -> Result<Vec<String>> {
+    let ar = discover(client).await?;
     let mut warnings = Vec::new();
     let mut targets = Vec::new();
     let mut denied = Vec::new();
     for name in names {
-        let obj = match get(client, ns, name).await {
+        let obj = match get(client, &ar, ns, name).await {
             Err(e) if e.kind() == ErrorKind::Permission => {
                 denied.push(format!("get externalsecrets.{GROUP} {name}"));
                 continue;
@@ -291,9 +316,10 @@ pub(crate) async fn sync(
     poll: Duration,
     deadline: Instant,
 ) -> Result<Vec<Synced>> {
+    let ar = discover(client).await?;
     let mut pending = Vec::new();
     for name in names {
-        let r = read(&get(client, ns, name).await?);
+        let r = read(&get(client, &ar, ns, name).await?);
         let ours = r.annotations.get(FORCE_SYNC).and_then(Value::as_str) == Some(run.as_str());
         let at = r
             .annotations
@@ -321,7 +347,7 @@ pub(crate) async fn sync(
         let patched = bounded(
             &format!("annotate externalsecret/{name} {FORCE_SYNC}"),
             REQUEST_TIMEOUT,
-            api(client, ns).patch(name, &PatchParams::default(), &Patch::Merge(&patch)),
+            api(client, ns, &ar).patch(name, &PatchParams::default(), &Patch::Merge(&patch)),
         )
         .await?;
         pending.push(Pending {
@@ -334,13 +360,14 @@ pub(crate) async fn sync(
     }
     let mut done = Vec::new();
     for p in pending {
-        done.push(wait_one(client, ns, &p, poll, deadline).await?);
+        done.push(wait_one(client, &ar, ns, &p, poll, deadline).await?);
     }
     Ok(done)
 }
 
 async fn wait_one(
     client: &Client,
+    ar: &ApiResource,
     ns: &str,
     p: &Pending,
     poll: Duration,
@@ -352,7 +379,7 @@ async fn wait_one(
         poll,
         String::from("no answer yet"),
         |_| async move {
-            let obj = match get(client, ns, name).await {
+            let obj = match get(client, ar, ns, name).await {
                 Ok(o) => o,
                 Err(e) if e.is_temporary() => return Step::Pending(e.message().to_owned()),
                 Err(e) => return Step::Ready(Err(e)),

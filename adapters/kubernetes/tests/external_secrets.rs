@@ -139,6 +139,17 @@ async fn a_missing_external_secret_or_rbac_is_refused_with_the_role_rules() {
         e.message()
     );
 
+    env.fake.state().eso_absent = true;
+    let e = env.restarter(config(&env)).preflight().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{}", e.chain());
+    assert!(
+        e.message()
+            .contains("is External Secrets Operator installed?"),
+        "{}",
+        e.message()
+    );
+    env.fake.state().eso_absent = false;
+
     let rule = |group: &str, res: &str, verbs: &[&str]| Rule {
         api_groups: vec![group.into()],
         resources: vec![res.into()],

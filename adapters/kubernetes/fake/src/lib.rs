@@ -143,6 +143,8 @@ pub struct Cluster {
     /// Every write in the order it happened, as `VERB RESOURCE/NAME` (`patch
     /// externalsecrets/app`, `sync secrets/app` for the ESO controller's write).
     writes: Vec<String>,
+    /// External Secrets Operator is not installed: its API group is not served.
+    pub eso_absent: bool,
 }
 
 impl Default for Cluster {
@@ -171,6 +173,7 @@ impl Default for Cluster {
             eso_hold: false,
             eso_syncs: 0,
             writes: Vec::new(),
+            eso_absent: false,
         }
     }
 }
@@ -541,7 +544,9 @@ impl Cluster {
                 "kind": "APIVersions", "versions": ["v1"],
                 "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:443"}]}),
             ),
-            ("GET", ["apis"]) => Response::json(200, &discovery_groups()),
+            ("GET", ["apis"]) => Response::json(200, &discovery_groups(!self.eso_absent)),
+            // A group no CRD or aggregated API serves is not found at any path.
+            (_, ["apis", external_secrets::GROUP, ..]) if self.eso_absent => not_found_path(),
             ("GET", ["api", "v1"]) => Response::json(
                 200,
                 &resource_list(
@@ -1015,7 +1020,7 @@ fn not_found_path() -> Response {
     )
 }
 
-fn discovery_groups() -> Value {
+fn discovery_groups(eso_installed: bool) -> Value {
     let group = |name: &str| {
         json!({"name": name, "versions": [{"groupVersion": format!("{name}/v1"), "version": "v1"}],
             "preferredVersion": {"groupVersion": format!("{name}/v1"), "version": "v1"}})
@@ -1023,8 +1028,11 @@ fn discovery_groups() -> Value {
     let eso = json!({"name": "external-secrets.io",
         "versions": [{"groupVersion": "external-secrets.io/v1beta1", "version": "v1beta1"}],
         "preferredVersion": {"groupVersion": "external-secrets.io/v1beta1", "version": "v1beta1"}});
-    json!({"kind": "APIGroupList", "apiVersion": "v1",
-        "groups": [group("apps"), group("authorization.k8s.io"), eso]})
+    let mut groups = vec![group("apps"), group("authorization.k8s.io")];
+    if eso_installed {
+        groups.push(eso);
+    }
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 type ResourceRow<'a> = (&'a str, &'a str, bool, &'a [&'a str], &'a [&'a str]);
