@@ -111,6 +111,16 @@ pub fn table(outcomes: &[Outcome]) -> String {
         .collect()
 }
 
+/// A fleet run's metrics carry each plan's path (`report::metrics`).
+impl crate::report::metrics::Recorded for Outcome {
+    fn summary(&self) -> &Summary {
+        &self.summary
+    }
+    fn plan(&self) -> Option<&std::path::Path> {
+        Some(&self.plan)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,15 +27,6 @@ impl Recorded for Summary {
     }
 }
 
-impl Recorded for crate::fleet::Outcome {
-    fn summary(&self) -> &Summary {
-        &self.summary
-    }
-    fn plan(&self) -> Option<&Path> {
-        Some(&self.plan)
-    }
-}
-
 impl Recorded for (&Path, &Summary) {
     fn summary(&self) -> &Summary {
         self.1
