@@ -75,10 +75,64 @@ async fn the_eks_example_plan_runs_end_to_end() {
         .await
         .unwrap();
 
-    // The cluster, named by the plan's own context.
-    let cluster = FakeCluster::start().await;
+    // The cluster, named by the plan's own context, with the ExternalSecret the plan
+    // names: the fake's External Secrets controller copies the secret's JSON member
+    // into the Secret the pods read. Its provider is Secrets Manager — moto here —
+    // so a bridge task copies what moto serves as AWSCURRENT into it, as ESO reads it.
+    let cluster = std::sync::Arc::new(FakeCluster::start().await);
     for d in &deployments {
         cluster.state().add_deployment(&namespace, d, 2);
+    }
+    let external_secrets: Vec<String> = restart["external_secrets"]
+        .as_array()
+        .expect("the example plan names its ExternalSecrets")
+        .iter()
+        .map(|e| e.as_str().unwrap().to_owned())
+        .collect();
+    for es in &external_secrets {
+        cluster.state().add_external_secret(
+            &namespace,
+            serde_json::json!({"metadata": {"name": es}, "spec": {
+                "refreshInterval": "1h",
+                "secretStoreRef": {"name": "aws", "kind": "ClusterSecretStore"},
+                "target": {"name": es},
+                "data": [{"secretKey": &json_key,
+                          "remoteRef": {"key": &secret_id, "property": &json_key}}]}}),
+        );
+    }
+    let bridge = {
+        let (client, cluster, secret_id) = (client.clone(), cluster.clone(), secret_id.clone());
+        tokio::spawn(async move {
+            loop {
+                let got = client
+                    .get_secret_value()
+                    .secret_id(&secret_id)
+                    .version_stage("AWSCURRENT")
+                    .send()
+                    .await;
+                if let Ok(v) = got {
+                    if let Some(s) = v.secret_string() {
+                        cluster.state().set_provider_value(&secret_id, s);
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        })
+    };
+    // ESO's first sync: the pods' Secret holds the old passphrase before the run.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while external_secrets.iter().any(|es| {
+        cluster
+            .state()
+            .secret_value(&namespace, es, &json_key)
+            .as_deref()
+            != Some(OLD)
+    }) {
+        assert!(
+            std::time::Instant::now() < until,
+            "the fake's ESO never synced"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig_path = dir.path().join("kubeconfig");
@@ -130,6 +184,7 @@ async fn the_eks_example_plan_runs_end_to_end() {
         .output()
         .await
         .unwrap();
+    bridge.abort();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}\n{stdout}");
@@ -157,6 +212,28 @@ async fn the_eks_example_plan_runs_end_to_end() {
     assert_ne!(new, OLD);
     assert_eq!(current["LOG_LEVEL"], "info");
     assert!(!stdout.contains(&new) && !stderr.contains(&new) && !stderr.contains(OLD));
+    // The pods' Secret (filled by External Secrets) was synced to the new passphrase
+    // before any deployment rolled: the restart force-synced and waited.
+    for es in &external_secrets {
+        assert_eq!(
+            cluster
+                .state()
+                .secret_value(&namespace, es, &json_key)
+                .as_deref(),
+            Some(new.as_str()),
+            "{es}: the pods' Secret"
+        );
+    }
+    let writes = cluster.state().writes();
+    let synced = writes
+        .iter()
+        .rposition(|w| w.starts_with("sync secrets/"))
+        .expect("ESO synced");
+    let first_roll = writes
+        .iter()
+        .position(|w| w.contains("deployments/"))
+        .expect("a deployment rolled");
+    assert!(synced < first_roll, "rolled before the sync: {writes:?}");
     assert_eq!(vault.open(&Passphrase::new(new)).await.unwrap().gen, 1);
 
     // Each deployment was restarted once, by this run, and rolled out.

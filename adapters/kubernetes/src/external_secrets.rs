@@ -320,7 +320,16 @@ pub(crate) async fn sync(
     let mut pending = Vec::new();
     for name in names {
         let r = read(&get(client, &ar, ns, name).await?);
-        let ours = r.annotations.get(FORCE_SYNC).and_then(Value::as_str) == Some(run.as_str());
+        // `<run>` when asked, `<run>.<n>` when asked again after a stale sync.
+        let ours = r
+            .annotations
+            .get(FORCE_SYNC)
+            .and_then(Value::as_str)
+            .is_some_and(|v| {
+                v == run.as_str()
+                    || v.strip_prefix(run.as_str())
+                        .is_some_and(|n| n.starts_with('.'))
+            });
         let at = r
             .annotations
             .get(FORCE_SYNC_AT)
@@ -360,20 +369,29 @@ pub(crate) async fn sync(
     }
     let mut done = Vec::new();
     for p in pending {
-        done.push(wait_one(client, &ar, ns, &p, poll, deadline).await?);
+        done.push(wait_one(client, &ar, ns, &p, run, poll, deadline).await?);
     }
     Ok(done)
 }
+
+/// How long a sync that left the Secret unchanged is given before it is asked for
+/// again: the provider may have answered from before the activation (Secrets
+/// Manager reads are eventually consistent; ESO may have read it just before).
+const RESYNC_AFTER: Duration = Duration::from_secs(2);
 
 async fn wait_one(
     client: &Client,
     ar: &ApiResource,
     ns: &str,
     p: &Pending,
+    run: &RunId,
     poll: Duration,
     deadline: Instant,
 ) -> Result<Synced> {
     let name = &p.name;
+    // (when the Secret was last seen synced but unchanged, how many times asked again)
+    let stale_since: std::sync::Mutex<(Option<Instant>, u32)> = std::sync::Mutex::new((None, 0));
+    let stale_since = &stale_since;
     let waited = wait_until(
         deadline,
         poll,
@@ -413,10 +431,38 @@ async fn wait_one(
                 match digest(client, ns, &p.target).await {
                     Ok(now) if now.is_some() && now != before => {}
                     Ok(_) => {
+                        // Synced from a provider answer older than the activation: ask
+                        // again (a changed force-sync value is a new request to ESO).
+                        let again = {
+                            let mut st = stale_since.lock().unwrap_or_else(|e| e.into_inner());
+                            let first = *st.0.get_or_insert_with(Instant::now);
+                            if first.elapsed() >= RESYNC_AFTER {
+                                st.0 = Some(Instant::now());
+                                st.1 += 1;
+                                Some(st.1)
+                            } else {
+                                None
+                            }
+                        };
+                        if let Some(n) = again {
+                            let patch = json!({"metadata": {"annotations": {
+                                FORCE_SYNC: format!("{}.{n}", run.as_str()),
+                            }}});
+                            let _ = bounded(
+                                &format!("annotate externalsecret/{name} {FORCE_SYNC} again"),
+                                REQUEST_TIMEOUT,
+                                api(client, ns, ar).patch(
+                                    name,
+                                    &PatchParams::default(),
+                                    &Patch::Merge(&patch),
+                                ),
+                            )
+                            .await;
+                        }
                         return Step::Pending(format!(
                             "synced, but secret/{} still holds the value it held before the sync",
                             p.target
-                        ))
+                        ));
                     }
                     Err(e) if e.is_temporary() => return Step::Pending(e.message().to_owned()),
                     Err(e) => return Step::Ready(Err(e)),

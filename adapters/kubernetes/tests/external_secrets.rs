@@ -239,3 +239,49 @@ async fn a_controller_that_never_syncs_times_out_before_anything_is_rolled() {
         Some(NEW)
     );
 }
+
+/// ESO synced from a provider answer older than the activation (Secrets Manager
+/// reads are eventually consistent): the Secret did not change, so the restart asks
+/// again (a new force-sync value) instead of waiting out its deadline, and rolls only
+/// once the Secret holds the new value.
+#[tokio::test]
+async fn a_sync_that_left_the_secret_unchanged_is_asked_for_again() {
+    let env = synced(None).await;
+    // The provider still answers the old value when the sync is asked for.
+    env.fake.state().set_provider_value(REMOTE, OLD);
+    let r = env.restarter(config(&env));
+    r.preflight().await.unwrap();
+    let ctx = run("stale");
+    let started = Instant::now();
+    let late = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        env.fake.state().set_provider_value(REMOTE, NEW);
+    };
+    let (restarted, ()) = tokio::join!(r.restart(&ctx), late);
+    restarted.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        env.fake.state().secret_value(NS, SECRET, KEY).as_deref(),
+        Some(NEW)
+    );
+    let w = writes(&env);
+    let patches = w
+        .iter()
+        .filter(|x| *x == "patch externalsecrets/vsync")
+        .count();
+    assert!(patches >= 2, "asked once only: {w:?}");
+    assert_eq!(w.last().unwrap(), "patch deployments/api", "{w:?}");
+    let es = env.fake.state().external_secret(NS, ES).unwrap();
+    let value = es["metadata"]["annotations"][FORCE_SYNC]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        value.starts_with(&format!("{}.", ctx.run.as_str())),
+        "{value}"
+    );
+}
