@@ -101,6 +101,22 @@ pub(crate) fn is_gone(s: &kube::core::Status) -> bool {
     s.code == 410 || s.reason == "Expired" || s.reason == "Gone"
 }
 
+/// `fut`, or a temporary error once `limit` has passed: every API request of the
+/// store, the restarter and the External Secrets wait goes through it.
+pub(crate) async fn bounded<T>(
+    op: &str,
+    limit: Duration,
+    fut: impl std::future::Future<Output = kube::Result<T>>,
+) -> vsync_orchestrate_api::Result<T> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r.map_err(|e| kube_error(op, e)),
+        Err(_) => Err(Error::temporary(format!(
+            "{op}: no answer within {}",
+            humantime_serde::re::humantime::format_duration(limit)
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,7 +34,7 @@ use serde_json::{json, Value};
 use vsync_orchestrate_api::wait::{wait_until, Step, Waited};
 use vsync_orchestrate_api::{Error, ErrorKind, Result, RunId};
 
-use crate::restarter::bounded;
+use crate::error::bounded;
 
 /// The annotation ESO's docs use to force a sync; any change of it does.
 pub const FORCE_SYNC: &str = "force-sync";

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -27,7 +26,7 @@ use vsync_orchestrate_api::{
     RolloutOutcome, RunId, Target,
 };
 
-use crate::error::{is_gone, kube_error, truncate};
+use crate::error::{bounded, is_gone, kube_error, truncate};
 use crate::status::{self, Progress};
 use crate::workload::{Kind, WorkloadRef};
 use crate::{KubernetesConfig, RESTARTED_AT, RUN_ANNOTATION};
@@ -301,21 +300,6 @@ fn snapshot<K: Workload>(obj: &K, kubectl_args: &str) -> Snapshot {
         progress: obj.progress(generation),
         counts: obj.counts(),
         warnings: obj.warnings(),
-    }
-}
-
-/// `fut`, or a temporary error once `limit` has passed.
-pub(crate) async fn bounded<T>(
-    op: &str,
-    limit: Duration,
-    fut: impl Future<Output = kube::Result<T>>,
-) -> Result<T> {
-    match tokio::time::timeout(limit, fut).await {
-        Ok(r) => r.map_err(|e| kube_error(op, e)),
-        Err(_) => Err(Error::temporary(format!(
-            "{op}: no answer within {}",
-            humantime_serde::re::humantime::format_duration(limit)
-        ))),
     }
 }
 

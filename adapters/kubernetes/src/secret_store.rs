@@ -36,8 +36,8 @@ use vsync_orchestrate_api::{
     SecretStore, Severity, Staged, StoreCapabilities, StoreConfig, Target,
 };
 
+use crate::error::bounded;
 use crate::error::kube_error;
-use crate::restarter::bounded;
 use crate::workload::{check_name, check_namespace};
 use crate::RUN_ANNOTATION;
 
