@@ -157,3 +157,33 @@ async fn a_store_only_new_deployments_read_with_nothing_to_restart_is_named() {
     );
     assert!(shown.contains("read by processes as they start"), "{shown}");
 }
+
+/// An unreachable health URL does not stop preflight (verify waits for it) but is
+/// not shown as fine: its row is ✗ with why, and a warning says so.
+#[tokio::test]
+async fn an_unreachable_health_url_is_not_marked_ok_in_preflight() {
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    let sb = Sandbox::new(&format!("[verify]\nhealth = [\"{url}\"]\n")).await;
+    let parts = sb.parts(vec![sb.file_store()], None).await;
+    let shown = Shown::new();
+    let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &shown.p, true).await;
+    assert_eq!(s.exit_code, 0, "a dry run still passes: {}", s.outcome);
+    let row = s
+        .targets
+        .iter()
+        .find(|t| t.phase == "preflight" && t.name == url)
+        .expect("the health row");
+    assert!(!row.ok, "{row:?}");
+    assert!(row.detail.contains("not answering"), "{row:?}");
+    assert!(
+        s.warnings.iter().any(|w| w.contains("does not answer yet")),
+        "{:?}",
+        s.warnings
+    );
+}

@@ -19,6 +19,6 @@ pub use load::{load, parse, parse_bytes, LoadedPlan, PlanError, PlanErrorKind, M
 pub use model::*;
 pub use nearest::{nearest, suggest_type};
 pub use problem::{
-    parse_duration, Problem, Severity, MAX_ITERATIONS, MAX_MESSAGE, MAX_MIN_AGE, MAX_PROBLEMS,
-    MAX_SAMPLES, MAX_WAIT,
+    parse_duration, DurationError, Problem, Severity, MAX_ITERATIONS, MAX_MESSAGE, MAX_MIN_AGE,
+    MAX_PROBLEMS, MAX_SAMPLES, MAX_WAIT,
 };

@@ -138,9 +138,19 @@ pub(super) fn too_long(what: &str, given: &str, max: &str) -> String {
     format!("{what}: {given} is absurdly long: at most {max}")
 }
 
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("{s:?} is not a duration like \"90s\", \"5m\" or \"80d\": {e}"))
+/// Why a plan's duration does not parse: the text, and humantime's reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{given:?} is not a duration like \"90s\", \"5m\" or \"80d\": {why}")]
+pub struct DurationError {
+    pub given: String,
+    pub why: String,
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
+    humantime::parse_duration(s).map_err(|e| DurationError {
+        given: s.to_owned(),
+        why: e.to_string(),
+    })
 }
 
 /// Longer than this is not a timeout or a polling interval but a hang.

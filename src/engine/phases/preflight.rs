@@ -493,21 +493,27 @@ async fn probe_health(cx: &mut Ctx<'_>) {
         }
     }))
     .await;
+    // Marked ✓ only when the app answers fresh: an unreachable or stale URL is not
+    // a reason to stop (verify waits for it) but is not shown as fine either.
     for (url, r, took) in probes {
-        let detail = match r {
+        let (fresh, detail) = match r {
             Ok((status, body)) => {
                 let a = health::classify(status, &body);
-                if !matches!(a, health::Answer::Fresh { .. }) {
+                let fresh = matches!(a, health::Answer::Fresh { .. });
+                if !fresh {
                     cx.warn(format!("{url} answers {a} before the rotation"));
                 }
-                a.to_string()
+                (fresh, a.to_string())
             }
             Err(e) => {
                 cx.warn(format!("{url} does not answer yet: {e}"));
-                format!("not answering ({e}); verify will wait for it")
+                (
+                    false,
+                    format!("not answering ({e}); verify will wait for it"),
+                )
             }
         };
-        cx.row(Step::Preflight, "health", &url, None, true, detail, took);
+        cx.row(Step::Preflight, "health", &url, None, fresh, detail, took);
     }
 }
 
