@@ -114,7 +114,11 @@ fn readme_table() -> BTreeSet<(String, String, String)> {
         .1;
     let section = section.split("\n#").next().unwrap();
     let code = |cell: &str| cell.trim().trim_matches('`').to_owned();
-    let mut lines = section.lines().filter(|l| l.starts_with('|'));
+    // The section's first table (others may follow it, e.g. how real each fake is).
+    let mut lines = section
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'));
     let header = lines
         .next()
         .expect("no table under README.md's \"## Adapters\"");
