@@ -485,6 +485,12 @@ fn metrics_file_and_status_age() {
         "{body}"
     );
     assert!(value("vsync_orchestrate_window_seconds", "demo").unwrap() < 1.0);
+    // The demo's file store is read at boot: the window apps feel is the store's.
+    assert_eq!(
+        value("vsync_orchestrate_delivery_window_seconds", "demo"),
+        value("vsync_orchestrate_window_seconds", "demo"),
+        "{body}"
+    );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -64,6 +64,7 @@ fn two_plans_of_one_env_write_two_series() {
         "vsync_orchestrate_last_exit_code",
         "vsync_orchestrate_generation",
         "vsync_orchestrate_window_seconds",
+        "vsync_orchestrate_delivery_window_seconds",
     ] {
         let s = samples(&body, name);
         assert_eq!(s.len(), 2, "{name}: {body}");

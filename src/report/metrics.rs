@@ -45,7 +45,7 @@ impl Recorded for (PathBuf, Summary) {
     }
 }
 
-const METRICS: [(&str, &str); 5] = [
+const METRICS: [(&str, &str); 6] = [
     (
         "vsync_orchestrate_last_run_timestamp_seconds",
         "Unix time the last run of this environment ended.",
@@ -66,6 +66,10 @@ const METRICS: [(&str, &str); 5] = [
         "vsync_orchestrate_window_seconds",
         "T0 to T1 of the last rotation: how long booting apps could get the wrong passphrase.",
     ),
+    (
+        "vsync_orchestrate_delivery_window_seconds",
+        "T0 to the moment a starting app could get the new passphrase through every store (the window apps feel).",
+    ),
 ];
 
 fn escape(v: &str) -> String {
@@ -75,7 +79,7 @@ fn escape(v: &str) -> String {
 }
 
 /// The values of one run, by metric name; `None` keeps what the file had.
-fn values_of(s: &Summary, now: f64) -> [(&'static str, Option<String>); 5] {
+fn values_of(s: &Summary, now: f64) -> [(&'static str, Option<String>); 6] {
     [
         (METRICS[0].0, Some(format!("{now:.3}"))),
         (
@@ -90,6 +94,10 @@ fn values_of(s: &Summary, now: f64) -> [(&'static str, Option<String>); 5] {
         (
             METRICS[4].0,
             s.window_ms.map(|w| format!("{:.6}", w / 1000.0)),
+        ),
+        (
+            METRICS[5].0,
+            s.delivery_window_ms.map(|w| format!("{:.6}", w / 1000.0)),
         ),
     ]
 }
