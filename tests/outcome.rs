@@ -187,3 +187,29 @@ async fn an_unreachable_health_url_is_not_marked_ok_in_preflight() {
         s.warnings
     );
 }
+
+/// An adapter's refusal that names the one command fixing it (a login, a kubeconfig)
+/// puts that command in the summary's next steps.
+#[tokio::test]
+async fn an_adapters_fix_reaches_the_next_steps() {
+    let sb = Sandbox::new("").await;
+    let log = log();
+    let bad = MemStore::new("bad", OLD, &log, None);
+    *bad.preflight_error.lock().unwrap() = Some(
+        vsync_orchestrate::api::Error::invalid_config(
+            "kubeconfig: context \"prod\" is not in ~/.kube/config",
+        )
+        .with_next_step("kubectl config get-contexts"),
+    );
+    let parts = sb.parts(vec![sb.file_store(), bad.clone()], None).await;
+    let shown = Shown::new();
+    let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &shown.p, false).await;
+    assert_eq!(s.exit_code, Exit::PreflightFailed.code(), "{}", s.outcome);
+    assert!(
+        s.next_steps
+            .iter()
+            .any(|n| n == "kubectl config get-contexts"),
+        "{:?}",
+        s.next_steps
+    );
+}

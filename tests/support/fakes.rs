@@ -37,6 +37,8 @@ pub struct MemStore {
     pub next_current: Mutex<Option<Passphrase>>,
     /// Its value reaches new deployments only (as a Vercel variable's does).
     pub on_redeploy: AtomicBool,
+    /// What its next preflight answers instead of passing.
+    pub preflight_error: Mutex<Option<vsync_orchestrate::api::Error>>,
 }
 
 impl MemStore {
@@ -56,6 +58,7 @@ impl MemStore {
             stall_after_applying: AtomicBool::new(false),
             next_current: Mutex::new(None),
             on_redeploy: AtomicBool::new(false),
+            preflight_error: Mutex::new(None),
         })
     }
 
@@ -99,6 +102,9 @@ impl SecretStore for MemStore {
     }
     async fn preflight(&self) -> Result<Preflight> {
         self.note("preflight");
+        if let Some(e) = self.preflight_error.lock().unwrap().take() {
+            return Err(e);
+        }
         Ok(Preflight {
             detail: "in memory".into(),
             warnings: vec![],

@@ -179,6 +179,10 @@ pub(crate) async fn run(cx: &mut Ctx<'_>, parts: build::Parts) -> Result<Preflig
             }
             Err(e) => {
                 cx.target_failed(Step::Preflight, &target, slot, e.kind(), e.chain(), took);
+                // The adapter's one command that fixes it (a login, a kubeconfig).
+                if let Some(fix) = e.next_step() {
+                    cx.next_step(fix.to_owned());
+                }
                 failed.push((target, e));
             }
         }
