@@ -167,8 +167,11 @@ async fn systemd_timer_fires_the_tool() {
     let metrics = env
         .get("/var/lib/prometheus/node-exporter/vsync-orchestrate.prom")
         .expect("the metrics file was written");
+    // Labelled by env, plan and vault (two plans of one env keep a series each).
     assert!(
-        metrics.contains("vsync_orchestrate_last_exit_code{env=\"demo\"} 0"),
+        metrics.lines().any(|l| l.starts_with(
+            "vsync_orchestrate_last_exit_code{env=\"demo\",plan=\"/etc/vsync-orchestrate/plans/"
+        ) && l.ends_with("} 0")),
         "{metrics}"
     );
     assert!(

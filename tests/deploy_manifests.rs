@@ -159,7 +159,6 @@ fn only_known_keys(ctx: &Value, known: &[&str], what: &str) {
     }
 }
 
-#[test]
 fn the_kubernetes_example_is_complete_and_hardened() {
     let Some(objects) = kubectl_objects() else {
         return;
@@ -303,7 +302,6 @@ fn the_kubernetes_example_is_complete_and_hardened() {
 }
 
 /// The image the CronJob runs is built in two stages and runs as a non-root user.
-#[test]
 fn the_dockerfile_builds_in_two_stages_and_runs_as_non_root() {
     let text = std::fs::read_to_string(dir().join("Dockerfile")).unwrap();
     let froms: Vec<&str> = text
@@ -326,4 +324,11 @@ fn the_dockerfile_builds_in_two_stages_and_runs_as_non_root() {
     // The build context is the repository root: its target/ must not be sent.
     let ignore = std::fs::read_to_string(dir().join("Dockerfile.dockerignore")).unwrap();
     assert!(ignore.lines().any(|l| l.trim() == "target/"), "{ignore}");
+}
+
+vsync_orchestrate_testkit::main! {
+    tests: [
+        #[sync] the_kubernetes_example_is_complete_and_hardened,
+        #[sync] the_dockerfile_builds_in_two_stages_and_runs_as_non_root,
+    ],
 }
