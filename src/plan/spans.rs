@@ -113,6 +113,17 @@ pub(super) struct Found<'a> {
     pub(super) value: Option<&'a Value>,
 }
 
+impl<'a> Found<'a> {
+    /// `key` at `path`, when the parser kept its span.
+    fn at(path: &str, key: &Key, value: Option<&'a Value>) -> Option<Found<'a>> {
+        key.span().map(|span| Found {
+            path: path.to_owned(),
+            span,
+            value,
+        })
+    }
+}
+
 /// The innermost key under `item` that a parser error's span falls on: the key
 /// itself (an unknown key), or the key whose value holds the span (a value of
 /// the wrong type).
@@ -125,11 +136,7 @@ pub(super) fn key_of_span<'a>(item: &'a Item, span: &Range<usize>) -> Option<Fou
             .is_some_and(|v| contains(&v, span));
         if on_key || on_value {
             // The walk goes outside in: the last match is the innermost.
-            out = key.span().map(|s| Found {
-                path: path.to_owned(),
-                span: s,
-                value,
-            });
+            out = Found::at(path, key, value);
         }
     });
     out
@@ -145,11 +152,7 @@ pub(super) fn find_key<'a>(
     let mut out: Option<Found> = None;
     walk(item, "", &mut |path, key, value| {
         if out.is_none() && matches(key.get(), value) {
-            out = key.span().map(|s| Found {
-                path: path.to_owned(),
-                span: s,
-                value,
-            });
+            out = Found::at(path, key, value);
         }
     });
     out
@@ -163,11 +166,7 @@ pub(super) fn find_key_in_value<'a>(
     let mut out: Option<Found> = None;
     walk_value(value, "", &mut |path, key, value| {
         if out.is_none() && matches(key.get(), value) {
-            out = key.span().map(|s| Found {
-                path: path.to_owned(),
-                span: s,
-                value,
-            });
+            out = Found::at(path, key, value);
         }
     });
     out
