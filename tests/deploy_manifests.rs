@@ -285,6 +285,33 @@ fn the_kubernetes_example_is_complete_and_hardened() {
         .unwrap()
         .to_owned();
     assert!(plan.contains("type = \"kubernetes\"") && plan.contains("in_cluster = true"));
+    // It is the EKS example's plan, External Secrets included, and the Role grants
+    // what the force-sync needs (get and patch the ExternalSecret, get its Secret).
+    let example =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/aws-eks.toml"))
+            .unwrap();
+    assert!(example.contains("external_secrets = [\"myapp-config\"]"));
+    assert!(
+        plan.contains("external_secrets = [\"myapp-config\"]"),
+        "{plan}"
+    );
+    let rules = named(&objects, "Role")[0]["rules"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let grants = |group: &str, resource: &str, verb: &str| {
+        rules.iter().any(|r| {
+            let has = |k: &str, v: &str| r[k].as_array().unwrap().iter().any(|x| x == v);
+            has("apiGroups", group) && has("resources", resource) && has("verbs", verb)
+        })
+    };
+    for verb in ["get", "patch"] {
+        assert!(
+            grants("external-secrets.io", "externalsecrets", verb),
+            "{verb}"
+        );
+    }
+    assert!(grants("", "secrets", "get"));
     let t = tempfile::tempdir().unwrap();
     std::fs::write(t.path().join("plan.toml"), &plan).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_vsync-orchestrate"))

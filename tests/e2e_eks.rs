@@ -229,6 +229,17 @@ async fn the_eks_example_plan_runs_end_to_end() {
         .iter()
         .rposition(|w| w.starts_with("sync secrets/"))
         .expect("ESO synced");
+    // The pods read the synced Secret, not Secrets Manager: the window they feel
+    // ends at the sync, and the summary says so.
+    let rows = s["delivery"].as_array().unwrap();
+    let eso = rows
+        .iter()
+        .find(|d| d["path"] == "synced")
+        .unwrap_or_else(|| panic!("no synced delivery row: {stdout}"));
+    assert_eq!(eso["slot"], "restart.1");
+    let eso_ms = eso["window_ms"].as_f64().expect("measured");
+    assert!(eso_ms > s["window_ms"].as_f64().unwrap(), "{stdout}");
+    assert_eq!(s["delivery_window_ms"].as_f64(), Some(eso_ms));
     let first_roll = writes
         .iter()
         .position(|w| w.contains("deployments/"))

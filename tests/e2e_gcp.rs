@@ -333,6 +333,20 @@ async fn run_rotates_secret_manager_and_rolls_cloud_run_under_live_apps() {
         s["run_id"]
     );
     assert_eq!(cloud_run.state().updates(SERVICE), 1);
+    // A pinned version reaches new instances only through the new revision: the
+    // window apps feel ends when it serves, not at T1.
+    let paths = delivery_paths(&s);
+    assert_eq!(
+        paths,
+        vec![
+            ("store.1".into(), "at_boot".into()),
+            ("restart.1".into(), "rollout_done".into())
+        ],
+        "{stdout}"
+    );
+    let revision = s["delivery"][1]["window_ms"].as_f64().expect("measured");
+    assert!(revision > s["window_ms"].as_f64().unwrap(), "{stdout}");
+    assert_eq!(s["delivery_window_ms"].as_f64(), Some(revision));
     assert_eq!(
         std::fs::read_to_string(dir.join("passphrase")).unwrap(),
         new
@@ -362,6 +376,12 @@ async fn run_rotates_secret_manager_and_rolls_cloud_run_under_live_apps() {
     let s: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(s["gen_after"], 2);
     assert_eq!(pinned_version(&cloud_run), json!("current"));
+    // On the alias, a new instance resolves it as it starts: the store window.
+    assert_eq!(
+        delivery_paths(&s),
+        vec![("store.1".into(), "at_boot".into())],
+        "{stdout}"
+    );
     let newer = secrets.state().value(SECRET, "current").unwrap();
     assert_ne!(newer, new);
     assert_eq!(
@@ -370,6 +390,21 @@ async fn run_rotates_secret_manager_and_rolls_cloud_run_under_live_apps() {
     );
     assert!(!stdout.contains(&newer) && !stderr.contains(&newer));
     drop(apps);
+}
+
+/// The summary's delivery rows as (slot, path).
+fn delivery_paths(s: &Value) -> Vec<(String, String)> {
+    s["delivery"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["slot"].as_str().unwrap().to_owned(),
+                d["path"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
 }
 
 vsync_orchestrate_testkit::main! {

@@ -6,6 +6,7 @@
 mod support;
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 use support::fakes::{MemRestarter, MemStore};
 use support::sandbox::{log, Sandbox, Shown, OLD};
 use vsync_orchestrate::engine::{self, Exit};
@@ -122,6 +123,79 @@ async fn the_delivery_window_is_what_apps_feel() {
         s.window_ms
     );
     assert_eq!(s.delivery_window_ms, Some(redeploy));
+}
+
+/// A restart on the passphrase's way (an ExternalSecret it syncs; a revision that
+/// carries a pinned version) ends the window apps feel: the summary measures T0 →
+/// restart returned, or T0 → rollout done, and `plan` says so beforehand.
+#[tokio::test]
+async fn a_restart_that_delivers_ends_the_delivery_window() {
+    use vsync_orchestrate::api::Delivers;
+    for (delivers, path) in [
+        (Delivers::WhenStarted, "synced"),
+        (Delivers::WhenDone, "rollout_done"),
+    ] {
+        let sb = Sandbox::new("").await;
+        let log = log();
+        let restarter = MemRestarter::new(&log);
+        *restarter.delivers.lock().unwrap() = delivers;
+        *restarter.restart_takes.lock().unwrap() = Duration::from_millis(150);
+        *restarter.takes.lock().unwrap() = Duration::from_millis(300);
+        let parts = sb
+            .parts(vec![sb.file_store()], Some(restarter.clone()))
+            .await;
+        let shown = Shown::new();
+        let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &shown.p, false).await;
+        assert_eq!(s.exit_code, 0, "{}", s.outcome);
+        let json = serde_json::to_value(&s).unwrap();
+        let d = json["delivery"].as_array().unwrap();
+        assert_eq!(d.len(), 2, "{json}");
+        assert_eq!(
+            (&d[0]["path"], &d[0]["slot"]),
+            (&"at_boot".into(), &"store.1".into())
+        );
+        assert_eq!(
+            (&d[1]["path"], &d[1]["slot"]),
+            (&path.into(), &"restart.1".into())
+        );
+        let w = d[1]["window_ms"].as_f64().expect("measured");
+        let (lo, hi) = match delivers {
+            Delivers::WhenStarted => (150.0, 440.0),
+            _ => (450.0, 2000.0),
+        };
+        assert!(
+            w >= lo && w < hi,
+            "{path}: {w} ms, expected the restart's own part ({lo}–{hi} ms)"
+        );
+        assert_eq!(s.delivery_window_ms, Some(w), "the longest path");
+        assert!(w > s.window_ms.unwrap());
+
+        let parts = sb.parts(vec![sb.file_store()], Some(restarter)).await;
+        let (p, shown) = vsync_orchestrate::report::Progress::capture();
+        let dry = engine::run_with(&sb.loaded, parts, &sb.opts(), &p, true).await;
+        assert_eq!(dry.exit_code, 0, "{}", dry.outcome);
+        let shown = shown.lock().unwrap().clone();
+        assert!(shown.contains("delivery  memory-restart apps:"), "{shown}");
+    }
+
+    // A delivering rollout that fails leaves the window unknown, and says so.
+    let sb = Sandbox::new("").await;
+    let log = log();
+    let restarter = MemRestarter::new(&log);
+    *restarter.delivers.lock().unwrap() = Delivers::WhenDone;
+    restarter.fail.store(true, Ordering::SeqCst);
+    let parts = sb.parts(vec![sb.file_store()], Some(restarter)).await;
+    let shown = Shown::new();
+    let s = engine::run_with(&sb.loaded, parts, &sb.opts(), &shown.p, false).await;
+    assert_ne!(s.exit_code, 0);
+    assert_eq!(s.delivery_window_ms, None, "never delivered");
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.contains("memory-restart apps") && w.contains("did not get there")),
+        "{:?}",
+        s.warnings
+    );
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ pub use crate::engine::infra::journal::JournalEvent;
 use serde::Serialize;
 use std::future::Future;
 use std::time::{Duration, Instant};
-use vsync_orchestrate_api::{Delivery, ErrorKind};
+use vsync_orchestrate_api::{Delivers, Delivery, ErrorKind};
 
 /// One result row, as printed (`✓ label — detail`) and as in the JSON `targets`.
 #[derive(Debug, Clone, Serialize)]
@@ -32,17 +32,65 @@ pub struct TargetResult {
     pub ms: f64,
 }
 
-/// One store's path into the apps: `window_ms` is T0 → the moment a process that
-/// starts can get the new passphrase through it (the store activated, for a store
-/// read at boot; the restart done, for one that reaches only new deployments).
-/// `None` in a dry run, after `resume` (no T0 of its own), or when it never did
-/// (a restart that failed, or none to deliver it).
+/// One path of the passphrase into the apps — a store, or a restarter whose work
+/// is on the way (an ExternalSecret it syncs, a revision that carries a pinned
+/// version): `window_ms` is T0 → the moment a process that starts can get the new
+/// passphrase through it. `None` in a dry run, after `resume` (no T0 of its own),
+/// or when it never did (a restart that failed, or none to deliver it).
 #[derive(Debug, Clone, Serialize)]
 pub struct DeliveryWindow {
     pub slot: String,
     pub target: String,
-    pub path: Delivery,
+    pub path: DeliveryPath,
     pub window_ms: Option<f64>,
+}
+
+/// Which moment ends a [`DeliveryWindow`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryPath {
+    /// Processes read the store as they start: the store activated (T1).
+    AtBoot,
+    /// The store's value reaches new deployments only: every restart done.
+    OnRedeploy,
+    /// A restarter put it where new processes read it (an ExternalSecret synced
+    /// into the Secret pods read): that restart started.
+    Synced,
+    /// New processes get it from what a rollout brings (a revision pinning the
+    /// new version serving; a deployment holding the alias): that rollout done.
+    RolloutDone,
+}
+
+impl DeliveryPath {
+    /// The words the summary prints after the window.
+    pub fn words(self) -> &'static str {
+        match self {
+            DeliveryPath::AtBoot => "read at boot",
+            DeliveryPath::OnRedeploy => "new deployments only",
+            DeliveryPath::Synced => "synced by the restart",
+            DeliveryPath::RolloutDone => "once the rollout is done",
+        }
+    }
+}
+
+impl From<Delivery> for DeliveryPath {
+    fn from(d: Delivery) -> DeliveryPath {
+        match d {
+            Delivery::AtBoot => DeliveryPath::AtBoot,
+            Delivery::OnRedeploy => DeliveryPath::OnRedeploy,
+        }
+    }
+}
+
+impl DeliveryPath {
+    /// A restarter's part, where it has one.
+    pub fn of_restart(d: Delivers) -> Option<DeliveryPath> {
+        match d {
+            Delivers::Nothing => None,
+            Delivers::WhenStarted => Some(DeliveryPath::Synced),
+            Delivers::WhenDone => Some(DeliveryPath::RolloutDone),
+        }
+    }
 }
 
 /// Why a row failed: the adapter's own error kind, or how a rollout it started

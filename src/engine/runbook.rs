@@ -173,7 +173,7 @@ async fn preflight(cx: &mut Ctx<'_>, parts: build::Parts, command: &str) -> Stat
         ),
         Ok(Preflighted::Ready(r)) if cx.dry_run => {
             preflight::planned_writes(cx, &r);
-            delivery::plan(cx, &r.stores, r.restarters.len());
+            delivery::plan(cx, &r.stores, &r.restarters);
             cx.end(Exit::Ok, "dry run: preflight passed; nothing was written")
         }
         Ok(Preflighted::Ready(r)) => return State::Stage(r),
@@ -422,7 +422,7 @@ async fn finish(cx: &mut Ctx<'_>, c: Committed) -> Summary {
         let ended = restart::all(cx, restarters, staged, t0).await;
         (ended, Instant::now())
     };
-    let ((ended, restarted_at), tidied, ((audit, audit_row), took)) =
+    let (((ended, delivered), restarted_at), tidied, ((audit, audit_row), took)) =
         tokio::join!(restart, tidy(stores, staged), audit);
     for w in tidied {
         cx.warn(w);
@@ -444,7 +444,14 @@ async fn finish(cx: &mut Ctx<'_>, c: Committed) -> Summary {
     }
     let delivered_by_restart =
         (ended == restart::Ended::AllDone && !restarters.is_empty()).then_some(restarted_at);
-    delivery::report(cx, stores, staged, t0, t1, delivered_by_restart);
+    delivery::report(
+        cx,
+        stores,
+        staged,
+        (t0, t1),
+        delivered_by_restart,
+        &delivered,
+    );
     crash_point("restarted");
     match verify::verify(
         cx,

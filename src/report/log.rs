@@ -186,7 +186,7 @@ pub fn event(run: &str, phase: &str, span: &tracing::Span, e: &Event) {
         }
         Event::Delivery(d) => {
             for w in d {
-                by_phase!(phase, info, run = %run, slot = %w.slot, store = %w.target, path = ?w.path, window_ms = w.window_ms, "delivery window");
+                by_phase!(phase, info, run = %run, slot = %w.slot, target = %w.target, path = w.path.words(), window_ms = w.window_ms, "delivery window");
             }
         }
         Event::Facts(f) => by_phase!(phase, debug,

@@ -279,10 +279,7 @@ impl Summary {
             );
         }
         for d in self.delivery.iter().filter(|d| d.window_ms.is_some()) {
-            let path = match d.path {
-                vsync_orchestrate_api::Delivery::AtBoot => "read at boot",
-                vsync_orchestrate_api::Delivery::OnRedeploy => "new deployments only",
-            };
+            let path = d.path.words();
             let _ = writeln!(
                 e,
                 "  delivery {}  T0 → a starting app gets it: {} ({path})",

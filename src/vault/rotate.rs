@@ -433,6 +433,9 @@ impl Vault {
             ("rotated-at".to_owned(), rotated_at.clone()),
         ]
         .into();
+        // T0 is when the swap is sent, not when its answer arrives: storage may
+        // apply it (and a booting app read the new pointer) before answering.
+        let t0 = Instant::now();
         let res = self
             .storage
             .put(
@@ -442,7 +445,6 @@ impl Vault {
                 &meta,
             )
             .await;
-        let t0 = Instant::now();
         match res {
             Ok(_) => Ok(Committed { t0, rotated_at }),
             Err(e)

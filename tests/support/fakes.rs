@@ -188,6 +188,10 @@ pub struct MemRestarter {
     pub takes: Mutex<std::time::Duration>,
     /// What each `restart` saw of the activated stores.
     pub seen: Mutex<Vec<RestartContext>>,
+    /// Whether its rollouts are on the passphrase's way into new processes.
+    pub delivers: Mutex<vsync_orchestrate::api::Delivers>,
+    /// How long `restart` takes before it returns (an ExternalSecret syncing).
+    pub restart_takes: Mutex<std::time::Duration>,
 }
 
 impl MemRestarter {
@@ -203,6 +207,8 @@ impl MemRestarter {
             restarts,
             takes: Mutex::new(std::time::Duration::ZERO),
             seen: Mutex::new(vec![]),
+            delivers: Mutex::new(Default::default()),
+            restart_takes: Mutex::new(std::time::Duration::ZERO),
         })
     }
 }
@@ -212,6 +218,10 @@ impl Restarter for MemRestarter {
     fn describe(&self) -> Target {
         Target::new("memory-restart", "apps")
     }
+    fn capabilities(&self) -> vsync_orchestrate::api::RestarterCapabilities {
+        vsync_orchestrate::api::RestarterCapabilities::default()
+            .delivering(*self.delivers.lock().unwrap())
+    }
     async fn preflight(&self) -> Result<Preflight> {
         self.log.lock().unwrap().push("restarter:preflight".into());
         Ok(Preflight::default())
@@ -220,12 +230,10 @@ impl Restarter for MemRestarter {
         self.log.lock().unwrap().push("restarter:restart".into());
         self.restarts.fetch_add(1, Ordering::SeqCst);
         self.seen.lock().unwrap().push(ctx.clone());
-        Ok(Rollout {
-            target: self.describe(),
-            run: ctx.run.clone(),
-            id: "r1".into(),
-            extra: serde_json::Value::Null,
-        })
+        let takes = *self.restart_takes.lock().unwrap();
+        tokio::time::sleep(takes).await;
+        Ok(Rollout::new(self.describe(), ctx.run.clone(), "r1")
+            .delivering(*self.delivers.lock().unwrap()))
     }
     async fn wait(&self, _r: &Rollout, _deadline: Instant) -> Result<RolloutOutcome> {
         self.log.lock().unwrap().push("restarter:wait".into());

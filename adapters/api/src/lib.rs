@@ -31,6 +31,6 @@ pub use schemars;
 pub use shell::shell_quote;
 pub use traits::{Restarter, SecretStore};
 pub use types::{
-    ActivatedVersion, Delivery, Preflight, RestartContext, RestarterCapabilities, Rollout,
-    RolloutOutcome, RunId, Staged, StoreCapabilities, Target,
+    ActivatedVersion, Delivers, Delivery, Preflight, RestartContext, RestarterCapabilities,
+    Rollout, RolloutOutcome, RunId, Staged, StoreCapabilities, Target,
 };

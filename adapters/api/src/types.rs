@@ -79,6 +79,52 @@ pub struct Rollout {
     pub id: String,
     #[serde(default)]
     pub extra: serde_json::Value,
+    /// Whether this rollout is on the passphrase's way into new processes, which
+    /// makes its timing part of the window apps feel.
+    #[serde(default)]
+    pub delivers: Delivers,
+}
+
+impl Rollout {
+    pub fn new(target: Target, run: RunId, id: impl Into<String>) -> Rollout {
+        Rollout {
+            target,
+            run,
+            id: id.into(),
+            extra: serde_json::Value::Null,
+            delivers: Delivers::Nothing,
+        }
+    }
+
+    pub fn with_extra(mut self, extra: serde_json::Value) -> Rollout {
+        self.extra = extra;
+        self
+    }
+
+    pub fn delivering(mut self, delivers: Delivers) -> Rollout {
+        self.delivers = delivers;
+        self
+    }
+}
+
+/// Whether new processes get the new passphrase only through a restarter's work,
+/// and from when. A Kubernetes Secret filled by External Secrets holds the old
+/// value until it is synced; a Cloud Run revision pinned to a version number serves
+/// the old one until the new revision takes the traffic: there the store window is
+/// not the window apps feel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivers {
+    /// New processes read the store (or what it feeds) themselves; the restart
+    /// only replaces the running ones.
+    #[default]
+    Nothing,
+    /// `restart` returned once new processes get the new value (an ExternalSecret
+    /// force-synced into the Secret the pods read).
+    WhenStarted,
+    /// New processes get it once the rollout is done (a revision pinning the new
+    /// version serves the traffic; a deployment holds the production alias).
+    WhenDone,
 }
 
 /// How a rollout ended.
@@ -159,11 +205,24 @@ impl Default for StoreCapabilities {
 pub struct RestarterCapabilities {
     /// `cancel` stops a rollout in flight and releases what it holds (Fly leases).
     pub cancel: bool,
+    /// Whether its rollouts will be on the passphrase's way into new processes, as
+    /// far as the restarter knows before restarting (after its preflight, where
+    /// that decides it): what `plan` announces. The rollout itself says what it was
+    /// (`Rollout::delivers`).
+    pub delivers: Delivers,
 }
 
 impl RestarterCapabilities {
     pub const fn with_cancel() -> Self {
-        RestarterCapabilities { cancel: true }
+        RestarterCapabilities {
+            cancel: true,
+            delivers: Delivers::Nothing,
+        }
+    }
+
+    pub const fn delivering(mut self, delivers: Delivers) -> Self {
+        self.delivers = delivers;
+        self
     }
 }
 

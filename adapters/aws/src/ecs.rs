@@ -552,6 +552,8 @@ impl Restarter for EcsRestarter {
             run: run.clone(),
             id: deployments.values().cloned().collect::<Vec<_>>().join(","),
             extra,
+            // Tasks read AWSCURRENT as they start.
+            delivers: Default::default(),
         })
     }
 

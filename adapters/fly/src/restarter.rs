@@ -849,6 +849,7 @@ impl Restarter for FlyRestarter {
             run: ctx.run.clone(),
             id: format!("{}@{run}", self.inner.cfg.app),
             extra: json!({ "machines": ids, "batch_size": self.inner.cfg.batch_size }),
+            delivers: Default::default(),
         })
     }
 

@@ -18,8 +18,8 @@ use google_cloud_run_v2::model::{
 use tokio::sync::OnceCell;
 use vsync_orchestrate_api::wait::{wait_until, Step, Waited};
 use vsync_orchestrate_api::{
-    async_trait, ActivatedVersion, Error, ErrorKind, Preflight, RestartContext, Restarter,
-    RestarterCapabilities, Result, Rollout, RolloutOutcome, Target,
+    async_trait, ActivatedVersion, Delivers, Error, ErrorKind, Preflight, RestartContext,
+    Restarter, RestarterCapabilities, Result, Rollout, RolloutOutcome, Target,
 };
 
 use crate::common::{Auth, CredentialSource, SecretName, ServiceName};
@@ -104,6 +104,9 @@ pub struct CloudRunRestarter {
     client: OnceCell<Services>,
     /// Per (run, service): a retried `restart` in this process sends nothing new.
     started: Mutex<HashMap<(String, String), Started>>,
+    /// What preflight saw: a service pins the secret to a version number, so new
+    /// instances get the new passphrase only from the new revision.
+    pins_a_version: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for CloudRunRestarter {
@@ -400,6 +403,7 @@ impl CloudRunRestarter {
             auth,
             client: OnceCell::new(),
             started: Mutex::default(),
+            pins_a_version: Default::default(),
         })
     }
 
@@ -571,7 +575,16 @@ impl Restarter for CloudRunRestarter {
     /// A new revision cannot be called back; Cloud Run keeps serving the last
     /// ready revision when the new one fails.
     fn capabilities(&self) -> RestarterCapabilities {
-        RestarterCapabilities::default()
+        RestarterCapabilities::default().delivering(
+            if self
+                .pins_a_version
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                Delivers::WhenDone
+            } else {
+                Delivers::Nothing
+            },
+        )
     }
 
     fn describe(&self) -> Target {
@@ -629,6 +642,8 @@ impl Restarter for CloudRunRestarter {
                         r.place, r.secret
                     ));
                 } else if is_number(&r.version) {
+                    self.pins_a_version
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
                     pinned.push(format!(
                         "{} pins {} to version {}",
                         r.place, r.secret, r.version
@@ -668,6 +683,13 @@ impl Restarter for CloudRunRestarter {
                 .map(|(n, s)| format!("{}@{}", short(n), s.generation))
                 .collect::<Vec<_>>()
                 .join(","),
+            // A pinned version number reaches new instances only through the new
+            // revision; `latest` and aliases are resolved as each instance starts.
+            delivers: if services.values().any(|s| !s.pins.is_empty()) {
+                Delivers::WhenDone
+            } else {
+                Delivers::Nothing
+            },
             extra: serde_json::json!({ "services": services }),
         })
     }

@@ -379,6 +379,13 @@ pub(crate) async fn sync(
 /// Manager reads are eventually consistent; ESO may have read it just before).
 const RESYNC_AFTER: Duration = Duration::from_secs(2);
 
+/// The first pause of the sync wait; each next one doubles, up to the poll interval.
+const FIRST_LOOK: Duration = Duration::from_millis(20);
+
+fn ramp(poll: Duration, probes: u32) -> Duration {
+    FIRST_LOOK.saturating_mul(1 << probes.min(16)).min(poll)
+}
+
 async fn wait_one(
     client: &Client,
     ar: &ApiResource,
@@ -392,6 +399,17 @@ async fn wait_one(
     // (when the Secret was last seen synced but unchanged, how many times asked again)
     let stale_since: std::sync::Mutex<(Option<Instant>, u32)> = std::sync::Mutex::new((None, 0));
     let stale_since = &stale_since;
+    let probes = std::sync::atomic::AtomicU32::new(0);
+    let probes = &probes;
+    // ESO reconciles an annotation change within a second or so, and every pause
+    // here is time pods wait and part of the window apps feel: look again soon,
+    // then back off to the plan's poll interval.
+    let next = move || {
+        ramp(
+            poll,
+            probes.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        )
+    };
     let waited = wait_until(
         deadline,
         poll,
@@ -399,7 +417,9 @@ async fn wait_one(
         |_| async move {
             let obj = match get(client, ar, ns, name).await {
                 Ok(o) => o,
-                Err(e) if e.is_temporary() => return Step::Pending(e.message().to_owned()),
+                Err(e) if e.is_temporary() => {
+                    return Step::PendingFor(e.message().to_owned(), next())
+                }
                 Err(e) => return Step::Ready(Err(e)),
             };
             let r = read(&obj);
@@ -418,14 +438,17 @@ async fn wait_one(
             let refreshed = r.refresh_time.is_some_and(|t| t >= p.since);
             let ready = r.ready.as_ref().is_some_and(|(s, _, _)| s == "True");
             if !(refreshed && ready) {
-                return Step::Pending(format!(
-                    "refreshTime {} (asked at {}), Ready {}",
-                    r.refresh_time
-                        .map(|t| t.to_string())
-                        .unwrap_or_else(|| "unset".into()),
-                    p.since,
-                    r.ready.as_ref().map(|c| c.0.as_str()).unwrap_or("unset")
-                ));
+                return Step::PendingFor(
+                    format!(
+                        "refreshTime {} (asked at {}), Ready {}",
+                        r.refresh_time
+                            .map(|t| t.to_string())
+                            .unwrap_or_else(|| "unset".into()),
+                        p.since,
+                        r.ready.as_ref().map(|c| c.0.as_str()).unwrap_or("unset")
+                    ),
+                    next(),
+                );
             }
             if let Some(before) = p.before {
                 match digest(client, ns, &p.target).await {
@@ -459,12 +482,17 @@ async fn wait_one(
                             )
                             .await;
                         }
-                        return Step::Pending(format!(
+                        return Step::PendingFor(
+                            format!(
                             "synced, but secret/{} still holds the value it held before the sync",
                             p.target
-                        ));
+                        ),
+                            next(),
+                        );
                     }
-                    Err(e) if e.is_temporary() => return Step::Pending(e.message().to_owned()),
+                    Err(e) if e.is_temporary() => {
+                        return Step::PendingFor(e.message().to_owned(), next())
+                    }
                     Err(e) => return Step::Ready(Err(e)),
                 }
             }

@@ -18,6 +18,7 @@
 
 mod config;
 mod connect;
+mod csi;
 mod error;
 mod external_secrets;
 mod restarter;

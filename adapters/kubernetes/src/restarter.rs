@@ -22,8 +22,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use vsync_orchestrate_api::wait::{wait_before, Step, Waited};
 use vsync_orchestrate_api::{
-    async_trait, Error, ErrorKind, Preflight, RestartContext, Restarter, Result, Rollout,
-    RolloutOutcome, RunId, Target,
+    async_trait, Delivers, Error, ErrorKind, Preflight, RestartContext, Restarter,
+    RestarterCapabilities, Result, Rollout, RolloutOutcome, RunId, Target,
 };
 
 use crate::error::{bounded, is_gone, kube_error, truncate};
@@ -104,6 +104,8 @@ struct Snapshot {
     progress: Progress,
     counts: String,
     warnings: Vec<String>,
+    /// Its pod template's Secrets Store CSI volumes, for preflight (crate::csi).
+    csi: Option<crate::csi::Mounts>,
 }
 
 /// What following one workload saw so far: its last state, the last error
@@ -300,6 +302,7 @@ fn snapshot<K: Workload>(obj: &K, kubectl_args: &str) -> Snapshot {
         progress: obj.progress(generation),
         counts: obj.counts(),
         warnings: obj.warnings(),
+        csi: crate::csi::mounts(obj),
     }
 }
 
@@ -998,6 +1001,14 @@ fn names(wave: &[Entry]) -> String {
 
 #[async_trait]
 impl Restarter for KubernetesRestarter {
+    fn capabilities(&self) -> RestarterCapabilities {
+        RestarterCapabilities::default().delivering(if self.cfg.external_secrets.is_empty() {
+            Delivers::Nothing
+        } else {
+            Delivers::WhenStarted
+        })
+    }
+
     fn describe(&self) -> Target {
         Target::new(
             KIND,
@@ -1048,6 +1059,14 @@ impl Restarter for KubernetesRestarter {
                 .map_err(|e| self.ctx(e))?,
             );
         }
+        // Secrets Store CSI driver (crate::csi): information only, never a refusal.
+        let csi = waves
+            .iter()
+            .flatten()
+            .filter_map(|s| Some((&s.workload, s.csi.as_ref()?)));
+        warnings.extend(
+            crate::csi::preflight(&client, &self.cfg.namespace, csi, &self.kubectl_args()).await,
+        );
         let mut detail = format!(
             "{} (Kubernetes {}), namespace {}: {}",
             self.cfg.cluster_label(),
@@ -1115,6 +1134,13 @@ impl Restarter for KubernetesRestarter {
             target: self.describe(),
             run: ctx.run.clone(),
             id,
+            // Pods read the Secret External Secrets fills: a pod that starts now
+            // gets the new value only because the sync above has happened.
+            delivers: if rec.external_secrets.is_empty() {
+                Delivers::Nothing
+            } else {
+                Delivers::WhenStarted
+            },
             extra: serde_json::to_value(&rec).map_err(|e| Error::failed(e.to_string()))?,
         })
     }

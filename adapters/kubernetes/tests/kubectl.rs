@@ -841,11 +841,115 @@ async fn kubectl_drives_external_secrets_as_eso_documents() {
     assert_eq!(jsonpath("secret", "periodic-secret", data).await, b64("v3"));
 }
 
+/// The Secrets Store CSI driver's objects in the fake as kubectl reads them: a
+/// SecretProviderClass (`get -o json`, `-o name`, the API server's `NotFound`), a
+/// Deployment whose pod template mounts the driver, and the driver's DaemonSet
+/// args through the very command the restarter's preflight prints.
+async fn kubectl_reads_secret_provider_classes_and_the_csi_driver() {
+    let Some(k) = Kubectl::find() else { return };
+    let env = Env::new("prod").await;
+    {
+        let mut s = env.fake.state();
+        s.add_secret_provider_class(
+            NS,
+            serde_json::json!({"metadata": {"name": "vsync"}, "spec": {
+                "provider": "aws",
+                "parameters": {"objects": "- objectName: \"myapp/prod\"\n"},
+                "secretObjects": [{"secretName": "vsync-synced", "type": "Opaque",
+                    "data": [{"objectName": "myapp/prod", "key": "VSYNC_PASSPHRASE"}]}]}}),
+        );
+        s.add_csi_deployment(NS, "api", 2, "vsync");
+        s.add_csi_driver(
+            "csi-secrets-store",
+            &[
+                "--enable-secret-rotation=true",
+                "--rotation-poll-interval=30s",
+            ],
+        );
+    }
+    let got = k
+        .run(&env, &["get", "secretproviderclass", "vsync", "-o", "json"])
+        .await;
+    assert!(got.ok, "{}", got.out);
+    let spc: serde_json::Value = serde_json::from_str(&got.out).expect(&got.out);
+    assert_eq!(spc["apiVersion"], "secrets-store.csi.x-k8s.io/v1");
+    assert_eq!(spc["kind"], "SecretProviderClass");
+    assert_eq!(spc["metadata"]["namespace"], NS);
+    assert_eq!(spc["spec"]["provider"], "aws");
+    assert_eq!(
+        spc["spec"]["secretObjects"][0]["secretName"],
+        "vsync-synced"
+    );
+
+    let names = k
+        .run(&env, &["get", "secretproviderclasses", "-o", "name"])
+        .await;
+    assert!(names.ok, "{}", names.out);
+    assert_eq!(
+        names.out.trim(),
+        "secretproviderclass.secrets-store.csi.x-k8s.io/vsync"
+    );
+
+    let missing = k
+        .run(&env, &["get", "secretproviderclass", "nope", "-o", "json"])
+        .await;
+    assert!(!missing.ok, "{}", missing.out);
+    assert!(
+        missing.out.contains(
+            "Error from server (NotFound): secretproviderclasses.secrets-store.csi.x-k8s.io \"nope\" not found"
+        ),
+        "{}",
+        missing.out
+    );
+
+    let volume = k
+        .run(
+            &env,
+            &[
+                "get",
+                "deployment",
+                "api",
+                "-o",
+                "jsonpath={.spec.template.spec.volumes[0].csi.driver} {.spec.template.spec.volumes[0].csi.volumeAttributes.secretProviderClass}",
+            ],
+        )
+        .await;
+    assert_eq!(
+        volume.out, "secrets-store.csi.k8s.io vsync",
+        "{}",
+        volume.out
+    );
+
+    // What preflight tells the operator to run when it cannot read the flags.
+    let args = k
+        .run(
+            &env,
+            &[
+                "get",
+                "daemonsets",
+                "-n",
+                "kube-system",
+                "-o",
+                r#"jsonpath={range .items[*]}{.metadata.name}: {.spec.template.spec.containers[?(@.name=="secrets-store")].args}{"\n"}{end}"#,
+            ],
+        )
+        .await;
+    assert!(args.ok, "{}", args.out);
+    assert!(
+        args.out.starts_with("csi-secrets-store: [")
+            && args.out.contains("\"--enable-secret-rotation=true\"")
+            && args.out.contains("\"--rotation-poll-interval=30s\""),
+        "{}",
+        args.out
+    );
+}
+
 vsync_orchestrate_testkit::main! {
     tests: [
         #[multi_thread(2)] kubectl_and_the_restarter_agree_on_every_state,
         #[multi_thread(2)] kubectl_sees_the_restarters_rollout_as_unfinished_until_the_controller_catches_up,
         #[multi_thread(2)] kubectl_reads_and_patches_secrets_as_on_a_cluster,
         #[multi_thread(2)] kubectl_drives_external_secrets_as_eso_documents,
+        #[multi_thread(2)] kubectl_reads_secret_provider_classes_and_the_csi_driver,
     ],
 }

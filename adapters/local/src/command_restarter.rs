@@ -158,6 +158,7 @@ impl Restarter for CommandRestarter {
             run: run.clone(),
             id: run.to_string(),
             extra: serde_json::Value::Null,
+            delivers: Default::default(),
         })
     }
 

@@ -718,6 +718,8 @@ impl Restarter for SystemdRestarter {
             id: format!("{run}/{}-units", plan.units.len()),
             extra: serde_json::to_value(&plan)
                 .map_err(|e| Error::failed("recording the rollout").with_source(e))?,
+            // The units read the file the store switched when they start.
+            delivers: Default::default(),
         };
         started.insert(run.as_str().to_string(), rollout.clone());
         Ok(rollout)

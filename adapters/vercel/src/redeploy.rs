@@ -32,8 +32,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use vsync_orchestrate_api::wait::{wait_until, Step, Waited};
 use vsync_orchestrate_api::{
-    async_trait, Error, Preflight, RestartContext, Restarter, Result, Rollout, RolloutOutcome,
-    Target,
+    async_trait, Delivers, Error, Preflight, RestartContext, Restarter, RestarterCapabilities,
+    Result, Rollout, RolloutOutcome, Target,
 };
 use vsync_orchestrate_http::Method;
 
@@ -495,6 +495,10 @@ impl VercelRedeploy {
 
 #[async_trait]
 impl Restarter for VercelRedeploy {
+    fn capabilities(&self) -> RestarterCapabilities {
+        RestarterCapabilities::default().delivering(Delivers::WhenDone)
+    }
+
     fn describe(&self) -> Target {
         Target::new(
             crate::store::KIND,
@@ -546,6 +550,9 @@ impl Restarter for VercelRedeploy {
                 from,
                 promote,
             }),
+            // A variable reaches new deployments only: this one, once it holds the
+            // production alias.
+            delivers: Delivers::WhenDone,
         };
         let found = self.find(&p.id, run).await.map_err(|e| self.ctx(e))?;
         let r = match found {

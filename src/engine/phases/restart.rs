@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use vsync_orchestrate_api::{
-    ActivatedVersion, RestartContext, Restarter, Rollout, RolloutOutcome, Target,
+    ActivatedVersion, Delivers, RestartContext, Restarter, Rollout, RolloutOutcome, Target,
 };
 
 #[derive(Debug, PartialEq, Eq)]
@@ -27,6 +27,16 @@ struct Outcome {
     target: Target,
     result: Result<String, (RowError, String)>,
     took: Duration,
+    delivered: Option<Delivered>,
+}
+
+/// A rollout on the passphrase's way into new processes, and when it got there
+/// (`None`: it never did — its restart or rollout failed).
+pub(crate) struct Delivered {
+    pub slot: usize,
+    pub target: Target,
+    pub delivers: Delivers,
+    pub at: Option<Instant>,
 }
 
 pub(crate) async fn all(
@@ -34,9 +44,9 @@ pub(crate) async fn all(
     restarters: &[(Arc<dyn Restarter>, Duration)],
     staged: &[StagedEntry],
     t0: Option<Instant>,
-) -> Ended {
+) -> (Ended, Vec<Delivered>) {
     if restarters.is_empty() {
-        return Ended::AllDone;
+        return (Ended::AllDone, Vec::new());
     }
     let began = Instant::now();
     cx.phase(
@@ -73,6 +83,7 @@ pub(crate) async fn all(
                             target,
                             result: Ok("finished before this resume (journaled)".into()),
                             took: Duration::ZERO,
+                            delivered: None,
                         });
                     }
                     // Resumed: wait on the rollout the crashed run started.
@@ -83,15 +94,23 @@ pub(crate) async fn all(
                             ro
                         }
                         Err(e) => {
+                            let delivers = r.capabilities().delivers;
                             return Some(Outcome {
                                 slot,
+                                delivered: (delivers != Delivers::Nothing).then(|| Delivered {
+                                    slot,
+                                    target: target.clone(),
+                                    delivers,
+                                    at: None,
+                                }),
                                 target,
                                 result: Err((e.kind().into(), e.chain())),
                                 took: t.elapsed(),
-                            })
+                            });
                         }
                     },
                 };
+                let started = Instant::now();
                 let result = match r.wait(&rollout, Instant::now() + *timeout).await {
                     Ok(RolloutOutcome::Done { detail }) => Ok(detail),
                     Ok(RolloutOutcome::Failed { reason }) => {
@@ -107,8 +126,19 @@ pub(crate) async fn all(
                     )),
                     Err(e) => Err((e.kind().into(), e.chain())),
                 };
+                let at = match rollout.delivers {
+                    Delivers::Nothing => None,
+                    Delivers::WhenStarted => Some(started),
+                    Delivers::WhenDone => result.is_ok().then(Instant::now),
+                };
                 Some(Outcome {
                     slot,
+                    delivered: (rollout.delivers != Delivers::Nothing).then(|| Delivered {
+                        slot,
+                        target: target.clone(),
+                        delivers: rollout.delivers,
+                        at,
+                    }),
                     target,
                     result,
                     took: t.elapsed(),
@@ -143,10 +173,12 @@ pub(crate) async fn all(
         ));
         cx.checkpoint_or_warn();
         cx.phase_done(Step::Restart, began);
-        return Ended::Interrupted;
+        return (Ended::Interrupted, Vec::new());
     };
     let mut failed = false;
-    for o in results.into_iter().flatten() {
+    let mut delivered = Vec::new();
+    for mut o in results.into_iter().flatten() {
+        delivered.extend(o.delivered.take());
         cx.record(JournalEvent::RolloutFinished {
             slot: o.slot,
             ok: o.result.is_ok(),
@@ -181,11 +213,12 @@ pub(crate) async fn all(
     if let (Some(t0), false) = (t0, failed) {
         cx.emit(Event::T2(t0.elapsed()));
     }
-    if failed {
+    let ended = if failed {
         Ended::SomeFailed
     } else {
         Ended::AllDone
-    }
+    };
+    (ended, delivered)
 }
 
 /// Journals a rollout the moment its `restart` returned, before any wait.

@@ -142,7 +142,7 @@ async fn swap(
                     "{} → {} (If-Match) — T0",
                     prepared.old_stamp, prepared.new_stamp
                 ),
-                c.t0.duration_since(sent),
+                sent.elapsed(),
             );
             return Ok((c.t0, c.rotated_at, false, row));
         }
@@ -158,7 +158,9 @@ async fn swap(
                 ),
                 sent.elapsed(),
             );
-            Ok((c.t0, c.rotated_at, false, row))
+            // The first request may have been the one that landed: the window
+            // apps could feel began when it was sent.
+            Ok((sent, c.rotated_at, false, row))
         }
         Settled::Ours { committed: None } => {
             let row = (

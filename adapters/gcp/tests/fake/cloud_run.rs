@@ -44,6 +44,11 @@ pub struct FakeService {
     pub json: Value,
     pub behaviour: Behaviour,
     pub revisions: Vec<String>,
+    /// Each revision's template as it was created: a revision is an immutable
+    /// snapshot of the service's template (…/rest/v2/projects.locations.services.revisions
+    /// #Revision), so the instances it starts keep what it pinned, whatever the
+    /// service's template says since.
+    templates: BTreeMap<String, Value>,
 }
 
 /// Where the hook's thread leaves its result (`None` while it runs).
@@ -120,12 +125,14 @@ impl RunState {
             "reconciling": false,
             "etag": "\"s1\"",
         });
+        let templates = BTreeMap::from([(rev.clone(), json["template"].clone())]);
         self.services.insert(
             name.to_owned(),
             FakeService {
                 json,
                 behaviour,
                 revisions: vec![rev],
+                templates,
             },
         );
     }
@@ -136,6 +143,30 @@ impl RunState {
 
     pub fn updates(&self, name: &str) -> usize {
         self.updates.get(name).copied().unwrap_or(0)
+    }
+
+    /// The revision that serves all of the service's traffic now (full name), as
+    /// `trafficStatuses` says: a `LATEST` target is the latest *ready* revision,
+    /// which a rollout moves only when it is done (`Service.traffic_statuses`,
+    /// `latest_ready_revision`, …/rest/v2/projects.locations.services#Service).
+    /// `None` when the traffic is split.
+    pub fn serving_revision(&self, name: &str) -> Option<String> {
+        let svc = &self.services[name].json;
+        let all = svc["trafficStatuses"]
+            .as_array()?
+            .iter()
+            .find(|t| t["percent"].as_i64() == Some(100))?;
+        let latest =
+            all["type"] == json!(1) || all["type"] == "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST";
+        match all["revision"].as_str() {
+            Some(rev) if !latest && !rev.is_empty() => Some(format!("{name}/revisions/{rev}")),
+            _ => svc["latestReadyRevision"].as_str().map(str::to_owned),
+        }
+    }
+
+    /// The template `revision` (full name) was created with.
+    pub fn revision_template(&self, name: &str, revision: &str) -> Option<&Value> {
+        self.services[name].templates.get(revision)
     }
 }
 
@@ -274,6 +305,8 @@ fn update(req: &Request, st: &mut RunState, name: &str) -> Response {
             svc.json[field] = body[field].clone();
         }
     }
+    svc.templates
+        .insert(rev.clone(), svc.json["template"].clone());
     let j = &mut svc.json;
     j["generation"] = json!(generation.to_string());
     j["reconciling"] = json!(true);

@@ -6,13 +6,16 @@
 //! merge and JSON-merge patch), pods (list) and their logs, and
 //! `SelfSubjectAccessReview`; core/v1 Secrets for the `kubernetes_secret` store
 //! (`secrets`); and External Secrets Operator's `ExternalSecret` with a controller
-//! that syncs it as ESO does (`external_secrets`). Every request is authorised
+//! that syncs it as ESO does (`external_secrets`); the Secrets Store CSI driver's
+//! `SecretProviderClass`, pod templates that mount the driver and its DaemonSet
+//! (`csi`). Every request is authorised
 //! against RBAC rules when the test sets them. Objects are built from
 //! `k8s-openapi`'s types, so every field name is the API's own; a background
 //! controller advances rollouts one step per tick and can be scripted to stall,
 //! exceed the progress deadline or crash-loop. A request can be held until
 //! released, or preceded by another client's write, to test late and racing writes.
 
+mod csi;
 mod external_secrets;
 mod secrets;
 mod sim;
@@ -25,6 +28,7 @@ use std::sync::{Arc, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 use vsync_orchestrate_testkit::fake_http::{FakeHttp, Request, Response, StreamSender};
 
+pub use csi::{CSI_DRIVER, DRIVER_NAMESPACE};
 pub use external_secrets::{parse_go_duration, FORCE_SYNC};
 use sim::Work;
 pub use sim::{Res, Script};
@@ -145,6 +149,10 @@ pub struct Cluster {
     writes: Vec<String>,
     /// External Secrets Operator is not installed: its API group is not served.
     pub eso_absent: bool,
+    /// SecretProviderClasses (secrets-store.csi.x-k8s.io/v1) by (namespace, name).
+    secretproviderclasses: BTreeMap<(String, String), Value>,
+    /// The Secrets Store CSI driver's CRDs are not installed: its group is not served.
+    pub secrets_store_absent: bool,
 }
 
 impl Default for Cluster {
@@ -174,6 +182,8 @@ impl Default for Cluster {
             eso_syncs: 0,
             writes: Vec::new(),
             eso_absent: false,
+            secretproviderclasses: BTreeMap::new(),
+            secrets_store_absent: false,
         }
     }
 }
@@ -544,9 +554,20 @@ impl Cluster {
                 "kind": "APIVersions", "versions": ["v1"],
                 "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:443"}]}),
             ),
-            ("GET", ["apis"]) => Response::json(200, &discovery_groups(!self.eso_absent)),
+            ("GET", ["apis"]) => Response::json(
+                200,
+                &discovery_groups(!self.eso_absent, !self.secrets_store_absent),
+            ),
             // A group no CRD or aggregated API serves is not found at any path.
             (_, ["apis", external_secrets::GROUP, ..]) if self.eso_absent => not_found_path(),
+            (_, ["apis", csi::GROUP, ..]) if self.secrets_store_absent => not_found_path(),
+            ("GET", ["apis", csi::GROUP, csi::VERSION]) => Response::json(200, &csi::resources()),
+            ("GET", ["apis", csi::GROUP, csi::VERSION, "namespaces", ns, csi::PLURAL]) => {
+                self.list_secret_provider_classes(ns)
+            }
+            ("GET", ["apis", csi::GROUP, csi::VERSION, "namespaces", ns, csi::PLURAL, name]) => {
+                self.get_secret_provider_class(ns, name)
+            }
             ("GET", ["api", "v1"]) => Response::json(
                 200,
                 &resource_list(
@@ -1020,7 +1041,7 @@ fn not_found_path() -> Response {
     )
 }
 
-fn discovery_groups(eso_installed: bool) -> Value {
+fn discovery_groups(eso_installed: bool, secrets_store_installed: bool) -> Value {
     let group = |name: &str| {
         json!({"name": name, "versions": [{"groupVersion": format!("{name}/v1"), "version": "v1"}],
             "preferredVersion": {"groupVersion": format!("{name}/v1"), "version": "v1"}})
@@ -1031,6 +1052,9 @@ fn discovery_groups(eso_installed: bool) -> Value {
     let mut groups = vec![group("apps"), group("authorization.k8s.io")];
     if eso_installed {
         groups.push(eso);
+    }
+    if secrets_store_installed {
+        groups.push(group(csi::GROUP));
     }
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }

@@ -95,6 +95,13 @@ pub struct Deployment {
     pub build: Build,
     polls: u32,
     hook: Option<HookSlot>,
+    /// The project's env entries (with values) as the build took them: what this
+    /// deployment's functions get when they start, whatever the project's
+    /// variables say since ("Changes to environment variables are not applied to
+    /// previous deployments, they only apply to new deployments",
+    /// https://vercel.com/docs/environment-variables/managing-environment-variables).
+    /// `None` until its build has run.
+    built_env: Option<Vec<Value>>,
 }
 
 pub struct VercelState {
@@ -152,6 +159,7 @@ impl Default for VercelState {
                 build: Build::Healthy,
                 polls: 0,
                 hook: None,
+                built_env: None,
             },
         );
         st.production = Some(id);
@@ -255,6 +263,12 @@ impl VercelState {
         &self.deployments[id].json
     }
 
+    /// The env entries deployment `id` was built with (`None`: not built yet, or
+    /// built before the fake started, as its first production deployment).
+    pub fn built_env(&self, id: &str) -> Option<&[Value]> {
+        self.deployments.get(id)?.built_env.as_deref()
+    }
+
     /// `GET /v9/projects/{idOrName}` ([API] projects/get-a-project; required
     /// fields as `@vercel/sdk`'s `GetProjectResponseBody`). The Instant Rollback
     /// state only when asked for with `rollbackInfo` ([CLI]
@@ -350,6 +364,8 @@ impl VercelState {
                 d.json["errorMessage"] = json!("Command \"npm run build\" exited with 1");
             }
             (Build::Healthy | Build::AliasFails | Build::ChecksFail, _) => {
+                // The environment the build runs with (and the hook gets).
+                d.built_env.get_or_insert_with(|| envs.clone());
                 // The build runs the hook once, on a thread of its own; the
                 // deployment stays BUILDING until it is done.
                 if let Some(h) = &hook {
@@ -640,6 +656,7 @@ fn route(req: &Request, st: &mut VercelState) -> Response {
                     build,
                     polls: 0,
                     hook: None,
+                    built_env: None,
                 },
             );
             st.redeploys += 1;

@@ -1,0 +1,151 @@
+//! ECS-style apps: a task reads AWSCURRENT from Secrets Manager when it starts (the
+//! task definition's `secrets`, resolved at task start), so the delivery path is
+//! the store itself, read at boot, and no restarter is on it. The real binary runs
+//! an S3 vault and the Secrets Manager store on moto, rotating once per run.
+
+use crate::probe::{judge, Probers, Tally};
+use crate::support;
+use aws_sdk_secretsmanager as sm;
+use std::sync::Arc;
+use std::time::Duration;
+use vsync_orchestrate::api::Passphrase;
+use vsync_orchestrate::vault::{KdfParams, Layout, LayoutChoice, SeedContent, Vault};
+
+const OLD: &str = "sm-prober-old-passphrase-0123456789";
+const SALT: &str = "SmProberSaltSmProberSalt01";
+const ROTATIONS: usize = 5;
+/// Boots in flight at once, started this far apart: a boot (a Secrets Manager read
+/// and a vault read on moto) takes longer than the window, so one at a time could
+/// not see how long it is.
+const PROBERS: usize = 4;
+const STAGGER: Duration = Duration::from_millis(5);
+const PLATFORM: &str = "secrets manager (AWSCURRENT at task start)";
+
+fn sm_client(endpoint: &str) -> sm::Client {
+    sm::Client::from_conf(
+        sm::Config::builder()
+            .behavior_version(sm::config::BehaviorVersion::latest())
+            .region(sm::config::Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .credentials_provider(sm::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .build(),
+    )
+}
+
+/// One task start: the passphrase as ECS injects it (AWSCURRENT at that moment),
+/// then the vault opened with it. A read that fails is a task that fails to start.
+async fn boot(client: sm::Client, secret_id: Arc<str>, vault: Arc<Vault>) -> bool {
+    let got = client
+        .get_secret_value()
+        .secret_id(&*secret_id)
+        .version_stage("AWSCURRENT")
+        .send()
+        .await;
+    let Some(p) = got.ok().and_then(|v| v.secret_string().map(str::to_owned)) else {
+        return false;
+    };
+    vault.open(&Passphrase::from(p.as_str())).await.is_ok()
+}
+
+pub async fn boots_reading_awscurrent_fail_only_inside_the_delivery_window() {
+    let Some(ep) = support::moto_endpoint() else {
+        return;
+    };
+    let (bucket, storage) = support::moto_bucket(&ep).await;
+    let vault = Arc::new(Vault::new(
+        storage,
+        "shop/prod/",
+        KdfParams::new(SALT, 2000),
+        LayoutChoice::Auto,
+    ));
+    vault
+        .seed(
+            Layout::Cli,
+            &Passphrase::from(OLD),
+            &SeedContent::Files(vec![(
+                "infra/vault/prod/.env.prod".into(),
+                b"A=1\n".to_vec(),
+            )]),
+        )
+        .await
+        .unwrap();
+    let client = sm_client(&ep);
+    let secret_id: Arc<str> = support::unique("prod/shop/vsync").into();
+    client
+        .create_secret()
+        .name(&*secret_id)
+        .secret_string(OLD)
+        .send()
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            r#"env = "prod"
+state_dir = "{state}"
+[vault]
+bucket = "{bucket}"
+prefix = "shop/prod/"
+region = "us-east-1"
+endpoint = "{ep}"
+salt = {{ env = "VSYNC_TEST_SALT" }}
+iterations = 2000
+[[store]]
+type = "aws_secrets_manager"
+secret_id = "{secret_id}"
+region = "us-east-1"
+endpoint = "{ep}"
+"#,
+            state = dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+
+    let mut tally = Tally::default();
+    for i in 0..ROTATIONS {
+        let probers = {
+            let (client, secret_id, vault) = (client.clone(), secret_id.clone(), vault.clone());
+            let boot = move || boot(client.clone(), secret_id.clone(), vault.clone());
+            Probers::start(PROBERS, Duration::from_millis(2), STAGGER, boot).await
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vsync-orchestrate"))
+            .args(["run", "--yes", "--output", "json"])
+            .arg(&plan)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("VSYNC_TEST_SALT", SALT)
+            .env_remove("AWS_PROFILE")
+            .env("AWS_ENDPOINT_URL", &ep)
+            .output()
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let boots = probers.stop().await;
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(out.status.code(), Some(0), "{stderr}\n{stdout}");
+        let s: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(s["gen_after"].as_u64(), Some(i as u64 + 1), "{stdout}");
+        let delivery = s["delivery_window_ms"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("rotation {i}: no delivery window measured: {stdout}"));
+        let store = s["window_ms"].as_f64().expect("the store window");
+        let judged = judge(&format!("{PLATFORM} rotation {i}"), &boots, delivery);
+        println!(
+            "{PLATFORM} rotation {i}: the failed boots show apps felt at least {:?}",
+            judged.felt
+        );
+        tally.add(PLATFORM, &judged, delivery, store);
+    }
+    tally.print(PLATFORM);
+}
