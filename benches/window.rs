@@ -7,9 +7,12 @@
 //!   - `tool`    — `engine::run_with`, the whole rotation; its window from the summary;
 //!   - `boto3`   — the best script: one Python process, clients created and used
 //!     before T0, the pointer `put_object`, then every `update_secret_version_stage`
-//!     from a thread pool that already exists;
+//!     from a thread pool that already exists; T0 when the `put_object` is sent,
+//!     as the tool takes it;
 //!   - `aws CLI` — the script an operator writes: `aws s3api put-object`, then one
-//!     `aws secretsmanager update-secret-version-stage` per store.
+//!     `aws secretsmanager update-secret-version-stage` per store; T0 when the
+//!     `put-object` process has returned (its start-up is not counted: in its
+//!     favour).
 //! * `vps_file` over SSH, 1, 5, 10 and 20 hosts (each its own sshd):
 //!   - `tool`    — the engine with one `vps_file` store on N hosts;
 //!   - `floor`   — `ssh -S master host true` on every host at once, over masters
@@ -307,8 +310,10 @@ def move(item):
     sid, pending, current = item
     sm.update_secret_version_stage(SecretId=sid, VersionStage="AWSCURRENT",
         MoveToVersionId=pending, RemoveFromVersionId=current)
-s3.put_object(Bucket=a["bucket"], Key=a["key"], Body=b"pointer")
+# T0 as the tool takes it: when the swap is sent (storage may apply it before
+# it answers).
 t0 = time.perf_counter()
+s3.put_object(Bucket=a["bucket"], Key=a["key"], Body=b"pointer")
 if len(a["items"]) == 1:
     move(a["items"][0])
 else:

@@ -12,18 +12,6 @@ use vsync_orchestrate::vault::{KdfParams, Layout, LayoutChoice, SeedContent, Vau
 const OLD: &str = "moto-old-passphrase-0123456789";
 const SALT: &str = "MotoSaltMotoSalt0123456789";
 
-async fn sm_client(endpoint: &str) -> sm::Client {
-    let conf = sm::Config::builder()
-        .behavior_version(sm::config::BehaviorVersion::latest())
-        .region(sm::config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(sm::config::Credentials::new(
-            "testing", "testing", None, None, "test",
-        ))
-        .build();
-    sm::Client::from_conf(conf)
-}
-
 async fn current(client: &sm::Client, id: &str) -> String {
     let out = client
         .get_secret_value()
@@ -86,7 +74,7 @@ async fn run_rotates_an_s3_vault_and_secrets_manager_on_moto() {
         .seed(Layout::Cli, &Passphrase::from(OLD), &content)
         .await
         .unwrap();
-    let client = sm_client(&ep).await;
+    let client = support::moto_sm(&ep);
     let secret_id = support::unique("prod/shop/vsync");
     client
         .create_secret()
@@ -263,7 +251,7 @@ async fn clean_stale_keeps_a_staged_version_the_vault_needs() {
         )
         .await
         .unwrap();
-    let client = sm_client(&ep).await;
+    let client = support::moto_sm(&ep);
     let secret_id = support::unique("prod/shop/vsync");
     client
         .create_secret()

@@ -7,9 +7,7 @@
 
 mod support;
 
-use aws_sdk_secretsmanager as sm;
 use vsync_orchestrate::api::Passphrase;
-use vsync_orchestrate::vault::{KdfParams, Layout, LayoutChoice, SeedContent, Vault};
 use vsync_orchestrate_kubernetes_fake::{kubeconfig, FakeCluster, Res};
 
 const OLD: &str = "eks-old-passphrase-0123456789";
@@ -39,33 +37,8 @@ async fn the_eks_example_plan_runs_end_to_end() {
 
     // The vault and the secret, on moto.
     let (bucket, storage) = support::moto_bucket(&ep).await;
-    let vault = Vault::new(
-        storage.clone(),
-        &prefix,
-        KdfParams::new(SALT, 2000),
-        LayoutChoice::Auto,
-    );
-    vault
-        .seed(
-            Layout::Cli,
-            &Passphrase::from(OLD),
-            &SeedContent::Files(vec![(
-                "infra/vault/prod/.env.prod".into(),
-                b"A=1\n".to_vec(),
-            )]),
-        )
-        .await
-        .unwrap();
-    let client = sm::Client::from_conf(
-        sm::Config::builder()
-            .behavior_version(sm::config::BehaviorVersion::latest())
-            .region(sm::config::Region::new("us-east-1"))
-            .endpoint_url(&ep)
-            .credentials_provider(sm::config::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .build(),
-    );
+    let vault = support::seeded_vault(storage.clone(), &prefix, SALT, OLD).await;
+    let client = support::moto_sm(&ep);
     let secret_id = support::unique("prod/myapp/config");
     client
         .create_secret()

@@ -353,7 +353,7 @@ impl Env {
             .seed(Layout::Runtime, &Passphrase::from(OLD), &content)
             .await
             .unwrap();
-        let sm = sm_client(ep);
+        let sm = support::moto_sm(ep);
         let secret = support::unique("matrix/vsync");
         sm.create_secret()
             .name(&secret)
@@ -507,18 +507,6 @@ timeout = "{ATTEMPT}"
             .unwrap()
             .is_some()
     }
-}
-
-fn sm_client(endpoint: &str) -> sm::Client {
-    let conf = sm::Config::builder()
-        .behavior_version(sm::config::BehaviorVersion::latest())
-        .region(sm::config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(sm::config::Credentials::new(
-            "testing", "testing", None, None, "test",
-        ))
-        .build();
-    sm::Client::from_conf(conf)
 }
 
 struct Ran {

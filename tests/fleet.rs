@@ -81,19 +81,6 @@ endpoint = "{ep}"
     path
 }
 
-fn sm_client(ep: &str) -> sm::Client {
-    sm::Client::from_conf(
-        sm::Config::builder()
-            .behavior_version(sm::config::BehaviorVersion::latest())
-            .region(sm::config::Region::new("us-east-1"))
-            .endpoint_url(ep)
-            .credentials_provider(sm::config::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .build(),
-    )
-}
-
 fn cmd(plans: &[PathBuf], parallel: &str) -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_vsync-orchestrate"));
     c.args(["run", "--yes", "--output", "json", "--parallel", parallel])
@@ -119,7 +106,7 @@ async fn five_plans_three_at_a_time_one_failing() {
         return;
     };
     let (bucket, _) = support::moto_bucket(&ep).await;
-    let sm = sm_client(&ep);
+    let sm = support::moto_sm(&ep);
     let dir = tempfile::tempdir().unwrap();
     let mut envs = Vec::new();
     let mut plans = Vec::new();
@@ -171,7 +158,7 @@ async fn two_processes_running_the_same_plans_rotate_each_vault_once() {
         return;
     };
     let (bucket, _) = support::moto_bucket(&ep).await;
-    let sm = sm_client(&ep);
+    let sm = support::moto_sm(&ep);
     let dir = tempfile::tempdir().unwrap();
     let mut envs = Vec::new();
     let mut plans = Vec::new();

@@ -37,10 +37,11 @@ pub struct Summary {
     pub window_ms: Option<f64>,
     /// T0 → T2 (every restarter reported its rollout done), milliseconds.
     pub t2_ms: Option<f64>,
-    /// The window apps feel, per store (see [`DeliveryWindow`]).
+    /// The window apps feel, per path: each store, and each restarter whose
+    /// rollout is on the way (see [`DeliveryWindow`]).
     pub delivery: Vec<DeliveryWindow>,
-    /// The longest of them: T0 → every store's value can reach a process that
-    /// starts. `None` unless every store's was measured.
+    /// The longest of them: T0 → the new passphrase can reach a process that
+    /// starts, by every path. `None` unless every path's was measured.
     pub delivery_window_ms: Option<f64>,
     pub phases_ms: BTreeMap<String, f64>,
     pub targets: Vec<TargetResult>,

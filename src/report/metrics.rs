@@ -68,7 +68,7 @@ const METRICS: [(&str, &str); 6] = [
     ),
     (
         "vsync_orchestrate_delivery_window_seconds",
-        "T0 to the moment a starting app could get the new passphrase through every store (the window apps feel).",
+        "T0 to the moment a starting app could get the new passphrase by every path: stores, ExternalSecret syncs, rollouts that carry it (the window apps feel).",
     ),
 ];
 

@@ -8,7 +8,7 @@
 
 use crate::gcp_fake::cloud_run::{self as run, Behaviour, RunState};
 use crate::gcp_fake::secret_manager::{self as sm, SmState};
-use crate::probe::{judge, Prober, Tally};
+use crate::probe::{judge, rotated, Prober, Tally};
 use crate::support;
 use serde_json::Value;
 use std::path::Path;
@@ -157,13 +157,7 @@ pub async fn boots_of_the_serving_revision_fail_only_inside_the_delivery_window(
             .unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         let boots = prober.stop().await;
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-        );
-        assert_eq!(out.status.code(), Some(0), "{stderr}\n{stdout}");
-        let s: Value = serde_json::from_str(&stdout).unwrap();
-        assert_eq!(s["gen_after"].as_u64(), Some(i as u64 + 1), "{stdout}");
+        let r = rotated(&format!("{PLATFORM} rotation {i}"), &out, i as u64 + 1);
         // The boots went through the pin: the revision serving now pins the
         // version `current` names, a new number each rotation.
         let current = secrets
@@ -178,10 +172,8 @@ pub async fn boots_of_the_serving_revision_fail_only_inside_the_delivery_window(
             "rotation {i}: the serving revision does not pin the activated version"
         );
         assert_eq!(current, Some(i as i64 + 2), "rotation {i}: `current`");
-        let delivery = s["delivery_window_ms"]
-            .as_f64()
-            .unwrap_or_else(|| panic!("rotation {i}: no delivery window measured: {stdout}"));
-        let store = s["window_ms"].as_f64().expect("the store window");
+        let delivery = r.delivery_ms;
+        let store = r.store_ms;
         let judged = judge(&format!("{PLATFORM} rotation {i}"), &boots, delivery);
         tally.add(PLATFORM, &judged, delivery, store);
     }

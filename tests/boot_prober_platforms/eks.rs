@@ -5,13 +5,12 @@
 //! delivery path. The real binary runs `plans/aws-eks.toml` (vault and store on
 //! moto, the restarter on the fake API server), as `tests/e2e_eks.rs` does.
 
-use crate::probe::{judge, Probers, Tally};
+use crate::probe::{judge, rotated, Probers, Tally};
 use crate::support;
-use aws_sdk_secretsmanager as sm;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vsync_orchestrate::api::Passphrase;
-use vsync_orchestrate::vault::{KdfParams, Layout, LayoutChoice, SeedContent, Vault};
+use vsync_orchestrate::vault::Vault;
 use vsync_orchestrate_kubernetes_fake::{kubeconfig, FakeCluster};
 
 const OLD: &str = "eks-prober-old-passphrase-0123456789";
@@ -96,33 +95,8 @@ pub async fn boots_reading_the_synced_secret_fail_only_inside_the_delivery_windo
     let profile = plan["store"][0]["profile"].as_str().unwrap().to_owned();
 
     let (bucket, storage) = support::moto_bucket(&ep).await;
-    let vault = Arc::new(Vault::new(
-        storage,
-        &prefix,
-        KdfParams::new(SALT, 2000),
-        LayoutChoice::Auto,
-    ));
-    vault
-        .seed(
-            Layout::Cli,
-            &Passphrase::from(OLD),
-            &SeedContent::Files(vec![(
-                "infra/vault/prod/.env.prod".into(),
-                b"A=1\n".to_vec(),
-            )]),
-        )
-        .await
-        .unwrap();
-    let client = sm::Client::from_conf(
-        sm::Config::builder()
-            .behavior_version(sm::config::BehaviorVersion::latest())
-            .region(sm::config::Region::new("us-east-1"))
-            .endpoint_url(&ep)
-            .credentials_provider(sm::config::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .build(),
-    );
+    let vault = Arc::new(support::seeded_vault(storage, &prefix, SALT, OLD).await);
+    let client = support::moto_sm(&ep);
     let secret_id = support::unique("prod/myapp/config");
     client
         .create_secret()
@@ -272,17 +246,9 @@ pub async fn boots_reading_the_synced_secret_fail_only_inside_the_delivery_windo
             .unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         let boots = probers.stop().await;
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-        );
-        assert_eq!(out.status.code(), Some(0), "{stderr}\n{stdout}");
-        let s: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-        assert_eq!(s["gen_after"].as_u64(), Some(i as u64 + 1), "{stdout}");
-        let delivery = s["delivery_window_ms"]
-            .as_f64()
-            .unwrap_or_else(|| panic!("rotation {i}: no delivery window measured: {stdout}"));
-        let store = s["window_ms"].as_f64().expect("the store window");
+        let r = rotated(&format!("{PLATFORM} rotation {i}"), &out, i as u64 + 1);
+        let delivery = r.delivery_ms;
+        let store = r.store_ms;
         let lag =
             (secret_changed.at().unwrap()).saturating_duration_since(store_changed.at().unwrap());
         let judged = judge(&format!("{PLATFORM} rotation {i}"), &boots, delivery);

@@ -175,3 +175,36 @@ impl Tally {
         );
     }
 }
+
+/// What one rotation by the real binary reported, for judging its boots.
+pub struct Rotated {
+    pub summary: serde_json::Value,
+    /// The JSON summary as printed, for failure messages.
+    pub stdout: String,
+    /// `delivery_window_ms`: the window the run says apps felt.
+    pub delivery_ms: f64,
+    /// `window_ms`: T0 → T1.
+    pub store_ms: f64,
+}
+
+/// Reads a `run --output json` that must have rotated the vault to `gen` and
+/// measured its delivery window; fails the test with both outputs otherwise.
+pub fn rotated(what: &str, out: &std::process::Output, gen: u64) -> Rotated {
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{what}: {stderr}\n{stdout}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["gen_after"].as_u64(), Some(gen), "{what}: {stdout}");
+    let delivery_ms = summary["delivery_window_ms"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what}: no delivery window measured: {stdout}"));
+    let store_ms = summary["window_ms"].as_f64().expect("the store window");
+    Rotated {
+        summary,
+        stdout,
+        delivery_ms,
+        store_ms,
+    }
+}

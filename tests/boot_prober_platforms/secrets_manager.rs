@@ -3,13 +3,13 @@
 //! the store itself, read at boot, and no restarter is on it. The real binary runs
 //! an S3 vault and the Secrets Manager store on moto, rotating once per run.
 
-use crate::probe::{judge, Probers, Tally};
+use crate::probe::{judge, rotated, Probers, Tally};
 use crate::support;
 use aws_sdk_secretsmanager as sm;
 use std::sync::Arc;
 use std::time::Duration;
 use vsync_orchestrate::api::Passphrase;
-use vsync_orchestrate::vault::{KdfParams, Layout, LayoutChoice, SeedContent, Vault};
+use vsync_orchestrate::vault::Vault;
 
 const OLD: &str = "sm-prober-old-passphrase-0123456789";
 const SALT: &str = "SmProberSaltSmProberSalt01";
@@ -20,19 +20,6 @@ const ROTATIONS: usize = 5;
 const PROBERS: usize = 4;
 const STAGGER: Duration = Duration::from_millis(5);
 const PLATFORM: &str = "secrets manager (AWSCURRENT at task start)";
-
-fn sm_client(endpoint: &str) -> sm::Client {
-    sm::Client::from_conf(
-        sm::Config::builder()
-            .behavior_version(sm::config::BehaviorVersion::latest())
-            .region(sm::config::Region::new("us-east-1"))
-            .endpoint_url(endpoint)
-            .credentials_provider(sm::config::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .build(),
-    )
-}
 
 /// One task start: the passphrase as ECS injects it (AWSCURRENT at that moment),
 /// then the vault opened with it. A read that fails is a task that fails to start.
@@ -54,24 +41,8 @@ pub async fn boots_reading_awscurrent_fail_only_inside_the_delivery_window() {
         return;
     };
     let (bucket, storage) = support::moto_bucket(&ep).await;
-    let vault = Arc::new(Vault::new(
-        storage,
-        "shop/prod/",
-        KdfParams::new(SALT, 2000),
-        LayoutChoice::Auto,
-    ));
-    vault
-        .seed(
-            Layout::Cli,
-            &Passphrase::from(OLD),
-            &SeedContent::Files(vec![(
-                "infra/vault/prod/.env.prod".into(),
-                b"A=1\n".to_vec(),
-            )]),
-        )
-        .await
-        .unwrap();
-    let client = sm_client(&ep);
+    let vault = Arc::new(support::seeded_vault(storage, "shop/prod/", SALT, OLD).await);
+    let client = support::moto_sm(&ep);
     let secret_id: Arc<str> = support::unique("prod/shop/vsync").into();
     client
         .create_secret()
@@ -129,17 +100,9 @@ endpoint = "{ep}"
             .unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         let boots = probers.stop().await;
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-        );
-        assert_eq!(out.status.code(), Some(0), "{stderr}\n{stdout}");
-        let s: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-        assert_eq!(s["gen_after"].as_u64(), Some(i as u64 + 1), "{stdout}");
-        let delivery = s["delivery_window_ms"]
-            .as_f64()
-            .unwrap_or_else(|| panic!("rotation {i}: no delivery window measured: {stdout}"));
-        let store = s["window_ms"].as_f64().expect("the store window");
+        let r = rotated(&format!("{PLATFORM} rotation {i}"), &out, i as u64 + 1);
+        let delivery = r.delivery_ms;
+        let store = r.store_ms;
         let judged = judge(&format!("{PLATFORM} rotation {i}"), &boots, delivery);
         println!(
             "{PLATFORM} rotation {i}: the failed boots show apps felt at least {:?}",

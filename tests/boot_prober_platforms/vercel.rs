@@ -5,7 +5,7 @@
 //! real binary runs a `dir` vault, the `vercel` store and the `vercel` redeploy
 //! restarter on the REST fake of `adapters/vercel/tests/fake`.
 
-use crate::probe::{judge, Prober, Tally};
+use crate::probe::{judge, rotated, Prober, Tally};
 use crate::vercel_fake::{self, VercelState, PROJECT, TEAM, TOKEN};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -178,13 +178,7 @@ pub async fn cold_starts_of_the_production_deployment_fail_only_inside_the_deliv
             .unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         let boots = prober.stop().await;
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-        );
-        assert_eq!(out.status.code(), Some(0), "{stderr}\n{stdout}");
-        let s: Value = serde_json::from_str(&stdout).unwrap();
-        assert_eq!(s["gen_after"].as_u64(), Some(i as u64 + 1), "{stdout}");
+        let r = rotated(&format!("{PLATFORM} rotation {i}"), &out, i as u64 + 1);
         // The boots went through a new build: production is the redeploy, built
         // with the value the store activated.
         assert_eq!(fake.state().redeploys, redeploys + 1, "rotation {i}");
@@ -195,10 +189,8 @@ pub async fn cold_starts_of_the_production_deployment_fail_only_inside_the_deliv
             Some(new),
             "rotation {i}: production was not built with the new value"
         );
-        let delivery = s["delivery_window_ms"]
-            .as_f64()
-            .unwrap_or_else(|| panic!("rotation {i}: no delivery window measured: {stdout}"));
-        let store = s["window_ms"].as_f64().expect("the store window");
+        let delivery = r.delivery_ms;
+        let store = r.store_ms;
         let judged = judge(&format!("{PLATFORM} rotation {i}"), &boots, delivery);
         tally.add(PLATFORM, &judged, delivery, store);
     }

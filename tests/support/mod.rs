@@ -36,6 +36,56 @@ pub async fn moto_bucket(endpoint: &str) -> (String, Arc<dyn Storage>) {
     (bucket, Arc::new(s))
 }
 
+/// A Secrets Manager client on moto (or a proxy in front of it) in `region`, with
+/// moto's test credentials.
+pub fn moto_sm_in(endpoint: &str, region: &str) -> aws_sdk_secretsmanager::Client {
+    use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+    aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region.to_owned()))
+            .endpoint_url(endpoint)
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+            .build(),
+    )
+}
+
+/// [`moto_sm_in`] `us-east-1`, where the tests' plans live.
+pub fn moto_sm(endpoint: &str) -> aws_sdk_secretsmanager::Client {
+    moto_sm_in(endpoint, "us-east-1")
+}
+
+/// A vault under `prefix` on `storage`, seeded (CLI layout, generation 0) with one
+/// env file under `old`, at the cheap key derivation the tests use (2,000
+/// PBKDF2 iterations).
+pub async fn seeded_vault(
+    storage: Arc<dyn Storage>,
+    prefix: &str,
+    salt: &str,
+    old: &str,
+) -> vsync_orchestrate::vault::Vault {
+    use vsync_orchestrate::api::Passphrase;
+    use vsync_orchestrate::vault::{KdfParams, Layout, LayoutChoice, SeedContent, Vault};
+    let vault = Vault::new(
+        storage,
+        prefix,
+        KdfParams::new(salt, 2000),
+        LayoutChoice::Auto,
+    );
+    vault
+        .seed(
+            Layout::Cli,
+            &Passphrase::from(old),
+            &SeedContent::Files(vec![(
+                "infra/vault/prod/.env.prod".into(),
+                b"A=1\n".to_vec(),
+            )]),
+        )
+        .await
+        .expect("seed the vault");
+    vault
+}
+
 /// A storage handle on an existing bucket, through `endpoint` (moto or a proxy).
 #[cfg(feature = "s3")]
 pub async fn s3_storage(
