@@ -751,7 +751,7 @@ fn main() {
             "binary: {} — {:.1} MB ({} profile)",
             bin.display(),
             size as f64 / 1e6,
-            if cfg!(debug_assertions) { "dev" } else { "release: stripped, thin LTO" }
+            if cfg!(debug_assertions) { "dev" } else { "release: stripped, no LTO" }
         );
         let mut kdf = Vec::new();
         for _ in 0..if full() { 5 } else { 0 } {
