@@ -353,12 +353,7 @@ pub(crate) async fn sync(
             FORCE_SYNC: run.as_str(),
             FORCE_SYNC_AT: since.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
         }}});
-        let patched = bounded(
-            &format!("annotate externalsecret/{name} {FORCE_SYNC}"),
-            REQUEST_TIMEOUT,
-            api(client, ns, &ar).patch(name, &PatchParams::default(), &Patch::Merge(&patch)),
-        )
-        .await?;
+        let patched = annotate(client, &ar, ns, name, &patch, deadline).await?;
         pending.push(Pending {
             name: name.clone(),
             target: r.target,
@@ -373,6 +368,49 @@ pub(crate) async fn sync(
     }
     Ok(done)
 }
+
+/// Sets the force-sync annotation, asking again while the answer is lost or
+/// temporary: the merge patch carries the same value each time, so a request that
+/// did land, or lands late, asks ESO for the same sync (a late one arriving after a
+/// re-ask restores `<run>`, a change ESO answers with one more sync of the same,
+/// current value). Each attempt gets at most a quarter of what is left of the
+/// sync's budget, so a held request leaves time to ask again.
+async fn annotate(
+    client: &Client,
+    ar: &ApiResource,
+    ns: &str,
+    name: &str,
+    patch: &Value,
+    deadline: Instant,
+) -> Result<DynamicObject> {
+    let op = format!("annotate externalsecret/{name} {FORCE_SYNC}");
+    let mut attempt = 0;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let limit = REQUEST_TIMEOUT.min(left / 4).max(MIN_ATTEMPT);
+        let sent = bounded(
+            &op,
+            limit,
+            api(client, ns, ar).patch(name, &PatchParams::default(), &Patch::Merge(patch)),
+        )
+        .await;
+        match sent {
+            Err(e) if e.is_temporary() && Instant::now() + MIN_ATTEMPT < deadline => {
+                let pause = e
+                    .wait_hint()
+                    .unwrap_or_else(|| ramp(MAX_ANNOTATE_PAUSE, attempt));
+                attempt += 1;
+                tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now())))
+                    .await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The shortest an annotation attempt may take, and the longest pause between two.
+const MIN_ATTEMPT: Duration = Duration::from_millis(200);
+const MAX_ANNOTATE_PAUSE: Duration = Duration::from_secs(2);
 
 /// How long a sync that left the Secret unchanged is given before it is asked for
 /// again: the provider may have answered from before the activation (Secrets

@@ -11,6 +11,7 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 use vsync_orchestrate_api::{ErrorKind, RolloutOutcome};
 use vsync_orchestrate_kubernetes::{KubernetesConfig, FORCE_SYNC};
+use vsync_orchestrate_testkit::fake_http::{Fault, When};
 
 const ES: &str = "vsync";
 const SECRET: &str = "app";
@@ -284,4 +285,80 @@ async fn a_sync_that_left_the_secret_unchanged_is_asked_for_again() {
         value.starts_with(&format!("{}.", ctx.run.as_str())),
         "{value}"
     );
+}
+
+// The force-sync annotation is a remote write like any other: an answer refused
+// before it was applied, one lost after it was applied, and one held past the
+// attempt's timeout and delivered later.
+
+/// The PATCH of the ExternalSecret, whichever API version the fake serves.
+fn annotation_patch() -> When {
+    When::any()
+        .method("PATCH")
+        .matching(|r| r.path.ends_with(&format!("/externalsecrets/{ES}")))
+}
+
+/// The Secret holds NEW, the deployment was rolled once and the ExternalSecret
+/// carries this run's annotation.
+fn synced_once(env: &Env, ctx: &vsync_orchestrate_api::RestartContext) {
+    assert_eq!(
+        env.fake.state().secret_value(NS, SECRET, KEY).as_deref(),
+        Some(NEW)
+    );
+    assert_eq!(env.fake.state().patch_count(Res::Deployments, NS, "api"), 1);
+    let es = env.fake.state().external_secret(NS, ES).unwrap();
+    assert_eq!(es["metadata"]["annotations"][FORCE_SYNC], ctx.run.as_str());
+}
+
+#[tokio::test]
+async fn an_annotation_refused_before_it_applied_is_asked_again() {
+    let env = synced(None).await;
+    // 503 ServiceUnavailable, as the API server answers when it sheds load.
+    env.fake
+        .state()
+        .fail("PATCH", &format!("/externalsecrets/{ES}"), 1, 503, 0);
+    let r = env.restarter(config(&env));
+    let ctx = run("eso-503");
+    let rollout = r.restart(&ctx).await.unwrap();
+    synced_once(&env, &ctx);
+    assert!(r.wait(&rollout, soon()).await.unwrap().is_done());
+}
+
+#[tokio::test]
+async fn an_annotation_whose_answer_was_lost_is_asked_again_with_the_same_value() {
+    let env = synced(None).await;
+    env.fake.http().inject(annotation_patch(), Fault::CutAfter);
+    let r = env.restarter(config(&env));
+    let ctx = run("eso-cut");
+    r.restart(&ctx).await.unwrap();
+    synced_once(&env, &ctx);
+    // Applied, its answer cut, then sent again with the same value: a no-op the
+    // API server does not count as a change, so ESO synced once.
+    let patches = env.fake.http().count(&annotation_patch());
+    assert_eq!(patches, 2, "{:?}", writes(&env));
+    let syncs = writes(&env)
+        .iter()
+        .filter(|w| *w == "sync secrets/app")
+        .count();
+    assert_eq!(syncs, 1, "{:?}", writes(&env));
+}
+
+#[tokio::test]
+async fn an_annotation_held_and_delivered_late_changes_nothing() {
+    let env = synced(None).await;
+    let mut c = config(&env);
+    // An attempt gets a quarter of the sync budget: 500 ms here.
+    c.external_secrets_timeout = Some(Duration::from_secs(2));
+    let r = env.restarter(c);
+    env.fake
+        .state()
+        .hold("PATCH", &format!("/externalsecrets/{ES}"), 1);
+    let ctx = run("eso-held");
+    r.restart(&ctx).await.unwrap();
+    synced_once(&env, &ctx);
+    // The held request lands now, after the sync and the roll: the same
+    // annotation, so nothing changes and nothing is rolled again.
+    assert_eq!(env.fake.state().release_held(), vec![200]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    synced_once(&env, &ctx);
 }
