@@ -75,41 +75,16 @@ async fn run_rotates_an_s3_vault_and_secrets_manager_on_moto() {
         .await
         .unwrap();
     let client = support::moto_sm(&ep);
-    let secret_id = support::unique("prod/shop/vsync");
-    client
-        .create_secret()
-        .name(&secret_id)
-        .secret_string(OLD)
-        .send()
-        .await
-        .unwrap();
+    let secret_id = support::moto_secret(&client, "prod/shop/vsync", OLD).await;
 
     let dir = tempfile::tempdir().unwrap();
-    let plan = dir.path().join("plan.toml");
-    std::fs::write(
-        &plan,
-        format!(
-            r#"env = "prod"
-state_dir = "{state}"
-[vault]
-bucket = "{bucket}"
-prefix = "shop/prod/"
-region = "us-east-1"
-endpoint = "{ep}"
-salt = {{ env = "VSYNC_TEST_SALT" }}
-iterations = 2000
-[passphrase]
-note = "e2e on moto"
-[[store]]
-type = "aws_secrets_manager"
-secret_id = "{secret_id}"
-region = "us-east-1"
-endpoint = "{ep}"
-"#,
-            state = dir.path().join("state").display()
-        ),
-    )
-    .unwrap();
+    let plan = support::moto_sm_plan(
+        dir.path(),
+        &ep,
+        &bucket,
+        &secret_id,
+        "[passphrase]\nnote = \"e2e on moto\"\n",
+    );
 
     // The dry run reads everything and writes nothing.
     let objects_before = storage.list("").await.unwrap();
@@ -240,50 +215,11 @@ async fn clean_stale_keeps_a_staged_version_the_vault_needs() {
         KdfParams::new(SALT, 2000),
         LayoutChoice::Auto,
     );
-    vault
-        .seed(
-            Layout::Runtime,
-            &Passphrase::from(OLD),
-            &SeedContent::Json {
-                kv: [("A".to_owned(), "1".to_owned())].into(),
-                assets: Default::default(),
-            },
-        )
-        .await
-        .unwrap();
+    support::seed_runtime(&vault, OLD).await;
     let client = support::moto_sm(&ep);
-    let secret_id = support::unique("prod/shop/vsync");
-    client
-        .create_secret()
-        .name(&secret_id)
-        .secret_string(OLD)
-        .send()
-        .await
-        .unwrap();
+    let secret_id = support::moto_secret(&client, "prod/shop/vsync", OLD).await;
     let dir = tempfile::tempdir().unwrap();
-    let plan = dir.path().join("plan.toml");
-    std::fs::write(
-        &plan,
-        format!(
-            r#"env = "prod"
-state_dir = "{state}"
-[vault]
-bucket = "{bucket}"
-prefix = "shop/prod/"
-region = "us-east-1"
-endpoint = "{ep}"
-salt = {{ env = "VSYNC_TEST_SALT" }}
-iterations = 2000
-[[store]]
-type = "aws_secrets_manager"
-secret_id = "{secret_id}"
-region = "us-east-1"
-endpoint = "{ep}"
-"#,
-            state = dir.path().join("state").display()
-        ),
-    )
-    .unwrap();
+    let plan = support::moto_sm_plan(dir.path(), &ep, &bucket, &secret_id, "");
     let (code, _, stderr) = run_env(
         &["run", "--yes"],
         &plan,
@@ -350,17 +286,7 @@ async fn one_secret_id_in_two_regions_is_two_stores() {
         KdfParams::new(SALT, 2000),
         LayoutChoice::Auto,
     );
-    vault
-        .seed(
-            Layout::Runtime,
-            &Passphrase::from(OLD),
-            &SeedContent::Json {
-                kv: [("A".to_owned(), "1".to_owned())].into(),
-                assets: Default::default(),
-            },
-        )
-        .await
-        .unwrap();
+    support::seed_runtime(&vault, OLD).await;
     let secret_id = support::unique("prod/shop/replicated");
     let regions = ["us-east-1", "eu-west-1"];
     let mut clients = Vec::new();

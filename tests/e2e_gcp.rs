@@ -22,7 +22,7 @@ use std::process::Command;
 use std::sync::Arc;
 use vsync_orchestrate::api::Passphrase;
 use vsync_orchestrate::vault::config_blob::{self, VsyncConfig};
-use vsync_orchestrate::vault::{KdfParams, Layout, LayoutChoice, SeedContent, Vault};
+use vsync_orchestrate::vault::{KdfParams, LayoutChoice, Vault};
 use vsync_orchestrate_testkit::fake_http::FakeHttp;
 
 const OLD: &str = "gcp-old-passphrase-0123456789";
@@ -213,17 +213,7 @@ async fn run_rotates_secret_manager_and_rolls_cloud_run_under_live_apps() {
         KdfParams::new(SALT, 2000),
         LayoutChoice::Auto,
     );
-    vault
-        .seed(
-            Layout::Runtime,
-            &Passphrase::from(OLD),
-            &SeedContent::Json {
-                kv: [("DATABASE_URL".to_owned(), "postgres://shop".to_owned())].into(),
-                assets: Default::default(),
-            },
-        )
-        .await
-        .unwrap();
+    support::seed_runtime(&vault, OLD).await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().canonicalize().unwrap();
     let blob = config_blob::encode(&VsyncConfig {

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use vsync_orchestrate::api::Passphrase;
-use vsync_orchestrate::vault::{KdfParams, Layout, LayoutChoice, SeedContent, Vault};
+use vsync_orchestrate::vault::{KdfParams, LayoutChoice, Vault};
 use vsync_orchestrate_testkit::fake_http::FakeHttp;
 
 const OLD: &str = "run-prober-old-passphrase-0123456789";
@@ -100,17 +100,7 @@ pub async fn boots_of_the_serving_revision_fail_only_inside_the_delivery_window(
         KdfParams::new(SALT, 2000),
         LayoutChoice::Auto,
     ));
-    vault
-        .seed(
-            Layout::Runtime,
-            &Passphrase::from(OLD),
-            &SeedContent::Json {
-                kv: [("DATABASE_URL".to_owned(), "postgres://shop".to_owned())].into(),
-                assets: Default::default(),
-            },
-        )
-        .await
-        .unwrap();
+    support::seed_runtime(&vault, OLD).await;
     // Version 1 holds the passphrase and the service's template pins it by number.
     let secrets = Arc::new(sm::start(sm::seeded(SECRET, OLD)).await);
     let mut st = RunState::default();

@@ -43,39 +43,12 @@ pub async fn boots_reading_awscurrent_fail_only_inside_the_delivery_window() {
     let (bucket, storage) = support::moto_bucket(&ep).await;
     let vault = Arc::new(support::seeded_vault(storage, "shop/prod/", SALT, OLD).await);
     let client = support::moto_sm(&ep);
-    let secret_id: Arc<str> = support::unique("prod/shop/vsync").into();
-    client
-        .create_secret()
-        .name(&*secret_id)
-        .secret_string(OLD)
-        .send()
+    let secret_id: Arc<str> = support::moto_secret(&client, "prod/shop/vsync", OLD)
         .await
-        .unwrap();
+        .into();
 
     let dir = tempfile::tempdir().unwrap();
-    let plan = dir.path().join("plan.toml");
-    std::fs::write(
-        &plan,
-        format!(
-            r#"env = "prod"
-state_dir = "{state}"
-[vault]
-bucket = "{bucket}"
-prefix = "shop/prod/"
-region = "us-east-1"
-endpoint = "{ep}"
-salt = {{ env = "VSYNC_TEST_SALT" }}
-iterations = 2000
-[[store]]
-type = "aws_secrets_manager"
-secret_id = "{secret_id}"
-region = "us-east-1"
-endpoint = "{ep}"
-"#,
-            state = dir.path().join("state").display()
-        ),
-    )
-    .unwrap();
+    let plan = support::moto_sm_plan(dir.path(), &ep, &bucket, &secret_id, "");
 
     let mut tally = Tally::default();
     for i in 0..ROTATIONS {

@@ -6,6 +6,7 @@
 //! restarter on the REST fake of `adapters/vercel/tests/fake`.
 
 use crate::probe::{judge, rotated, Prober, Tally};
+use crate::support;
 use crate::vercel_fake::{self, VercelState, PROJECT, TEAM, TOKEN};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use vsync_orchestrate::api::Passphrase;
 use vsync_orchestrate::engine::build;
 use vsync_orchestrate::plan;
-use vsync_orchestrate::vault::{Layout, SeedContent, Vault};
+use vsync_orchestrate::vault::Vault;
 use vsync_orchestrate_http::{BearerToken, Client};
 use vsync_orchestrate_testkit::fake_http::FakeHttp;
 
@@ -141,17 +142,7 @@ pub async fn cold_starts_of_the_production_deployment_fail_only_inside_the_deliv
     std::fs::create_dir_all(root.join("vault")).unwrap();
     let loaded = plan::load(&plan_path).unwrap();
     let vault = Arc::new(build::vault(&loaded.plan).await.unwrap());
-    vault
-        .seed(
-            Layout::Runtime,
-            &Passphrase::from(OLD),
-            &SeedContent::Json {
-                kv: [("DATABASE_URL".to_owned(), "postgres://shop".to_owned())].into(),
-                assets: Default::default(),
-            },
-        )
-        .await
-        .unwrap();
+    support::seed_runtime(&vault, OLD).await;
     build_production_with_old(&fake).await;
 
     let mut tally = Tally::default();

@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod demo;
+#[cfg(all(feature = "kubernetes", feature = "aws", feature = "s3"))]
+pub mod eks;
 pub mod fakes;
 pub mod fault_proxy;
 pub mod nspawn;
@@ -55,6 +57,60 @@ pub fn moto_sm(endpoint: &str) -> aws_sdk_secretsmanager::Client {
     moto_sm_in(endpoint, "us-east-1")
 }
 
+/// A new Secrets Manager secret on moto named `<prefix>-<unique>` holding `value`;
+/// its name.
+pub async fn moto_secret(
+    client: &aws_sdk_secretsmanager::Client,
+    prefix: &str,
+    value: &str,
+) -> String {
+    let name = unique(prefix);
+    client
+        .create_secret()
+        .name(&name)
+        .secret_string(value)
+        .send()
+        .await
+        .expect("create the secret on moto");
+    name
+}
+
+/// `dir/plan.toml`: a vault under `shop/prod/` in moto's `bucket` (salt from
+/// `VSYNC_TEST_SALT`, 2,000 iterations) and one `aws_secrets_manager` store on
+/// `secret_id`, then `extra` (more tables); state in `dir/state`.
+pub fn moto_sm_plan(
+    dir: &std::path::Path,
+    ep: &str,
+    bucket: &str,
+    secret_id: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    let plan = dir.join("plan.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            r#"env = "prod"
+state_dir = "{state}"
+[vault]
+bucket = "{bucket}"
+prefix = "shop/prod/"
+region = "us-east-1"
+endpoint = "{ep}"
+salt = {{ env = "VSYNC_TEST_SALT" }}
+iterations = 2000
+[[store]]
+type = "aws_secrets_manager"
+secret_id = "{secret_id}"
+region = "us-east-1"
+endpoint = "{ep}"
+{extra}"#,
+            state = dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    plan
+}
+
 /// A vault under `prefix` on `storage`, seeded (CLI layout, generation 0) with one
 /// env file under `old`, at the cheap key derivation the tests use (2,000
 /// PBKDF2 iterations).
@@ -84,6 +140,24 @@ pub async fn seeded_vault(
         .await
         .expect("seed the vault");
     vault
+}
+
+/// Seeds `vault` in the runtime layout (generation 0) with one variable under
+/// `old`, as `vsync` apps read it.
+pub async fn seed_runtime(vault: &vsync_orchestrate::vault::Vault, old: &str) {
+    use vsync_orchestrate::api::Passphrase;
+    use vsync_orchestrate::vault::{Layout, SeedContent};
+    vault
+        .seed(
+            Layout::Runtime,
+            &Passphrase::from(old),
+            &SeedContent::Json {
+                kv: [("DATABASE_URL".to_owned(), "postgres://shop".to_owned())].into(),
+                assets: Default::default(),
+            },
+        )
+        .await
+        .expect("seed the vault");
 }
 
 /// A storage handle on an existing bucket, through `endpoint` (moto or a proxy).
