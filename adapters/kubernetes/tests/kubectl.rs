@@ -58,6 +58,13 @@ impl Kubectl {
         }
     }
 
+    /// `kubectl get WHAT NAME -o jsonpath=PATH`: what it printed.
+    async fn jsonpath(&self, env: &Env, what: &str, name: &str, path: &str) -> String {
+        self.run(env, &["get", what, name, "-o", &format!("jsonpath={path}")])
+            .await
+            .out
+    }
+
     /// `rollout restart` then `rollout status --timeout`.
     async fn restart_and_status(&self, env: &Env, what: &str, timeout: &str) -> (Ran, Ran) {
         let restart = self.run(env, &["rollout", "restart", what]).await;
@@ -380,18 +387,9 @@ async fn kubectl_reads_and_patches_secrets_as_on_a_cluster() {
     assert_eq!(lines[0], ["NAME", "TYPE", "DATA", "AGE"], "{}", table.out);
     assert_eq!(lines[1][..3], ["app", "Opaque", "2"], "{}", table.out);
     let value = k
-        .run(
-            &env,
-            &[
-                "get",
-                "secret",
-                "app",
-                "-o",
-                "jsonpath={.data.VSYNC_PASSPHRASE}",
-            ],
-        )
+        .jsonpath(&env, "secret", "app", "{.data.VSYNC_PASSPHRASE}")
         .await;
-    assert_eq!(value.out, b64("kubectl-old-value"));
+    assert_eq!(value, b64("kubectl-old-value"));
     let missing = k.run(&env, &["get", "secret", "nope"]).await;
     assert!(
         missing
@@ -404,18 +402,8 @@ async fn kubectl_reads_and_patches_secrets_as_on_a_cluster() {
     // A patch with the resourceVersion kubectl read: applied. With a stale one:
     // the API server's 409, as kubectl prints it, and nothing changed.
     let rv = k
-        .run(
-            &env,
-            &[
-                "get",
-                "secret",
-                "app",
-                "-o",
-                "jsonpath={.metadata.resourceVersion}",
-            ],
-        )
-        .await
-        .out;
+        .jsonpath(&env, "secret", "app", "{.metadata.resourceVersion}")
+        .await;
     let patch = |rv: &str, v: &str| {
         format!(
             "{{\"metadata\":{{\"resourceVersion\":\"{rv}\"}},\"data\":{{\"VSYNC_PASSPHRASE\":\"{}\"}}}}",
@@ -523,18 +511,9 @@ async fn kubectl_reads_and_patches_secrets_as_on_a_cluster() {
     assert_eq!(by_label.out.trim(), "secret/app-vsync-staged");
     store.activate(&staged).await.unwrap();
     let value = k
-        .run(
-            &env,
-            &[
-                "get",
-                "secret",
-                "app",
-                "-o",
-                "jsonpath={.data.VSYNC_PASSPHRASE}",
-            ],
-        )
+        .jsonpath(&env, "secret", "app", "{.data.VSYNC_PASSPHRASE}")
         .await;
-    assert_eq!(value.out, b64("store-new-value"));
+    assert_eq!(value, b64("store-new-value"));
     let deleted = k.run(&env, &["delete", "secret", "app-vsync-staged"]).await;
     assert!(deleted.ok, "{}", deleted.out);
     assert!(
@@ -636,13 +615,8 @@ async fn kubectl_drives_external_secrets_as_eso_documents() {
             .to_owned()
     };
     let jsonpath = |what: &'static str, name: &'static str, path: &'static str| {
-        let k = &k;
-        let env = &env;
-        async move {
-            k.run(env, &["get", what, name, "-o", &format!("jsonpath={path}")])
-                .await
-                .out
-        }
+        let (k, env) = (&k, &env);
+        async move { k.jsonpath(env, what, name, path).await }
     };
     let until = |what: &'static str, name: &'static str, path: &'static str, want: String| {
         let jsonpath = &jsonpath;
@@ -902,23 +876,8 @@ async fn kubectl_reads_secret_provider_classes_and_the_csi_driver() {
         missing.out
     );
 
-    let volume = k
-        .run(
-            &env,
-            &[
-                "get",
-                "deployment",
-                "api",
-                "-o",
-                "jsonpath={.spec.template.spec.volumes[0].csi.driver} {.spec.template.spec.volumes[0].csi.volumeAttributes.secretProviderClass}",
-            ],
-        )
-        .await;
-    assert_eq!(
-        volume.out, "secrets-store.csi.k8s.io vsync",
-        "{}",
-        volume.out
-    );
+    let volume = k.jsonpath(&env, "deployment", "api", "{.spec.template.spec.volumes[0].csi.driver} {.spec.template.spec.volumes[0].csi.volumeAttributes.secretProviderClass}").await;
+    assert_eq!(volume, "secrets-store.csi.k8s.io vsync", "{volume}");
 
     // What preflight tells the operator to run when it cannot read the flags.
     let args = k
