@@ -38,6 +38,7 @@ use serde_json::{json, Value};
 
 use vsync_orchestrate_testkit::fake_http::Response;
 
+use crate::custom::{self, key};
 use crate::{key as work_key, status, Cluster, Res};
 
 pub(crate) const GROUP: &str = "secrets-store.csi.x-k8s.io";
@@ -47,10 +48,6 @@ pub(crate) const PLURAL: &str = "secretproviderclasses";
 pub const CSI_DRIVER: &str = "secrets-store.csi.k8s.io";
 /// Where the driver's DaemonSet runs.
 pub const DRIVER_NAMESPACE: &str = "kube-system";
-
-fn key(ns: &str, name: &str) -> (String, String) {
-    (ns.to_owned(), name.to_owned())
-}
 
 fn not_found(name: &str) -> Response {
     let mut r = status(
@@ -211,28 +208,19 @@ impl Cluster {
         if let Some(denied) = self.authorize("get", GROUP, PLURAL, ns, Some(name)) {
             return denied;
         }
-        match self.secretproviderclasses.get(&key(ns, name)) {
-            Some(o) => Response::json(200, o),
-            None => not_found(name),
-        }
+        custom::get(&self.secretproviderclasses, ns, name, not_found(name))
     }
 
     pub(crate) fn list_secret_provider_classes(&mut self, ns: &str) -> Response {
         if let Some(denied) = self.authorize("list", GROUP, PLURAL, ns, None) {
             return denied;
         }
-        let items: Vec<Value> = self
-            .secretproviderclasses
-            .iter()
-            .filter(|((n, _), _)| n == ns)
-            // Custom resources keep apiVersion and kind in list items (they are
-            // served unstructured), as the ExternalSecret list does.
-            .map(|(_, o)| o.clone())
-            .collect();
-        Response::json(
-            200,
-            &json!({"kind": "SecretProviderClassList", "apiVersion": format!("{GROUP}/{VERSION}"),
-                "metadata": {"resourceVersion": self.rv.to_string()}, "items": items}),
+        custom::list(
+            &self.secretproviderclasses,
+            ns,
+            "SecretProviderClassList",
+            &format!("{GROUP}/{VERSION}"),
+            self.rv,
         )
     }
 }

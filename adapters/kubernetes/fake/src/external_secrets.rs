@@ -31,16 +31,13 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use vsync_orchestrate_testkit::fake_http::{Request, Response};
 
+use crate::custom::{self, key};
 use crate::{merge, status, Cluster, Query};
 
 pub(crate) const GROUP: &str = "external-secrets.io";
 pub(crate) const VERSION: &str = "v1beta1";
 /// The annotation ESO's docs use to force a sync (any change of it does).
 pub const FORCE_SYNC: &str = "force-sync";
-
-fn key(ns: &str, name: &str) -> (String, String) {
-    (ns.to_owned(), name.to_owned())
-}
 
 fn not_found(name: &str) -> Response {
     status(
@@ -305,26 +302,19 @@ impl Cluster {
         if let Some(denied) = self.authorize("get", GROUP, "externalsecrets", ns, Some(name)) {
             return denied;
         }
-        match self.externalsecrets.get(&key(ns, name)) {
-            Some(o) => Response::json(200, o),
-            None => not_found(name),
-        }
+        custom::get(&self.externalsecrets, ns, name, not_found(name))
     }
 
     pub(crate) fn list_external_secrets(&mut self, ns: &str) -> Response {
         if let Some(denied) = self.authorize("list", GROUP, "externalsecrets", ns, None) {
             return denied;
         }
-        let items: Vec<Value> = self
-            .externalsecrets
-            .iter()
-            .filter(|((n, _), _)| n == ns)
-            .map(|(_, o)| o.clone())
-            .collect();
-        Response::json(
-            200,
-            &json!({"kind": "ExternalSecretList", "apiVersion": format!("{GROUP}/{VERSION}"),
-                "metadata": {"resourceVersion": self.rv.to_string()}, "items": items}),
+        custom::list(
+            &self.externalsecrets,
+            ns,
+            "ExternalSecretList",
+            &format!("{GROUP}/{VERSION}"),
+            self.rv,
         )
     }
 

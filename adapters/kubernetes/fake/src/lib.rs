@@ -16,6 +16,7 @@
 //! released, or preceded by another client's write, to test late and racing writes.
 
 mod csi;
+mod custom;
 mod external_secrets;
 mod secrets;
 mod sim;
@@ -133,13 +134,13 @@ pub struct Cluster {
     denials: Vec<String>,
     ticks: u64,
     /// core/v1 Secrets by (namespace, name), as the API serves them.
-    secrets: BTreeMap<(String, String), Value>,
+    secrets: custom::Objects,
     uids: u64,
     races: Vec<Race>,
     holds: Vec<HoldRule>,
     held: Vec<(Request, StreamSender)>,
     /// ExternalSecrets (external-secrets.io/v1beta1) by (namespace, name).
-    externalsecrets: BTreeMap<(String, String), Value>,
+    externalsecrets: custom::Objects,
     /// The provider ESO reads: remote key → value.
     provider: BTreeMap<String, String>,
     eso_hold: bool,
@@ -150,7 +151,7 @@ pub struct Cluster {
     /// External Secrets Operator is not installed: its API group is not served.
     pub eso_absent: bool,
     /// SecretProviderClasses (secrets-store.csi.x-k8s.io/v1) by (namespace, name).
-    secretproviderclasses: BTreeMap<(String, String), Value>,
+    secretproviderclasses: custom::Objects,
     /// The Secrets Store CSI driver's CRDs are not installed: its group is not served.
     pub secrets_store_absent: bool,
 }

@@ -30,11 +30,8 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::{json, Value};
 use vsync_orchestrate_testkit::fake_http::{Request, Response};
 
+use crate::custom::key;
 use crate::{labels_of, merge, selector_matches, status, Cluster, PatchSeen, Query};
-
-fn key(ns: &str, name: &str) -> (String, String) {
-    (ns.to_owned(), name.to_owned())
-}
 
 /// `secrets "x" not found`, with the details the API server adds
 /// (`StatusReasonNotFound`, api-conventions.md#response-status-kind).
