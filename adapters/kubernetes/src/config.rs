@@ -130,14 +130,11 @@ impl KubernetesConfig {
     /// The cluster as the identity names it: the context, or where the config comes
     /// from when no context is named.
     pub fn cluster_label(&self) -> String {
-        if self.in_cluster {
-            return "in-cluster".to_owned();
-        }
-        match (&self.context, &self.kubeconfig) {
-            (Some(c), _) => c.clone(),
-            (None, Some(p)) => format!("{}#current-context", p.display()),
-            (None, None) => "current-context".to_owned(),
-        }
+        crate::connect::cluster_label(
+            self.kubeconfig.as_deref(),
+            self.context.as_deref(),
+            self.in_cluster,
+        )
     }
 
     /// The named workloads, wave by wave (one wave without `waves`). Invalid

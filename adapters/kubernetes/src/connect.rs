@@ -4,6 +4,33 @@
 use std::path::{Path, PathBuf};
 use vsync_orchestrate_api::{Error, Result};
 
+/// Which cluster a table acts on, in its identity and messages: the context it
+/// names, else the kubeconfig's current one, or `in-cluster`.
+pub(crate) fn cluster_label(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+    in_cluster: bool,
+) -> String {
+    if in_cluster {
+        return "in-cluster".to_owned();
+    }
+    match (context, kubeconfig) {
+        (Some(c), _) => c.to_owned(),
+        (None, Some(p)) => format!("{}#current-context", p.display()),
+        (None, None) => "current-context".to_owned(),
+    }
+}
+
+/// The `kubectl` flags that reach the same objects (`-n NS [--context C]`), for
+/// the commands messages print.
+pub(crate) fn kubectl_args(namespace: &str, context: Option<&str>) -> String {
+    let mut s = format!("-n {namespace}");
+    if let Some(c) = context {
+        s.push_str(&format!(" --context {c}"));
+    }
+    s
+}
+
 /// The client configuration for `context` of `kubeconfig` (default: `$KUBECONFIG`,
 /// then `~/.kube/config`), or the pod's ServiceAccount with `in_cluster`.
 pub(crate) async fn load_config(

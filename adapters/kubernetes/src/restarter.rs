@@ -341,12 +341,12 @@ impl KubernetesRestarter {
     }
 
     /// `-n NS --context CTX`, for the commands messages suggest.
+    /// With a leading space: messages append it to a command.
     fn kubectl_args(&self) -> String {
-        let mut s = format!(" -n {}", self.cfg.namespace);
-        if let Some(c) = &self.cfg.context {
-            s.push_str(&format!(" --context {c}"));
-        }
-        s
+        format!(
+            " {}",
+            crate::connect::kubectl_args(&self.cfg.namespace, self.cfg.context.as_deref())
+        )
     }
 
     fn ctx(&self, e: Error) -> Error {

@@ -115,14 +115,11 @@ impl KubernetesSecretConfig {
     }
 
     fn cluster_label(&self) -> String {
-        if self.in_cluster {
-            return "in-cluster".to_owned();
-        }
-        match (&self.context, &self.kubeconfig) {
-            (Some(c), _) => c.clone(),
-            (None, Some(p)) => format!("{}#current-context", p.display()),
-            (None, None) => "current-context".to_owned(),
-        }
+        crate::connect::cluster_label(
+            self.kubeconfig.as_deref(),
+            self.context.as_deref(),
+            self.in_cluster,
+        )
     }
 
     /// The staged Secret's name.
@@ -316,11 +313,7 @@ impl KubernetesSecretStore {
 
     /// `-n NS --context CTX`, for the commands messages suggest.
     fn kubectl_args(&self) -> String {
-        let mut s = format!("-n {}", self.cfg.namespace);
-        if let Some(c) = &self.cfg.context {
-            s.push_str(&format!(" --context {c}"));
-        }
-        s
+        crate::connect::kubectl_args(&self.cfg.namespace, self.cfg.context.as_deref())
     }
 
     /// The Role rules this store needs, as YAML a Role's `rules:` takes. `create`
