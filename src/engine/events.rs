@@ -71,6 +71,15 @@ impl DeliveryPath {
             DeliveryPath::RolloutDone => "once the rollout is done",
         }
     }
+
+    /// A restarter's part, where it has one.
+    pub fn of_restart(d: Delivers) -> Option<DeliveryPath> {
+        match d {
+            Delivers::Nothing => None,
+            Delivers::WhenStarted => Some(DeliveryPath::Synced),
+            Delivers::WhenDone => Some(DeliveryPath::RolloutDone),
+        }
+    }
 }
 
 impl From<Delivery> for DeliveryPath {
@@ -78,17 +87,6 @@ impl From<Delivery> for DeliveryPath {
         match d {
             Delivery::AtBoot => DeliveryPath::AtBoot,
             Delivery::OnRedeploy => DeliveryPath::OnRedeploy,
-        }
-    }
-}
-
-impl DeliveryPath {
-    /// A restarter's part, where it has one.
-    pub fn of_restart(d: Delivers) -> Option<DeliveryPath> {
-        match d {
-            Delivers::Nothing => None,
-            Delivers::WhenStarted => Some(DeliveryPath::Synced),
-            Delivers::WhenDone => Some(DeliveryPath::RolloutDone),
         }
     }
 }

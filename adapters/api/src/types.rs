@@ -96,11 +96,6 @@ impl Rollout {
         }
     }
 
-    pub fn with_extra(mut self, extra: serde_json::Value) -> Rollout {
-        self.extra = extra;
-        self
-    }
-
     pub fn delivering(mut self, delivers: Delivers) -> Rollout {
         self.delivers = delivers;
         self
